@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Runs every test of the project, after installing what the tests need when it is missing:
+# the Windows cross target and its linker. Safe to run again; CI runs exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n==> %s\n' "$*" >&2; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+apt_updated=""
+apt_install() {
+    if [ -z "$apt_updated" ]; then
+        as_root apt-get update -qq
+        apt_updated=1
+    fi
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+log "prerequisites"
+if ! rustup target list --installed | grep -qx x86_64-pc-windows-gnu; then
+    rustup target add x86_64-pc-windows-gnu
+fi
+rustup component list --installed | grep -q '^clippy' || rustup component add clippy
+rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
+command -v x86_64-w64-mingw32-gcc >/dev/null || apt_install gcc-mingw-w64-x86-64
+
+log "cargo fmt --check"
+cargo fmt --all --check
+
+log "clippy (Linux)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+log "clippy (x86_64-pc-windows-gnu)"
+cargo clippy --workspace --all-targets --locked --target x86_64-pc-windows-gnu -- -D warnings
+
+log "CRDs are up to date"
+cargo run -q --locked -p hostprocess-crds --bin crdgen | diff -u crds/hostprocess.dev.yaml - \
+    || { echo "crds/hostprocess.dev.yaml is stale: regenerate it (see README)" >&2; exit 1; }
+
+log "cargo test"
+cargo test --workspace --locked
