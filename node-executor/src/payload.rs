@@ -1,0 +1,112 @@
+//! Test payloads: the executor binary doubles as the program it runs in tests (on Linux and
+//! under Wine), so the tests need no PowerShell and no other tools. Hidden from `--help`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Subcommand;
+
+#[derive(Debug, Subcommand)]
+pub enum Payload {
+    /// Exit with a code.
+    Exit { code: i32 },
+    /// Sleep, then exit 0.
+    Sleep { seconds: u64 },
+    /// Append a line to a file (counts runs), then exit with a code.
+    Count {
+        file: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        code: i32,
+    },
+    /// Start a child that starts a child … `depth` levels deep, each writing its pid to
+    /// `pid_dir`, then every process sleeps.
+    SpawnTree {
+        depth: u32,
+        pid_dir: PathBuf,
+        #[arg(long, default_value_t = 3600)]
+        seconds: u64,
+    },
+    /// Ignore the stop requests the executor can catch (SIGTERM/SIGINT, console events), sleep.
+    IgnoreStop {
+        pid_dir: PathBuf,
+        #[arg(long, default_value_t = 3600)]
+        seconds: u64,
+    },
+    /// Allocate and touch `mb` MiB, 8 MiB at a time, then hold it.
+    Alloc {
+        mb: usize,
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+    },
+}
+
+pub fn run(payload: Payload) -> i32 {
+    match payload {
+        Payload::Exit { code } => code,
+        Payload::Sleep { seconds } => {
+            std::thread::sleep(Duration::from_secs(seconds));
+            0
+        }
+        Payload::Count { file, code } => {
+            let appended = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&file)
+                .and_then(|mut f| writeln!(f, "{}", std::process::id()));
+            if let Err(e) = appended {
+                eprintln!("payload count: {}: {e}", file.display());
+                return 1;
+            }
+            code
+        }
+        Payload::SpawnTree { depth, pid_dir, seconds } => {
+            if let Err(e) = write_pid(&pid_dir) {
+                eprintln!("payload spawn-tree: {e}");
+                return 1;
+            }
+            if depth > 0 {
+                let spawned = std::env::current_exe().and_then(|exe| {
+                    std::process::Command::new(exe)
+                        .args(["payload", "spawn-tree", &(depth - 1).to_string()])
+                        .arg(&pid_dir)
+                        .args(["--seconds", &seconds.to_string()])
+                        .spawn()
+                });
+                if let Err(e) = spawned {
+                    eprintln!("payload spawn-tree: {e}");
+                    return 1;
+                }
+            }
+            std::thread::sleep(Duration::from_secs(seconds));
+            0
+        }
+        Payload::IgnoreStop { pid_dir, seconds } => {
+            if let Err(e) = ctrlc::set_handler(|| eprintln!("payload ignore-stop: ignoring a stop request")) {
+                eprintln!("payload ignore-stop: {e}");
+                return 1;
+            }
+            if let Err(e) = write_pid(&pid_dir) {
+                eprintln!("payload ignore-stop: {e}");
+                return 1;
+            }
+            std::thread::sleep(Duration::from_secs(seconds));
+            0
+        }
+        Payload::Alloc { mb, seconds } => {
+            let mut held: Vec<Vec<u8>> = Vec::new();
+            for _ in 0..mb.div_ceil(8) {
+                held.push(vec![1u8; 8 << 20]);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            eprintln!("payload alloc: holding {} MiB", held.len() * 8);
+            std::thread::sleep(Duration::from_secs(seconds));
+            0
+        }
+    }
+}
+
+fn write_pid(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join(std::process::id().to_string()), b"")
+}

@@ -1,0 +1,447 @@
+//! The Linux implementation, for tests and the simulated cluster.
+//!
+//! Processes: the payload gets its own process group, and the executor is a child subreaper,
+//! so every descendant — even one that calls `setsid` — stays the executor's to find and to
+//! kill. A sampler over `/proc` sums the job's memory and counts its processes; the job-wide
+//! memory and process limits are enforced by killing the job when it goes over (Windows
+//! instead fails the allocation or the process creation). CPU rate is not enforced on Linux.
+//!
+//! Accounts and ACLs: a file-backed store (`accounts.json`, `acls.json`, and a `fs/` tree that
+//! stands for the drives) used only by tests and the simulated cluster. It never touches the
+//! Linux host's users or permissions.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsString;
+use std::fs;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use hostprocess_crds::{AppliesTo, Rights};
+use nix::errno::Errno;
+use nix::sys::resource::{UsageWho, getrusage};
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    AccountId, Ace, Job, JobLimits, JobStats, Launch, LimitKind, LocalGroup, PathKind, Platform,
+    PlatformError,
+};
+
+/// How often the sampler looks at the job.
+const SAMPLE_EVERY: Duration = Duration::from_millis(25);
+
+/// The Linux host: real processes, and the test store for accounts and ACLs.
+#[derive(Debug, Clone)]
+pub struct Host {
+    store: PathBuf,
+}
+
+impl Host {
+    /// `store` holds the test account/ACL store (created when missing).
+    pub fn new(store: PathBuf) -> Result<Self, PlatformError> {
+        // Orphaned descendants of the payload are re-parented to us, so none escapes a kill.
+        nix::sys::prctl::set_child_subreaper(true)
+            .map_err(|e| PlatformError::new("prctl(PR_SET_CHILD_SUBREAPER)", "self", e))?;
+        Ok(Host { store })
+    }
+
+    fn accounts_file(&self) -> PathBuf {
+        self.store.join("accounts.json")
+    }
+
+    fn acls_file(&self) -> PathBuf {
+        self.store.join("acls.json")
+    }
+
+    /// Where a Windows path of the test store lives: `C:\Data\Logs` is `<store>/fs/c/data/logs`
+    /// (lower case: Windows paths are case-insensitive).
+    pub fn host_path(&self, windows_path: &str) -> PathBuf {
+        let mut path = self.store.join("fs");
+        for part in windows_path.split('\\').filter(|p| !p.is_empty()) {
+            path.push(part.trim_end_matches(':').to_lowercase());
+        }
+        path
+    }
+}
+
+/// The test store's accounts: the accounts that exist, and the local groups.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct AccountStore {
+    /// Accounts that exist besides the built-in ones, as `name` or `DOMAIN\name`.
+    #[serde(default)]
+    accounts: Vec<String>,
+    /// Local groups by lower-case name.
+    #[serde(default)]
+    groups: BTreeMap<String, StoredGroup>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredGroup {
+    name: String,
+    description: String,
+    members: Vec<AccountId>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredAce {
+    group: String,
+    rights: Rights,
+    applies_to: AppliesTo,
+}
+
+const BUILTIN_ACCOUNTS: &[&str] = &[
+    r"NT AUTHORITY\SYSTEM",
+    r"NT AUTHORITY\LOCAL SERVICE",
+    r"NT AUTHORITY\NETWORK SERVICE",
+    "Administrator",
+];
+
+/// The canonical id of an account in the test store: its lower-case `DOMAIN\name`, local
+/// accounts in domain `node`.
+fn canonical(name: &str) -> AccountId {
+    let full = if name.contains('\\') { name.to_string() } else { format!("node\\{name}") };
+    AccountId(full.to_lowercase())
+}
+
+fn load<T: Default + for<'de> Deserialize<'de>>(path: &Path) -> Result<T, PlatformError> {
+    match fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| PlatformError::new("read test store", path.display().to_string(), e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
+        Err(e) => Err(PlatformError::new("read test store", path.display().to_string(), e)),
+    }
+}
+
+fn save<T: Serialize>(path: &Path, value: &T) -> Result<(), PlatformError> {
+    let err =
+        |e: &dyn std::fmt::Display| PlatformError::new("write test store", path.display().to_string(), e);
+    let bytes = serde_json::to_vec_pretty(value).map_err(|e| err(&e))?;
+    crate::record::write_atomically(path, &bytes).map_err(|e| err(&e))
+}
+
+impl Platform for Host {
+    type Job = NativeJob;
+
+    fn launch(&self, launch: &Launch, limits: &JobLimits) -> Result<NativeJob, PlatformError> {
+        let baseline = children_cpu_ms();
+        let child =
+            Command::new(&launch.program).args(&launch.args).process_group(0).spawn().map_err(|e| {
+                let code = i64::from(e.raw_os_error().unwrap_or_default());
+                PlatformError::new("spawn", launch.program.to_string_lossy(), e).with_code(code)
+            })?;
+        Ok(NativeJob {
+            pid: child.id(),
+            limits: *limits,
+            exit: None,
+            stats: JobStats::default(),
+            cpu_baseline_ms: baseline,
+            last_sample: None,
+        })
+    }
+
+    fn script_command(&self, script: PathBuf) -> Launch {
+        // The Linux test platform has no PowerShell: scripts run with the POSIX shell.
+        Launch { program: OsString::from("/bin/sh"), args: vec![script.into_os_string()] }
+    }
+
+    fn lookup_account(&self, name: &str) -> Result<Option<AccountId>, PlatformError> {
+        let store: AccountStore = load(&self.accounts_file())?;
+        let id = canonical(name);
+        let exists = BUILTIN_ACCOUNTS
+            .iter()
+            .copied()
+            .chain(store.accounts.iter().map(String::as_str))
+            .any(|a| canonical(a) == id)
+            || store.groups.values().any(|g| canonical(&g.name) == id);
+        Ok(exists.then_some(id))
+    }
+
+    fn group(&self, name: &str) -> Result<Option<LocalGroup>, PlatformError> {
+        let store: AccountStore = load(&self.accounts_file())?;
+        Ok(store.groups.get(&name.to_lowercase()).map(|g| LocalGroup {
+            name: g.name.clone(),
+            description: g.description.clone(),
+            members: g.members.clone(),
+        }))
+    }
+
+    fn create_group(&self, name: &str, description: &str) -> Result<(), PlatformError> {
+        let mut store: AccountStore = load(&self.accounts_file())?;
+        let key = name.to_lowercase();
+        if store.groups.contains_key(&key) {
+            return Err(PlatformError::new("create group", name, "the group already exists").with_code(2223));
+        }
+        store
+            .groups
+            .insert(key, StoredGroup { name: name.into(), description: description.into(), members: vec![] });
+        save(&self.accounts_file(), &store)
+    }
+
+    fn set_group_description(&self, name: &str, description: &str) -> Result<(), PlatformError> {
+        self.edit_group(name, |g| g.description = description.to_string())
+    }
+
+    fn delete_group(&self, name: &str) -> Result<(), PlatformError> {
+        let mut store: AccountStore = load(&self.accounts_file())?;
+        if store.groups.remove(&name.to_lowercase()).is_none() {
+            return Err(PlatformError::new("delete group", name, "no such group").with_code(2220));
+        }
+        save(&self.accounts_file(), &store)
+    }
+
+    fn add_member(&self, group: &str, member: &AccountId) -> Result<(), PlatformError> {
+        self.edit_group(group, |g| {
+            if !g.members.contains(member) {
+                g.members.push(member.clone());
+            }
+        })
+    }
+
+    fn remove_member(&self, group: &str, member: &AccountId) -> Result<(), PlatformError> {
+        self.edit_group(group, |g| g.members.retain(|m| m != member))
+    }
+
+    fn path_kind(&self, path: &str) -> Result<PathKind, PlatformError> {
+        match fs::metadata(self.host_path(path)) {
+            Ok(meta) if meta.is_dir() => Ok(PathKind::Directory),
+            Ok(_) => Ok(PathKind::File),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(PathKind::Missing),
+            Err(e) => Err(PlatformError::new("stat", path, e)),
+        }
+    }
+
+    fn explicit_aces(&self, path: &str, group: &str) -> Result<Vec<Ace>, PlatformError> {
+        let acls: HashMap<String, Vec<StoredAce>> = load(&self.acls_file())?;
+        Ok(acls
+            .get(&path.to_lowercase())
+            .into_iter()
+            .flatten()
+            .filter(|a| a.group.eq_ignore_ascii_case(group))
+            .map(|a| Ace::new(a.rights, a.applies_to))
+            .collect())
+    }
+
+    fn set_ace(
+        &self,
+        path: &str,
+        group: &str,
+        rights: Rights,
+        applies_to: AppliesTo,
+    ) -> Result<(), PlatformError> {
+        let mut acls: HashMap<String, Vec<StoredAce>> = load(&self.acls_file())?;
+        let entries = acls.entry(path.to_lowercase()).or_default();
+        entries.retain(|a| !a.group.eq_ignore_ascii_case(group));
+        entries.push(StoredAce { group: group.to_string(), rights, applies_to });
+        save(&self.acls_file(), &acls)
+    }
+
+    fn remove_aces(&self, path: &str, group: &str) -> Result<(), PlatformError> {
+        let mut acls: HashMap<String, Vec<StoredAce>> = load(&self.acls_file())?;
+        if let Some(entries) = acls.get_mut(&path.to_lowercase()) {
+            entries.retain(|a| !a.group.eq_ignore_ascii_case(group));
+        }
+        acls.retain(|_, entries| !entries.is_empty());
+        save(&self.acls_file(), &acls)
+    }
+
+    fn process_alive(&self, pid: u32) -> bool {
+        match fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(stat) => stat.rfind(')').and_then(|i| stat.get(i + 2..i + 3)) != Some("Z"),
+            Err(_) => false,
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("Linux (test platform; accounts and ACLs in {})", self.store.display())
+    }
+
+    fn is_wine(&self) -> bool {
+        false
+    }
+}
+
+impl Host {
+    fn edit_group(&self, name: &str, edit: impl FnOnce(&mut StoredGroup)) -> Result<(), PlatformError> {
+        let mut store: AccountStore = load(&self.accounts_file())?;
+        let group = store
+            .groups
+            .get_mut(&name.to_lowercase())
+            .ok_or_else(|| PlatformError::new("edit group", name, "no such group").with_code(2220))?;
+        edit(group);
+        save(&self.accounts_file(), &store)
+    }
+}
+
+/// A payload's process group plus every descendant re-parented to the executor.
+#[derive(Debug)]
+pub struct NativeJob {
+    pid: u32,
+    limits: JobLimits,
+    exit: Option<i64>,
+    stats: JobStats,
+    cpu_baseline_ms: u64,
+    last_sample: Option<Instant>,
+}
+
+impl NativeJob {
+    /// Reaps every exited child without blocking, remembering the main process's status.
+    fn reap(&mut self) {
+        loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) => {
+                    if pid.as_raw() as u32 == self.pid {
+                        self.exit = Some(i64::from(code));
+                    }
+                }
+                Ok(WaitStatus::Signaled(pid, signal, _)) => {
+                    if pid.as_raw() as u32 == self.pid {
+                        self.exit = Some(128 + signal as i64);
+                    }
+                }
+                Ok(WaitStatus::StillAlive) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// Samples memory, CPU and process count; kills the job when it breaks a limit.
+    fn sample(&mut self) {
+        if self.last_sample.is_some_and(|t| t.elapsed() < SAMPLE_EVERY) {
+            return;
+        }
+        self.last_sample = Some(Instant::now());
+        let procs = descendants();
+        let rss: u64 = procs.iter().map(|p| p.rss_bytes).sum();
+        let live_cpu: u64 = procs.iter().map(|p| p.cpu_ms).sum();
+        self.stats.peak_memory_bytes = self.stats.peak_memory_bytes.max(rss);
+        self.stats.active_processes = u32::try_from(procs.len()).unwrap_or(u32::MAX);
+        self.stats.cpu_time_ms = children_cpu_ms().saturating_sub(self.cpu_baseline_ms) + live_cpu;
+        let over = match self.limits {
+            JobLimits { memory_bytes: Some(max), .. } if rss > max => Some(LimitKind::Memory),
+            JobLimits { processes: Some(max), .. } if self.stats.active_processes > max => {
+                Some(LimitKind::Processes)
+            }
+            _ => None,
+        };
+        if over.is_some() && self.stats.limit_exceeded.is_none() {
+            self.stats.limit_exceeded = over;
+            // A failed kill is retried by the caller's own kill after the main process exits.
+            let _ = self.kill();
+        }
+    }
+}
+
+impl Job for NativeJob {
+    fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    fn poll(&mut self, slice: Duration) -> Result<Option<i64>, PlatformError> {
+        let until = Instant::now() + slice;
+        loop {
+            self.reap();
+            if self.exit.is_some() {
+                return Ok(self.exit);
+            }
+            self.sample();
+            let now = Instant::now();
+            if now >= until {
+                return Ok(None);
+            }
+            std::thread::sleep((until - now).min(Duration::from_millis(5)));
+        }
+    }
+
+    fn kill(&mut self) -> Result<(), PlatformError> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match killpg(Pid::from_raw(self.pid as i32), Signal::SIGKILL) {
+                Ok(()) | Err(Errno::ESRCH) => {}
+                Err(e) => return Err(PlatformError::new("killpg", self.pid.to_string(), e)),
+            }
+            let left = descendants();
+            for p in &left {
+                let _ = kill(Pid::from_raw(p.pid as i32), Signal::SIGKILL);
+            }
+            self.reap();
+            if left.is_empty() && self.exit.is_some() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let pids: Vec<u32> = left.iter().map(|p| p.pid).collect();
+                return Err(PlatformError::new(
+                    "kill job",
+                    self.pid.to_string(),
+                    format!("still alive: {pids:?}"),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn stats(&mut self) -> JobStats {
+        self.last_sample = None;
+        self.sample();
+        self.stats
+    }
+}
+
+/// CPU time of every child the executor has reaped, in milliseconds.
+fn children_cpu_ms() -> u64 {
+    getrusage(UsageWho::RUSAGE_CHILDREN)
+        .map(|u| {
+            let ms = |t: nix::sys::time::TimeVal| (t.tv_sec() as u64) * 1000 + (t.tv_usec() as u64) / 1000;
+            ms(u.user_time()) + ms(u.system_time())
+        })
+        .unwrap_or(0)
+}
+
+#[derive(Debug)]
+struct ProcInfo {
+    pid: u32,
+    rss_bytes: u64,
+    cpu_ms: u64,
+}
+
+/// Every live (not zombie) descendant of this process, from `/proc`.
+fn descendants() -> Vec<ProcInfo> {
+    let me = std::process::id();
+    let page = 4096u64;
+    let ticks_ms = 10u64; // USER_HZ is 100 on every Linux the project targets.
+    let mut all: Vec<(u32, u32, ProcInfo)> = Vec::new();
+    let Ok(entries) = fs::read_dir("/proc") else { return vec![] };
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        // The command name may hold spaces and parentheses: fields start after the last ')'.
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else { continue };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // fields[0] is field 3 (state) of proc(5).
+        let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+        if fields.first() == Some(&"Z") {
+            continue;
+        }
+        let info = ProcInfo { pid, rss_bytes: field(24) * page, cpu_ms: (field(14) + field(15)) * ticks_ms };
+        all.push((pid, field(4) as u32, info));
+    }
+    let mut parents: HashMap<u32, u32> = HashMap::new();
+    for (pid, ppid, _) in &all {
+        parents.insert(*pid, *ppid);
+    }
+    let is_descendant = |mut pid: u32| {
+        for _ in 0..64 {
+            match parents.get(&pid) {
+                Some(&parent) if parent == me => return true,
+                Some(&parent) if parent > 1 => pid = parent,
+                _ => return false,
+            }
+        }
+        false
+    };
+    all.into_iter().filter(|(pid, _, _)| is_descendant(*pid)).map(|(_, _, info)| info).collect()
+}

@@ -1,0 +1,175 @@
+//! The seam between what the executor decides and the host it changes.
+//!
+//! Everything above this module (argument parsing, planning, idempotency records, results)
+//! is shared and tested on Linux. Below it, `windows.rs` makes the Win32 calls and `linux.rs`
+//! implements the same contract with process groups and a file-backed account/ACL store
+//! that exists only for tests and the simulated cluster.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use hostprocess_crds::{AppliesTo, Rights};
+use serde::Serialize;
+
+#[cfg(unix)]
+pub mod linux;
+#[cfg(windows)]
+#[allow(unsafe_code)]
+pub mod windows;
+
+#[cfg(unix)]
+pub use linux::Host;
+#[cfg(windows)]
+pub use windows::Host;
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    pub program: OsString,
+    pub args: Vec<OsString>,
+}
+
+/// Limits of the job the payload runs in. `None`: no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobLimits {
+    pub memory_bytes: Option<u64>,
+    pub cpu_millis: Option<u64>,
+    pub processes: Option<u32>,
+}
+
+/// Which limit a job ran into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum LimitKind {
+    Memory,
+    Processes,
+}
+
+/// Accounting of a job, from the OS's job accounting where there is one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobStats {
+    /// The most memory the job's processes used at once, in bytes.
+    pub peak_memory_bytes: u64,
+    /// User plus kernel CPU time of every process of the job, in milliseconds.
+    pub cpu_time_ms: u64,
+    /// Processes of the job alive now.
+    pub active_processes: u32,
+    /// A limit the job ran into, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit_exceeded: Option<LimitKind>,
+}
+
+/// A payload running in its own job: the payload and every process it starts.
+pub trait Job {
+    /// The payload's main process id.
+    fn pid(&self) -> u32;
+    /// Waits up to `slice` for the main process to exit; its exit code once it has.
+    fn poll(&mut self, slice: Duration) -> Result<Option<i64>, PlatformError>;
+    /// Kills every process of the job and waits until none is left. Idempotent.
+    fn kill(&mut self) -> Result<(), PlatformError>;
+    /// The job's accounting so far.
+    fn stats(&mut self) -> JobStats;
+}
+
+/// A local group as the host has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalGroup {
+    pub name: String,
+    pub description: String,
+    /// The members, as canonical account ids (SIDs on Windows).
+    pub members: Vec<AccountId>,
+}
+
+/// A canonical account identity (a SID string on Windows), comparable for equality.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
+pub struct AccountId(pub String);
+
+/// One explicit access-allowed entry for a group on a path. `None`: the host has rights or
+/// inheritance flags outside what a HostGroup grant expresses (set by someone else), so it
+/// never equals a wanted grant and is replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ace {
+    pub rights: Option<Rights>,
+    pub applies_to: Option<AppliesTo>,
+}
+
+impl Ace {
+    pub fn new(rights: Rights, applies_to: AppliesTo) -> Self {
+        Ace { rights: Some(rights), applies_to: Some(applies_to) }
+    }
+}
+
+/// What a path is on the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathKind {
+    Missing,
+    File,
+    Directory,
+}
+
+/// The host operations the executor needs.
+pub trait Platform {
+    type Job: Job;
+
+    /// Starts the payload suspended, puts it in a new job with the limits, then lets it run.
+    /// Refuses (before the payload runs) a limit the OS does not accept.
+    fn launch(&self, launch: &Launch, limits: &JobLimits) -> Result<Self::Job, PlatformError>;
+
+    /// The command that runs a PowerShell script file.
+    fn script_command(&self, script: PathBuf) -> Launch;
+
+    /// Resolves an account name to its canonical id; `None` if no such account exists.
+    fn lookup_account(&self, name: &str) -> Result<Option<AccountId>, PlatformError>;
+    fn group(&self, name: &str) -> Result<Option<LocalGroup>, PlatformError>;
+    fn create_group(&self, name: &str, description: &str) -> Result<(), PlatformError>;
+    fn set_group_description(&self, name: &str, description: &str) -> Result<(), PlatformError>;
+    fn delete_group(&self, name: &str) -> Result<(), PlatformError>;
+    fn add_member(&self, group: &str, member: &AccountId) -> Result<(), PlatformError>;
+    fn remove_member(&self, group: &str, member: &AccountId) -> Result<(), PlatformError>;
+
+    fn path_kind(&self, path: &str) -> Result<PathKind, PlatformError>;
+    /// The explicit (not inherited) allow entries for `group` on `path`.
+    fn explicit_aces(&self, path: &str, group: &str) -> Result<Vec<Ace>, PlatformError>;
+    /// Replaces the explicit entries for `group` on `path` by one allowing `rights`.
+    fn set_ace(
+        &self,
+        path: &str,
+        group: &str,
+        rights: Rights,
+        applies_to: AppliesTo,
+    ) -> Result<(), PlatformError>;
+    /// Removes the explicit entries for `group` on `path`.
+    fn remove_aces(&self, path: &str, group: &str) -> Result<(), PlatformError>;
+
+    /// Whether a process is alive (not exited, not a zombie).
+    fn process_alive(&self, pid: u32) -> bool;
+    /// What this host is, for reports: "Linux (test platform)", "Windows …", "Wine …".
+    fn describe(&self) -> String;
+    /// Whether this is Wine, which implements some calls only as stubs.
+    fn is_wine(&self) -> bool;
+}
+
+/// A host call that failed: which call, on what, and the OS's words.
+#[derive(Debug, thiserror::Error)]
+#[error("{call}({subject}) failed: {detail}")]
+pub struct PlatformError {
+    pub call: &'static str,
+    pub subject: String,
+    pub detail: String,
+    /// The OS error code, when there is one (Win32 error, errno).
+    pub code: Option<i64>,
+}
+
+impl PlatformError {
+    pub fn new(call: &'static str, subject: impl Into<String>, detail: impl ToString) -> Self {
+        PlatformError { call, subject: subject.into(), detail: detail.to_string(), code: None }
+    }
+
+    pub fn with_code(mut self, code: i64) -> Self {
+        self.code = Some(code);
+        self
+    }
+}

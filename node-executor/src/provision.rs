@@ -1,0 +1,365 @@
+//! Local groups, their members and file-system grants: check everything, plan the changes,
+//! apply them, report exactly what changed (nothing on a second run).
+//!
+//! The executor remembers on the host what it did itself (`<state-dir>/groups/<group>.json`):
+//! whether it created the group, which members it added, which paths it granted. Removal
+//! undoes only that — a group that existed before is kept, members added by others stay.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use hostprocess_crds::{AppliesTo, Grant, HostGroupSpec, ValidationErrors, messages};
+use serde::{Deserialize, Serialize};
+
+use crate::platform::{AccountId, Ace, PathKind, Platform, PlatformError};
+use crate::record::write_atomically;
+
+/// One change made on the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "change", rename_all = "camelCase")]
+pub enum Change {
+    CreateGroup {
+        group: String,
+    },
+    SetDescription {
+        group: String,
+        description: String,
+    },
+    AddMember {
+        group: String,
+        member: String,
+    },
+    RemoveMember {
+        group: String,
+        member: String,
+    },
+    DeleteGroup {
+        group: String,
+    },
+    #[serde(rename_all = "camelCase")]
+    SetGrant {
+        path: String,
+        group: String,
+        rights: hostprocess_crds::Rights,
+        applies_to: AppliesTo,
+    },
+    RevokeGrant {
+        path: String,
+        group: String,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    #[error("refused, nothing changed: {0}")]
+    Invalid(ValidationErrors),
+    #[error("refused, nothing changed: member {0:?} does not exist on this node")]
+    UnknownMember(String),
+    #[error("refused, nothing changed: path {0} does not exist on this node")]
+    MissingPath(String),
+    #[error("refused, nothing changed: path {path} is a file: {}", messages::FILES_ONLY_THIS_FOLDER)]
+    FileInheritance { path: String },
+    #[error("{source} (changes made before the failure: {done:?})")]
+    Host { source: PlatformError, done: Vec<Change> },
+    #[error("cannot read or write the ownership record {path}: {detail}")]
+    Ownership { path: PathBuf, detail: String },
+}
+
+/// What the executor did itself to one group on this host.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Ownership {
+    created: bool,
+    members: BTreeSet<AccountId>,
+    /// Granted paths, as written (compared case-insensitively).
+    grants: BTreeSet<String>,
+}
+
+struct OwnershipFile(PathBuf);
+
+impl OwnershipFile {
+    fn new(state_dir: &Path, group: &str) -> Self {
+        // Group names are validated (no separators); Windows compares them case-insensitively.
+        OwnershipFile(state_dir.join("groups").join(format!("{}.json", group.to_lowercase())))
+    }
+
+    fn load(&self) -> Result<Ownership, ProvisionError> {
+        match std::fs::read(&self.0) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| self.err(e)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Ownership::default()),
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
+    fn save(&self, ownership: &Ownership) -> Result<(), ProvisionError> {
+        let bytes = serde_json::to_vec_pretty(ownership).map_err(|e| self.err(e))?;
+        write_atomically(&self.0, &bytes).map_err(|e| self.err(e))
+    }
+
+    fn remove(&self) -> Result<(), ProvisionError> {
+        match std::fs::remove_file(&self.0) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(self.err(e)),
+            _ => Ok(()),
+        }
+    }
+
+    fn err(&self, e: impl ToString) -> ProvisionError {
+        ProvisionError::Ownership { path: self.0.clone(), detail: e.to_string() }
+    }
+}
+
+/// Applies changes one by one, keeping the ownership record true after each.
+struct Applier<'a, P: Platform> {
+    platform: &'a P,
+    file: OwnershipFile,
+    owned: Ownership,
+    done: Vec<Change>,
+}
+
+impl<P: Platform> Applier<'_, P> {
+    fn apply(
+        &mut self,
+        change: Change,
+        call: impl FnOnce(&P) -> Result<(), PlatformError>,
+    ) -> Result<(), ProvisionError> {
+        if let Err(source) = call(self.platform) {
+            // Keep what was recorded so far; the next run picks up from the host's real state.
+            self.file.save(&self.owned)?;
+            return Err(ProvisionError::Host { source, done: std::mem::take(&mut self.done) });
+        }
+        self.done.push(change);
+        Ok(())
+    }
+}
+
+fn host(source: PlatformError) -> ProvisionError {
+    ProvisionError::Host { source, done: vec![] }
+}
+
+/// Resolves every member to its account id, refusing unknown accounts.
+fn resolve_members<P: Platform>(
+    platform: &P,
+    members: &[String],
+) -> Result<Vec<(String, AccountId)>, ProvisionError> {
+    members
+        .iter()
+        .map(|m| match platform.lookup_account(m).map_err(host)? {
+            Some(id) => Ok((m.clone(), id)),
+            None => Err(ProvisionError::UnknownMember(m.clone())),
+        })
+        .collect()
+}
+
+/// Checks that every grant can be applied exactly on this host.
+fn check_grants<P: Platform>(platform: &P, grants: &[Grant]) -> Result<(), ProvisionError> {
+    for grant in grants {
+        match platform.path_kind(&grant.path).map_err(host)? {
+            PathKind::Missing => return Err(ProvisionError::MissingPath(grant.path.clone())),
+            PathKind::File if grant.applies_to != AppliesTo::ThisFolderOnly => {
+                return Err(ProvisionError::FileInheritance { path: grant.path.clone() });
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Makes the host match `spec`: the group with its description and members, the grants;
+/// members and grants this executor added earlier and the spec no longer lists are removed.
+pub fn provision<P: Platform>(
+    platform: &P,
+    spec: &HostGroupSpec,
+    state_dir: &Path,
+) -> Result<Vec<Change>, ProvisionError> {
+    spec.validate().map_err(ProvisionError::Invalid)?;
+    let members = resolve_members(platform, &spec.members)?;
+    check_grants(platform, &spec.grants)?;
+
+    let group = spec.group_name.as_str();
+    let file = OwnershipFile::new(state_dir, group);
+    let owned = file.load()?;
+    let mut applier = Applier { platform, file, owned, done: vec![] };
+
+    let description = spec.description.clone().unwrap_or_default();
+    let current = platform.group(group).map_err(host)?;
+    let current_members: Vec<AccountId> = match &current {
+        None => {
+            applier.apply(Change::CreateGroup { group: group.into() }, |p| {
+                p.create_group(group, &description)
+            })?;
+            applier.owned.created = true;
+            vec![]
+        }
+        Some(existing) => {
+            if spec.description.is_some() && existing.description != description {
+                let change = Change::SetDescription { group: group.into(), description: description.clone() };
+                applier.apply(change, |p| p.set_group_description(group, &description))?;
+            }
+            existing.members.clone()
+        }
+    };
+    for (name, id) in &members {
+        if !current_members.contains(id) {
+            applier.apply(Change::AddMember { group: group.into(), member: name.clone() }, |p| {
+                p.add_member(group, id)
+            })?;
+            applier.owned.members.insert(id.clone());
+        }
+    }
+    let wanted: BTreeSet<&AccountId> = members.iter().map(|(_, id)| id).collect();
+    let stale: Vec<AccountId> =
+        applier.owned.members.iter().filter(|id| !wanted.contains(id)).cloned().collect();
+    for id in stale {
+        if current_members.contains(&id) {
+            let change = Change::RemoveMember { group: group.into(), member: id.0.clone() };
+            applier.apply(change, |p| p.remove_member(group, &id))?;
+        }
+        applier.owned.members.remove(&id);
+    }
+
+    apply_grants(&mut applier, group, &spec.grants)?;
+    let stale: Vec<String> = applier
+        .owned
+        .grants
+        .iter()
+        .filter(|path| !spec.grants.iter().any(|g| g.path.eq_ignore_ascii_case(path)))
+        .cloned()
+        .collect();
+    revoke_grants(&mut applier, group, &stale)?;
+
+    applier.file.save(&applier.owned)?;
+    Ok(applier.done)
+}
+
+/// Applies grants for an existing group, leaving other grants alone.
+pub fn grant<P: Platform>(
+    platform: &P,
+    group: &str,
+    grants: &[Grant],
+    state_dir: &Path,
+) -> Result<Vec<Change>, ProvisionError> {
+    let spec = HostGroupSpec {
+        group_name: group.into(),
+        description: None,
+        node_selector: None,
+        tolerations: vec![],
+        grants: grants.to_vec(),
+        members: vec![],
+        deletion_policy: Default::default(),
+    };
+    spec.validate().map_err(ProvisionError::Invalid)?;
+    if platform.group(group).map_err(host)?.is_none() {
+        return Err(ProvisionError::Host {
+            source: PlatformError::new("grant", group, "no such local group: ensure the group first"),
+            done: vec![],
+        });
+    }
+    check_grants(platform, grants)?;
+    let file = OwnershipFile::new(state_dir, group);
+    let owned = file.load()?;
+    let mut applier = Applier { platform, file, owned, done: vec![] };
+    apply_grants(&mut applier, group, grants)?;
+    applier.file.save(&applier.owned)?;
+    Ok(applier.done)
+}
+
+/// Revokes the group's explicit grants on `paths`.
+pub fn revoke<P: Platform>(
+    platform: &P,
+    group: &str,
+    paths: &[String],
+    state_dir: &Path,
+) -> Result<Vec<Change>, ProvisionError> {
+    let mut errors = vec![];
+    for (i, path) in paths.iter().enumerate() {
+        if let Err(e) = hostprocess_crds::format::WINDOWS_PATH.check(path) {
+            errors.push(hostprocess_crds::FieldError { field: format!("path[{i}]"), message: e.to_string() });
+        }
+    }
+    if let Err(e) = hostprocess_crds::format::GROUP_NAME.check(group) {
+        errors.push(hostprocess_crds::FieldError { field: "group".into(), message: e.to_string() });
+    }
+    if !errors.is_empty() {
+        return Err(ProvisionError::Invalid(ValidationErrors(errors)));
+    }
+    let file = OwnershipFile::new(state_dir, group);
+    let owned = file.load()?;
+    let mut applier = Applier { platform, file, owned, done: vec![] };
+    revoke_grants(&mut applier, group, paths)?;
+    applier.file.save(&applier.owned)?;
+    Ok(applier.done)
+}
+
+fn apply_grants<P: Platform>(
+    applier: &mut Applier<'_, P>,
+    group: &str,
+    grants: &[Grant],
+) -> Result<(), ProvisionError> {
+    for grant in grants {
+        let wanted = Ace::new(grant.rights, grant.applies_to);
+        let current = applier.platform.explicit_aces(&grant.path, group).map_err(host)?;
+        if current != [wanted] {
+            let change = Change::SetGrant {
+                path: grant.path.clone(),
+                group: group.into(),
+                rights: grant.rights,
+                applies_to: grant.applies_to,
+            };
+            applier.apply(change, |p| p.set_ace(&grant.path, group, grant.rights, grant.applies_to))?;
+        }
+        if !applier.owned.grants.iter().any(|p| p.eq_ignore_ascii_case(&grant.path)) {
+            applier.owned.grants.insert(grant.path.clone());
+        }
+    }
+    Ok(())
+}
+
+fn revoke_grants<P: Platform>(
+    applier: &mut Applier<'_, P>,
+    group: &str,
+    paths: &[String],
+) -> Result<(), ProvisionError> {
+    for path in paths {
+        let present = applier.platform.path_kind(path).map_err(host)? != PathKind::Missing
+            && !applier.platform.explicit_aces(path, group).map_err(host)?.is_empty();
+        if present {
+            applier.apply(Change::RevokeGrant { path: path.clone(), group: group.into() }, |p| {
+                p.remove_aces(path, group)
+            })?;
+        }
+        applier.owned.grants.retain(|p| !p.eq_ignore_ascii_case(path));
+    }
+    Ok(())
+}
+
+/// Undoes what this executor did for the group: revokes its grants, then deletes the group
+/// if it created it, or else removes the members it added.
+pub fn deprovision<P: Platform>(
+    platform: &P,
+    group: &str,
+    state_dir: &Path,
+) -> Result<Vec<Change>, ProvisionError> {
+    if let Err(e) = hostprocess_crds::format::GROUP_NAME.check(group) {
+        let error = hostprocess_crds::FieldError { field: "group".into(), message: e.to_string() };
+        return Err(ProvisionError::Invalid(ValidationErrors(vec![error])));
+    }
+    let file = OwnershipFile::new(state_dir, group);
+    let owned = file.load()?;
+    let mut applier = Applier { platform, file, owned, done: vec![] };
+    let granted: Vec<String> = applier.owned.grants.iter().cloned().collect();
+    revoke_grants(&mut applier, group, &granted)?;
+    if let Some(current) = platform.group(group).map_err(host)? {
+        if applier.owned.created {
+            applier.apply(Change::DeleteGroup { group: group.into() }, |p| p.delete_group(group))?;
+        } else {
+            let added: Vec<AccountId> = applier.owned.members.iter().cloned().collect();
+            for id in added.iter().filter(|id| current.members.contains(id)) {
+                let change = Change::RemoveMember { group: group.into(), member: id.0.clone() };
+                applier.apply(change, |p| p.remove_member(group, id))?;
+                applier.owned.members.remove(id);
+            }
+        }
+    }
+    applier.file.remove()?;
+    Ok(applier.done)
+}

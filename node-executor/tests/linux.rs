@@ -1,0 +1,676 @@
+//! The node-executor's Linux platform, for real: the binary runs real processes in a process
+//! group under a subreaper, and keeps accounts and ACLs in its file-backed test store.
+#![cfg(unix)]
+// The whole crate is a test: its helpers may panic like #[test] functions do.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+const EXE: &str = env!("CARGO_BIN_EXE_node-executor");
+
+/// One node's host: a state directory with its test store.
+struct Node {
+    dir: tempfile::TempDir,
+}
+
+impl Node {
+    fn new() -> Self {
+        Node { dir: tempfile::tempdir().expect("tempdir") }
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(EXE);
+        cmd.arg("--state-dir").arg(self.state()).args(args);
+        cmd
+    }
+
+    fn exec(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("runs")
+    }
+
+    /// `run` with a payload of the executor itself.
+    fn run(&self, uid: &str, options: &[&str], payload: &[&str]) -> Output {
+        let mut args = vec!["run", "--task", "tasks/t", "--task-uid", uid, "--revision", "r1"];
+        args.extend_from_slice(options);
+        args.extend(["--", EXE, "payload"]);
+        args.extend_from_slice(payload);
+        self.exec(&args)
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).to_string_lossy().into_owned()
+    }
+
+    /// A directory in the test store at a Windows path (`C:\X` is `<store>/fs/c/x`).
+    fn mkdir(&self, windows_path: &str) {
+        let mut p = self.state().join("test-store/fs");
+        for part in windows_path.split('\\').filter(|p| !p.is_empty()) {
+            p.push(part.trim_end_matches(':').to_lowercase());
+        }
+        fs::create_dir_all(p).expect("mkdir");
+    }
+
+    fn seed_accounts(&self, accounts: &[&str]) {
+        let store = self.state().join("test-store");
+        fs::create_dir_all(&store).expect("store");
+        let json = serde_json::json!({ "accounts": accounts });
+        fs::write(store.join("accounts.json"), json.to_string()).expect("seed");
+    }
+
+    /// Every file under the state directory with its content.
+    fn snapshot(&self) -> BTreeMap<PathBuf, Vec<u8>> {
+        fn walk(dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
+            for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path, out);
+                } else {
+                    out.insert(path.clone(), fs::read(&path).unwrap_or_default());
+                }
+            }
+        }
+        let mut out = BTreeMap::new();
+        walk(&self.state(), &mut out);
+        out
+    }
+}
+
+/// The last stdout line, the JSON result.
+fn result(output: &Output) -> Value {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("no JSON result ({e}) in {stdout:?}"))
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn lines(path: &str) -> usize {
+    fs::read_to_string(path).map(|s| s.lines().count()).unwrap_or(0)
+}
+
+fn pids_in(dir: &str) -> Vec<i32> {
+    fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+fn alive(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| s.rfind(')').and_then(|i| s.get(i + 2..i + 3)) != Some("Z"))
+        .unwrap_or(false)
+}
+
+fn wait_for(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+    let until = Instant::now() + within;
+    while !done() {
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let until = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        assert!(Instant::now() < until, "the executor did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn exit_codes_pass_through() {
+    let node = Node::new();
+    // Linux exit codes have 8 bits, so 3010 (reboot required) passes through only on Windows:
+    // see the Wine tests.
+    for (uid, code) in [("ok", 0), ("fails", 3), ("high", 250)] {
+        let out = node.run(uid, &[], &["exit", &code.to_string()]);
+        assert_eq!(out.status.code(), Some(code), "{}", stderr(&out));
+        let json = result(&out);
+        assert_eq!(json["attempts"][0]["exitCode"], code);
+        assert_eq!(json["state"], if code == 0 { "Succeeded" } else { "Failed" });
+    }
+}
+
+#[test]
+fn timeout_kills_grandchildren_that_ignore_sigterm_or_escape_the_group() {
+    let node = Node::new();
+    let pids = node.path("pids");
+    // sh is the payload; its children ignore SIGTERM, one of them in a new session.
+    let script = format!("{EXE} payload ignore-stop {pids} & setsid {EXE} payload ignore-stop {pids} & wait");
+    let started = Instant::now();
+    let out = node.exec(&[
+        "run",
+        "--task",
+        "tasks/t",
+        "--task-uid",
+        "tree",
+        "--revision",
+        "r1",
+        "--timeout",
+        "2s",
+        "--",
+        "/bin/sh",
+        "-c",
+        &script,
+    ]);
+    assert_eq!(out.status.code(), Some(124), "{}", stderr(&out));
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let json = result(&out);
+    assert_eq!(json["attempts"][0]["outcome"], "TimedOut");
+    assert_eq!(json["attempts"][0]["timedOut"], true);
+    let seen = pids_in(&pids);
+    assert_eq!(seen.len(), 2, "both grandchildren started: {seen:?}");
+    let survivors: Vec<i32> = seen.into_iter().filter(|p| alive(*p)).collect();
+    assert!(survivors.is_empty(), "left alive after the timeout: {survivors:?}");
+}
+
+#[test]
+fn a_memory_limit_breach_is_reported() {
+    let node = Node::new();
+    let out = node.run("mem", &["--memory", "64Mi"], &["alloc", "256", "--seconds", "30"]);
+    assert_eq!(out.status.code(), Some(121), "{}", stderr(&out));
+    let attempt = &result(&out)["attempts"][0];
+    assert_eq!(attempt["outcome"], "LimitExceeded");
+    assert_eq!(attempt["stats"]["limitExceeded"], "memory");
+    assert!(attempt["stats"]["peakMemoryBytes"].as_u64().unwrap_or(0) > 64 << 20, "{attempt}");
+    assert!(attempt["message"].as_str().unwrap_or("").contains("memory limit of 67108864 bytes"));
+}
+
+#[test]
+fn a_completed_once_payload_never_runs_again_for_the_revision() {
+    let node = Node::new();
+    let counter = node.path("runs");
+    let first = node.run("once", &[], &["count", &counter]);
+    assert_eq!(first.status.code(), Some(0));
+    assert_eq!(result(&first)["skipped"], false);
+    let second = node.run("once", &[], &["count", &counter]);
+    assert_eq!(second.status.code(), Some(0));
+    assert_eq!(result(&second)["skipped"], true);
+    assert_eq!(lines(&counter), 1, "the payload ran once");
+    // A new revision runs again.
+    let out = node.exec(&[
+        "run",
+        "--task",
+        "tasks/t",
+        "--task-uid",
+        "once",
+        "--revision",
+        "r2",
+        "--",
+        EXE,
+        "payload",
+        "count",
+        &counter,
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(lines(&counter), 2);
+}
+
+#[test]
+fn failures_are_retried_with_backoff_then_recorded_as_failed() {
+    let node = Node::new();
+    let counter = node.path("runs");
+    let started = Instant::now();
+    let out = node.run("retry", &["--retries", "2", "--backoff", "1s"], &["count", &counter, "--code", "9"]);
+    assert_eq!(out.status.code(), Some(9));
+    assert_eq!(lines(&counter), 3, "one attempt and two retries");
+    assert!(started.elapsed() >= Duration::from_secs(3), "waited 1s then 2s between attempts");
+    let json = result(&out);
+    assert_eq!(json["state"], "Failed");
+    assert_eq!(json["attempts"].as_array().map(Vec::len), Some(3));
+    // Failed is final too: no fourth attempt on restart.
+    node.run("retry", &["--retries", "2", "--backoff", "1s"], &["count", &counter, "--code", "9"]);
+    assert_eq!(lines(&counter), 3);
+}
+
+#[test]
+fn probe_readiness_follows_the_record() {
+    let node = Node::new();
+    let probe = |uid: &str| node.exec(&["probe", "--task-uid", uid, "--revision", "r1"]);
+    let before = probe("p");
+    assert_eq!(before.status.code(), Some(1));
+    assert_eq!(result(&before)["ready"], false);
+    node.run("p", &[], &["exit", "0"]);
+    let after = probe("p");
+    assert_eq!(after.status.code(), Some(0));
+    assert_eq!(result(&after)["ready"], true);
+    node.run("f", &[], &["exit", "1"]);
+    let failed = probe("f");
+    assert_eq!(failed.status.code(), Some(1));
+    assert_eq!(result(&failed)["state"], "Failed");
+}
+
+#[test]
+fn sigterm_stops_the_whole_job_and_the_next_start_runs_it_again() {
+    let node = Node::new();
+    let pids = node.path("pids");
+    let mut child = node
+        .cmd(&[
+            "run",
+            "--task",
+            "tasks/t",
+            "--task-uid",
+            "sig",
+            "--revision",
+            "r1",
+            "--",
+            EXE,
+            "payload",
+            "spawn-tree",
+            "2",
+            &pids,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    wait_for("three processes of the tree", Duration::from_secs(10), || pids_in(&pids).len() == 3);
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("sigterm");
+    let status = wait_exit(&mut child, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(143));
+    let survivors: Vec<i32> = pids_in(&pids).into_iter().filter(|p| alive(*p)).collect();
+    assert!(survivors.is_empty(), "left alive: {survivors:?}");
+    let probe = result(&node.exec(&["probe", "--task-uid", "sig", "--revision", "r1"]));
+    assert_eq!(probe["state"], "Interrupted");
+    let counter = node.path("runs");
+    let again = node.run("sig", &[], &["count", &counter]);
+    assert_eq!(again.status.code(), Some(0));
+    assert_eq!(lines(&counter), 1, "an interrupted revision runs again");
+}
+
+#[test]
+fn idle_after_keeps_a_finished_once_pod_up_and_ready() {
+    let node = Node::new();
+    let counter = node.path("runs");
+    let mut child = node
+        .cmd(&[
+            "run",
+            "--task",
+            "tasks/t",
+            "--task-uid",
+            "idle",
+            "--revision",
+            "r1",
+            "--idle-after",
+            "--",
+            EXE,
+            "payload",
+            "count",
+            &counter,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    wait_for("readiness", Duration::from_secs(10), || {
+        node.exec(&["probe", "--task-uid", "idle", "--revision", "r1"]).status.code() == Some(0)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(child.try_wait().expect("try_wait").is_none(), "the executor idles after the payload finished");
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("sigterm");
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(10)).code(), Some(0));
+    assert_eq!(lines(&counter), 1);
+}
+
+#[test]
+fn a_continuous_payload_restarts_on_exit_until_stopped() {
+    let node = Node::new();
+    let counter = node.path("runs");
+    let mut child = node
+        .cmd(&[
+            "run",
+            "--task",
+            "tasks/agent",
+            "--task-uid",
+            "agent",
+            "--revision",
+            "r1",
+            "--mode",
+            "continuous",
+            "--backoff",
+            "1s",
+            "--",
+            EXE,
+            "payload",
+            "count",
+            &counter,
+            "--code",
+            "1",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    wait_for("three starts", Duration::from_secs(15), || lines(&counter) >= 3);
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("sigterm");
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(10)).code(), Some(0));
+    let record: Value =
+        serde_json::from_slice(&fs::read(node.state().join("tasks/agent/r1.json")).expect("record"))
+            .expect("json");
+    assert!(record["attempts"].as_array().map_or(0, Vec::len) >= 3);
+}
+
+#[test]
+fn groups_and_grants_are_idempotent_and_report_exactly_what_changed() {
+    let node = Node::new();
+    node.seed_accounts(&[r"CONTOSO\alice", "bob"]);
+    node.mkdir(r"C:\ProgramData\App\logs");
+    let ensure = [
+        "group",
+        "ensure",
+        "--name",
+        "AppLogReaders",
+        "--description",
+        "reads logs",
+        "--member",
+        r"CONTOSO\alice",
+    ];
+    let first = result(&node.exec(&ensure));
+    assert_eq!(first["changed"], true);
+    let kinds: Vec<&str> =
+        first["changes"].as_array().expect("changes").iter().filter_map(|c| c["change"].as_str()).collect();
+    assert_eq!(kinds, ["createGroup", "addMember"]);
+    assert_eq!(result(&node.exec(&ensure))["changed"], false, "second ensure changes nothing");
+
+    let grant = [
+        "grant",
+        "apply",
+        "--group",
+        "AppLogReaders",
+        "--path",
+        r"C:\ProgramData\App\logs",
+        "--rights",
+        "ReadAndExecute",
+    ];
+    let applied = result(&node.exec(&grant));
+    assert_eq!(applied["changes"][0]["change"], "setGrant");
+    assert_eq!(applied["changes"][0]["appliesTo"], "ThisFolderSubfoldersAndFiles");
+    assert_eq!(result(&node.exec(&grant))["changed"], false, "second apply changes nothing");
+    // The same path in another case is the same grant on Windows.
+    let upper = [
+        "grant",
+        "apply",
+        "--group",
+        "AppLogReaders",
+        "--path",
+        r"C:\PROGRAMDATA\App\logs",
+        "--rights",
+        "ReadAndExecute",
+    ];
+    assert_eq!(result(&node.exec(&upper))["changed"], false);
+    // Changing the rights replaces the group's entry.
+    let modify = [
+        "grant",
+        "apply",
+        "--group",
+        "AppLogReaders",
+        "--path",
+        r"C:\ProgramData\App\logs",
+        "--rights",
+        "Modify",
+    ];
+    assert_eq!(result(&node.exec(&modify))["changes"][0]["rights"], "Modify");
+
+    let revoke = ["grant", "revoke", "--group", "AppLogReaders", "--path", r"C:\ProgramData\App\logs"];
+    assert_eq!(result(&node.exec(&revoke))["changes"][0]["change"], "revokeGrant");
+    assert_eq!(result(&node.exec(&revoke))["changed"], false);
+
+    let remove = ["group", "remove", "--name", "AppLogReaders"];
+    assert_eq!(result(&node.exec(&remove))["changes"][0]["change"], "deleteGroup");
+    assert_eq!(result(&node.exec(&remove))["changed"], false);
+}
+
+#[test]
+fn provision_converges_and_removal_keeps_what_others_made() {
+    let node = Node::new();
+    node.seed_accounts(&["alice", "bob", "carol"]);
+    node.mkdir(r"C:\data\a");
+    node.mkdir(r"C:\data\b");
+    // A group an administrator made, with a member of their own.
+    result(&node.exec(&["group", "ensure", "--name", "Operators", "--member", "carol"]));
+    fs::remove_dir_all(node.state().join("groups")).expect("forget ownership: the admin made it");
+
+    let spec = |members: &[&str], paths: &[&str]| {
+        let file = node.path("spec.json");
+        let grants: Vec<Value> =
+            paths.iter().map(|p| serde_json::json!({"path": p, "rights": "Read"})).collect();
+        let json = serde_json::json!({"groupName": "Operators", "members": members, "grants": grants});
+        fs::write(&file, json.to_string()).expect("spec");
+        file
+    };
+    let file = spec(&["alice", "bob"], &[r"C:\data\a", r"C:\data\b"]);
+    let first = result(&node.exec(&["provision", "--spec", &file]));
+    assert_eq!(first["changes"].as_array().map(Vec::len), Some(4), "{first}");
+    assert_eq!(result(&node.exec(&["provision", "--spec", &file]))["changed"], false);
+
+    // bob and C:\data\b leave the spec: removed; carol (not ours) stays.
+    let file = spec(&["alice"], &[r"C:\data\a"]);
+    let changes = result(&node.exec(&["provision", "--spec", &file]))["changes"].clone();
+    let kinds: Vec<&str> =
+        changes.as_array().expect("changes").iter().filter_map(|c| c["change"].as_str()).collect();
+    assert_eq!(kinds, ["removeMember", "revokeGrant"], "{changes}");
+
+    let removed = result(&node.exec(&["deprovision", "--group", "Operators"]));
+    let kinds: Vec<&str> =
+        removed["changes"].as_array().expect("changes").iter().filter_map(|c| c["change"].as_str()).collect();
+    assert_eq!(kinds, ["revokeGrant", "removeMember"], "the admin's group is kept: {removed}");
+    let accounts: Value =
+        serde_json::from_slice(&fs::read(node.state().join("test-store/accounts.json")).expect("store"))
+            .expect("json");
+    assert_eq!(accounts["groups"]["operators"]["members"], serde_json::json!(["node\\carol"]));
+}
+
+#[test]
+fn bad_input_is_refused_with_a_clear_message_and_changes_nothing() {
+    let node = Node::new();
+    node.seed_accounts(&["alice"]);
+    node.mkdir(r"C:\data");
+    let file_path = node.state().join("test-store/fs/c/data/file.txt");
+    assert!(node.state().join("test-store/fs/c/data").is_dir());
+    fs::write(&file_path, b"x").expect("file");
+    fs::write(node.path("bad-spec.json"), "{\"groupName\": 5}").expect("spec");
+    let long = "g".repeat(105);
+    let bad_spec = node.path("bad-spec.json");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["group", "ensure", "--name", r#"ops" & net user eve /add"#],
+            "groupName must not contain any of",
+        ),
+        (vec!["group", "ensure", "--name", "admins;calc"], "groupName must not contain any of"),
+        (vec!["group", "ensure", "--name", ""], "groupName must not be empty"),
+        (vec!["group", "ensure", "--name", &long], "groupName must be at most 104 characters long"),
+        (vec!["group", "ensure", "--name", " padded"], "must not start or end with white space"),
+        (
+            vec!["group", "ensure", "--name", "ok", "--member", "alice@contoso.com"],
+            "member must not contain any of",
+        ),
+        (
+            vec!["group", "ensure", "--name", "ok", "--member", "mallory"],
+            r#"member "mallory" does not exist on this node"#,
+        ),
+        (
+            vec!["group", "ensure", "--name", "ok", "--member", "alice", "--member", "ALICE"],
+            "each member may appear only once",
+        ),
+        (
+            vec!["grant", "apply", "--group", "ok", "--path", r"data\logs", "--rights", "Read"],
+            "path must be absolute with a drive letter",
+        ),
+        (
+            vec!["grant", "apply", "--group", "ok", "--path", r"C:\data\..\Windows", "--rights", "Read"],
+            "must not contain . or .. segments",
+        ),
+        (
+            vec!["grant", "apply", "--group", "ok", "--path", r"\\attacker\share", "--rights", "Read"],
+            "path must be absolute with a drive letter",
+        ),
+        (
+            vec!["grant", "apply", "--group", "ok", "--path", r"\\?\C:\Windows", "--rights", "Read"],
+            "path must be absolute with a drive letter",
+        ),
+        (
+            vec!["grant", "apply", "--group", "ok", "--path", r"C:\data\file.txt:hidden", "--rights", "Read"],
+            "alternate data streams",
+        ),
+        (
+            vec!["grant", "apply", "--group", "ok", "--path", "C:/data", "--rights", "Read"],
+            "path must be absolute with a drive letter",
+        ),
+        (
+            vec!["grant", "apply", "--group", "ok", "--path", r"C:\data\NUL", "--rights", "Read"],
+            "must not name a DOS device",
+        ),
+        (
+            vec!["grant", "apply", "--group", "ok", "--path", r"C:\data\*", "--rights", "Read"],
+            "must not contain wildcards",
+        ),
+        (
+            vec!["grant", "apply", "--group", "ok", "--path", r"C:\data", "--rights", "Everything"],
+            "is not one of Read, ReadAndExecute",
+        ),
+        (
+            vec!["grant", "apply", "--group", "nosuchgroup", "--path", r"C:\data", "--rights", "Read"],
+            "no such local group",
+        ),
+        (
+            vec!["run", "--task", "t", "--task-uid", "../../etc", "--revision", "r", "--", "/bin/true"],
+            "task-uid \"../../etc\" must be",
+        ),
+        (
+            vec![
+                "run",
+                "--task",
+                "t",
+                "--task-uid",
+                "u",
+                "--revision",
+                "r",
+                "--memory",
+                "512MB",
+                "--",
+                "/bin/true",
+            ],
+            "memory must be a whole number of Mi or Gi",
+        ),
+        (
+            vec![
+                "run",
+                "--task",
+                "t",
+                "--task-uid",
+                "u",
+                "--revision",
+                "r",
+                "--timeout",
+                "1d",
+                "--",
+                "/bin/true",
+            ],
+            "timeout must be hours, minutes and seconds",
+        ),
+        (
+            vec![
+                "run",
+                "--task",
+                "t",
+                "--task-uid",
+                "u",
+                "--revision",
+                "r",
+                "--cpu",
+                "0.5",
+                "--",
+                "/bin/true",
+            ],
+            "cpu must be millicores",
+        ),
+        (
+            vec![
+                "run",
+                "--task",
+                "t",
+                "--task-uid",
+                "u",
+                "--revision",
+                "r",
+                "--retries",
+                "11",
+                "--",
+                "/bin/true",
+            ],
+            "retries must be between 0 and 10",
+        ),
+        (
+            vec![
+                "run",
+                "--task",
+                "t",
+                "--task-uid",
+                "u",
+                "--revision",
+                "r",
+                "--mode",
+                "continuous",
+                "--timeout",
+                "1h",
+                "--",
+                "/bin/true",
+            ],
+            "timeout applies only to mode: Once",
+        ),
+        (
+            vec![
+                "run",
+                "--task",
+                "t",
+                "--task-uid",
+                "u",
+                "--revision",
+                "r",
+                "--script",
+                "/no/such/script.ps1",
+            ],
+            "does not exist",
+        ),
+        (vec!["provision", "--spec", &bad_spec], "is not a HostGroup spec"),
+    ];
+    // One grant that is refused only once the host is consulted: a file with inheritance.
+    result(&node.exec(&["group", "ensure", "--name", "ok"]));
+    let mut cases = cases;
+    cases.push((
+        vec!["grant", "apply", "--group", "ok", "--path", r"C:\data\file.txt", "--rights", "Read"],
+        "for a file use ThisFolderOnly",
+    ));
+    cases.push((
+        vec!["grant", "apply", "--group", "ok", "--path", r"C:\data\missing", "--rights", "Read"],
+        "does not exist on this node",
+    ));
+    assert!(cases.len() >= 15);
+    let before = node.snapshot();
+    for (args, expected) in &cases {
+        let out = node.exec(args);
+        assert!(!out.status.success(), "{args:?} was accepted");
+        let err = stderr(&out);
+        assert!(err.contains(expected), "{args:?}\n  said {err}\n  expected {expected}");
+        assert_eq!(node.snapshot(), before, "{args:?} changed the host");
+    }
+}
