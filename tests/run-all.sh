@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the project, after installing what the tests need when it is missing:
-# the Windows cross target and its linker. Safe to run again; CI runs exactly this.
+# the Windows cross target and its linker, Wine for running the Windows build. Safe to run
+# again; CI runs exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,5 +41,10 @@ log "CRDs are up to date"
 cargo run -q --locked -p hostprocess-crds --bin crdgen | diff -u crds/hostprocess.dev.yaml - \
     || { echo "crds/hostprocess.dev.yaml is stale: regenerate it (see README)" >&2; exit 1; }
 
-log "cargo test"
+log "cargo test (Linux)"
 cargo test --workspace --locked
+
+log "node-executor's Windows build under Wine"
+eval "$(bash tests/wine/setup.sh)"
+trap 'wineserver -k >/dev/null 2>&1 || true' EXIT
+cargo test --locked -p node-executor --target x86_64-pc-windows-gnu

@@ -358,7 +358,7 @@ fn execute(cli: Cli) -> Result<Outcome, Failure> {
             // The grant needs a Windows path; on Linux it lives in the test store.
             #[cfg(windows)]
             let (acl_path, acl_dir) =
-                (scratch.join("acl").to_string_lossy().into_owned(), scratch.join("acl"));
+                (scratch.join("acl").to_string_lossy().replace('/', r"\"), scratch.join("acl"));
             #[cfg(unix)]
             let (acl_path, acl_dir) = {
                 let path = r"C:\ProgramData\hpo-selftest\acl".to_string();

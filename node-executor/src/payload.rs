@@ -39,10 +39,38 @@ pub enum Payload {
         #[arg(long, default_value_t = 30)]
         seconds: u64,
     },
+    /// Print the pids (of this OS) still alive among these; exit 0 when none is.
+    Alive { pids: Vec<u32> },
+    /// Write the time this process started running `main` (ns since the epoch) to a file.
+    Stamp { file: PathBuf },
+    /// Print what host this is ("Wine 8.0", "Windows", "Linux (test platform)").
+    Describe,
 }
 
 pub fn run(payload: Payload) -> i32 {
     match payload {
+        Payload::Alive { pids } => {
+            let alive: Vec<u32> = pids.into_iter().filter(|p| crate::platform::process_alive(*p)).collect();
+            println!("{alive:?}");
+            i32::from(!alive.is_empty())
+        }
+        Payload::Stamp { file } => {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default();
+            match std::fs::write(&file, nanos.to_string()) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("payload stamp: {}: {e}", file.display());
+                    1
+                }
+            }
+        }
+        Payload::Describe => {
+            println!("{}", crate::platform::describe());
+            0
+        }
         Payload::Exit { code } => code,
         Payload::Sleep { seconds } => {
             std::thread::sleep(Duration::from_secs(seconds));

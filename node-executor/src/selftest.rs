@@ -75,8 +75,6 @@ pub fn run<P: Platform>(platform: &P, state_dir: &Path, scratch: &Path, acl_path
         program: exe.clone(),
         args: std::iter::once("payload").chain(args.iter().copied()).map(Into::into).collect(),
     };
-    let _ = std::fs::remove_dir_all(scratch);
-
     check("exit code passes through", exit_code(platform, &payload(&["exit", "7"])), false);
     let tree_dir = scratch.join("tree");
     let tree_dir_arg = tree_dir.to_string_lossy().to_string();
@@ -217,13 +215,16 @@ fn second_run<P: Platform>(platform: &P, state_dir: &Path, acl_path: &str) -> Re
 }
 
 fn cleanup<P: Platform>(platform: &P, state_dir: &Path, acl_path: &str) -> Result<String, String> {
+    // Revoke first and look while the group still exists (its entries are named by its SID).
+    let revoked =
+        provision::revoke(platform, GROUP, &[acl_path.to_string()], state_dir).map_err(|e| e.to_string())?;
+    let aces = platform.explicit_aces(acl_path, GROUP).map_err(|e| e.to_string())?;
     let changes = provision::deprovision(platform, GROUP, state_dir).map_err(|e| e.to_string())?;
     let gone = platform.group(GROUP).map_err(|e| e.to_string())?.is_none();
-    let aces = platform.explicit_aces(acl_path, GROUP).map_err(|e| e.to_string())?;
     let deleted = changes.iter().any(|c| matches!(c, Change::DeleteGroup { .. }));
-    if gone && aces.is_empty() && deleted {
-        Ok(format!("{} changes; group and ACE gone", changes.len()))
+    if gone && aces.is_empty() && deleted && !revoked.is_empty() {
+        Ok(format!("{} changes; group and ACE gone", revoked.len() + changes.len()))
     } else {
-        Err(format!("group gone: {gone}, ACEs left: {aces:?}, changes: {changes:?}"))
+        Err(format!("group gone: {gone}, ACEs left: {aces:?}, changes: {revoked:?} {changes:?}"))
     }
 }

@@ -249,15 +249,8 @@ impl Platform for Host {
         save(&self.acls_file(), &acls)
     }
 
-    fn process_alive(&self, pid: u32) -> bool {
-        match fs::read_to_string(format!("/proc/{pid}/stat")) {
-            Ok(stat) => stat.rfind(')').and_then(|i| stat.get(i + 2..i + 3)) != Some("Z"),
-            Err(_) => false,
-        }
-    }
-
     fn describe(&self) -> String {
-        format!("Linux (test platform; accounts and ACLs in {})", self.store.display())
+        format!("{} (accounts and ACLs in {})", describe(), self.store.display())
     }
 
     fn is_wine(&self) -> bool {
@@ -389,6 +382,18 @@ impl Job for NativeJob {
         self.sample();
         self.stats
     }
+}
+
+/// Whether a process is alive (not exited, not a zombie).
+pub fn process_alive(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat.rfind(')').and_then(|i| stat.get(i + 2..i + 3)) != Some("Z"),
+        Err(_) => false,
+    }
+}
+
+pub fn describe() -> String {
+    "Linux (test platform)".to_string()
 }
 
 /// CPU time of every child the executor has reaped, in milliseconds.

@@ -19,9 +19,9 @@ pub mod linux;
 pub mod windows;
 
 #[cfg(unix)]
-pub use linux::Host;
+pub use linux::{Host, describe, process_alive};
 #[cfg(windows)]
-pub use windows::Host;
+pub use windows::{Host, describe, process_alive};
 
 /// What to start.
 #[derive(Debug, Clone)]
@@ -145,8 +145,10 @@ pub trait Platform {
     fn remove_aces(&self, path: &str, group: &str) -> Result<(), PlatformError>;
 
     /// Whether a process is alive (not exited, not a zombie).
-    fn process_alive(&self, pid: u32) -> bool;
-    /// What this host is, for reports: "Linux (test platform)", "Windows …", "Wine …".
+    fn process_alive(&self, pid: u32) -> bool {
+        process_alive(pid)
+    }
+    /// What this host is, for reports: "Linux (test platform)", "Windows", "Wine 8.0".
     fn describe(&self) -> String;
     /// Whether this is Wine, which implements some calls only as stubs.
     fn is_wine(&self) -> bool;

@@ -562,7 +562,8 @@ impl Platform for Host {
     }
 
     fn explicit_aces(&self, path: &str, group: &str) -> Result<Vec<Ace>, PlatformError> {
-        let sid = group_sid(group)?;
+        // A group that no longer exists has no entries that can be named (nor revoked) by it.
+        let Some(sid) = lookup_sid(group)? else { return Ok(vec![]) };
         let dacl = read_dacl(path)?;
         if dacl.acl.is_null() {
             return Ok(vec![]);
@@ -615,7 +616,10 @@ impl Platform for Host {
     }
 
     fn remove_aces(&self, path: &str, group: &str) -> Result<(), PlatformError> {
-        write_entry(path, &group_sid(group)?, 0, REVOKE_ACCESS, NO_INHERITANCE)
+        match lookup_sid(group)? {
+            Some(sid) => write_entry(path, &sid, 0, REVOKE_ACCESS, NO_INHERITANCE),
+            None => Ok(()),
+        }
     }
 
     fn process_alive(&self, pid: u32) -> bool {
@@ -638,6 +642,25 @@ impl Platform for Host {
 
     fn is_wine(&self) -> bool {
         wine_version().is_some()
+    }
+}
+
+/// Whether a process is alive (has not exited).
+pub fn process_alive(pid: u32) -> bool {
+    // SAFETY: opening a process by id for a query; the handle is owned below.
+    let Ok(handle) = (unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, false, pid) }) else {
+        return false;
+    };
+    let handle = Owned(handle);
+    let mut code = 0u32;
+    // SAFETY: the handle is valid and `code` is writable.
+    unsafe { GetExitCodeProcess(handle.0, &mut code) }.is_ok() && code == STILL_ACTIVE.0 as u32
+}
+
+pub fn describe() -> String {
+    match wine_version() {
+        Some(version) => format!("Wine {version}"),
+        None => "Windows".to_string(),
     }
 }
 
