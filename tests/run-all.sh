@@ -41,6 +41,14 @@ log "CRDs are up to date"
 cargo run -q --locked -p hostprocess-crds --bin crdgen | diff -u crds/hostprocess.dev.yaml - \
     || { echo "crds/hostprocess.dev.yaml is stale: regenerate it (see README)" >&2; exit 1; }
 
+log "the simulated cluster's API server (built from Debian's Kubernetes libraries, cached)"
+apiserver_paths="$(bash tests/apiserver/build.sh)"
+export HOSTPROCESS_TEST_APISERVER="$(sed -n 's/^APISERVER=//p' <<<"$apiserver_paths")"
+export HOSTPROCESS_TEST_ETCD="$(sed -n 's/^ETCD=//p' <<<"$apiserver_paths")"
+gofmt="$(dirname "$HOSTPROCESS_TEST_ETCD")/../lib/go-1.27/bin/gofmt"
+unformatted="$("$gofmt" -l tests/apiserver/*.go)"
+[ -z "$unformatted" ] || { echo "gofmt: $unformatted" >&2; exit 1; }
+
 log "cargo test (Linux)"
 cargo test --workspace --locked
 
