@@ -116,7 +116,20 @@ struct Applier<'a, P: Platform> {
     done: Vec<Change>,
 }
 
-impl<P: Platform> Applier<'_, P> {
+impl<'a, P: Platform> Applier<'a, P> {
+    /// Loads what this executor did to `group` before.
+    fn open(platform: &'a P, state_dir: &Path, group: &str) -> Result<Self, ProvisionError> {
+        let file = OwnershipFile::new(state_dir, group);
+        let owned = file.load()?;
+        Ok(Applier { platform, file, owned, done: vec![] })
+    }
+
+    /// Records the ownership and returns the changes made.
+    fn finish(self) -> Result<Vec<Change>, ProvisionError> {
+        self.file.save(&self.owned)?;
+        Ok(self.done)
+    }
+
     fn apply(
         &mut self,
         change: Change,
@@ -176,9 +189,7 @@ pub fn provision<P: Platform>(
     check_grants(platform, &spec.grants)?;
 
     let group = spec.group_name.as_str();
-    let file = OwnershipFile::new(state_dir, group);
-    let owned = file.load()?;
-    let mut applier = Applier { platform, file, owned, done: vec![] };
+    let mut applier = Applier::open(platform, state_dir, group)?;
 
     let description = spec.description.clone().unwrap_or_default();
     let current = platform.group(group).map_err(host)?;
@@ -226,9 +237,7 @@ pub fn provision<P: Platform>(
         .cloned()
         .collect();
     revoke_grants(&mut applier, group, &stale)?;
-
-    applier.file.save(&applier.owned)?;
-    Ok(applier.done)
+    applier.finish()
 }
 
 /// Applies grants for an existing group, leaving other grants alone.
@@ -255,12 +264,9 @@ pub fn grant<P: Platform>(
         });
     }
     check_grants(platform, grants)?;
-    let file = OwnershipFile::new(state_dir, group);
-    let owned = file.load()?;
-    let mut applier = Applier { platform, file, owned, done: vec![] };
+    let mut applier = Applier::open(platform, state_dir, group)?;
     apply_grants(&mut applier, group, grants)?;
-    applier.file.save(&applier.owned)?;
-    Ok(applier.done)
+    applier.finish()
 }
 
 /// Revokes the group's explicit grants on `paths`.
@@ -270,24 +276,26 @@ pub fn revoke<P: Platform>(
     paths: &[String],
     state_dir: &Path,
 ) -> Result<Vec<Change>, ProvisionError> {
-    let mut errors = vec![];
+    let mut errors = group_name_errors(group);
     for (i, path) in paths.iter().enumerate() {
         if let Err(e) = hostprocess_crds::format::WINDOWS_PATH.check(path) {
             errors.push(hostprocess_crds::FieldError { field: format!("path[{i}]"), message: e.to_string() });
         }
     }
-    if let Err(e) = hostprocess_crds::format::GROUP_NAME.check(group) {
-        errors.push(hostprocess_crds::FieldError { field: "group".into(), message: e.to_string() });
-    }
     if !errors.is_empty() {
         return Err(ProvisionError::Invalid(ValidationErrors(errors)));
     }
-    let file = OwnershipFile::new(state_dir, group);
-    let owned = file.load()?;
-    let mut applier = Applier { platform, file, owned, done: vec![] };
+    let mut applier = Applier::open(platform, state_dir, group)?;
     revoke_grants(&mut applier, group, paths)?;
-    applier.file.save(&applier.owned)?;
-    Ok(applier.done)
+    applier.finish()
+}
+
+/// The refusal of a group name that is not a valid Windows local group name.
+fn group_name_errors(group: &str) -> Vec<hostprocess_crds::FieldError> {
+    match hostprocess_crds::format::GROUP_NAME.check(group) {
+        Ok(()) => vec![],
+        Err(e) => vec![hostprocess_crds::FieldError { field: "group".into(), message: e.to_string() }],
+    }
 }
 
 fn apply_grants<P: Platform>(
@@ -339,13 +347,11 @@ pub fn deprovision<P: Platform>(
     group: &str,
     state_dir: &Path,
 ) -> Result<Vec<Change>, ProvisionError> {
-    if let Err(e) = hostprocess_crds::format::GROUP_NAME.check(group) {
-        let error = hostprocess_crds::FieldError { field: "group".into(), message: e.to_string() };
-        return Err(ProvisionError::Invalid(ValidationErrors(vec![error])));
+    let errors = group_name_errors(group);
+    if !errors.is_empty() {
+        return Err(ProvisionError::Invalid(ValidationErrors(errors)));
     }
-    let file = OwnershipFile::new(state_dir, group);
-    let owned = file.load()?;
-    let mut applier = Applier { platform, file, owned, done: vec![] };
+    let mut applier = Applier::open(platform, state_dir, group)?;
     let granted: Vec<String> = applier.owned.grants.iter().cloned().collect();
     revoke_grants(&mut applier, group, &granted)?;
     if let Some(current) = platform.group(group).map_err(host)? {
