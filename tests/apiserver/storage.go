@@ -95,7 +95,7 @@ func (r restOptions) GetRESTOptions(resource schema.GroupResource, _ runtime.Obj
 	}
 	return generic.RESTOptions{
 		StorageConfig:           config,
-		Decorator:               generic.UndecoratedStorage,
+		Decorator:               genericregistry.StorageWithCacher(),
 		DeleteCollectionWorkers: 1,
 		ResourcePrefix:          prefix,
 		CountMetricPollPeriod:   time.Minute,
