@@ -5,6 +5,8 @@
 //! writes a kubeconfig. Everything the operator relies on in the API (server-side apply, watch,
 //! CRD schemas with CEL, status subresources, discovery, admission policies) is the real code.
 
+pub mod daemonset;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
