@@ -5,6 +5,7 @@
 //! writes a kubeconfig. Everything the operator relies on in the API (server-side apply, watch,
 //! CRD schemas with CEL, status subresources, discovery, admission policies) is the real code.
 
+pub mod controllers;
 pub mod daemonset;
 
 use std::net::TcpListener;
