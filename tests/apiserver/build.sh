@@ -9,6 +9,11 @@ roots=(golang-k8s-apiextensions-apiserver-dev golang-k8s-apiserver-dev golang-k8
        golang-k8s-client-go-dev golang-k8s-component-base-dev golang-1.27-go kube-openapi etcd-server)
 log() { printf 'test-apiserver: %s\n' "$*" >&2; }
 
+mkdir -p "$cache"
+# One build at a time per cache (tests and CI may run this concurrently).
+exec 9>"$cache/.lock"
+flock 9
+
 apt_dir="$cache/apt"
 mkdir -p "$apt_dir/state/lists/partial" "$apt_dir/cache/archives/partial" "$apt_dir/etc/parts"
 touch "$apt_dir/state/status"
@@ -56,10 +61,10 @@ if [ ! -f "$root/.complete" ]; then
             || dpkg -x "$debs/${name}_${version/:/%3a}_all.deb" "$root"
     done
     touch "$root/.complete"
-    # Older package sets are of no further use.
-    find "$cache" -maxdepth 1 -name 'root-*' ! -name "root-$packages_key" -exec rm -rf {} +
+    # Older package sets unused for a day are of no further use.
+    find "$cache" -maxdepth 1 -name 'root-*' ! -name "root-$packages_key" -mmin +1440 -exec rm -rf {} +
 fi
-find "$cache" -maxdepth 1 -name 'build-*' ! -name "build-$key" -exec rm -rf {} +
+find "$cache" -maxdepth 1 -name 'build-*' ! -name "build-$key" -mmin +1440 -exec rm -rf {} +
 
 export GOROOT="$root/usr/lib/go-1.27" GO111MODULE=off GOPROXY=off GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=
 export GOPATH="$out/gopath:$root/usr/share/gocode" GOCACHE="$cache/gocache"

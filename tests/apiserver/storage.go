@@ -97,6 +97,7 @@ func (r restOptions) GetRESTOptions(resource schema.GroupResource, _ runtime.Obj
 		StorageConfig:           config,
 		Decorator:               genericregistry.StorageWithCacher(),
 		DeleteCollectionWorkers: 1,
+		EnableGarbageCollection: r.etcd.EnableGarbageCollection,
 		ResourcePrefix:          prefix,
 		CountMetricPollPeriod:   time.Minute,
 	}, nil

@@ -66,6 +66,10 @@ pub fn spawn_daemonset_controller(client: Client) -> JoinHandle<()> {
 }
 
 async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    // Like the real controller: a DaemonSet being deleted gets no new pods.
+    if ds.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
     let uid = ds.uid().unwrap_or_default();
     let namespace = ds.namespace().unwrap_or_default();
     let nodes: Vec<Node> = ctx.nodes.state().iter().map(|n| (**n).clone()).collect();

@@ -7,6 +7,7 @@
 
 pub mod controllers;
 pub mod daemonset;
+pub mod gc;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
