@@ -14,6 +14,10 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
 
+mod common;
+
+use common::{result, stderr, wait_for};
+
 const EXE: &str = env!("CARGO_BIN_EXE_node-executor");
 
 /// One node's host: a state directory with its test store.
@@ -87,17 +91,6 @@ impl Node {
     }
 }
 
-/// The last stdout line, the JSON result.
-fn result(output: &Output) -> Value {
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let line = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("no JSON result ({e}) in {stdout:?}"))
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
 fn lines(path: &str) -> usize {
     fs::read_to_string(path).map(|s| s.lines().count()).unwrap_or(0)
 }
@@ -115,14 +108,6 @@ fn alive(pid: i32) -> bool {
     fs::read_to_string(format!("/proc/{pid}/stat"))
         .map(|s| s.rfind(')').and_then(|i| s.get(i + 2..i + 3)) != Some("Z"))
         .unwrap_or(false)
-}
-
-fn wait_for(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
-    let until = Instant::now() + within;
-    while !done() {
-        assert!(Instant::now() < until, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {

@@ -13,9 +13,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
+
+mod common;
+
+use common::{result, stderr, wait_for};
 
 const EXE: &str = env!("CARGO_BIN_EXE_node-executor");
 
@@ -33,16 +37,6 @@ fn run(state: &Path, uid: &str, options: &[&str], payload: &[&str]) -> Output {
     args.extend(["--", EXE, "payload"]);
     args.extend_from_slice(payload);
     exec(state, &args)
-}
-
-fn result(output: &Output) -> Value {
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let line = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("no JSON result ({e}) in {stdout:?}"))
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 fn on_wine() -> bool {
@@ -78,14 +72,6 @@ fn alive_per_linux(marker: &str) -> Vec<String> {
             cmdline.contains(marker).then_some(cmdline)
         })
         .collect()
-}
-
-fn wait_for(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
-    let until = Instant::now() + within;
-    while !done() {
-        assert!(Instant::now() < until, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]
