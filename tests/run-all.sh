@@ -38,8 +38,10 @@ log "clippy (x86_64-pc-windows-gnu)"
 cargo clippy --workspace --all-targets --locked --target x86_64-pc-windows-gnu -- -D warnings
 
 log "CRDs are up to date"
-cargo run -q --locked -p hostprocess-crds --bin crdgen | diff -u crds/hostprocess.dev.yaml - \
-    || { echo "crds/hostprocess.dev.yaml is stale: regenerate it (see README)" >&2; exit 1; }
+crds="$(cargo run -q --locked -p hostprocess-crds --bin crdgen)"
+for file in crds/hostprocess.dev.yaml deploy/crds.yaml; do
+    diff -u "$file" - <<<"$crds" || { echo "$file is stale: regenerate it (see README)" >&2; exit 1; }
+done
 
 log "the simulated cluster's API server (built from Debian's Kubernetes libraries, cached)"
 apiserver_paths="$(bash tests/apiserver/build.sh)"

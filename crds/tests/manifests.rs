@@ -94,6 +94,16 @@ fn checked_in_crds_match_the_generator() {
 }
 
 #[test]
+fn deploy_ships_the_generated_crds() {
+    let generated = hostprocess_crds::crds_yaml().expect("renders");
+    let shipped = fs::read_to_string(repo().join("deploy/crds.yaml")).unwrap_or_default();
+    assert!(
+        generated == shipped,
+        "deploy/crds.yaml is stale: run `cargo run -q -p hostprocess-crds --bin crdgen > deploy/crds.yaml`"
+    );
+}
+
+#[test]
 fn crd_yaml_has_what_kubectl_users_see() {
     let text = fs::read_to_string(repo().join("crds/hostprocess.dev.yaml")).expect("checked in");
     let docs: Vec<serde_json::Value> = text

@@ -182,8 +182,6 @@ async fn pods_select_by_node_and_watches_deliver_events() {
 #[tokio::test]
 async fn kubectl_applies_examples_and_shows_the_printer_columns() {
     let (cluster, client) = cluster().await;
-    install_crds(&client).await;
-    namespace(&client, "hostprocess-tasks").await;
     let kubectl = |args: &[&str]| {
         let out = std::process::Command::new("kubectl")
             .env("KUBECONFIG", &cluster.kubeconfig_path)
@@ -193,6 +191,19 @@ async fn kubectl_applies_examples_and_shows_the_printer_columns() {
         assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
+    // deploy/ installs the CRDs and the namespaces; the examples then apply as they are.
+    let deploy = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy");
+    kubectl(&["apply", "--server-side", "-k", deploy]);
+    kubectl(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/hosttasks.hostprocess.dev",
+        "crd/hostgroups.hostprocess.dev",
+    ]);
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let tasks_ns = namespaces.get("hostprocess-tasks").await.expect("namespace");
+    let labels = tasks_ns.metadata.labels.unwrap_or_default();
+    assert_eq!(labels.get("pod-security.kubernetes.io/enforce").map(String::as_str), Some("privileged"));
     let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
     kubectl(&["apply", "--server-side", "-f", examples]);
     let table = kubectl(&["get", "ht", "-n", "hostprocess-tasks"]);
