@@ -52,6 +52,9 @@ unformatted="$("$gofmt" -l tests/apiserver/*.go)"
 [ -z "$unformatted" ] || { echo "gofmt: $unformatted" >&2; exit 1; }
 
 log "cargo test (Linux)"
+# The simulated nodes run this build of the executor (Linux platform).
+cargo build --locked -p node-executor --bin node-executor
+export HOSTPROCESS_NODE_EXECUTOR="${CARGO_TARGET_DIR:-$PWD/target}/debug/node-executor"
 cargo test --workspace --locked
 
 log "node-executor's Windows build under Wine"

@@ -16,13 +16,27 @@ pub fn resolve(path: &Path, sandbox: Option<&Path>, exists: impl Fn(&Path) -> bo
     }
     if let Some(sandbox) = sandbox {
         // `/etc/script/run.ps1` and `C:\etc\script\run.ps1` both live at `<sandbox>\etc\script\run.ps1`.
-        let inside: PathBuf = path.components().filter(|c| matches!(c, Component::Normal(_))).collect();
-        let candidate = sandbox.join(inside);
+        let candidate = sandbox.join(inside(path));
         if exists(&candidate) {
             return candidate;
         }
     }
     path.to_path_buf()
+}
+
+/// The part of a path below its root, `..` dropped so nothing climbs out. On the Linux test
+/// platform a Windows path (`C:\hostprocess\run.ps1`, as the pods of a simulated Windows node
+/// carry them) is read as a Windows path too.
+fn inside(path: &Path) -> PathBuf {
+    if cfg!(windows) {
+        return path.components().filter(|c| matches!(c, Component::Normal(_))).collect();
+    }
+    let text = path.to_string_lossy().replace('\\', "/");
+    let text = match text.as_bytes() {
+        [drive, b':', ..] if drive.is_ascii_alphabetic() => &text[2..],
+        _ => text.as_str(),
+    };
+    Path::new(text).components().filter(|c| matches!(c, Component::Normal(_))).collect()
 }
 
 /// `resolve` with the process environment and the real file system.
@@ -57,6 +71,12 @@ mod tests {
         // Nothing found (or no sandbox): unchanged, so the OS reports the real error.
         assert_eq!(resolve(Path::new("tool.exe"), Some(sandbox), |_| false), Path::new("tool.exe"));
         assert_eq!(resolve(Path::new("tool.exe"), None, |_| true), Path::new("tool.exe"));
+        // A Windows path names the same file on the Linux test platform.
+        #[cfg(unix)]
+        assert_eq!(
+            resolve(Path::new(r"C:\etc\script\run.ps1"), Some(sandbox), |p| p.starts_with(sandbox)),
+            Path::new("/hpc/abc/etc/script/run.ps1")
+        );
         // `..` cannot climb out of the sandbox.
         assert_eq!(
             resolve(Path::new("../../etc/passwd"), Some(sandbox), |p| p.starts_with(sandbox)),

@@ -7,7 +7,11 @@
 
 pub mod controllers;
 pub mod daemonset;
+pub mod faults;
 pub mod gc;
+pub mod kubelet;
+pub mod process;
+pub mod wait;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -18,7 +22,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use tokio::process::{Child, Command};
 
 /// The token the kubeconfig authenticates with (the test API server's static token file).
-const TOKEN: &str = "hostprocess-sim-admin";
+pub(crate) const TOKEN: &str = "hostprocess-sim-admin";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
@@ -173,12 +177,7 @@ impl Cluster {
 
     /// A kube client for this cluster.
     pub async fn client(&self) -> Result<kube::Client, SimError> {
-        let kubeconfig =
-            Kubeconfig::read_from(&self.kubeconfig_path).map_err(|e| SimError::Kubeconfig(e.to_string()))?;
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-            .await
-            .map_err(|e| SimError::Kubeconfig(e.to_string()))?;
-        kube::Client::try_from(config).map_err(|e| SimError::Kubeconfig(e.to_string()))
+        client_from_kubeconfig(&self.kubeconfig_path).await
     }
 
     /// The working directory (logs, etcd data, kubeconfig).
@@ -192,14 +191,32 @@ impl Cluster {
     }
 }
 
+/// A kube client from a kubeconfig file.
+pub async fn client_from_kubeconfig(path: &Path) -> Result<kube::Client, SimError> {
+    let kubeconfig = Kubeconfig::read_from(path).map_err(|e| SimError::Kubeconfig(e.to_string()))?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .map_err(|e| SimError::Kubeconfig(e.to_string()))?;
+    kube::Client::try_from(config).map_err(|e| SimError::Kubeconfig(e.to_string()))
+}
+
 /// Registers `count` simulated Windows nodes (`win-000`, …): labelled `kubernetes.io/os=windows`,
 /// tainted `os=windows:NoSchedule` as AKS does, and Ready.
 pub async fn add_windows_nodes(client: &kube::Client, count: usize) -> Result<Vec<String>, kube::Error> {
+    add_windows_nodes_from(client, 0, count).await
+}
+
+/// `add_windows_nodes`, numbered from `first`.
+pub async fn add_windows_nodes_from(
+    client: &kube::Client,
+    first: usize,
+    count: usize,
+) -> Result<Vec<String>, kube::Error> {
     use k8s_openapi::api::core::v1::Node;
     use kube::api::{Api, Patch, PatchParams};
     let nodes: Api<Node> = Api::all(client.clone());
     let mut names = Vec::with_capacity(count);
-    for i in 0..count {
+    for i in first..first + count {
         let name = format!("win-{i:03}");
         let node: Node = serde_json::from_value(serde_json::json!({
             "apiVersion": "v1", "kind": "Node",
@@ -248,6 +265,124 @@ impl ReadyClient {
         match request {
             Ok(request) => self.client.request_text(request).await.is_ok_and(|body| body.trim() == "ok"),
             Err(_) => false,
+        }
+    }
+}
+
+/// The Linux build of the node-executor that simulated nodes run: `HOSTPROCESS_NODE_EXECUTOR`,
+/// or built now with cargo (debug profile) when that is not set.
+pub fn node_executor_binary() -> Result<PathBuf, SimError> {
+    if let Some(path) = std::env::var_os("HOSTPROCESS_NODE_EXECUTOR") {
+        return Ok(path.into());
+    }
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args(["build", "-q", "-p", "node-executor", "--bin", "node-executor"])
+        .current_dir(&workspace)
+        .stderr(Stdio::inherit())
+        .status()
+        .map_err(|e| SimError::Build(format!("cargo build -p node-executor: {e}")))?;
+    if !status.success() {
+        return Err(SimError::Build(format!("cargo build -p node-executor exited with {status}")));
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace.join("target"), PathBuf::from);
+    Ok(target.join("debug").join("node-executor"))
+}
+
+/// How to start a `Simulation`.
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    pub nodes: usize,
+    /// The first restart back-off of crashed containers (the real kubelet: 10s).
+    pub restart_backoff: Duration,
+    pub reboot_downtime: Duration,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        SimOptions {
+            nodes: 3,
+            restart_backoff: Duration::from_secs(1),
+            reboot_downtime: Duration::from_secs(2),
+        }
+    }
+}
+
+/// The whole simulated cluster: API server and etcd, Windows nodes with a kubelet each, the
+/// DaemonSet controller and the garbage collector. Everything stops when it is dropped.
+pub struct Simulation {
+    pub kubelets: Vec<kubelet::Kubelet>,
+    pub client: kube::Client,
+    controllers: Vec<tokio::task::JoinHandle<()>>,
+    pub cluster: Cluster,
+}
+
+impl Simulation {
+    pub async fn start(options: SimOptions) -> Result<Self, SimError> {
+        let binaries = Binaries::locate()?;
+        let executor = node_executor_binary()?;
+        let cluster = Cluster::start(&binaries).await?;
+        let client = cluster.client().await?;
+        let controllers = vec![
+            controllers::spawn_daemonset_controller(client.clone()),
+            gc::spawn_garbage_collector(client.clone()),
+        ];
+        let mut simulation = Simulation { kubelets: Vec::new(), client, controllers, cluster };
+        simulation.add_nodes(options.nodes, &options, &executor).await?;
+        Ok(simulation)
+    }
+
+    /// Registers `count` more Windows nodes and starts their kubelets.
+    pub async fn add_nodes(
+        &mut self,
+        count: usize,
+        options: &SimOptions,
+        executor: &Path,
+    ) -> Result<(), SimError> {
+        let first = self.kubelets.len();
+        let names = add_windows_nodes_from(&self.client, first, count)
+            .await
+            .map_err(|e| SimError::Kubeconfig(format!("registering nodes: {e}")))?;
+        let url: http::Uri = self
+            .cluster
+            .server_url
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| SimError::Kubeconfig(e.to_string()))?;
+        for (i, name) in names.iter().enumerate() {
+            let index = first + i;
+            let mut config = kubelet::KubeletConfig::new(name, self.cluster.dir().join("nodes").join(name));
+            config.programs.insert("node-executor".into(), executor.to_path_buf());
+            config.api_host = url.host().unwrap_or("127.0.0.1").to_string();
+            config.api_port = url.port_u16().unwrap_or(443);
+            config.node_ip = format!("10.240.{}.{}", index / 250, index % 250 + 4);
+            config.restart_backoff = options.restart_backoff;
+            config.restart_backoff_cap = (options.restart_backoff * 30).min(Duration::from_secs(300));
+            config.reboot_downtime = options.reboot_downtime;
+            self.kubelets.push(kubelet::Kubelet::start(self.client.clone(), config));
+        }
+        Ok(())
+    }
+
+    /// The kubelet of a node by name.
+    pub fn node(&self, name: &str) -> Option<&kubelet::Kubelet> {
+        self.kubelets.iter().find(|k| k.config.node == name)
+    }
+}
+
+impl std::fmt::Debug for Simulation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Simulation")
+            .field("cluster", &self.cluster)
+            .field("nodes", &self.kubelets.len())
+            .finish()
+    }
+}
+
+impl Drop for Simulation {
+    fn drop(&mut self) {
+        for task in &self.controllers {
+            task.abort();
         }
     }
 }

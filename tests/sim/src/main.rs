@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 /// A real Kubernetes API server (built from the upstream libraries) and etcd, with simulated
-/// Windows nodes. It is a test harness: not a cluster to run workloads on.
+/// Windows nodes whose kubelets run pods as local processes. It is a test harness: not a
+/// cluster to run workloads on.
 #[derive(Debug, Parser)]
 struct Args {
     /// How many simulated Windows nodes to register.
@@ -27,14 +28,14 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    let binaries = hostprocess_sim::Binaries::locate()?;
-    let cluster = hostprocess_sim::Cluster::start(&binaries).await?;
-    let client = cluster.client().await?;
-    let nodes = hostprocess_sim::add_windows_nodes(&client, args.nodes).await?;
+    let options = hostprocess_sim::SimOptions { nodes: args.nodes, ..Default::default() };
+    let sim = hostprocess_sim::Simulation::start(options).await?;
+    let cluster = &sim.cluster;
     println!(
-        "simulated cluster ready in {:.1}s with {} Windows nodes",
+        "simulated cluster ready in {:.1}s with {} Windows nodes (a kubelet each, running the \
+         Linux build of node-executor), a DaemonSet controller and a garbage collector",
         cluster.startup.as_secs_f64(),
-        nodes.len()
+        sim.kubelets.len()
     );
     println!("kubeconfig: {}", cluster.kubeconfig_path.display());
     println!("try: KUBECONFIG={} kubectl get nodes", cluster.kubeconfig_path.display());

@@ -1,0 +1,261 @@
+//! Fault injection: a small HTTP proxy in front of the API server. A client configured with
+//! `FaultProxy::kubeconfig_path` goes through it; the test then makes the next N matching
+//! requests fail with a status, adds latency to every request, or cuts every open watch.
+//!
+//! The proxy speaks plain HTTP on loopback and forwards with a `kube::Client` to the API server
+//! (TLS, token), so what a client sees is the API server's own answers, except where a fault
+//! was asked for.
+
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::{Cluster, SimError};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// Which requests a fault applies to.
+#[derive(Debug, Clone, Default)]
+pub struct Matcher {
+    /// Only this method (any when `None`).
+    pub method: Option<Method>,
+    /// The request's path and query contain this text (`/pods`, `watch=true`, …).
+    pub path_contains: String,
+}
+
+impl Matcher {
+    pub fn new(method: Option<Method>, path_contains: &str) -> Self {
+        Matcher { method, path_contains: path_contains.to_string() }
+    }
+
+    fn matches(&self, method: &Method, path: &str) -> bool {
+        self.method.as_ref().is_none_or(|m| m == method) && path.contains(&self.path_contains)
+    }
+}
+
+#[derive(Debug)]
+struct Rule {
+    matcher: Matcher,
+    remaining: usize,
+    status: StatusCode,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    rules: Vec<Rule>,
+    latency: Duration,
+    /// Every request that reached the proxy: method and path with query.
+    seen: Vec<(Method, String)>,
+    injected: usize,
+}
+
+/// The controls of a running proxy.
+#[derive(Debug, Clone)]
+pub struct Faults {
+    state: Arc<Mutex<State>>,
+    cut: Arc<watch::Sender<u64>>,
+}
+
+impl Faults {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The next `count` requests that match fail with `status` (a Kubernetes `Status` body).
+    pub fn fail_next(&self, count: usize, matcher: Matcher, status: StatusCode) {
+        self.lock().rules.push(Rule { matcher, remaining: count, status });
+    }
+
+    /// Every request waits this long before it is forwarded.
+    pub fn set_latency(&self, latency: Duration) {
+        self.lock().latency = latency;
+    }
+
+    /// Ends every watch open now, abruptly (the connection drops mid-stream).
+    pub fn cut_watches(&self) {
+        self.cut.send_modify(|n| *n += 1);
+    }
+
+    /// How many requests matching `matcher` reached the proxy so far.
+    pub fn seen(&self, matcher: &Matcher) -> usize {
+        self.lock().seen.iter().filter(|(m, p)| matcher.matches(m, p)).count()
+    }
+
+    /// Every request so far: method and path with query.
+    pub fn log(&self) -> Vec<(Method, String)> {
+        self.lock().seen.clone()
+    }
+
+    /// How many requests were answered with an injected failure.
+    pub fn injected(&self) -> usize {
+        self.lock().injected
+    }
+
+    fn take_failure(&self, method: &Method, path: &str) -> Option<StatusCode> {
+        let mut state = self.lock();
+        state.seen.push((method.clone(), path.to_string()));
+        let rule = state.rules.iter_mut().find(|r| r.remaining > 0 && r.matcher.matches(method, path))?;
+        rule.remaining -= 1;
+        let status = rule.status;
+        state.injected += 1;
+        Some(status)
+    }
+}
+
+/// A running proxy; it stops when dropped.
+#[derive(Debug)]
+pub struct FaultProxy {
+    pub url: String,
+    pub kubeconfig_path: PathBuf,
+    pub faults: Faults,
+    task: JoinHandle<()>,
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FaultProxy {
+    /// Starts a proxy in front of `cluster`'s API server.
+    pub async fn start(cluster: &Cluster) -> Result<Self, SimError> {
+        let upstream = cluster.client().await?;
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let (cut, _) = watch::channel(0);
+        let faults = Faults { state: Arc::default(), cut: Arc::new(cut) };
+        let kubeconfig_path = cluster.dir().join("kubeconfig-faults");
+        std::fs::write(&kubeconfig_path, kubeconfig(&url))?;
+        let shared = faults.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (upstream, faults) = (upstream.clone(), shared.clone());
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| handle(req, upstream.clone(), faults.clone()));
+                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                });
+            }
+        });
+        Ok(FaultProxy { url, kubeconfig_path, faults, task })
+    }
+
+    /// A kube client that goes through the proxy.
+    pub async fn client(&self) -> Result<kube::Client, SimError> {
+        crate::client_from_kubeconfig(&self.kubeconfig_path).await
+    }
+}
+
+fn kubeconfig(url: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: sim-faults\n  cluster:\n    server: {url}\nusers:\n- name: admin\n  user:\n    token: {}\ncontexts:\n- name: sim-faults\n  context:\n    cluster: sim-faults\n    user: admin\n    namespace: default\ncurrent-context: sim-faults\n",
+        crate::TOKEN
+    )
+}
+
+fn full(bytes: impl Into<Bytes>) -> ProxyBody {
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
+}
+
+fn status_response(status: StatusCode, message: &str) -> Response<ProxyBody> {
+    let reason = match status.as_u16() {
+        409 => "Conflict",
+        429 => "TooManyRequests",
+        503 => "ServiceUnavailable",
+        504 => "Timeout",
+        _ => "InternalError",
+    };
+    let body = serde_json::json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": message, "reason": reason, "code": status.as_u16(),
+    });
+    let mut response = Response::new(full(body.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        response.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+}
+
+async fn handle(
+    request: Request<Incoming>,
+    upstream: kube::Client,
+    faults: Faults,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let method = request.method().clone();
+    let path = request.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
+    let latency = faults.lock().latency;
+    if let Some(status) = faults.take_failure(&method, &path) {
+        tokio::time::sleep(latency).await;
+        return Ok(status_response(status, &format!("injected fault: {method} {path} fails with {status}")));
+    }
+    tokio::time::sleep(latency).await;
+    let is_watch = path.contains("watch=true") || path.contains("watch=1");
+    let (parts, body) = request.into_parts();
+    let body = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) => {
+            return Ok(status_response(StatusCode::BAD_REQUEST, &format!("proxy: reading the body: {e}")));
+        }
+    };
+    let mut forward = Request::builder().method(method).uri(&path);
+    for (name, value) in &parts.headers {
+        // The upstream client sets its own credentials, host and length.
+        if name != http::header::AUTHORIZATION
+            && name != http::header::HOST
+            && name != http::header::CONTENT_LENGTH
+        {
+            forward = forward.header(name, value);
+        }
+    }
+    let Ok(forward) = forward.body(kube::client::Body::from(body.to_vec())) else {
+        return Ok(status_response(StatusCode::BAD_REQUEST, "proxy: cannot rebuild the request"));
+    };
+    let response = match upstream.send(forward).await {
+        Ok(response) => response,
+        Err(e) => return Ok(status_response(StatusCode::BAD_GATEWAY, &format!("proxy: upstream: {e}"))),
+    };
+    let (parts, body) = response.into_parts();
+    let body: ProxyBody = if is_watch {
+        cuttable(body, faults.cut.subscribe())
+    } else {
+        body.map_err(|e| Box::new(e) as BoxError).boxed_unsync()
+    };
+    Ok(Response::from_parts(parts, body))
+}
+
+/// A watch body that ends with an error (the connection drops) when the watches are cut.
+fn cuttable(body: kube::client::Body, cut: watch::Receiver<u64>) -> ProxyBody {
+    let frames = futures::stream::unfold((body, cut, false), |(mut body, mut cut, done)| async move {
+        if done {
+            return None;
+        }
+        tokio::select! {
+            frame = body.frame() => match frame {
+                Some(Ok(frame)) => Some((Ok::<Frame<Bytes>, BoxError>(frame), (body, cut, false))),
+                Some(Err(e)) => Some((Err(Box::new(e) as BoxError), (body, cut, true))),
+                None => None,
+            },
+            _ = cut.changed() => {
+                let error: BoxError = "watch cut by the fault injector".into();
+                Some((Err(error), (body, cut, true)))
+            }
+        }
+    });
+    StreamBody::new(frames).boxed_unsync()
+}
