@@ -377,3 +377,53 @@ async fn a_daemonset_runs_on_every_windows_node_and_counts_ready_pods() {
     .unwrap();
     assert_eq!((status.desired_number_scheduled, status.current_number_scheduled), (3, 3));
 }
+
+#[tokio::test]
+async fn a_rolling_update_replaces_daemon_pods_within_max_unavailable() {
+    let sim = simulation(3).await;
+    let executor = local_executor();
+    let agent = |version: &str| {
+        json!({
+            "apiVersion": "apps/v1", "kind": "DaemonSet",
+            "metadata": {"name": "agent", "namespace": NS},
+            "spec": {"selector": {"matchLabels": {"app": "agent"}},
+                "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
+                "template": {"metadata": {"labels": {"app": "agent"}}, "spec": {
+                    "tolerations": [{"key": "os", "operator": "Exists"}],
+                    "terminationGracePeriodSeconds": 2,
+                    "containers": [{"name": "main", "image": format!("sim/agent:{version}"),
+                        "command": [EXECUTOR, "run", "--task", "sim-test/agent", "--task-uid", "u7", "--revision",
+                            version, "--mode", "continuous", "--", &executor, "payload", "sleep", "3600"]}]}}},
+        })
+    };
+    let sets: Api<DaemonSet> = Api::namespaced(sim.client.clone(), NS);
+    let pods: Api<Pod> = Api::namespaced(sim.client.clone(), NS);
+    sets.create(&PostParams::default(), &serde_json::from_value(agent("v1")).unwrap()).await.unwrap();
+    until("three ready agents", Duration::from_secs(30), || async {
+        (sets.get("agent").await.ok()?.status?.number_ready == 3).then_some(())
+    })
+    .await
+    .unwrap();
+
+    let apply = kube::api::PatchParams::apply("test").force();
+    sets.patch("agent", &apply, &kube::api::Patch::Apply(agent("v2"))).await.unwrap();
+    let mut fewest_ready = 3;
+    let started = std::time::Instant::now();
+    loop {
+        let list = pods.list(&Default::default()).await.unwrap().items;
+        let ready_now = list.iter().filter(|p| ready(p)).count();
+        fewest_ready = fewest_ready.min(ready_now);
+        let on_v2 = list
+            .iter()
+            .filter(|p| {
+                ready(p) && p.spec.as_ref().unwrap().containers[0].image.as_deref() == Some("sim/agent:v2")
+            })
+            .count();
+        if on_v2 == 3 && list.len() == 3 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the update did not finish: {list:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(fewest_ready >= 2, "at most one node was without a ready agent, saw {fewest_ready} ready");
+}
