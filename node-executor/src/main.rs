@@ -74,6 +74,10 @@ enum Command {
         #[arg(long)]
         group: String,
     },
+    /// Copy this executable onto the host, into `<state-dir>/bin/<version>/`, for payload
+    /// images that do not carry it (an init container runs this). Each version gets its own
+    /// directory because Windows will not replace an executable that is running.
+    Install,
     /// Check the platform for real: job limits, process-tree kill, groups, ACLs; prints a
     /// pass/fail table. Meant for a real Windows host; says which checks Wine cannot show.
     SelfTest {
@@ -121,7 +125,9 @@ struct RunArgs {
     #[arg(long, conflicts_with = "command")]
     script: Option<PathBuf>,
     /// After a `Once` payload finished, stay up (ready per the record) until stopped, as a
-    /// DaemonSet pod must: exiting would re-run it.
+    /// DaemonSet pod must: exiting would re-run it. A result other than exit code 0 first
+    /// exits once with that code, so the container runtime records it; the restarted
+    /// container finds the record and idles without running the payload again.
     #[arg(long)]
     idle_after: bool,
     /// The program and its arguments, after `--`.
@@ -198,6 +204,29 @@ fn parse_applies_to(s: &str) -> Result<AppliesTo, String> {
     })
 }
 
+/// Where `install` puts this version of the executor under the state directory.
+fn installed_path(state_dir: &Path) -> PathBuf {
+    let file = if cfg!(windows) { "node-executor.exe" } else { "node-executor" };
+    state_dir.join("bin").join(env!("CARGO_PKG_VERSION")).join(file)
+}
+
+/// Copies the running executable to `installed_path` unless it is there already; the copy is
+/// written beside it and renamed, so a half-written executable is never run.
+fn install(state_dir: &Path) -> Result<(PathBuf, bool), Failure> {
+    let target = installed_path(state_dir);
+    if target.is_file() {
+        return Ok((target, false));
+    }
+    let io = |what: &str, e: std::io::Error| Failure(format!("install: {what}: {e}"));
+    let source = std::env::current_exe().map_err(|e| io("finding this executable", e))?;
+    let dir = target.parent().unwrap_or(state_dir);
+    std::fs::create_dir_all(dir).map_err(|e| io(&format!("creating {}", dir.display()), e))?;
+    let partial = dir.join(format!(".partial-{}", std::process::id()));
+    std::fs::copy(&source, &partial).map_err(|e| io(&format!("copying to {}", partial.display()), e))?;
+    std::fs::rename(&partial, &target).map_err(|e| io(&format!("renaming to {}", target.display()), e))?;
+    Ok((target, true))
+}
+
 fn default_state_dir() -> PathBuf {
     if cfg!(windows) {
         let program_data =
@@ -254,6 +283,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Provision { .. } => "provision",
         Command::Deprovision { .. } => "deprovision",
         Command::SelfTest { .. } => "self-test",
+        Command::Install => "install",
         Command::Payload(_) => "payload",
     }
 }
@@ -296,6 +326,13 @@ fn execute(cli: Cli) -> Result<Outcome, Failure> {
                 json!(report.record.state.is_success() || report.record.state == record::State::Interrupted);
             json["command"] = json!("run");
             if args.idle_after && request.mode == Mode::Once && !shutdown.requested() {
+                // A result other than plain success that this container produced leaves the
+                // container once: the runtime records the exit code and, with
+                // `terminationMessagePolicy: FallbackToLogsOnError`, this result line. The next
+                // container finds the record, does not run the payload again, and idles.
+                if !report.skipped && report.exit_code != 0 {
+                    return Ok(Outcome { json, code: report.exit_code });
+                }
                 // Report now; the record answers the probe while we idle.
                 println!("{json}");
                 shutdown.wait();
@@ -305,6 +342,13 @@ fn execute(cli: Cli) -> Result<Outcome, Failure> {
                 });
             }
             Ok(Outcome { json, code: report.exit_code })
+        }
+        Command::Install => {
+            let (path, installed) = install(&state_dir)?;
+            Ok(Outcome {
+                json: json!({ "ok": true, "command": "install", "path": path, "installed": installed }),
+                code: 0,
+            })
         }
         Command::Probe(args) => {
             check_token("task-uid", &args.task_uid)?;

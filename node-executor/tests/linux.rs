@@ -317,6 +317,59 @@ fn idle_after_keeps_a_finished_once_pod_up_and_ready() {
 }
 
 #[test]
+fn idle_after_exits_once_with_a_failure_then_idles_without_running_it_again() {
+    let node = Node::new();
+    let counter = node.path("runs");
+    let args = [
+        "run",
+        "--task",
+        "tasks/t",
+        "--task-uid",
+        "fails",
+        "--revision",
+        "r1",
+        "--idle-after",
+        "--",
+        EXE,
+        "payload",
+        "count",
+        &counter,
+        "--code",
+        "3",
+    ];
+    // The container that ran the payload exits with its code and the result as its last line.
+    let first = node.exec(&args);
+    assert_eq!(first.status.code(), Some(3), "{}", stderr(&first));
+    let result = result(&first);
+    assert_eq!((result["state"].as_str(), result["exitCode"].as_i64()), (Some("Failed"), Some(3)));
+    // The runtime restarts it: the record says the revision is done, so it idles, not ready.
+    let mut again = node.cmd(&args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(again.try_wait().expect("try_wait").is_none(), "the restarted executor idles");
+    let probe = node.exec(&["probe", "--task-uid", "fails", "--revision", "r1"]);
+    assert_eq!(probe.status.code(), Some(1), "a failed payload is never ready");
+    kill(Pid::from_raw(again.id() as i32), Signal::SIGTERM).expect("sigterm");
+    assert_eq!(wait_exit(&mut again, Duration::from_secs(10)).code(), Some(0));
+    assert_eq!(lines(&counter), 1, "the payload ran once");
+}
+
+#[test]
+fn install_copies_the_executor_once_into_a_directory_per_version() {
+    let node = Node::new();
+    let first = node.exec(&["install"]);
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    let installed = result(&first);
+    assert_eq!(installed["installed"], true);
+    let path = installed["path"].as_str().expect("path").to_string();
+    assert!(path.ends_with(&format!("bin/{}/node-executor", env!("CARGO_PKG_VERSION"))), "{path}");
+    // The copy is the executor: it runs.
+    let copy = Command::new(&path).args(["payload", "exit", "4"]).status().expect("runs");
+    assert_eq!(copy.code(), Some(4));
+    let again = result(&node.exec(&["install"]));
+    assert_eq!((again["installed"].as_bool(), again["path"].as_str()), (Some(false), Some(path.as_str())));
+}
+
+#[test]
 fn a_continuous_payload_restarts_on_exit_until_stopped() {
     let node = Node::new();
     let counter = node.path("runs");
