@@ -1,0 +1,42 @@
+//! What every reconcile shares: the client, the operator's settings, the caches of what it
+//! watches, and the event recorder.
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::Client;
+use kube::core::PartialObjectMeta;
+use kube::runtime::events::Recorder;
+use kube::runtime::reflector::Store;
+
+/// The operator's settings (flags and environment).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The node-executor image the pods run (or copy the executor from).
+    pub executor_image: String,
+    /// Its version: where `node-executor install` puts it on the host.
+    pub executor_version: String,
+    /// Watch only this namespace's HostTasks (and their DaemonSets and pods); all when `None`.
+    pub namespace: Option<String>,
+}
+
+impl Config {
+    /// The image the operator defaults to: the executor built from the same sources.
+    pub fn default_executor_image() -> String {
+        format!("ghcr.io/hostprocess-operator/node-executor:{}", env!("CARGO_PKG_VERSION"))
+    }
+}
+
+pub struct Context {
+    pub client: Client,
+    pub config: Config,
+    /// Pods the operator manages (label-selected).
+    pub pods: Store<Pod>,
+    /// Nodes, metadata only: names and labels are all the rollout needs.
+    pub nodes: Store<PartialObjectMeta<Node>>,
+    pub recorder: Recorder,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context").field("config", &self.config).finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,62 @@
+//! Short, stable hashes of what a task runs: its revision.
+
+use hostprocess_crds::HostTaskSpec;
+use serde_json::json;
+
+/// FNV-1a, 64 bits: stable across runs and platforms, enough to tell revisions apart.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        hash ^= u64::from(*b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+/// A hash of an object's JSON: what was applied, to skip applying it again.
+pub fn content_hash(value: &serde_json::Value) -> String {
+    format!("{:016x}", fnv1a(value.to_string().as_bytes()))
+}
+
+/// The revision of a task: a hash of what runs and how (payload, account, limits, timeout,
+/// retries, mode, reboot policy), not of where or how fast it rolls out — changing the node
+/// selector, tolerations, `maxConcurrent`, `maxFailures` or `paused` does not run anything again.
+/// `referenced` is the content of referenced Secrets/ConfigMaps when the task asks to track it.
+pub fn revision(spec: &HostTaskSpec, referenced: Option<&str>) -> String {
+    let what = json!({
+        "image": spec.image, "command": spec.command, "args": spec.args, "script": spec.script,
+        "env": spec.env, "envFrom": spec.env_from, "runAs": spec.run_as, "limits": spec.limits,
+        "timeout": spec.timeout, "retries": spec.retries, "mode": spec.mode, "reboot": spec.reboot,
+        "referenced": referenced,
+    });
+    format!("{:010x}", fnv1a(what.to_string().as_bytes()) & 0xff_ffff_ffff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+    fn spec(yaml: serde_json::Value) -> HostTaskSpec {
+        serde_json::from_value(yaml).unwrap_or_else(|e| panic!("spec: {e}"))
+    }
+
+    #[test]
+    fn the_revision_follows_what_runs_not_how_it_rolls_out() {
+        let base = spec(json!({"command": ["C:\\tools\\patch.exe", "/quiet"]}));
+        let r = revision(&base, None);
+        assert_eq!(r.len(), 10);
+        assert_eq!(revision(&base.clone(), None), r, "stable");
+
+        let mut rollout = base.clone();
+        rollout.rollout.max_concurrent = IntOrString::Int(50);
+        rollout.rollout.paused = true;
+        rollout.node_selector = Some(Default::default());
+        assert_eq!(revision(&rollout, None), r, "rollout settings and targeting are not a new revision");
+
+        let mut payload = base.clone();
+        payload.args = Some(vec!["/norestart".into()]);
+        assert_ne!(revision(&payload, None), r);
+        assert_ne!(revision(&base, Some("secret v2")), r, "tracked referenced data is part of it");
+    }
+}

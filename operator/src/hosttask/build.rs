@@ -1,0 +1,353 @@
+//! HostTask → the objects that run it: a HostProcess DaemonSet and, for an inline script, a
+//! ConfigMap per revision. Pure functions of the task and the rollout decision; no client.
+
+use std::collections::BTreeMap;
+
+use hostprocess_crds::{Account, HostTask, Mode};
+use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec, DaemonSetUpdateStrategy, RollingUpdateDaemonSet};
+use k8s_openapi::api::core::v1::{
+    Affinity, ConfigMap, ConfigMapVolumeSource, Container, ExecAction, NodeAffinity, NodeSelector,
+    NodeSelectorRequirement, NodeSelectorTerm, PodOS, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    Toleration, Volume, VolumeMount, WindowsSecurityContextOptions,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::{Resource, ResourceExt};
+
+use crate::labels;
+
+/// Where the inline script is mounted in the container.
+const SCRIPT_DIR: &str = r"C:\hostprocess\task";
+const SCRIPT_FILE: &str = "script.ps1";
+/// Where `node-executor install` puts the executor on the host (`%ProgramData%`), by version.
+const INSTALLED_EXECUTOR_DIR: &str = r"C:\ProgramData\hostprocess-operator\bin";
+/// The executor inside its own image (HostProcess resolves a relative program in the image).
+const IMAGE_EXECUTOR: &str = "node-executor.exe";
+/// Long enough for the executor to stop the payload's job and record the result.
+const GRACE_SECONDS: i64 = 60;
+
+/// What the builder needs besides the task.
+#[derive(Debug, Clone)]
+pub struct BuildInputs<'a> {
+    /// The node-executor image, e.g. `ghcr.io/hostprocess-operator/node-executor:0.1.0`.
+    pub executor_image: &'a str,
+    /// The executor's version (its directory on the host when copied there).
+    pub executor_version: &'a str,
+    pub revision: &'a str,
+    /// `runAsUserName`: a built-in account or the HostGroup's local group name.
+    pub run_as_user: &'a str,
+    /// `Once` mode: the nodes admitted so far, by name (the DaemonSet runs only there).
+    /// `None` in `Continuous` mode: every targeted node.
+    pub admitted: Option<&'a [String]>,
+    /// `Continuous` mode: how many nodes may be updating at once.
+    pub max_unavailable: u32,
+}
+
+/// The `runAsUserName` of a built-in account; `None` for `HostGroup` (the group's name).
+pub fn builtin_user(task: &HostTask) -> Option<&'static str> {
+    task.spec.run_as.account.builtin_user_name()
+}
+
+/// The labels of everything made for `task`.
+pub fn task_labels(task: &HostTask, revision: Option<&str>) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::from([
+        (labels::MANAGED_BY.to_string(), labels::MANAGED_BY_VALUE.to_string()),
+        (labels::NAME.to_string(), "hostprocess-task".to_string()),
+        (labels::PART_OF.to_string(), "hostprocess-operator".to_string()),
+        (labels::TASK.to_string(), task.name_any()),
+    ]);
+    if let Some(revision) = revision {
+        labels.insert(labels::REVISION.to_string(), revision.to_string());
+    }
+    labels
+}
+
+fn owned_meta(task: &HostTask, name: String, labels: BTreeMap<String, String>) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: task.namespace(),
+        labels: Some(labels),
+        owner_references: task.controller_owner_ref(&()).map(|o| vec![o]),
+        ..ObjectMeta::default()
+    }
+}
+
+/// The ConfigMap that delivers the inline script of one revision (immutable: a new revision
+/// gets a new ConfigMap, so a pod never sees a script of another revision).
+pub fn script_config_map(task: &HostTask, revision: &str) -> Option<ConfigMap> {
+    let script = task.spec.script.as_ref()?;
+    Some(ConfigMap {
+        metadata: owned_meta(
+            task,
+            labels::script_config_map_name(&task.name_any(), revision),
+            task_labels(task, Some(revision)),
+        ),
+        data: Some(BTreeMap::from([(SCRIPT_FILE.to_string(), script.clone())])),
+        immutable: Some(true),
+        ..ConfigMap::default()
+    })
+}
+
+/// The executor's arguments for the task: `run` with its limits, then the payload.
+fn executor_args(task: &HostTask, revision: &str) -> Vec<String> {
+    let spec = &task.spec;
+    let mode = match spec.mode {
+        Mode::Once => "once",
+        Mode::Continuous => "continuous",
+    };
+    let mut args: Vec<String> = vec![
+        "run".into(),
+        "--task".into(),
+        format!("{}/{}", task.namespace().unwrap_or_default(), task.name_any()),
+        "--task-uid".into(),
+        task.uid().unwrap_or_default(),
+        "--revision".into(),
+        revision.into(),
+        "--mode".into(),
+        mode.into(),
+        "--retries".into(),
+        spec.retries.limit.to_string(),
+        "--backoff".into(),
+        spec.retries.backoff.clone(),
+    ];
+    if let Some(timeout) = &spec.timeout {
+        args.extend(["--timeout".into(), timeout.clone()]);
+    }
+    if let Some(limits) = &spec.limits {
+        if let Some(memory) = &limits.memory {
+            args.extend(["--memory".into(), memory.clone()]);
+        }
+        if let Some(cpu) = &limits.cpu {
+            args.extend(["--cpu".into(), cpu.clone()]);
+        }
+        if let Some(processes) = limits.processes {
+            args.extend(["--processes".into(), processes.to_string()]);
+        }
+    }
+    if spec.mode == Mode::Once {
+        args.push("--idle-after".into());
+    }
+    if spec.script.is_some() {
+        args.extend(["--script".into(), format!(r"{SCRIPT_DIR}\{SCRIPT_FILE}")]);
+    } else {
+        // Each word stays one argument: nothing reaches a shell.
+        args.push("--".into());
+        args.extend(spec.command.iter().flatten().cloned());
+        args.extend(spec.args.iter().flatten().cloned());
+    }
+    args
+}
+
+/// Node affinity: every term of the task's selector (ANDed), and in `Once` mode only the
+/// admitted nodes.
+fn affinity(selector: Option<&LabelSelector>, admitted: Option<&[String]>) -> Option<Affinity> {
+    let mut expressions: Vec<NodeSelectorRequirement> = Vec::new();
+    if let Some(selector) = selector {
+        for (key, value) in selector.match_labels.iter().flatten() {
+            expressions.push(NodeSelectorRequirement {
+                key: key.clone(),
+                operator: "In".into(),
+                values: Some(vec![value.clone()]),
+            });
+        }
+        for expression in selector.match_expressions.iter().flatten() {
+            expressions.push(NodeSelectorRequirement {
+                key: expression.key.clone(),
+                operator: expression.operator.clone(),
+                values: expression.values.clone().filter(|v| !v.is_empty()),
+            });
+        }
+    }
+    let fields = admitted.map(|nodes| {
+        vec![NodeSelectorRequirement {
+            key: "metadata.name".into(),
+            operator: "In".into(),
+            values: Some(nodes.to_vec()),
+        }]
+    });
+    if expressions.is_empty() && fields.is_none() {
+        return None;
+    }
+    Some(Affinity {
+        node_affinity: Some(NodeAffinity {
+            required_during_scheduling_ignored_during_execution: Some(NodeSelector {
+                node_selector_terms: vec![NodeSelectorTerm {
+                    match_expressions: (!expressions.is_empty()).then_some(expressions),
+                    match_fields: fields,
+                }],
+            }),
+            ..NodeAffinity::default()
+        }),
+        ..Affinity::default()
+    })
+}
+
+/// The taints Windows node pools usually carry, tolerated by every task.
+fn windows_tolerations() -> Vec<Toleration> {
+    ["os", "node.kubernetes.io/os"]
+        .into_iter()
+        .map(|key| Toleration {
+            key: Some(key.into()),
+            operator: Some("Equal".into()),
+            value: Some("windows".into()),
+            effect: Some("NoSchedule".into()),
+            ..Toleration::default()
+        })
+        .collect()
+}
+
+/// The HostProcess DaemonSet of a task.
+pub fn daemon_set(task: &HostTask, inputs: &BuildInputs<'_>) -> DaemonSet {
+    let spec = &task.spec;
+    let name = labels::daemon_set_name(&task.name_any());
+    let pod_labels = task_labels(task, Some(inputs.revision));
+    let selector_labels = BTreeMap::from([
+        (labels::MANAGED_BY.to_string(), labels::MANAGED_BY_VALUE.to_string()),
+        (labels::TASK.to_string(), task.name_any()),
+    ]);
+
+    // The payload comes in its own image: an init container copies the executor onto the
+    // host first, into a directory per version.
+    let (executor, init_containers) = match &spec.image {
+        Some(_) => (
+            format!(r"{INSTALLED_EXECUTOR_DIR}\{}\node-executor.exe", inputs.executor_version),
+            Some(vec![Container {
+                name: "install-executor".into(),
+                image: Some(inputs.executor_image.into()),
+                command: Some(vec![IMAGE_EXECUTOR.into(), "install".into()]),
+                termination_message_policy: Some("FallbackToLogsOnError".into()),
+                ..Container::default()
+            }]),
+        ),
+        None => (IMAGE_EXECUTOR.to_string(), None),
+    };
+    let mut command = vec![executor.clone()];
+    command.extend(executor_args(task, inputs.revision));
+    let probe_command = vec![
+        executor.clone(),
+        "probe".into(),
+        "--task-uid".into(),
+        task.uid().unwrap_or_default(),
+        "--revision".into(),
+        inputs.revision.into(),
+    ];
+    let mut volumes = Vec::new();
+    let mut mounts = Vec::new();
+    if spec.script.is_some() {
+        volumes.push(Volume {
+            name: "script".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: labels::script_config_map_name(&task.name_any(), inputs.revision),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+        mounts.push(VolumeMount {
+            name: "script".into(),
+            mount_path: SCRIPT_DIR.into(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+    }
+    let container = Container {
+        name: "task".into(),
+        image: Some(spec.image.clone().unwrap_or_else(|| inputs.executor_image.into())),
+        command: Some(command),
+        env: (!spec.env.is_empty()).then(|| spec.env.clone()),
+        env_from: (!spec.env_from.is_empty()).then(|| spec.env_from.clone()),
+        volume_mounts: (!mounts.is_empty()).then_some(mounts),
+        readiness_probe: Some(Probe {
+            exec: Some(ExecAction { command: Some(probe_command) }),
+            period_seconds: Some(5),
+            timeout_seconds: Some(5),
+            success_threshold: Some(1),
+            failure_threshold: Some(1),
+            ..Probe::default()
+        }),
+        // The executor's last log line is its JSON result: it becomes the termination message.
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        ..Container::default()
+    };
+    let mut tolerations = windows_tolerations();
+    tolerations.extend(spec.tolerations.iter().cloned());
+    let pod = PodSpec {
+        os: Some(PodOS { name: "windows".into() }),
+        host_network: Some(true),
+        security_context: Some(PodSecurityContext {
+            windows_options: Some(WindowsSecurityContextOptions {
+                host_process: Some(true),
+                run_as_user_name: Some(inputs.run_as_user.into()),
+                ..WindowsSecurityContextOptions::default()
+            }),
+            ..PodSecurityContext::default()
+        }),
+        node_selector: Some(BTreeMap::from([("kubernetes.io/os".to_string(), "windows".to_string())])),
+        affinity: affinity(spec.node_selector.as_ref(), inputs.admitted),
+        tolerations: Some(tolerations),
+        // A DaemonSet pod must restart: the executor idles after a `Once` payload instead.
+        restart_policy: Some("Always".into()),
+        termination_grace_period_seconds: Some(GRACE_SECONDS),
+        // The payload needs no API access; it gets no token.
+        automount_service_account_token: Some(false),
+        init_containers,
+        containers: vec![container],
+        volumes: (!volumes.is_empty()).then_some(volumes),
+        ..PodSpec::default()
+    };
+    let update_strategy = match spec.mode {
+        // Nodes start by admission (the affinity above), never by the DaemonSet controller's
+        // own rolling update.
+        Mode::Once => DaemonSetUpdateStrategy { type_: Some("OnDelete".into()), rolling_update: None },
+        Mode::Continuous => DaemonSetUpdateStrategy {
+            type_: Some("RollingUpdate".into()),
+            rolling_update: Some(RollingUpdateDaemonSet {
+                max_unavailable: Some(IntOrString::Int(
+                    i32::try_from(inputs.max_unavailable.max(1)).unwrap_or(1),
+                )),
+                max_surge: Some(IntOrString::Int(0)),
+            }),
+        },
+    };
+    let mut ds_labels = task_labels(task, Some(inputs.revision));
+    ds_labels.insert(labels::VERSION.to_string(), inputs.executor_version.to_string());
+    DaemonSet {
+        metadata: owned_meta(task, name, ds_labels),
+        spec: Some(DaemonSetSpec {
+            selector: LabelSelector { match_labels: Some(selector_labels), ..LabelSelector::default() },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta { labels: Some(pod_labels), ..ObjectMeta::default() }),
+                spec: Some(pod),
+            },
+            update_strategy: Some(update_strategy),
+            ..DaemonSetSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// The nodes admitted so far, read back from a DaemonSet this builder made (what the API holds
+/// is the rollout's memory: an operator restart resumes from it).
+pub fn admitted_nodes(ds: &DaemonSet) -> Vec<String> {
+    ds.spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|s| s.affinity.as_ref())
+        .and_then(|a| a.node_affinity.as_ref())
+        .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref())
+        .into_iter()
+        .flat_map(|s| s.node_selector_terms.iter())
+        .flat_map(|t| t.match_fields.iter().flatten())
+        .filter(|f| f.key == "metadata.name" && f.operator == "In")
+        .flat_map(|f| f.values.iter().flatten().cloned())
+        .collect()
+}
+
+/// The revision a DaemonSet runs (its pod template's label).
+pub fn daemon_set_revision(ds: &DaemonSet) -> Option<String> {
+    ds.spec.as_ref()?.template.metadata.as_ref()?.labels.as_ref()?.get(labels::REVISION).cloned()
+}
+
+/// Whether `account` needs a HostGroup looked up.
+pub fn runs_as_group(task: &HostTask) -> bool {
+    task.spec.run_as.account == Account::HostGroup
+}

@@ -1,0 +1,388 @@
+//! HostTask reconciliation: resolve (nodes, pods, the DaemonSet so far) → validate → decide the
+//! rollout → build → apply → status. Each stage is a function; only `apply_*` and `reconcile`
+//! touch the API.
+
+pub mod build;
+pub mod rollout;
+pub mod status;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hostprocess_crds::units::CountOrPercent;
+use hostprocess_crds::{HostTask, Mode};
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use tracing::{info, instrument, warn};
+
+use crate::context::Context;
+use crate::{hashing, labels};
+use rollout::{Decision, Limits, NodeResult, Phase};
+use status::Blocked;
+
+/// Longest task name whose DaemonSet name (`hostprocess-<name>`) is a valid label value.
+const MAX_TASK_NAME: usize = 51;
+const APPLIED_HASH: &str = "hostprocess.dev/applied-hash";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("reading namespace {0}: {1}")]
+    GetNamespace(String, #[source] kube::Error),
+    #[error("reading the DaemonSet: {0}")]
+    GetDaemonSet(#[source] kube::Error),
+    #[error("applying the DaemonSet: {0}")]
+    ApplyDaemonSet(#[source] kube::Error),
+    #[error("deleting the DaemonSet: {0}")]
+    DeleteDaemonSet(#[source] kube::Error),
+    #[error("applying the script ConfigMap: {0}")]
+    ApplyConfigMap(#[source] kube::Error),
+    #[error("writing status: {0}")]
+    PatchStatus(#[source] kube::Error),
+    #[error("serializing: {0}")]
+    Serialize(#[from] serde_json::Error),
+}
+
+impl Error {
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::GetNamespace(..) => "get_namespace",
+            Error::GetDaemonSet(_) => "get_daemonset",
+            Error::ApplyDaemonSet(_) => "apply_daemonset",
+            Error::DeleteDaemonSet(_) => "delete_daemonset",
+            Error::ApplyConfigMap(_) => "apply_configmap",
+            Error::PatchStatus(_) => "patch_status",
+            Error::Serialize(_) => "serialize",
+        }
+    }
+}
+
+/// Whether `labels` match a label selector (matchLabels and matchExpressions).
+pub fn selector_matches(selector: Option<&LabelSelector>, labels: &BTreeMap<String, String>) -> bool {
+    let Some(selector) = selector else { return true };
+    let labels_ok = selector.match_labels.iter().flatten().all(|(k, v)| labels.get(k) == Some(v));
+    let expressions_ok = selector.match_expressions.iter().flatten().all(|e| {
+        let value = labels.get(&e.key);
+        let values = e.values.clone().unwrap_or_default();
+        match e.operator.as_str() {
+            "In" => value.is_some_and(|v| values.contains(v)),
+            "NotIn" => value.is_none_or(|v| !values.contains(v)),
+            "Exists" => value.is_some(),
+            "DoesNotExist" => value.is_none(),
+            _ => false,
+        }
+    });
+    labels_ok && expressions_ok
+}
+
+/// The Windows nodes the task targets, sorted by name.
+pub fn targeted_nodes(task: &HostTask, nodes: &[Arc<PartialObjectMeta<Node>>]) -> Vec<String> {
+    let mut names: Vec<String> = nodes
+        .iter()
+        .filter(|n| {
+            let labels = n.labels();
+            labels.get("kubernetes.io/os").map(String::as_str) == Some("windows")
+                && selector_matches(task.spec.node_selector.as_ref(), labels)
+        })
+        .map(|n| n.name_any())
+        .collect();
+    names.sort();
+    names
+}
+
+/// What stops the task from running at all, if anything (checked before anything is applied).
+fn blocked(task: &HostTask, namespace: Option<&Namespace>) -> Option<Blocked> {
+    if task.name_any().len() > MAX_TASK_NAME {
+        return Some(Blocked {
+            reason: "InvalidName",
+            message: format!(
+                "the task's name is {} characters long; use at most {MAX_TASK_NAME} (its DaemonSet is named hostprocess-<name>)",
+                task.name_any().len()
+            ),
+        });
+    }
+    if let Err(errors) = task.spec.validate() {
+        return Some(Blocked { reason: "InvalidSpec", message: errors.to_string() });
+    }
+    if build::runs_as_group(task) {
+        return Some(Blocked {
+            reason: "HostGroupAccountUnsupported",
+            message: "runAs HostGroup is not supported by this operator version yet; run as LocalService, NetworkService or System".into(),
+        });
+    }
+    let enforce = namespace
+        .and_then(|ns| ns.metadata.labels.as_ref())
+        .and_then(|l| l.get("pod-security.kubernetes.io/enforce"))
+        .map(String::as_str);
+    if let Some(level) = enforce.filter(|l| *l != "privileged") {
+        return Some(Blocked {
+            reason: "PodSecurityRejects",
+            message: format!(
+                "namespace {} enforces the Pod Security level {level:?}, which refuses HostProcess pods; run the task in a namespace labelled pod-security.kubernetes.io/enforce=privileged (the operator's install creates hostprocess-tasks)",
+                task.namespace().unwrap_or_default()
+            ),
+        });
+    }
+    None
+}
+
+/// What the pods of this revision say, by node.
+fn results(ctx: &Context, task: &HostTask, revision: &str) -> BTreeMap<String, NodeResult> {
+    let namespace = task.namespace();
+    let name = task.name_any();
+    ctx.pods
+        .state()
+        .iter()
+        .filter(|p| p.namespace() == namespace)
+        .filter(|p| {
+            let l = p.labels();
+            l.get(labels::TASK) == Some(&name)
+                && l.get(labels::REVISION).map(String::as_str) == Some(revision)
+        })
+        .filter_map(|p| rollout::observe(p))
+        .collect()
+}
+
+fn decide(
+    task: &HostTask,
+    targeted: &[String],
+    admitted: &[String],
+    results: &BTreeMap<String, NodeResult>,
+) -> Decision {
+    let total = u32::try_from(targeted.len()).unwrap_or(u32::MAX);
+    let rollout = &task.spec.rollout;
+    let of = |value, fallback| CountOrPercent::parse(value).map_or(fallback, |c| c.of(total));
+    match task.spec.mode {
+        Mode::Once => {
+            let limits = Limits {
+                max_concurrent: of(&rollout.max_concurrent, 1).max(1),
+                max_failures: of(&rollout.max_failures, 0),
+                paused: rollout.paused,
+            };
+            rollout::plan_once(targeted, admitted, results, limits)
+        }
+        Mode::Continuous => rollout::plan_continuous(targeted, results, rollout.paused),
+    }
+}
+
+fn apply_params() -> PatchParams {
+    PatchParams::apply(labels::FIELD_MANAGER).force()
+}
+
+/// Applies the DaemonSet unless the one in the API was applied from the same content.
+async fn apply_daemon_set(
+    api: &Api<DaemonSet>,
+    existing: Option<&DaemonSet>,
+    mut ds: DaemonSet,
+) -> Result<bool, Error> {
+    let hash = hashing::content_hash(&serde_json::to_value(&ds)?);
+    if existing.and_then(|e| e.annotations().get(APPLIED_HASH)) == Some(&hash) {
+        return Ok(false);
+    }
+    ds.metadata.annotations.get_or_insert_with(BTreeMap::new).insert(APPLIED_HASH.into(), hash);
+    let mut value = serde_json::to_value(&ds)?;
+    value["apiVersion"] = json!("apps/v1");
+    value["kind"] = json!("DaemonSet");
+    api.patch(&ds.name_any(), &apply_params(), &Patch::Apply(&value)).await.map_err(Error::ApplyDaemonSet)?;
+    Ok(true)
+}
+
+#[instrument(skip_all, fields(task = %task.name_any(), namespace = task.namespace().unwrap_or_default()))]
+pub async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if task.metadata.deletion_timestamp.is_some() {
+        // The DaemonSet, its pods and the ConfigMaps go with the task (owner references).
+        return Ok(Action::await_change());
+    }
+    let namespace = task.namespace().unwrap_or_default();
+    let name = task.name_any();
+    let generation = task.metadata.generation;
+
+    // Resolve.
+    let ns = Api::<Namespace>::all(ctx.client.clone())
+        .get_opt(&namespace)
+        .await
+        .map_err(|e| Error::GetNamespace(namespace.clone(), e))?;
+    let revision = hashing::revision(&task.spec, None);
+    let sets: Api<DaemonSet> = Api::namespaced(ctx.client.clone(), &namespace);
+    let ds_name = labels::daemon_set_name(&name);
+    let existing = sets.get_opt(&ds_name).await.map_err(Error::GetDaemonSet)?;
+    let now = Timestamp::now();
+
+    // Validate: bad input becomes a condition, never a retry storm.
+    if let Some(blocked) = blocked(&task, ns.as_ref()) {
+        let status = status::status(
+            task.status.as_ref(),
+            generation,
+            &revision,
+            None,
+            Some(&blocked),
+            task.spec.rollout.paused,
+            now,
+        );
+        write_status(&ctx, &task, status).await?;
+        return Ok(Action::await_change());
+    }
+
+    // Decide.
+    let nodes = ctx.nodes.state();
+    let targeted = targeted_nodes(&task, &nodes);
+    let admitted = existing
+        .as_ref()
+        .filter(|ds| build::daemon_set_revision(ds).as_deref() == Some(revision.as_str()))
+        .map(build::admitted_nodes)
+        .unwrap_or_default();
+    let results = results(&ctx, &task, &revision);
+    let decision = decide(&task, &targeted, &admitted, &results);
+
+    // Build and apply.
+    if let Some(cm) = build::script_config_map(&task, &revision) {
+        let maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &namespace);
+        let mut value = serde_json::to_value(&cm)?;
+        value["apiVersion"] = json!("v1");
+        value["kind"] = json!("ConfigMap");
+        maps.patch(&cm.name_any(), &apply_params(), &Patch::Apply(&value))
+            .await
+            .map_err(Error::ApplyConfigMap)?;
+    }
+    let run_as = build::builtin_user(&task).unwrap_or(r"NT AUTHORITY\Local service");
+    let max_concurrent = CountOrPercent::parse(&task.spec.rollout.max_concurrent)
+        .map_or(1, |c| c.of(u32::try_from(targeted.len()).unwrap_or(u32::MAX)));
+    let once = task.spec.mode == Mode::Once;
+    if once && decision.admitted.is_empty() {
+        // Nothing may run yet (paused from the start, no node targeted): no DaemonSet, whose
+        // node affinity could not name an empty set of nodes.
+        if existing.is_some() {
+            sets.delete(&ds_name, &DeleteParams::background()).await.map_err(Error::DeleteDaemonSet)?;
+        }
+    } else {
+        let inputs = build::BuildInputs {
+            executor_image: &ctx.config.executor_image,
+            executor_version: &ctx.config.executor_version,
+            revision: &revision,
+            run_as_user: run_as,
+            admitted: once.then_some(decision.admitted.as_slice()),
+            max_unavailable: max_concurrent,
+        };
+        let ds = build::daemon_set(&task, &inputs);
+        apply_daemon_set(&sets, existing.as_ref(), ds).await?;
+    }
+    if !decision.starting.is_empty() {
+        info!(nodes = decision.starting.len(), "wave starts");
+        publish(
+            &ctx,
+            &task,
+            EventType::Normal,
+            "WaveStarted",
+            format!("starting on {} nodes: {}", decision.starting.len(), short_list(&decision.starting)),
+        )
+        .await;
+    }
+
+    // Status.
+    let previous_phase_halted = task
+        .status
+        .as_ref()
+        .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Stalled" && c.status == "True"));
+    let previous_complete = task.status.as_ref().is_some_and(|s| {
+        s.revision.as_deref() == Some(revision.as_str())
+            && s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+    });
+    let new_status = status::status(
+        task.status.as_ref(),
+        generation,
+        &revision,
+        Some(&decision),
+        None,
+        task.spec.rollout.paused,
+        now,
+    );
+    if decision.phase == Phase::Halted && !previous_phase_halted {
+        warn!(failed = decision.counts.failed, "rollout halted");
+        publish(
+            &ctx,
+            &task,
+            EventType::Warning,
+            "RolloutHalted",
+            format!("{} nodes failed, more than maxFailures allows", decision.counts.failed),
+        )
+        .await;
+    }
+    if decision.phase == Phase::Complete && !previous_complete && decision.counts.targeted > 0 {
+        publish(
+            &ctx,
+            &task,
+            EventType::Normal,
+            "RolloutComplete",
+            format!(
+                "revision {revision}: {} nodes succeeded, {} failed",
+                decision.counts.succeeded, decision.counts.failed
+            ),
+        )
+        .await;
+    }
+    for failure in decision.failures.iter().filter(|f| {
+        !task.status.as_ref().is_some_and(|s| {
+            s.revision.as_deref() == Some(revision.as_str()) && s.failures.iter().any(|p| p.node == f.node)
+        })
+    }) {
+        publish(
+            &ctx,
+            &task,
+            EventType::Warning,
+            "NodeFailed",
+            format!(
+                "{}: {} (exit code {})",
+                failure.node,
+                failure.message,
+                failure.exit_code.map_or("none".into(), |c| c.to_string())
+            ),
+        )
+        .await;
+    }
+    write_status(&ctx, &task, new_status).await?;
+    Ok(match decision.phase {
+        Phase::Progressing => Action::requeue(Duration::from_secs(30)),
+        _ => Action::requeue(Duration::from_secs(300)),
+    })
+}
+
+fn short_list(nodes: &[String]) -> String {
+    let shown: Vec<&str> = nodes.iter().take(10).map(String::as_str).collect();
+    if nodes.len() > 10 {
+        format!("{} and {} more", shown.join(", "), nodes.len() - 10)
+    } else {
+        shown.join(", ")
+    }
+}
+
+async fn publish(ctx: &Context, task: &HostTask, type_: EventType, reason: &str, note: String) {
+    let event =
+        Event { type_, reason: reason.into(), note: Some(note), action: "Rollout".into(), secondary: None };
+    if let Err(e) = ctx.recorder.publish(&event, &task.object_ref(&())).await {
+        warn!(error = %e, "cannot publish an event");
+    }
+}
+
+async fn write_status(
+    ctx: &Context,
+    task: &HostTask,
+    status: hostprocess_crds::HostTaskStatus,
+) -> Result<(), Error> {
+    if task.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    let api: Api<HostTask> = Api::namespaced(ctx.client.clone(), &task.namespace().unwrap_or_default());
+    let patch = json!({"apiVersion": "hostprocess.dev/v1alpha1", "kind": "HostTask", "status": status});
+    api.patch_status(&task.name_any(), &apply_params(), &Patch::Apply(&patch))
+        .await
+        .map_err(Error::PatchStatus)?;
+    Ok(())
+}

@@ -1,0 +1,376 @@
+//! The rollout decision: given the targeted nodes, the nodes admitted so far and what each
+//! admitted node's pod says, which nodes may start now, and how the rollout stands. Pure: the
+//! reconciler reads the inputs from the API and writes the outcome back.
+//!
+//! `Once`: a node is admitted into the DaemonSet's node affinity when the rollout gives it a
+//! slot; admitted nodes that have not finished hold a slot (`maxConcurrent`, from the very
+//! first wave). Failures beyond `maxFailures` halt admissions; `paused` stops them at once.
+
+use std::collections::BTreeMap;
+
+use hostprocess_crds::hosttask::{NodeCounts, NodeFailure};
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use serde_json::Value;
+
+/// The failing nodes listed in status, at most (the counts carry the rest).
+pub const LISTED_FAILURES: usize = 10;
+const MESSAGE_LIMIT: usize = 512;
+
+/// What the pod of the current revision on a node says.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeResult {
+    /// Admitted, not finished (starting, running, retrying).
+    Running,
+    Succeeded {
+        reboot_required: bool,
+    },
+    Failed(NodeFailure),
+}
+
+/// How the rollout stands after this decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Progressing,
+    Paused,
+    /// More failures than `maxFailures`: nothing new starts.
+    Halted,
+    Complete,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_concurrent: u32,
+    pub max_failures: u32,
+    pub paused: bool,
+}
+
+/// The decision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// Every admitted node (sorted), the ones admitted now included.
+    pub admitted: Vec<String>,
+    /// Admitted by this decision: the wave that starts now.
+    pub starting: Vec<String>,
+    pub counts: NodeCounts,
+    /// Failing nodes, sorted by name, at most `LISTED_FAILURES`.
+    pub failures: Vec<NodeFailure>,
+    pub phase: Phase,
+}
+
+/// `Once` mode. `targeted` and `admitted` are node names; `results` holds the nodes whose pod
+/// of this revision said something.
+pub fn plan_once(
+    targeted: &[String],
+    admitted: &[String],
+    results: &BTreeMap<String, NodeResult>,
+    limits: Limits,
+) -> Decision {
+    let mut targeted: Vec<String> = targeted.to_vec();
+    targeted.sort();
+    targeted.dedup();
+    // A node that left (or stopped matching) is dropped from the rollout and its counts.
+    let mut kept: Vec<String> =
+        admitted.iter().filter(|n| targeted.binary_search(n).is_ok()).cloned().collect();
+    kept.sort();
+    kept.dedup();
+    let mut counts = NodeCounts { targeted: len(&targeted), ..NodeCounts::default() };
+    let mut failures = Vec::new();
+    for node in &kept {
+        match results.get(node).unwrap_or(&NodeResult::Running) {
+            NodeResult::Running => counts.running += 1,
+            NodeResult::Succeeded { reboot_required } => {
+                counts.succeeded += 1;
+                counts.reboot_required += u32::from(*reboot_required);
+            }
+            NodeResult::Failed(failure) => {
+                counts.failed += 1;
+                failures.push(failure.clone());
+            }
+        }
+    }
+    let halted = counts.failed > limits.max_failures;
+    let mut starting = Vec::new();
+    if !halted && !limits.paused {
+        let slots = limits.max_concurrent.saturating_sub(counts.running) as usize;
+        starting = targeted.iter().filter(|n| kept.binary_search(n).is_err()).take(slots).cloned().collect();
+    }
+    counts.running += len(&starting);
+    let mut all = kept;
+    all.extend(starting.iter().cloned());
+    all.sort();
+    counts.pending = counts.targeted - len(&all);
+    let phase = if halted {
+        Phase::Halted
+    } else if counts.pending == 0 && counts.running == 0 {
+        Phase::Complete
+    } else if limits.paused {
+        Phase::Paused
+    } else {
+        Phase::Progressing
+    };
+    failures.sort_by(|a, b| a.node.cmp(&b.node));
+    failures.truncate(LISTED_FAILURES);
+    Decision { admitted: all, starting, counts, failures, phase }
+}
+
+/// `Continuous` mode: every targeted node runs the agent; the DaemonSet's rolling update
+/// (maxUnavailable = maxConcurrent) replaces old revisions. Running means ready on this revision.
+pub fn plan_continuous(
+    targeted: &[String],
+    results: &BTreeMap<String, NodeResult>,
+    paused: bool,
+) -> Decision {
+    let mut counts = NodeCounts { targeted: len(targeted), ..NodeCounts::default() };
+    let mut failures = Vec::new();
+    for node in targeted {
+        match results.get(node) {
+            Some(NodeResult::Succeeded { .. }) => counts.running += 1,
+            Some(NodeResult::Failed(failure)) => {
+                counts.failed += 1;
+                failures.push(failure.clone());
+            }
+            _ => counts.pending += 1,
+        }
+    }
+    failures.sort_by(|a, b| a.node.cmp(&b.node));
+    failures.truncate(LISTED_FAILURES);
+    let phase = match (counts.running == counts.targeted, paused) {
+        (true, _) => Phase::Complete,
+        (false, true) => Phase::Paused,
+        (false, false) => Phase::Progressing,
+    };
+    Decision { admitted: targeted.to_vec(), starting: Vec::new(), counts, failures, phase }
+}
+
+fn len<T>(items: &[T]) -> u32 {
+    u32::try_from(items.len()).unwrap_or(u32::MAX)
+}
+
+fn shorten(text: &str) -> String {
+    if text.len() <= MESSAGE_LIMIT {
+        return text.to_string();
+    }
+    let mut end = MESSAGE_LIMIT - 3;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &text[..end])
+}
+
+/// The executor's result line: the last line of a termination message that parses as JSON.
+fn result_line(message: &str) -> Option<Value> {
+    message.lines().rev().find_map(|l| serde_json::from_str::<Value>(l.trim()).ok().filter(Value::is_object))
+}
+
+/// How a container ended, from its current or last terminated state.
+fn failure_of(node: &str, status: &ContainerStatus) -> Option<NodeFailure> {
+    let terminated = status
+        .state
+        .as_ref()
+        .and_then(|s| s.terminated.clone())
+        .or_else(|| status.last_state.as_ref().and_then(|s| s.terminated.clone()))?;
+    if terminated.exit_code == 0 {
+        return None;
+    }
+    let message = terminated.message.clone().unwrap_or_default();
+    let failure = match result_line(&message) {
+        // The executor's own account: state, exit code, the last attempt's outcome.
+        Some(result) if result["state"] == "Failed" => {
+            let attempts = result["attempts"].as_array().cloned().unwrap_or_default();
+            let last = attempts.last().cloned().unwrap_or(Value::Null);
+            NodeFailure {
+                node: node.to_string(),
+                exit_code: result["exitCode"].as_i64().or(Some(i64::from(terminated.exit_code))),
+                reason: last["outcome"].as_str().unwrap_or("Failed").to_string(),
+                message: shorten(last["message"].as_str().unwrap_or("the payload failed")),
+                attempts: u32::try_from(attempts.len()).unwrap_or(u32::MAX),
+            }
+        }
+        // A success that exits once (a reboot is needed): not a failure.
+        Some(result) if result["ok"] == true => return None,
+        Some(result) => NodeFailure {
+            node: node.to_string(),
+            exit_code: Some(i64::from(terminated.exit_code)),
+            reason: "ExecutorError".into(),
+            message: shorten(result["error"].as_str().unwrap_or("the node-executor refused the task")),
+            attempts: 0,
+        },
+        None => NodeFailure {
+            node: node.to_string(),
+            exit_code: Some(i64::from(terminated.exit_code)),
+            reason: terminated.reason.clone().unwrap_or_else(|| "Error".into()),
+            message: shorten(if message.is_empty() { "the container failed" } else { &message }),
+            attempts: 0,
+        },
+    };
+    Some(failure)
+}
+
+/// What a pod of the current revision says about its node, or `None` when it is not bound.
+pub fn observe(pod: &Pod) -> Option<(String, NodeResult)> {
+    let node = pod.spec.as_ref()?.node_name.clone()?;
+    let status = pod.status.as_ref();
+    let ready = status
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    let task =
+        status.and_then(|s| s.container_statuses.as_ref()).and_then(|c| c.iter().find(|c| c.name == "task"));
+    if ready {
+        let reboot_required = task
+            .and_then(|t| t.last_state.as_ref()?.terminated.as_ref()?.message.clone())
+            .and_then(|m| result_line(&m))
+            .is_some_and(|r| r["state"] == "RebootRequired" || r["state"] == "RebootInitiated");
+        return Some((node, NodeResult::Succeeded { reboot_required }));
+    }
+    // The executor's install step failing keeps the payload from starting at all.
+    let init_failure =
+        status.and_then(|s| s.init_container_statuses.as_ref()).into_iter().flatten().find_map(|c| {
+            failure_of(&node, c)
+                .filter(|_| c.restart_count >= 1 || c.state.as_ref().is_some_and(|s| s.terminated.is_some()))
+        });
+    if let Some(failure) = init_failure {
+        return Some((node, NodeResult::Failed(failure)));
+    }
+    if let Some(failure) = task.and_then(|t| failure_of(&node, t)) {
+        return Some((node, NodeResult::Failed(failure)));
+    }
+    Some((node, NodeResult::Running))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn nodes(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("win-{i:03}")).collect()
+    }
+
+    fn limits(max_concurrent: u32, max_failures: u32) -> Limits {
+        Limits { max_concurrent, max_failures, paused: false }
+    }
+
+    fn failed(node: &str) -> NodeResult {
+        NodeResult::Failed(NodeFailure {
+            node: node.into(),
+            exit_code: Some(1),
+            reason: "ExitCode".into(),
+            message: "exit code 1".into(),
+            attempts: 1,
+        })
+    }
+
+    fn done() -> NodeResult {
+        NodeResult::Succeeded { reboot_required: false }
+    }
+
+    #[test]
+    fn the_first_wave_already_honours_max_concurrent() {
+        let d = plan_once(&nodes(10), &[], &BTreeMap::new(), limits(3, 0));
+        assert_eq!(d.starting, ["win-000", "win-001", "win-002"]);
+        assert_eq!((d.counts.running, d.counts.pending, d.counts.targeted), (3, 7, 10));
+        assert_eq!(d.phase, Phase::Progressing);
+    }
+
+    #[test]
+    fn a_finished_node_frees_its_slot_for_the_next() {
+        let admitted = nodes(3);
+        let results = BTreeMap::from([("win-001".to_string(), done())]);
+        let d = plan_once(&nodes(10), &admitted, &results, limits(3, 0));
+        assert_eq!(d.starting, ["win-003"]);
+        assert_eq!((d.counts.running, d.counts.succeeded, d.counts.pending), (3, 1, 6));
+        // Nothing finished: nothing new starts, and running never exceeds maxConcurrent.
+        let d = plan_once(&nodes(10), &admitted, &BTreeMap::new(), limits(3, 0));
+        assert!(d.starting.is_empty());
+        assert_eq!(d.counts.running, 3);
+    }
+
+    #[test]
+    fn failures_beyond_the_budget_halt_new_starts() {
+        let admitted = nodes(4);
+        let results = BTreeMap::from([
+            ("win-000".to_string(), failed("win-000")),
+            ("win-001".to_string(), failed("win-001")),
+            ("win-002".to_string(), done()),
+        ]);
+        let within = plan_once(&nodes(10), &admitted, &results, limits(4, 2));
+        assert_eq!(within.phase, Phase::Progressing);
+        assert_eq!(within.starting.len(), 3, "two failures are within maxFailures=2");
+        let beyond = plan_once(&nodes(10), &admitted, &results, limits(4, 1));
+        assert_eq!(beyond.phase, Phase::Halted);
+        assert!(beyond.starting.is_empty());
+        assert_eq!(
+            beyond.failures.iter().map(|f| f.node.as_str()).collect::<Vec<_>>(),
+            ["win-000", "win-001"]
+        );
+    }
+
+    #[test]
+    fn paused_stops_new_starts_but_lets_running_nodes_finish() {
+        let paused = Limits { paused: true, ..limits(5, 0) };
+        let d = plan_once(&nodes(10), &nodes(2), &BTreeMap::new(), paused);
+        assert!(d.starting.is_empty());
+        assert_eq!((d.counts.running, d.phase), (2, Phase::Paused));
+    }
+
+    #[test]
+    fn completion_nodes_joining_and_leaving() {
+        let all_done: BTreeMap<String, NodeResult> = nodes(3).into_iter().map(|n| (n, done())).collect();
+        let d = plan_once(&nodes(3), &nodes(3), &all_done, limits(1, 0));
+        assert_eq!((d.phase, d.counts.succeeded), (Phase::Complete, 3));
+        // A node joins: it gets the task.
+        let d = plan_once(&nodes(4), &nodes(3), &all_done, limits(1, 0));
+        assert_eq!(d.starting, ["win-003"]);
+        // A node leaves: it is dropped from the counts and the admitted list.
+        let d = plan_once(&nodes(2), &nodes(3), &all_done, limits(1, 0));
+        assert_eq!((d.counts.targeted, d.counts.succeeded, d.admitted.len()), (2, 2, 2));
+        assert_eq!(d.phase, Phase::Complete);
+    }
+
+    #[test]
+    fn the_failure_list_is_bounded() {
+        let many = nodes(50);
+        let results: BTreeMap<String, NodeResult> = many.iter().map(|n| (n.clone(), failed(n))).collect();
+        let d = plan_once(&many, &many, &results, limits(50, 100));
+        assert_eq!((d.counts.failed, d.failures.len()), (50, LISTED_FAILURES));
+    }
+
+    fn pod(status: Value) -> Pod {
+        serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {"nodeName": "win-007",
+            "containers": [{"name": "task"}]}, "status": status}))
+        .unwrap_or_else(|e| panic!("pod: {e}"))
+    }
+
+    #[test]
+    fn pods_say_running_succeeded_or_failed_with_the_executors_account() {
+        let running = pod(json!({"phase": "Running", "containerStatuses": [{"name": "task", "ready": false,
+            "restartCount": 0, "image": "x", "imageID": "", "state": {"running": {}}}]}));
+        assert_eq!(observe(&running), Some(("win-007".into(), NodeResult::Running)));
+
+        let result = json!({"ok": false, "state": "Failed", "exitCode": 3010_i64 + 7,
+            "attempts": [{"outcome": "ExitCode", "message": "exited with 3017"}, {"outcome": "TimedOut", "message": "killed after 1h"}]});
+        let failed = pod(json!({"phase": "Running", "containerStatuses": [{"name": "task", "ready": false,
+            "restartCount": 1, "image": "x", "imageID": "", "state": {"running": {}},
+            "lastState": {"terminated": {"exitCode": 193, "message": format!("payload output\n{result}")}}}]}));
+        let Some((_, NodeResult::Failed(f))) = observe(&failed) else { panic!("failed") };
+        assert_eq!((f.exit_code, f.reason.as_str(), f.attempts), (Some(3017), "TimedOut", 2));
+        assert_eq!(f.message, "killed after 1h");
+
+        let reboot = json!({"ok": true, "state": "RebootRequired", "exitCode": 3010});
+        let ready = pod(json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}],
+            "containerStatuses": [{"name": "task", "ready": true, "restartCount": 1, "image": "x", "imageID": "",
+                "lastState": {"terminated": {"exitCode": 194, "message": reboot.to_string()}}}]}));
+        assert_eq!(
+            observe(&ready),
+            Some(("win-007".into(), NodeResult::Succeeded { reboot_required: true }))
+        );
+
+        let cannot_start = pod(
+            json!({"phase": "Running", "containerStatuses": [{"name": "task", "ready": false,
+            "restartCount": 2, "image": "x", "imageID": "", "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+            "lastState": {"terminated": {"exitCode": 128, "reason": "StartError", "message": "executable file not found"}}}]}),
+        );
+        let Some((_, NodeResult::Failed(f))) = observe(&cannot_start) else { panic!("failed") };
+        assert_eq!((f.exit_code, f.reason.as_str()), (Some(128), "StartError"));
+    }
+}

@@ -1,0 +1,149 @@
+//! The status of a HostTask: counts, the bounded failure list, times and kstatus conditions,
+//! from the rollout decision. Pure: `now` is an input.
+
+use hostprocess_crds::HostTaskStatus;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+
+use super::rollout::{Decision, Phase};
+use crate::conditions::{self, PAUSED, READY, RECONCILING, STALLED, Wanted};
+
+/// A reason the task cannot run at all (bad input the schema could not catch, a namespace
+/// that refuses HostProcess pods, a missing HostGroup): Stalled with this message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Blocked {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+fn node_list(nodes: impl Iterator<Item = String>) -> String {
+    let nodes: Vec<String> = nodes.collect();
+    let shown: Vec<&str> = nodes.iter().take(5).map(String::as_str).collect();
+    match nodes.len() {
+        0 => String::new(),
+        n if n <= 5 => shown.join(", "),
+        n => format!("{} and {} more", shown.join(", "), n - 5),
+    }
+}
+
+/// The status to write.
+pub fn status(
+    previous: Option<&HostTaskStatus>,
+    generation: Option<i64>,
+    revision: &str,
+    decision: Option<&Decision>,
+    blocked: Option<&Blocked>,
+    paused: bool,
+    now: Timestamp,
+) -> HostTaskStatus {
+    let previous_conditions = previous.map(|p| p.conditions.as_slice()).unwrap_or_default();
+    let same_revision = previous.and_then(|p| p.revision.as_deref()) == Some(revision);
+    let mut status = HostTaskStatus {
+        observed_generation: generation,
+        revision: Some(revision.to_string()),
+        start_time: previous.filter(|_| same_revision).and_then(|p| p.start_time.clone()).or(Some(Time(now))),
+        ..HostTaskStatus::default()
+    };
+    let wanted = if let Some(blocked) = blocked {
+        vec![
+            Wanted::new(READY, false, blocked.reason, blocked.message.clone()),
+            Wanted::new(RECONCILING, false, blocked.reason, ""),
+            Wanted::new(STALLED, true, blocked.reason, blocked.message.clone()),
+        ]
+    } else if let Some(d) = decision {
+        status.nodes = d.counts.clone();
+        status.failures = d.failures.clone();
+        let c = &d.counts;
+        let progress = format!(
+            "{} of {} nodes succeeded, {} running, {} pending, {} failed",
+            c.succeeded, c.targeted, c.running, c.pending, c.failed
+        );
+        match d.phase {
+            Phase::Complete => {
+                status.completion_time = previous
+                    .filter(|_| same_revision)
+                    .and_then(|p| p.completion_time.clone())
+                    .or(Some(Time(now)));
+                let message = if c.targeted == 0 {
+                    "no Windows node matches the task's node selector".to_string()
+                } else {
+                    format!("revision {revision} done: {progress}")
+                };
+                vec![
+                    Wanted::new(READY, true, "RolloutComplete", message),
+                    Wanted::new(RECONCILING, false, "RolloutComplete", ""),
+                    Wanted::new(STALLED, false, "RolloutComplete", ""),
+                ]
+            }
+            Phase::Halted => {
+                let failing = node_list(d.failures.iter().map(|f| f.node.clone()));
+                let message = format!(
+                    "halted: {} nodes failed, more than maxFailures allows ({failing}); fix the payload (a new revision rolls out again) or raise maxFailures",
+                    c.failed
+                );
+                vec![
+                    Wanted::new(READY, false, "FailureBudgetExceeded", message.clone()),
+                    Wanted::new(RECONCILING, false, "FailureBudgetExceeded", ""),
+                    Wanted::new(STALLED, true, "FailureBudgetExceeded", message),
+                ]
+            }
+            Phase::Paused => vec![
+                Wanted::new(READY, false, "Paused", format!("paused: {progress}")),
+                Wanted::new(RECONCILING, false, "Paused", ""),
+                Wanted::new(STALLED, false, "Paused", ""),
+            ],
+            Phase::Progressing => vec![
+                Wanted::new(
+                    READY,
+                    false,
+                    "RollingOut",
+                    format!("rolling out revision {revision}: {progress}"),
+                ),
+                Wanted::new(RECONCILING, true, "RollingOut", progress),
+                Wanted::new(STALLED, false, "RollingOut", ""),
+            ],
+        }
+    } else {
+        vec![]
+    };
+    let mut wanted = wanted;
+    wanted.push(Wanted::new(
+        PAUSED,
+        paused,
+        if paused { "Paused" } else { "NotPaused" },
+        if paused { "spec.rollout.paused is set: no node starts" } else { "" },
+    ));
+    status.conditions = conditions::merge(previous_conditions, &wanted, generation, now);
+    status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hosttask::rollout::{Limits, plan_once};
+    use std::collections::BTreeMap;
+
+    fn condition<'a>(s: &'a HostTaskStatus, kind: &str) -> (&'a str, &'a str) {
+        let c = s.conditions.iter().find(|c| c.type_ == kind).unwrap_or_else(|| panic!("{kind}"));
+        (c.status.as_str(), c.reason.as_str())
+    }
+
+    #[test]
+    fn kstatus_conditions_follow_the_rollout() {
+        let now = Timestamp::now();
+        let nodes: Vec<String> = (0..4).map(|i| format!("n{i}")).collect();
+        let limits = Limits { max_concurrent: 2, max_failures: 0, paused: false };
+        let d = plan_once(&nodes, &[], &BTreeMap::new(), limits);
+        let s = status(None, Some(3), "abc", Some(&d), None, false, now);
+        assert_eq!(condition(&s, "Reconciling"), ("True", "RollingOut"));
+        assert_eq!(condition(&s, "Ready"), ("False", "RollingOut"));
+        assert_eq!(condition(&s, "Stalled").0, "False");
+        assert!(s.conditions.iter().all(|c| c.observed_generation == Some(3)));
+        assert_eq!((s.nodes.running, s.nodes.pending), (2, 2));
+
+        let blocked = Blocked { reason: "PodSecurityRejects", message: "label the namespace".into() };
+        let s = status(Some(&s), Some(3), "abc", None, Some(&blocked), false, now);
+        assert_eq!(condition(&s, "Stalled"), ("True", "PodSecurityRejects"));
+        assert_eq!(condition(&s, "Ready").0, "False");
+    }
+}

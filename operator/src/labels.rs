@@ -1,0 +1,30 @@
+//! Names, labels and the field manager of everything the operator creates, in one place so
+//! the watches (label selectors) and the builders agree.
+
+/// The server-side apply field manager of every write the operator makes.
+pub const FIELD_MANAGER: &str = "hostprocess-operator";
+
+pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY_VALUE: &str = "hostprocess-operator";
+pub const NAME: &str = "app.kubernetes.io/name";
+pub const PART_OF: &str = "app.kubernetes.io/part-of";
+pub const VERSION: &str = "app.kubernetes.io/version";
+/// The HostTask a DaemonSet, ConfigMap or pod belongs to (its name; the namespace is the object's).
+pub const TASK: &str = "hostprocess.dev/task";
+/// The task revision a pod template runs.
+pub const REVISION: &str = "hostprocess.dev/revision";
+
+/// The label selector of everything the operator manages: what its watches select.
+pub fn managed_selector() -> String {
+    format!("{MANAGED_BY}={MANAGED_BY_VALUE}")
+}
+
+/// The name of a task's DaemonSet (and of its pods' prefix).
+pub fn daemon_set_name(task: &str) -> String {
+    format!("hostprocess-{task}")
+}
+
+/// The name of the ConfigMap that carries a task's inline script for one revision.
+pub fn script_config_map_name(task: &str, revision: &str) -> String {
+    format!("hostprocess-{task}-script-{revision}")
+}

@@ -1,0 +1,123 @@
+//! hostprocess-operator: reconciles HostTasks into HostProcess DaemonSets rolled out in waves
+//! across Windows nodes. `run` wires the watches and the controller; the decisions live in
+//! `hosttask::{build, rollout, status}`.
+
+pub mod conditions;
+pub mod context;
+pub mod hashing;
+pub mod hosttask;
+pub mod labels;
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use hostprocess_crds::HostTask;
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+use tracing::{info, warn};
+
+pub use context::{Config, Context};
+
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+fn error_policy(task: Arc<HostTask>, error: &hosttask::Error, _ctx: Arc<Context>) -> Action {
+    warn!(task = %task.name_any(), step = error.metric_label(), %error, "reconcile failed");
+    // Spread retries so many failing tasks do not retry in lockstep.
+    let jitter = u64::from(task.name_any().bytes().fold(0u8, |a, b| a.wrapping_add(b))) % 1000;
+    Action::requeue(Duration::from_millis(5_000 + jitter * 5))
+}
+
+/// Runs the HostTask controller until `shutdown` completes.
+pub async fn run(client: Client, config: Config, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+    let namespace = config.namespace.clone();
+    let managed = watcher::Config::default().labels(&labels::managed_selector());
+
+    // Caches: managed pods (full: their statuses are the results) and nodes (metadata only).
+    let (pods, pod_writer) = reflector::store();
+    let pod_stream = reflector::reflector(
+        pod_writer,
+        watcher(scoped::<Pod>(&client, namespace.as_deref()), managed.clone()),
+    )
+    .default_backoff()
+    .touched_objects();
+    let (nodes, node_writer) = reflector::store();
+    let node_events = reflector::reflector(
+        node_writer,
+        watcher(Api::<PartialObjectMeta<Node>>::all(client.clone()), watcher::Config::default()),
+    )
+    .default_backoff();
+    // Only a node's arrival, departure or label change matters to targeting, not heartbeats.
+    let mut seen: HashMap<String, BTreeMap<String, String>> = HashMap::new();
+    let node_changes = node_events.filter_map(move |event| {
+        let changed = match event {
+            Ok(watcher::Event::Apply(node) | watcher::Event::InitApply(node)) => {
+                let labels = node.labels().clone();
+                seen.insert(node.name_any(), labels.clone()) != Some(labels)
+            }
+            Ok(watcher::Event::Delete(node)) => seen.remove(&node.name_any()).is_some(),
+            Ok(watcher::Event::InitDone) => true,
+            _ => false,
+        };
+        futures::future::ready(changed.then_some(()))
+    });
+
+    let reporter =
+        Reporter { controller: "hostprocess-operator".into(), instance: std::env::var("POD_NAME").ok() };
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        config,
+        pods: pods.clone(),
+        nodes: nodes.clone(),
+        recorder: Recorder::new(client.clone(), reporter),
+    });
+    let tasks = scoped::<HostTask>(&client, namespace.as_deref());
+    let controller = Controller::new(tasks, watcher::Config::default())
+        .owns(scoped::<DaemonSet>(&client, namespace.as_deref()), managed.clone())
+        .watches(scoped::<Pod>(&client, namespace.as_deref()), managed, |pod: Pod| {
+            let task = pod.labels().get(labels::TASK).cloned()?;
+            Some(ObjectRef::<HostTask>::new(&task).within(&pod.namespace()?))
+        })
+        .reconcile_all_on(node_changes)
+        .graceful_shutdown_on(shutdown);
+
+    // Decide nothing before the caches hold what the cluster holds.
+    let drive_pods = pod_stream.for_each(|_| futures::future::ready(()));
+    let run = async move {
+        let (p, n) = futures::join!(pods.wait_until_ready(), nodes.wait_until_ready());
+        if p.is_err() || n.is_err() {
+            warn!("the caches were dropped before they were ready");
+            return;
+        }
+        info!("caches ready; reconciling HostTasks");
+        controller
+            .run(hosttask::reconcile, error_policy, ctx)
+            .for_each(|result| {
+                if let Err(error) = result {
+                    tracing::debug!(%error, "reconcile error");
+                }
+                futures::future::ready(())
+            })
+            .await;
+    };
+    tokio::select! {
+        _ = drive_pods => {}
+        _ = run => {}
+    }
+}
