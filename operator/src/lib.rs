@@ -64,8 +64,11 @@ pub async fn run(client: Client, config: Config, shutdown: impl Future<Output = 
     )
     .default_backoff();
     // Only a node's arrival, departure or label change matters to targeting, not heartbeats.
+    // The node stream is driven on its own (the caches must fill before the controller starts)
+    // and tells the controller through a channel.
+    let (node_tx, node_changes) = futures::channel::mpsc::unbounded::<()>();
     let mut seen: HashMap<String, BTreeMap<String, String>> = HashMap::new();
-    let node_changes = node_events.filter_map(move |event| {
+    let drive_nodes = node_events.for_each(move |event| {
         let changed = match event {
             Ok(watcher::Event::Apply(node) | watcher::Event::InitApply(node)) => {
                 let labels = node.labels().clone();
@@ -75,7 +78,10 @@ pub async fn run(client: Client, config: Config, shutdown: impl Future<Output = 
             Ok(watcher::Event::InitDone) => true,
             _ => false,
         };
-        futures::future::ready(changed.then_some(()))
+        if changed {
+            let _ = node_tx.unbounded_send(());
+        }
+        futures::future::ready(())
     });
 
     let reporter =
@@ -118,6 +124,7 @@ pub async fn run(client: Client, config: Config, shutdown: impl Future<Output = 
     };
     tokio::select! {
         _ = drive_pods => {}
+        _ = drive_nodes => {}
         _ = run => {}
     }
 }

@@ -1,0 +1,208 @@
+//! The operator end to end on the simulated cluster: real API server, simulated Windows nodes
+//! whose kubelets run the real node-executor (Linux platform; scripts run with /bin/sh there).
+#![allow(clippy::expect_used, clippy::unwrap_used)] // tests: a failed step should stop the test
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use hostprocess_crds::HostTask;
+use hostprocess_operator::Config;
+use hostprocess_sim::wait::until;
+use hostprocess_sim::{SimOptions, Simulation};
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::wait::{await_condition, conditions};
+use serde_json::{Value, json};
+
+const NS: &str = "hostprocess-tasks";
+
+/// A simulated cluster with `nodes` Windows nodes, the CRDs, the task namespace and the
+/// operator running.
+struct Fixture {
+    sim: Simulation,
+    operator: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        self.operator.abort();
+    }
+}
+
+impl Fixture {
+    async fn start(nodes: usize, enforce: &str) -> Self {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("hostprocess_operator=info"));
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+        let sim = Simulation::start(SimOptions { nodes, ..SimOptions::default() }).await.expect("simulation");
+        let crds: Api<CustomResourceDefinition> = Api::all(sim.client.clone());
+        for crd in hostprocess_crds::crds() {
+            let name = crd.metadata.name.clone().unwrap();
+            crds.patch(&name, &PatchParams::apply("test").force(), &Patch::Apply(&crd)).await.unwrap();
+            tokio::time::timeout(
+                Duration::from_secs(20),
+                await_condition(crds.clone(), &name, conditions::is_crd_established()),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        }
+        let namespaces: Api<Namespace> = Api::all(sim.client.clone());
+        let ns = serde_json::from_value(json!({"metadata": {"name": NS,
+            "labels": {"pod-security.kubernetes.io/enforce": enforce}}}))
+        .unwrap();
+        namespaces.create(&PostParams::default(), &ns).await.unwrap();
+        let config = Config {
+            executor_image: "sim/node-executor:test".into(),
+            executor_version: "0.1.0".into(),
+            namespace: None,
+        };
+        let client = sim.client.clone();
+        let operator = tokio::spawn(hostprocess_operator::run(client, config, std::future::pending()));
+        Fixture { sim, operator }
+    }
+
+    fn tasks(&self) -> Api<HostTask> {
+        Api::namespaced(self.sim.client.clone(), NS)
+    }
+
+    async fn apply(&self, name: &str, spec: Value) {
+        let task = json!({"apiVersion": "hostprocess.dev/v1alpha1", "kind": "HostTask",
+            "metadata": {"name": name, "namespace": NS}, "spec": spec});
+        self.tasks()
+            .patch(name, &PatchParams::apply("test").force(), &Patch::Apply(&task))
+            .await
+            .expect("task applies");
+    }
+
+    async fn task(&self, name: &str) -> HostTask {
+        self.tasks().get(name).await.unwrap()
+    }
+
+    /// The nodes the task's DaemonSet admits so far.
+    async fn admitted(&self, name: &str) -> BTreeSet<String> {
+        let sets: Api<DaemonSet> = Api::namespaced(self.sim.client.clone(), NS);
+        match sets.get_opt(&format!("hostprocess-{name}")).await.unwrap() {
+            Some(ds) => hostprocess_operator::hosttask::build::admitted_nodes(&ds).into_iter().collect(),
+            None => BTreeSet::new(),
+        }
+    }
+}
+
+fn condition(task: &HostTask, kind: &str) -> Option<(String, String)> {
+    task.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == kind)
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+fn is(task: &HostTask, kind: &str, status: &str) -> bool {
+    condition(task, kind).is_some_and(|(s, _)| s == status)
+}
+
+#[tokio::test]
+async fn a_patch_rollout_runs_once_per_node_in_waves_of_max_concurrent() {
+    let fx = Fixture::start(5, "privileged").await;
+    fx.apply(
+        "patch",
+        json!({"script": "sleep 1\necho patched\n", "runAs": {"account": "System"},
+            "rollout": {"maxConcurrent": 2}}),
+    )
+    .await;
+    let mut most_running = 0;
+    let mut waves: Vec<BTreeSet<String>> = Vec::new();
+    let started = std::time::Instant::now();
+    let done = loop {
+        let task = fx.task("patch").await;
+        if let Some(status) = &task.status {
+            most_running = most_running.max(status.nodes.running);
+        }
+        let admitted = fx.admitted("patch").await;
+        if waves.last() != Some(&admitted) && !admitted.is_empty() {
+            waves.push(admitted);
+        }
+        if is(&task, "Ready", "True") {
+            break task;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "the rollout did not complete: {:?}",
+            task.status
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let status = done.status.unwrap();
+    assert_eq!((status.nodes.targeted, status.nodes.succeeded, status.nodes.failed), (5, 5, 0));
+    assert!(most_running <= 2, "never more than maxConcurrent nodes at once, saw {most_running}");
+    assert_eq!(waves.first().map(BTreeSet::len), Some(2), "the first wave already honours maxConcurrent");
+    assert!(status.completion_time.is_some());
+    assert!(status.conditions.iter().all(|c| c.observed_generation == done.metadata.generation));
+    // Each node ran the payload once for this revision: one record per node, succeeded.
+    let revision = status.revision.unwrap();
+    let uid = done.metadata.uid.unwrap();
+    for kubelet in &fx.sim.kubelets {
+        let record = kubelet.config.state_dir().join(format!("tasks/{uid}/{revision}.json"));
+        let record: Value = serde_json::from_slice(&std::fs::read(&record).expect("record")).unwrap();
+        assert_eq!(record["state"], "Succeeded");
+        assert_eq!(record["attempts"].as_array().map(Vec::len), Some(1));
+    }
+    // Events say what happened.
+    let events: Api<Event> = Api::namespaced(fx.sim.client.clone(), NS);
+    let reasons: BTreeSet<String> = events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .collect();
+    assert!(reasons.contains("WaveStarted") && reasons.contains("RolloutComplete"), "{reasons:?}");
+}
+
+#[tokio::test]
+async fn a_rollout_halts_when_failures_exceed_max_failures() {
+    let fx = Fixture::start(5, "privileged").await;
+    fx.apply(
+        "broken",
+        json!({"script": "echo cannot patch >&2\nexit 3\n", "retries": {"limit": 0},
+            "rollout": {"maxConcurrent": 1, "maxFailures": 1}}),
+    )
+    .await;
+    let halted = until("the rollout to halt", Duration::from_secs(90), || async {
+        let task = fx.task("broken").await;
+        is(&task, "Stalled", "True").then_some(task)
+    })
+    .await
+    .unwrap();
+    assert_eq!(condition(&halted, "Stalled").unwrap().1, "FailureBudgetExceeded");
+    assert_eq!(condition(&halted, "Ready").unwrap().0, "False");
+    let status = halted.status.unwrap();
+    assert_eq!((status.nodes.failed, status.nodes.succeeded, status.nodes.pending), (2, 0, 3));
+    let failure = &status.failures[0];
+    assert_eq!(failure.exit_code, Some(3));
+    assert_eq!(failure.reason, "ExitCode");
+    // Nothing new starts after the halt.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(fx.admitted("broken").await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_namespace_that_refuses_hostprocess_pods_is_reported_not_retried() {
+    let fx = Fixture::start(1, "baseline").await;
+    fx.apply("patch", json!({"script": "exit 0"})).await;
+    let stalled = until("the Stalled condition", Duration::from_secs(30), || async {
+        let task = fx.task("patch").await;
+        is(&task, "Stalled", "True").then_some(task)
+    })
+    .await
+    .unwrap();
+    let message =
+        stalled.status.unwrap().conditions.into_iter().find(|c| c.type_ == "Stalled").unwrap().message;
+    assert!(message.contains("pod-security.kubernetes.io/enforce=privileged"), "{message}");
+    assert!(fx.admitted("patch").await.is_empty(), "no DaemonSet was created");
+}
