@@ -55,14 +55,25 @@ impl Fixture {
             "labels": {"pod-security.kubernetes.io/enforce": enforce}}}))
         .unwrap();
         namespaces.create(&PostParams::default(), &ns).await.unwrap();
-        let config = Config {
-            executor_image: "sim/node-executor:test".into(),
-            executor_version: "0.1.0".into(),
-            namespace: None,
-        };
-        let client = sim.client.clone();
-        let operator = tokio::spawn(hostprocess_operator::run(client, config, std::future::pending()));
+        let operator = spawn_operator(&sim);
         Fixture { sim, operator }
+    }
+
+    /// Kills the operator and starts a new one, as a crash and a restarted pod would.
+    fn restart_operator(&mut self) {
+        self.operator.abort();
+        self.operator = spawn_operator(&self.sim);
+    }
+
+    async fn wait_ready(&self, name: &str, what: &str) -> HostTask {
+        until(what, Duration::from_secs(90), || async {
+            let task = self.task(name).await;
+            let current =
+                task.status.as_ref().and_then(|s| s.observed_generation) == task.metadata.generation;
+            (current && is(&task, "Ready", "True")).then_some(task)
+        })
+        .await
+        .unwrap()
     }
 
     fn tasks(&self) -> Api<HostTask> {
@@ -90,6 +101,25 @@ impl Fixture {
             None => BTreeSet::new(),
         }
     }
+}
+
+fn spawn_operator(sim: &Simulation) -> tokio::task::JoinHandle<()> {
+    let config = Config {
+        executor_image: "sim/node-executor:test".into(),
+        executor_version: "0.1.0".into(),
+        namespace: None,
+    };
+    tokio::spawn(hostprocess_operator::run(sim.client.clone(), config, std::future::pending()))
+}
+
+fn record(sim: &Simulation, node: usize, task: &HostTask) -> Value {
+    let status = task.status.as_ref().unwrap();
+    let path = sim.kubelets[node].config.state_dir().join(format!(
+        "tasks/{}/{}.json",
+        task.metadata.uid.as_deref().unwrap(),
+        status.revision.as_deref().unwrap()
+    ));
+    serde_json::from_slice(&std::fs::read(&path).expect("record")).unwrap()
 }
 
 fn condition(task: &HostTask, kind: &str) -> Option<(String, String)> {
@@ -205,4 +235,72 @@ async fn a_namespace_that_refuses_hostprocess_pods_is_reported_not_retried() {
         stalled.status.unwrap().conditions.into_iter().find(|c| c.type_ == "Stalled").unwrap().message;
     assert!(message.contains("pod-security.kubernetes.io/enforce=privileged"), "{message}");
     assert!(fx.admitted("patch").await.is_empty(), "no DaemonSet was created");
+}
+
+#[tokio::test]
+async fn an_operator_restart_mid_rollout_resumes_without_exceeding_max_concurrent_or_rerunning() {
+    let mut fx = Fixture::start(4, "privileged").await;
+    fx.apply("patch", json!({"script": "sleep 2\n", "rollout": {"maxConcurrent": 1}})).await;
+    until("the first node to finish", Duration::from_secs(60), || async {
+        let task = fx.task("patch").await;
+        (task.status?.nodes.succeeded >= 1).then_some(())
+    })
+    .await
+    .unwrap();
+    fx.restart_operator();
+    let mut most_running = 0;
+    let started = std::time::Instant::now();
+    let done = loop {
+        let task = fx.task("patch").await;
+        let status = task.status.clone().unwrap();
+        most_running = most_running.max(status.nodes.running);
+        if is(&task, "Ready", "True") {
+            break task;
+        }
+        assert!(started.elapsed() < Duration::from_secs(90), "the rollout did not complete: {status:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(most_running <= 1, "maxConcurrent held across the restart, saw {most_running}");
+    assert_eq!(done.status.as_ref().unwrap().nodes.succeeded, 4);
+    for node in 0..4 {
+        assert_eq!(
+            record(&fx.sim, node, &done)["attempts"].as_array().map(Vec::len),
+            Some(1),
+            "node {node} ran once"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_node_joining_later_gets_the_task_and_a_new_revision_rolls_out_again() {
+    let mut fx = Fixture::start(2, "privileged").await;
+    fx.apply("config", json!({"script": "echo v1\n", "rollout": {"maxConcurrent": "50%"}})).await;
+    let v1 = fx.wait_ready("config", "revision 1 on two nodes").await;
+    assert_eq!(v1.status.as_ref().unwrap().nodes.succeeded, 2);
+
+    let executor = hostprocess_sim::node_executor_binary().unwrap();
+    let options = SimOptions::default();
+    fx.sim.add_nodes(1, &options, &executor).await.unwrap();
+    let joined = until("the new node to get the task", Duration::from_secs(60), || async {
+        let task = fx.task("config").await;
+        let nodes = &task.status.as_ref()?.nodes;
+        (nodes.targeted == 3 && nodes.succeeded == 3).then_some(task)
+    })
+    .await
+    .unwrap();
+    assert_eq!(joined.status.as_ref().unwrap().revision, v1.status.as_ref().unwrap().revision);
+    assert_eq!(record(&fx.sim, 2, &joined)["state"], "Succeeded");
+
+    // Rollout settings are not a new revision; the payload is.
+    fx.apply("config", json!({"script": "echo v1\n", "rollout": {"maxConcurrent": 3}})).await;
+    let same = fx.wait_ready("config", "the rollout change to be observed").await;
+    assert_eq!(same.status.as_ref().unwrap().revision, v1.status.as_ref().unwrap().revision);
+    fx.apply("config", json!({"script": "echo v2\n", "rollout": {"maxConcurrent": 3}})).await;
+    let v2 = fx.wait_ready("config", "revision 2 on three nodes").await;
+    let status = v2.status.as_ref().unwrap();
+    assert_ne!(status.revision, v1.status.as_ref().unwrap().revision);
+    assert_eq!((status.nodes.targeted, status.nodes.succeeded), (3, 3));
+    for node in 0..3 {
+        assert_eq!(record(&fx.sim, node, &v2)["state"], "Succeeded");
+    }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use hostprocess_crds::units::CountOrPercent;
 use hostprocess_crds::{HostTask, Mode};
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
@@ -43,6 +43,8 @@ pub enum Error {
     ApplyDaemonSet(#[source] kube::Error),
     #[error("deleting the DaemonSet: {0}")]
     DeleteDaemonSet(#[source] kube::Error),
+    #[error("deleting a pod of an older revision: {0}")]
+    DeletePod(#[source] kube::Error),
     #[error("applying the script ConfigMap: {0}")]
     ApplyConfigMap(#[source] kube::Error),
     #[error("writing status: {0}")]
@@ -59,6 +61,7 @@ impl Error {
             Error::ApplyDaemonSet(_) => "apply_daemonset",
             Error::DeleteDaemonSet(_) => "delete_daemonset",
             Error::ApplyConfigMap(_) => "apply_configmap",
+            Error::DeletePod(_) => "delete_pod",
             Error::PatchStatus(_) => "patch_status",
             Error::Serialize(_) => "serialize",
         }
@@ -274,6 +277,9 @@ pub async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action,
         let ds = build::daemon_set(&task, &inputs);
         apply_daemon_set(&sets, existing.as_ref(), ds).await?;
     }
+    if once {
+        replace_outdated_pods(&ctx, &task, &revision, &decision.admitted).await?;
+    }
     if !decision.starting.is_empty() {
         info!(nodes = decision.starting.len(), "wave starts");
         publish(
@@ -352,6 +358,45 @@ pub async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action,
         Phase::Progressing => Action::requeue(Duration::from_secs(30)),
         _ => Action::requeue(Duration::from_secs(300)),
     })
+}
+
+/// `Once` DaemonSets use `OnDelete`: the operator replaces a pod of an older revision once its
+/// node is admitted for the new one (the DaemonSet controller then creates the new pod).
+async fn replace_outdated_pods(
+    ctx: &Context,
+    task: &HostTask,
+    revision: &str,
+    admitted: &[String],
+) -> Result<(), Error> {
+    let namespace = task.namespace();
+    let name = task.name_any();
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace.as_deref().unwrap_or_default());
+    let outdated: Vec<String> = ctx
+        .pods
+        .state()
+        .iter()
+        .filter(|p| p.namespace() == namespace && p.metadata.deletion_timestamp.is_none())
+        .filter(|p| {
+            let l = p.labels();
+            l.get(labels::TASK) == Some(&name)
+                && l.get(labels::REVISION).map(String::as_str) != Some(revision)
+        })
+        .filter(|p| {
+            p.spec
+                .as_ref()
+                .and_then(|s| s.node_name.as_ref())
+                .is_some_and(|n| admitted.binary_search(n).is_ok())
+        })
+        .map(|p| p.name_any())
+        .collect();
+    for pod in outdated {
+        match pods.delete(&pod, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(e) => return Err(Error::DeletePod(e)),
+        }
+    }
+    Ok(())
 }
 
 fn short_list(nodes: &[String]) -> String {
