@@ -58,6 +58,10 @@ cargo build --locked -p node-executor --bin node-executor
 export HOSTPROCESS_NODE_EXECUTOR="${CARGO_TARGET_DIR:-$PWD/target}/debug/node-executor"
 cargo test --workspace --locked
 
+log "the demo (README's main job) completes"
+bash tests/demo.sh --nodes 6 >/tmp/hostprocess-demo.log 2>&1 || { tail -40 /tmp/hostprocess-demo.log >&2; exit 1; }
+tail -6 /tmp/hostprocess-demo.log
+
 log "node-executor's Windows build under Wine"
 eval "$(bash tests/wine/setup.sh)"
 trap 'wineserver -k >/dev/null 2>&1 || true' EXIT

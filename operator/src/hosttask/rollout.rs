@@ -162,6 +162,17 @@ fn result_line(message: &str) -> Option<Value> {
     message.lines().rev().find_map(|l| serde_json::from_str::<Value>(l.trim()).ok().filter(Value::is_object))
 }
 
+/// The payload's last words: the last line of its output before the result line, skipping the
+/// executor's own progress lines.
+fn last_output_line(message: &str) -> Option<&str> {
+    message
+        .lines()
+        .rev()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("node-executor") && !l.starts_with('{'))
+        .next()
+}
+
 /// How a container ended, from its current or last terminated state.
 fn failure_of(node: &str, status: &ContainerStatus) -> Option<NodeFailure> {
     let terminated = status
@@ -178,11 +189,20 @@ fn failure_of(node: &str, status: &ContainerStatus) -> Option<NodeFailure> {
         Some(result) if result["state"] == "Failed" => {
             let attempts = result["attempts"].as_array().cloned().unwrap_or_default();
             let last = attempts.last().cloned().unwrap_or(Value::Null);
+            let code = result["exitCode"].as_i64().unwrap_or(i64::from(terminated.exit_code));
+            let account = last["message"]
+                .as_str()
+                .filter(|m| !m.is_empty())
+                .map_or_else(|| format!("exited with code {code}"), str::to_string);
+            let message = match last_output_line(&message) {
+                Some(output) => format!("{account}: {output}"),
+                None => account.to_string(),
+            };
             NodeFailure {
                 node: node.to_string(),
-                exit_code: result["exitCode"].as_i64().or(Some(i64::from(terminated.exit_code))),
+                exit_code: Some(code),
                 reason: last["outcome"].as_str().unwrap_or("Failed").to_string(),
-                message: shorten(last["message"].as_str().unwrap_or("the payload failed")),
+                message: shorten(&message),
                 attempts: u32::try_from(attempts.len()).unwrap_or(u32::MAX),
             }
         }
@@ -354,7 +374,7 @@ mod tests {
             "lastState": {"terminated": {"exitCode": 193, "message": format!("payload output\n{result}")}}}]}));
         let Some((_, NodeResult::Failed(f))) = observe(&failed) else { panic!("failed") };
         assert_eq!((f.exit_code, f.reason.as_str(), f.attempts), (Some(3017), "TimedOut", 2));
-        assert_eq!(f.message, "killed after 1h");
+        assert_eq!(f.message, "killed after 1h: payload output");
 
         let reboot = json!({"ok": true, "state": "RebootRequired", "exitCode": 3010});
         let ready = pod(json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}],

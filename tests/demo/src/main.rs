@@ -1,0 +1,240 @@
+//! The README's main job: the operator rolls the example patch out across 12 simulated Windows
+//! nodes, shown live (waves, per-node results, a progress bar). It says what is simulated.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use hostprocess_crds::HostTask;
+use hostprocess_operator::hosttask::rollout::{self, NodeResult};
+use hostprocess_operator::{Config, labels};
+use hostprocess_sim::{SimOptions, Simulation};
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::wait::{await_condition, conditions};
+
+/// Runs the example patch rollout on a simulated cluster and shows it live.
+#[derive(Debug, Parser)]
+struct Args {
+    /// Simulated Windows nodes.
+    #[arg(long, default_value_t = 12)]
+    nodes: usize,
+    /// Keep the cluster running after the rollout (for kubectl) until Ctrl-C.
+    #[arg(long)]
+    keep: bool,
+}
+
+/// The simulated nodes run Linux processes, so the demo's patch is a POSIX shell script that
+/// behaves like one: takes a few seconds, fails on one node.
+const SIMULATED_PATCH: &str = r#"n=$(echo "$COMPUTERNAME" | tr -dc 0-9 | sed 's/^0*//')
+echo "installing kb5034439 on $COMPUTERNAME"
+sleep $(( (${n:-0} % 3) + 1 ))
+if [ "$COMPUTERNAME" = "WIN-007" ]; then
+  echo "wusa.exe: the update could not be installed (0x80240017)" >&2
+  exit 1
+fi
+echo "installed"
+"#;
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("demo: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn say(line: &str) {
+    // Clear the progress line, print, and let the next redraw put the bar back.
+    print!("\r\x1b[2K{line}\n");
+}
+
+fn bar(done: u32, failed: u32, running: u32, total: u32) -> String {
+    const WIDTH: u32 = 36;
+    let cells = |n: u32| if total == 0 { 0 } else { (n * WIDTH / total) as usize };
+    let (ok, bad, run) = (cells(done), cells(failed), cells(running));
+    let rest = (WIDTH as usize).saturating_sub(ok + bad + run);
+    format!(
+        "[{}{}{}{}] {done} succeeded, {failed} failed, {running} running, {} pending",
+        "#".repeat(ok),
+        "x".repeat(bad),
+        ">".repeat(run),
+        ".".repeat(rest),
+        total.saturating_sub(done + failed + running)
+    )
+}
+
+async fn install(sim: &Simulation) -> Result<(), Error> {
+    let crds: Api<CustomResourceDefinition> = Api::all(sim.client.clone());
+    let apply = PatchParams::apply("hostprocess-demo").force();
+    for crd in hostprocess_crds::crds() {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        crds.patch(&name, &apply, &Patch::Apply(&crd)).await?;
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            await_condition(crds.clone(), &name, conditions::is_crd_established()),
+        )
+        .await??;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let namespaces: Api<Namespace> = Api::all(sim.client.clone());
+    let text = std::fs::read_to_string(root.join("deploy/namespaces.yaml"))?;
+    for document in text.split("\n---") {
+        let mut ns: serde_json::Value = yaml_serde::from_str(document)?;
+        let name = ns["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        ns["apiVersion"] = "v1".into();
+        namespaces.patch(&name, &apply, &Patch::Apply(&ns)).await?;
+    }
+    Ok(())
+}
+
+/// The example patch rollout with the simulated payload in place of the PowerShell script.
+fn demo_task(root: &Path) -> Result<serde_json::Value, Error> {
+    let text = std::fs::read_to_string(root.join("examples/patch-rollout.yaml"))?;
+    let mut task: serde_json::Value = yaml_serde::from_str(&text)?;
+    task["spec"]["script"] = SIMULATED_PATCH.into();
+    task["spec"]["retries"] = serde_json::json!({"limit": 0});
+    // The reboot flow is not built yet: the demo does not pretend to reboot.
+    task["spec"]["reboot"] = "Never".into();
+    Ok(task)
+}
+
+async fn run(args: Args) -> Result<bool, Error> {
+    println!("hostprocess-operator demo — on a SIMULATED cluster:");
+    println!(
+        "  a real Kubernetes API server (built from the upstream libraries) and etcd; {} simulated",
+        args.nodes
+    );
+    println!("  Windows nodes whose kubelets run the node-executor as Linux processes; the operator runs");
+    println!("  in this process (the same library as its binary). No Windows host is involved.\n");
+    let started = Instant::now();
+    let sim = Simulation::start(SimOptions { nodes: args.nodes, ..SimOptions::default() }).await?;
+    println!(
+        "cluster ready in {:.1}s; installing the CRDs and namespaces from deploy/",
+        started.elapsed().as_secs_f64()
+    );
+    install(&sim).await?;
+    let config = Config {
+        executor_image: Config::default_executor_image(),
+        executor_version: env!("CARGO_PKG_VERSION").into(),
+        namespace: None,
+    };
+    let operator =
+        tokio::spawn(hostprocess_operator::run(sim.client.clone(), config, std::future::pending()));
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let task = demo_task(&root)?;
+    let name = task["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    let namespace = task["metadata"]["namespace"].as_str().unwrap_or_default().to_string();
+    let tasks: Api<HostTask> = Api::namespaced(sim.client.clone(), &namespace);
+    tasks.patch(&name, &PatchParams::apply("hostprocess-demo").force(), &Patch::Apply(&task)).await?;
+    println!(
+        "applied examples/patch-rollout.yaml as HostTask {namespace}/{name}: maxConcurrent {}, maxFailures {}",
+        task["spec"]["rollout"]["maxConcurrent"], task["spec"]["rollout"]["maxFailures"]
+    );
+    println!(
+        "(its PowerShell script is replaced by a shell stand-in that takes 1-3 s and fails on win-007)\n"
+    );
+
+    let sets: Api<DaemonSet> = Api::namespaced(sim.client.clone(), &namespace);
+    let pods: Api<Pod> = Api::namespaced(sim.client.clone(), &namespace);
+    let mut admitted: BTreeSet<String> = BTreeSet::new();
+    let mut results: BTreeMap<String, String> = BTreeMap::new();
+    let mut wave = 0;
+    let mut last_bar = String::new();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let outcome = loop {
+        let current = tasks.get(&name).await?;
+        let status = current.status.clone().unwrap_or_default();
+        let revision = status.revision.clone().unwrap_or_default();
+        let mut wave_started = false;
+        if let Some(ds) = sets.get_opt(&labels::daemon_set_name(&name)).await? {
+            let now: BTreeSet<String> =
+                hostprocess_operator::hosttask::build::admitted_nodes(&ds).into_iter().collect();
+            let new: Vec<String> = now.difference(&admitted).cloned().collect();
+            if !new.is_empty() {
+                wave_started = true;
+                wave += 1;
+                say(&format!("wave {wave}: starting on {}", new.join(", ")));
+                admitted = now;
+            }
+        }
+        let mut said = wave_started;
+        let selector = format!("{}={name},{}={revision}", labels::TASK, labels::REVISION);
+        for pod in pods.list(&ListParams::default().labels(&selector)).await?.items {
+            let Some((node, result)) = rollout::observe(&pod) else { continue };
+            let text = match result {
+                NodeResult::Running => continue,
+                NodeResult::Succeeded { .. } => "succeeded".to_string(),
+                NodeResult::Failed(f) => format!(
+                    "FAILED, exit code {}: {}",
+                    f.exit_code.map_or("-".into(), |c| c.to_string()),
+                    f.message
+                ),
+            };
+            if results.get(&node) != Some(&text) {
+                said = true;
+                say(&format!("  {node}: {text}"));
+                results.insert(node, text);
+            }
+        }
+        let n = &status.nodes;
+        let line = bar(n.succeeded, n.failed, n.running, n.targeted);
+        if line != last_bar || said {
+            print!("\r\x1b[2K{line}");
+            std::io::stdout().flush()?;
+            last_bar = line;
+        }
+        let condition =
+            |kind: &str| status.conditions.iter().find(|c| c.type_ == kind && c.status == "True").cloned();
+        let current_generation = status.observed_generation == current.metadata.generation;
+        if let Some(ready) = condition("Ready").filter(|_| current_generation) {
+            break (true, ready.message);
+        }
+        if let Some(stalled) = condition("Stalled").filter(|_| current_generation) {
+            break (false, stalled.message);
+        }
+        if Instant::now() > deadline {
+            break (false, "the rollout did not finish within 5 minutes".to_string());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    println!("\n");
+    println!("{} {}", if outcome.0 { "rollout complete:" } else { "rollout stopped:" }, outcome.1);
+    let failures = tasks.get(&name).await?.status.map(|s| s.failures).unwrap_or_default();
+    for f in &failures {
+        println!(
+            "  failed: {} (exit code {}, {}): {}",
+            f.node,
+            f.exit_code.unwrap_or_default(),
+            f.reason,
+            f.message
+        );
+    }
+    println!("took {:.1}s in all", started.elapsed().as_secs_f64());
+    if args.keep {
+        println!("\nthe simulated cluster keeps running; in another terminal:");
+        println!("  KUBECONFIG={} kubectl get ht,hg -A", sim.cluster.kubeconfig_path.display());
+        println!("Ctrl-C stops it.");
+        tokio::signal::ctrl_c().await?;
+    } else {
+        println!(
+            "(run `bash tests/demo.sh --keep` to keep the cluster up and `kubectl get ht,hg -A` against it;"
+        );
+        println!(" its kubeconfig would be {})", sim.cluster.kubeconfig_path.display());
+    }
+    operator.abort();
+    Ok(outcome.0)
+}
