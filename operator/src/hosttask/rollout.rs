@@ -169,8 +169,7 @@ fn last_output_line(message: &str) -> Option<&str> {
         .lines()
         .rev()
         .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with("node-executor") && !l.starts_with('{'))
-        .next()
+        .find(|l| !l.is_empty() && !l.starts_with("node-executor") && !l.starts_with('{'))
 }
 
 /// How a container ended, from its current or last terminated state.
