@@ -63,7 +63,7 @@ fn say(line: &str) {
 
 fn bar(done: u32, failed: u32, running: u32, total: u32) -> String {
     const WIDTH: u32 = 36;
-    let cells = |n: u32| if total == 0 { 0 } else { (n * WIDTH / total) as usize };
+    let cells = |n: u32| (n * WIDTH).checked_div(total).unwrap_or(0) as usize;
     let (ok, bad, run) = (cells(done), cells(failed), cells(running));
     let rest = (WIDTH as usize).saturating_sub(ok + bad + run);
     format!(
