@@ -33,6 +33,7 @@ pub struct Context {
     /// Nodes, metadata only: names and labels are all the rollout needs.
     pub nodes: Store<PartialObjectMeta<Node>>,
     pub recorder: Recorder,
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 impl std::fmt::Debug for Context {

@@ -2,11 +2,14 @@
 //! across Windows nodes. `run` wires the watches and the controller; the decisions live in
 //! `hosttask::{build, rollout, status}`.
 
+pub mod admin;
 pub mod conditions;
 pub mod context;
 pub mod hashing;
 pub mod hosttask;
 pub mod labels;
+pub mod leader;
+pub mod metrics;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -27,6 +30,30 @@ use tracing::{info, warn};
 
 pub use context::{Config, Context};
 
+/// What the operator shares with its admin server and how it runs alongside other replicas.
+#[derive(Debug, Default)]
+pub struct Runtime {
+    pub health: Arc<admin::Health>,
+    pub metrics: Arc<metrics::Metrics>,
+    /// Act only while holding this lease (`None`: a single replica, always acting).
+    pub leader: Option<leader::LeaderElection>,
+}
+
+/// Why `run` returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    Shutdown,
+    /// The lease was lost: the process should exit so it restarts as a standby.
+    LostLease,
+}
+
+async fn reconcile_task(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action, hosttask::Error> {
+    let started = std::time::Instant::now();
+    let result = hosttask::reconcile(task, ctx.clone()).await;
+    ctx.metrics.reconciled("hosttask", started.elapsed());
+    result
+}
+
 fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
@@ -37,15 +64,21 @@ where
     }
 }
 
-fn error_policy(task: Arc<HostTask>, error: &hosttask::Error, _ctx: Arc<Context>) -> Action {
+fn error_policy(task: Arc<HostTask>, error: &hosttask::Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.failed("hosttask", error.metric_label());
     warn!(task = %task.name_any(), step = error.metric_label(), %error, "reconcile failed");
     // Spread retries so many failing tasks do not retry in lockstep.
     let jitter = u64::from(task.name_any().bytes().fold(0u8, |a, b| a.wrapping_add(b))) % 1000;
     Action::requeue(Duration::from_millis(5_000 + jitter * 5))
 }
 
-/// Runs the HostTask controller until `shutdown` completes.
-pub async fn run(client: Client, config: Config, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+/// Runs the HostTask controller until `shutdown` completes (or the lease is lost).
+pub async fn run(
+    client: Client,
+    config: Config,
+    runtime: Runtime,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> Stopped {
     let namespace = config.namespace.clone();
     let managed = watcher::Config::default().labels(&labels::managed_selector());
 
@@ -92,7 +125,15 @@ pub async fn run(client: Client, config: Config, shutdown: impl Future<Output = 
         pods: pods.clone(),
         nodes: nodes.clone(),
         recorder: Recorder::new(client.clone(), reporter),
+        metrics: runtime.metrics.clone(),
     });
+    // The controller stops when told to: on shutdown, or when the lease is lost. Everything
+    // below runs inside this future (no detached task), so dropping it stops it all.
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let stop = async move {
+        let _ = stop_rx.wait_for(|stop| *stop).await;
+    };
+    let lost_lease = std::sync::atomic::AtomicBool::new(false);
     let tasks = scoped::<HostTask>(&client, namespace.as_deref());
     let controller = Controller::new(tasks, watcher::Config::default())
         .owns(scoped::<DaemonSet>(&client, namespace.as_deref()), managed.clone())
@@ -101,30 +142,64 @@ pub async fn run(client: Client, config: Config, shutdown: impl Future<Output = 
             Some(ObjectRef::<HostTask>::new(&task).within(&pod.namespace()?))
         })
         .reconcile_all_on(node_changes)
-        .graceful_shutdown_on(shutdown);
+        .graceful_shutdown_on(stop);
 
     // Decide nothing before the caches hold what the cluster holds.
     let drive_pods = pod_stream.for_each(|_| futures::future::ready(()));
-    let run = async move {
+    let health = runtime.health.clone();
+    let leader = runtime.leader.clone();
+    let run = async {
         let (p, n) = futures::join!(pods.wait_until_ready(), nodes.wait_until_ready());
         if p.is_err() || n.is_err() {
             warn!("the caches were dropped before they were ready");
             return;
         }
+        // Ready means able to act: a standby with synced caches can take over at once.
+        health.set_ready(true);
+        if let Some(leader) = &leader {
+            info!("caches ready; waiting for the lease");
+            leader.acquire().await;
+        }
         info!("caches ready; reconciling HostTasks");
-        controller
-            .run(hosttask::reconcile, error_policy, ctx)
-            .for_each(|result| {
-                if let Err(error) = result {
-                    tracing::debug!(%error, "reconcile error");
-                }
-                futures::future::ready(())
-            })
-            .await;
+        let reconciling = controller.run(reconcile_task, error_policy, ctx).for_each(|result| {
+            if let Err(error) = result {
+                tracing::debug!(%error, "reconcile error");
+            }
+            futures::future::ready(())
+        });
+        let renewing = async {
+            if let Some(leader) = &leader {
+                leader.hold().await;
+                lost_lease.store(true, std::sync::atomic::Ordering::SeqCst);
+                stop_tx.send_replace(true);
+            }
+            // Keep waiting: the controller finishes its reconciles, then `reconciling` ends.
+            futures::future::pending::<()>().await;
+        };
+        tokio::select! {
+            _ = reconciling => {}
+            _ = renewing => {}
+        }
+    };
+    let signal_shutdown = async {
+        shutdown.await;
+        stop_tx.send_replace(true);
+        futures::future::pending::<()>().await;
     };
     tokio::select! {
         _ = drive_pods => {}
         _ = drive_nodes => {}
         _ = run => {}
+        _ = signal_shutdown => {}
     }
+    if lost_lease.load(std::sync::atomic::Ordering::SeqCst) {
+        return Stopped::LostLease;
+    }
+    // A clean stop hands the lease over at once instead of after its duration.
+    if let Some(leader) = &runtime.leader
+        && let Err(e) = leader.release().await
+    {
+        warn!(error = %e, "cannot release the lease");
+    }
+    Stopped::Shutdown
 }

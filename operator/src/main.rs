@@ -1,9 +1,11 @@
 //! The operator binary: flags, logging, then `hostprocess_operator::run` until SIGTERM/Ctrl-C.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, ValueEnum};
-use hostprocess_operator::Config;
+use hostprocess_operator::leader::LeaderElection;
+use hostprocess_operator::{Config, Runtime, Stopped, admin, metrics};
 
 /// Reconciles HostTask objects into HostProcess DaemonSets rolled out in waves across Windows nodes.
 #[derive(Debug, Parser)]
@@ -18,6 +20,15 @@ struct Args {
     /// The executor's version (must match the image).
     #[arg(long, env = "HOSTPROCESS_EXECUTOR_VERSION", default_value = env!("CARGO_PKG_VERSION"))]
     executor_version: String,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served.
+    #[arg(long, env = "HOSTPROCESS_ADMIN_ADDRESS", default_value = "0.0.0.0:8080")]
+    admin_address: std::net::SocketAddr,
+    /// Act only while holding a Lease (for more than one replica).
+    #[arg(long, env = "HOSTPROCESS_LEADER_ELECT", default_value_t = false)]
+    leader_elect: bool,
+    /// The Lease's namespace (default: the operator's own, from the service account).
+    #[arg(long, env = "HOSTPROCESS_LEADER_ELECTION_NAMESPACE")]
+    leader_election_namespace: Option<String>,
     /// Log format.
     #[arg(long, env = "HOSTPROCESS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -51,9 +62,50 @@ async fn main() -> ExitCode {
         executor_version: args.executor_version,
         namespace: args.namespace,
     };
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
+    let health = Arc::new(admin::Health::default());
+    let metrics = metrics::Metrics::new();
+    let admin = match admin::serve(args.admin_address, health.clone(), metrics.clone()).await {
+        Ok((address, task)) => {
+            tracing::info!(%address, "serving /healthz, /readyz and /metrics");
+            task
+        }
+        Err(e) => {
+            eprintln!("hostprocess-operator: cannot serve on {}: {e}", args.admin_address);
+            return ExitCode::FAILURE;
+        }
     };
-    hostprocess_operator::run(client, config, shutdown).await;
-    ExitCode::SUCCESS
+    let leader = args.leader_elect.then(|| {
+        let namespace =
+            args.leader_election_namespace.clone().unwrap_or_else(|| client.default_namespace().to_string());
+        // The pod's name (downward API), unique among replicas.
+        let identity = std::env::var("POD_NAME").unwrap_or_else(|_| format!("pid-{}", std::process::id()));
+        LeaderElection::new(client.clone(), &namespace, "hostprocess-operator", &identity)
+    });
+    let runtime = Runtime { health, metrics, leader };
+    let stopped = hostprocess_operator::run(client, config, runtime, shutdown_signal()).await;
+    admin.abort();
+    match stopped {
+        Stopped::Shutdown => ExitCode::SUCCESS,
+        // Exit so the pod restarts as a standby: acting without the lease is never safe.
+        Stopped::LostLease => {
+            eprintln!("hostprocess-operator: lost the leader lease; exiting");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// SIGTERM (a pod being stopped) or Ctrl-C.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }

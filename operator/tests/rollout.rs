@@ -104,12 +104,22 @@ impl Fixture {
 }
 
 fn spawn_operator(sim: &Simulation) -> tokio::task::JoinHandle<()> {
+    spawn_operator_with(sim, hostprocess_operator::Runtime::default())
+}
+
+fn spawn_operator_with(
+    sim: &Simulation,
+    runtime: hostprocess_operator::Runtime,
+) -> tokio::task::JoinHandle<()> {
     let config = Config {
         executor_image: "sim/node-executor:test".into(),
         executor_version: "0.1.0".into(),
         namespace: None,
     };
-    tokio::spawn(hostprocess_operator::run(sim.client.clone(), config, std::future::pending()))
+    let client = sim.client.clone();
+    tokio::spawn(async move {
+        hostprocess_operator::run(client, config, runtime, std::future::pending()).await;
+    })
 }
 
 fn record(sim: &Simulation, node: usize, task: &HostTask) -> Value {
@@ -303,4 +313,53 @@ async fn a_node_joining_later_gets_the_task_and_a_new_revision_rolls_out_again()
     for node in 0..3 {
         assert_eq!(record(&fx.sim, node, &v2)["state"], "Succeeded");
     }
+}
+
+fn reconciles(metrics: &hostprocess_operator::metrics::Metrics) -> u64 {
+    metrics
+        .encode()
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"hostprocess_reconciles_total{resource="hosttask"} "#))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
+#[tokio::test]
+async fn two_replicas_never_act_at_once_and_the_standby_takes_over() {
+    let mut fx = Fixture::start(3, "privileged").await;
+    fx.operator.abort();
+    let replica = |name: &str| {
+        let metrics = hostprocess_operator::metrics::Metrics::new();
+        let leader = hostprocess_operator::leader::LeaderElection::new(
+            fx.sim.client.clone(),
+            NS,
+            "hostprocess-operator",
+            name,
+        )
+        .with_timing(Duration::from_secs(2), Duration::from_millis(300));
+        let runtime = hostprocess_operator::Runtime {
+            metrics: metrics.clone(),
+            leader: Some(leader),
+            ..Default::default()
+        };
+        (spawn_operator_with(&fx.sim, runtime), metrics)
+    };
+    let (first, first_metrics) = replica("replica-a");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (second, second_metrics) = replica("replica-b");
+    fx.apply("patch", json!({"script": "sleep 1\n", "rollout": {"maxConcurrent": 1}})).await;
+    fx.wait_ready("patch", "the rollout by the leader").await;
+    assert!(reconciles(&first_metrics) > 0, "the first replica leads");
+    assert_eq!(reconciles(&second_metrics), 0, "the standby never reconciled");
+
+    // The leader dies without handing over: the standby takes over once the lease expires.
+    first.abort();
+    fx.apply("patch", json!({"script": "sleep 1\necho v2\n", "rollout": {"maxConcurrent": 1}})).await;
+    fx.wait_ready("patch", "the new revision by the standby").await;
+    assert!(reconciles(&second_metrics) > 0, "the standby took over");
+    let lease: k8s_openapi::api::coordination::v1::Lease =
+        Api::namespaced(fx.sim.client.clone(), NS).get("hostprocess-operator").await.unwrap();
+    let spec = lease.spec.unwrap();
+    assert_eq!(spec.holder_identity.as_deref(), Some("replica-b"));
+    assert_eq!(spec.lease_transitions, Some(1));
+    fx.operator = second;
 }

@@ -202,6 +202,7 @@ async fn apply_daemon_set(
 pub async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action, Error> {
     if task.metadata.deletion_timestamp.is_some() {
         // The DaemonSet, its pods and the ConfigMaps go with the task (owner references).
+        ctx.metrics.task_nodes(&task.namespace().unwrap_or_default(), &task.name_any(), None);
         return Ok(Action::await_change());
     }
     let namespace = task.namespace().unwrap_or_default();
@@ -354,6 +355,7 @@ pub async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action,
         .await;
     }
     write_status(&ctx, &task, new_status).await?;
+    ctx.metrics.task_nodes(&namespace, &name, Some(&decision.counts));
     Ok(match decision.phase {
         Phase::Progressing => Action::requeue(Duration::from_secs(30)),
         _ => Action::requeue(Duration::from_secs(300)),

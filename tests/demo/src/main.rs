@@ -131,8 +131,12 @@ async fn run(args: Args) -> Result<bool, Error> {
         executor_version: env!("CARGO_PKG_VERSION").into(),
         namespace: None,
     };
-    let operator =
-        tokio::spawn(hostprocess_operator::run(sim.client.clone(), config, std::future::pending()));
+    let operator = tokio::spawn(hostprocess_operator::run(
+        sim.client.clone(),
+        config,
+        hostprocess_operator::Runtime::default(),
+        std::future::pending(),
+    ));
 
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let task = demo_task(&root)?;

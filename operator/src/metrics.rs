@@ -1,0 +1,136 @@
+//! Prometheus metrics: reconciles (count, duration, errors by failing step) and each task's
+//! node counts, encoded in the OpenMetrics text format for `/metrics`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hostprocess_crds::hosttask::NodeCounts;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResourceLabels {
+    resource: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    resource: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NodeLabels {
+    namespace: String,
+    task: String,
+    state: String,
+}
+
+/// The operator's metrics and the registry that exposes them.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    reconciles: Family<ResourceLabels, Counter>,
+    errors: Family<ErrorLabels, Counter>,
+    duration: Family<ResourceLabels, Histogram>,
+    task_nodes: Family<NodeLabels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("hostprocess");
+        let reconciles = Family::<ResourceLabels, Counter>::default();
+        let errors = Family::<ErrorLabels, Counter>::default();
+        let duration = Family::<ResourceLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.005, 2.0, 12))
+        });
+        let task_nodes = Family::<NodeLabels, Gauge>::default();
+        registry.register("reconciles", "Reconciles run, by resource", reconciles.clone());
+        registry.register(
+            "reconcile_errors",
+            "Reconciles that failed, by resource and failing step",
+            errors.clone(),
+        );
+        registry.register("reconcile_duration_seconds", "How long reconciles take", duration.clone());
+        registry.register("task_nodes", "Nodes of each HostTask's rollout, by state", task_nodes.clone());
+        Metrics { registry, reconciles, errors, duration, task_nodes }
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    pub fn reconciled(&self, resource: &str, took: Duration) {
+        let labels = ResourceLabels { resource: resource.into() };
+        self.reconciles.get_or_create(&labels).inc();
+        self.duration.get_or_create(&labels).observe(took.as_secs_f64());
+    }
+
+    pub fn failed(&self, resource: &str, reason: &str) {
+        self.errors.get_or_create(&ErrorLabels { resource: resource.into(), reason: reason.into() }).inc();
+    }
+
+    /// Records a task's node counts; `None` forgets the task (it was deleted).
+    pub fn task_nodes(&self, namespace: &str, task: &str, counts: Option<&NodeCounts>) {
+        let states = ["targeted", "pending", "running", "succeeded", "failed", "reboot_required"];
+        for state in states {
+            let labels = NodeLabels { namespace: namespace.into(), task: task.into(), state: state.into() };
+            let Some(c) = counts else {
+                self.task_nodes.remove(&labels);
+                continue;
+            };
+            let value = match state {
+                "targeted" => c.targeted,
+                "pending" => c.pending,
+                "running" => c.running,
+                "succeeded" => c.succeeded,
+                "failed" => c.failed,
+                _ => c.reboot_required,
+            };
+            self.task_nodes.get_or_create(&labels).set(i64::from(value));
+        }
+    }
+
+    /// The OpenMetrics text of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_are_exposed_with_their_labels_and_forgotten_with_the_task() {
+        let m = Metrics::default();
+        m.reconciled("hosttask", Duration::from_millis(12));
+        m.failed("hosttask", "apply_daemonset");
+        let counts = NodeCounts { targeted: 5, succeeded: 3, running: 2, ..NodeCounts::default() };
+        m.task_nodes("tasks", "patch", Some(&counts));
+        let text = m.encode();
+        assert!(text.contains(r#"hostprocess_reconciles_total{resource="hosttask"} 1"#), "{text}");
+        assert!(
+            text.contains(
+                r#"hostprocess_reconcile_errors_total{resource="hosttask",reason="apply_daemonset"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"hostprocess_task_nodes{namespace="tasks",task="patch",state="succeeded"} 3"#),
+            "{text}"
+        );
+        assert!(text.contains("hostprocess_reconcile_duration_seconds_bucket"), "{text}");
+        m.task_nodes("tasks", "patch", None);
+        assert!(!m.encode().contains(r#"task="patch""#));
+    }
+}
