@@ -10,6 +10,7 @@ pub mod hosttask;
 pub mod labels;
 pub mod leader;
 pub mod metrics;
+pub mod permissions;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;

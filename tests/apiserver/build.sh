@@ -77,7 +77,7 @@ log "generating OpenAPI definitions"
 "$root/usr/bin/openapi-gen" --output-dir "$src/openapi" --output-pkg hostprocess.dev/testapiserver/openapi \
     --output-file zz_generated.openapi.go --go-header-file "$out/header.txt" --report-filename /dev/null \
     k8s.io/api/core/v1 k8s.io/api/apps/v1 k8s.io/api/coordination/v1 k8s.io/api/events/v1 \
-    k8s.io/api/admissionregistration/v1 k8s.io/api/policy/v1 k8s.io/apimachinery/pkg/apis/meta/v1 \
+    k8s.io/api/admissionregistration/v1 k8s.io/api/policy/v1 k8s.io/api/rbac/v1 k8s.io/apimachinery/pkg/apis/meta/v1 \
     k8s.io/apimachinery/pkg/runtime k8s.io/apimachinery/pkg/version k8s.io/apimachinery/pkg/api/resource \
     k8s.io/apimachinery/pkg/util/intstr >&2
 log "building (a cold build takes about 4 minutes on 2 cores)"

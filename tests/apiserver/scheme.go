@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -30,13 +31,14 @@ var (
 		eventsv1.SchemeGroupVersion,
 		admissionregistrationv1.SchemeGroupVersion,
 		policyv1.SchemeGroupVersion,
+		rbacv1.SchemeGroupVersion,
 	}
 )
 
 func init() {
 	for _, add := range []func(*runtime.Scheme) error{
 		corev1.AddToScheme, appsv1.AddToScheme, coordinationv1.AddToScheme,
-		eventsv1.AddToScheme, admissionregistrationv1.AddToScheme, policyv1.AddToScheme,
+		eventsv1.AddToScheme, admissionregistrationv1.AddToScheme, policyv1.AddToScheme, rbacv1.AddToScheme,
 	} {
 		if err := add(coreScheme); err != nil {
 			panic(err)

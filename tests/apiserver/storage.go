@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
@@ -44,6 +45,7 @@ var resources = []resourceSpec{
 	{corev1.SchemeGroupVersion, "pods", "pod", true, true, func() runtime.Object { return &corev1.Pod{} }, func() runtime.Object { return &corev1.PodList{} }, podFields},
 	{corev1.SchemeGroupVersion, "configmaps", "configmap", true, false, func() runtime.Object { return &corev1.ConfigMap{} }, func() runtime.Object { return &corev1.ConfigMapList{} }, nil},
 	{corev1.SchemeGroupVersion, "secrets", "secret", true, false, func() runtime.Object { return &corev1.Secret{} }, func() runtime.Object { return &corev1.SecretList{} }, nil},
+	{corev1.SchemeGroupVersion, "services", "service", true, true, func() runtime.Object { return &corev1.Service{} }, func() runtime.Object { return &corev1.ServiceList{} }, nil},
 	{corev1.SchemeGroupVersion, "serviceaccounts", "serviceaccount", true, false, func() runtime.Object { return &corev1.ServiceAccount{} }, func() runtime.Object { return &corev1.ServiceAccountList{} }, nil},
 	{corev1.SchemeGroupVersion, "events", "event", true, false, func() runtime.Object { return &corev1.Event{} }, func() runtime.Object { return &corev1.EventList{} }, eventFields},
 	{appsv1.SchemeGroupVersion, "daemonsets", "daemonset", true, true, func() runtime.Object { return &appsv1.DaemonSet{} }, func() runtime.Object { return &appsv1.DaemonSetList{} }, nil},
@@ -52,6 +54,10 @@ var resources = []resourceSpec{
 	{coordinationv1.SchemeGroupVersion, "leases", "lease", true, false, func() runtime.Object { return &coordinationv1.Lease{} }, func() runtime.Object { return &coordinationv1.LeaseList{} }, nil},
 	{eventsv1.SchemeGroupVersion, "events", "event", true, false, func() runtime.Object { return &eventsv1.Event{} }, func() runtime.Object { return &eventsv1.EventList{} }, nil},
 	{policyv1.SchemeGroupVersion, "poddisruptionbudgets", "poddisruptionbudget", true, true, func() runtime.Object { return &policyv1.PodDisruptionBudget{} }, func() runtime.Object { return &policyv1.PodDisruptionBudgetList{} }, nil},
+	{rbacv1.SchemeGroupVersion, "roles", "role", true, false, func() runtime.Object { return &rbacv1.Role{} }, func() runtime.Object { return &rbacv1.RoleList{} }, nil},
+	{rbacv1.SchemeGroupVersion, "rolebindings", "rolebinding", true, false, func() runtime.Object { return &rbacv1.RoleBinding{} }, func() runtime.Object { return &rbacv1.RoleBindingList{} }, nil},
+	{rbacv1.SchemeGroupVersion, "clusterroles", "clusterrole", false, false, func() runtime.Object { return &rbacv1.ClusterRole{} }, func() runtime.Object { return &rbacv1.ClusterRoleList{} }, nil},
+	{rbacv1.SchemeGroupVersion, "clusterrolebindings", "clusterrolebinding", false, false, func() runtime.Object { return &rbacv1.ClusterRoleBinding{} }, func() runtime.Object { return &rbacv1.ClusterRoleBindingList{} }, nil},
 	{admissionregistrationv1.SchemeGroupVersion, "validatingadmissionpolicies", "validatingadmissionpolicy", false, true, func() runtime.Object { return &admissionregistrationv1.ValidatingAdmissionPolicy{} }, func() runtime.Object { return &admissionregistrationv1.ValidatingAdmissionPolicyList{} }, nil},
 	{admissionregistrationv1.SchemeGroupVersion, "validatingadmissionpolicybindings", "validatingadmissionpolicybinding", false, false, func() runtime.Object { return &admissionregistrationv1.ValidatingAdmissionPolicyBinding{} }, func() runtime.Object { return &admissionregistrationv1.ValidatingAdmissionPolicyBindingList{} }, nil},
 }

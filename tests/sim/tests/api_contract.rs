@@ -191,7 +191,8 @@ async fn kubectl_applies_examples_and_shows_the_printer_columns() {
         assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    // deploy/ installs the CRDs and the namespaces; the examples then apply as they are.
+    // deploy/ installs everything (CRDs, namespaces, RBAC, the operator's Deployment and
+    // Service: the rendered set applies cleanly); the examples then apply as they are.
     let deploy = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy");
     kubectl(&["apply", "--server-side", "-k", deploy]);
     kubectl(&[
@@ -200,6 +201,20 @@ async fn kubectl_applies_examples_and_shows_the_printer_columns() {
         "crd/hosttasks.hostprocess.dev",
         "crd/hostgroups.hostprocess.dev",
     ]);
+    let installed = kubectl(&[
+        "get",
+        "-n",
+        "hostprocess-system",
+        "deployment/hostprocess-operator",
+        "service/hostprocess-operator-metrics",
+        "serviceaccount/hostprocess-operator",
+        "role/hostprocess-operator-leader-election",
+        "clusterrole/hostprocess-operator",
+        "clusterrolebinding/hostprocess-operator",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(installed.lines().count(), 6, "{installed}");
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let tasks_ns = namespaces.get("hostprocess-tasks").await.expect("namespace");
     let labels = tasks_ns.metadata.labels.unwrap_or_default();

@@ -1,0 +1,106 @@
+//! deploy/: every manifest parses into its Kubernetes type, the RBAC grants exactly what the
+//! code uses (operator/src/permissions.rs), and the Deployment matches the operator's defaults
+//! and runs locked down.
+#![allow(clippy::expect_used, clippy::unwrap_used)] // tests: a failed step should stop the test
+
+use std::path::Path;
+
+use hostprocess_operator::{Config, permissions};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Service, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use serde_json::Value;
+
+/// Every document of every file the kustomization lists.
+fn rendered() -> Vec<Value> {
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+    let kustomization: Value =
+        yaml_serde::from_str(&std::fs::read_to_string(deploy.join("kustomization.yaml")).unwrap()).unwrap();
+    let mut docs = Vec::new();
+    for file in kustomization["resources"].as_array().unwrap() {
+        let text = std::fs::read_to_string(deploy.join(file.as_str().unwrap())).unwrap();
+        for doc in text.split("\n---") {
+            let value: Value = yaml_serde::from_str(doc).unwrap();
+            if !value.is_null() {
+                docs.push(value);
+            }
+        }
+    }
+    docs
+}
+
+fn rules(table: &[(&str, &str, &[&str])]) -> Vec<PolicyRule> {
+    table
+        .iter()
+        .map(|(group, resource, verbs)| PolicyRule {
+            api_groups: Some(vec![group.to_string()]),
+            resources: Some(vec![resource.to_string()]),
+            verbs: verbs.iter().map(|v| v.to_string()).collect(),
+            ..PolicyRule::default()
+        })
+        .collect()
+}
+
+#[test]
+fn every_manifest_parses_into_its_type_and_rbac_matches_the_code() {
+    let docs = rendered();
+    let mut kinds = Vec::new();
+    for doc in &docs {
+        let kind = doc["kind"].as_str().unwrap().to_string();
+        let name = doc["metadata"]["name"].as_str().unwrap().to_string();
+        let parsed = match kind.as_str() {
+            "CustomResourceDefinition" => {
+                serde_json::from_value::<CustomResourceDefinition>(doc.clone()).map(|_| ())
+            }
+            "Namespace" => serde_json::from_value::<Namespace>(doc.clone()).map(|_| ()),
+            "ServiceAccount" => serde_json::from_value::<ServiceAccount>(doc.clone()).map(|_| ()),
+            "ClusterRoleBinding" => serde_json::from_value::<ClusterRoleBinding>(doc.clone()).map(|_| ()),
+            "RoleBinding" => serde_json::from_value::<RoleBinding>(doc.clone()).map(|_| ()),
+            "Service" => serde_json::from_value::<Service>(doc.clone()).map(|_| ()),
+            "Deployment" => serde_json::from_value::<Deployment>(doc.clone()).map(|_| ()),
+            "ClusterRole" => {
+                let role: ClusterRole = serde_json::from_value(doc.clone()).unwrap();
+                assert_eq!(role.rules.unwrap(), rules(permissions::CLUSTER), "deploy/rbac.yaml ClusterRole");
+                Ok(())
+            }
+            "Role" => {
+                let role: Role = serde_json::from_value(doc.clone()).unwrap();
+                assert_eq!(role.rules.unwrap(), rules(permissions::OWN_NAMESPACE), "deploy/rbac.yaml Role");
+                Ok(())
+            }
+            other => panic!("deploy/ has a {other} the test does not know: add it here"),
+        };
+        parsed.unwrap_or_else(|e| panic!("{kind} {name}: {e}"));
+        kinds.push(kind);
+    }
+    for expected in ["CustomResourceDefinition", "Namespace", "ClusterRole", "Role", "Deployment", "Service"]
+    {
+        assert!(kinds.iter().any(|k| k == expected), "deploy/ lacks a {expected}");
+    }
+}
+
+#[test]
+fn the_deployment_runs_the_default_images_locked_down_with_two_replicas() {
+    let doc = rendered().into_iter().find(|d| d["kind"] == "Deployment").unwrap();
+    let deployment: Deployment = serde_json::from_value(doc).unwrap();
+    let spec = deployment.spec.unwrap();
+    assert_eq!(spec.replicas, Some(2));
+    let pod = spec.template.spec.unwrap();
+    assert_eq!(pod.node_selector.unwrap()["kubernetes.io/os"], "linux");
+    assert_eq!(pod.security_context.unwrap().run_as_non_root, Some(true));
+    let container = &pod.containers[0];
+    assert_eq!(
+        container.image.as_deref(),
+        Some(format!("ghcr.io/hostprocess-operator/operator:{}", env!("CARGO_PKG_VERSION")).as_str())
+    );
+    let env = container.env.clone().unwrap();
+    let executor = env.iter().find(|e| e.name == "HOSTPROCESS_EXECUTOR_IMAGE").unwrap();
+    assert_eq!(executor.value.as_deref(), Some(Config::default_executor_image().as_str()));
+    assert!(container.args.clone().unwrap().contains(&"--leader-elect".to_string()));
+    let security = container.security_context.clone().unwrap();
+    assert_eq!(security.read_only_root_filesystem, Some(true));
+    assert_eq!(security.allow_privilege_escalation, Some(false));
+    assert!(container.readiness_probe.is_some() && container.liveness_probe.is_some());
+    assert!(container.resources.as_ref().and_then(|r| r.limits.as_ref()).is_some());
+}
