@@ -104,3 +104,17 @@ fn the_deployment_runs_the_default_images_locked_down_with_two_replicas() {
     assert!(container.readiness_probe.is_some() && container.liveness_probe.is_some());
     assert!(container.resources.as_ref().and_then(|r| r.limits.as_ref()).is_some());
 }
+
+#[test]
+fn the_optional_admission_policy_parses_into_its_types() {
+    use k8s_openapi::api::admissionregistration::v1::{
+        ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+    };
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/policy/admission-policy.yaml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let docs: Vec<Value> = text.split("\n---").map(|d| yaml_serde::from_str(d).unwrap()).collect();
+    let policy: ValidatingAdmissionPolicy = serde_json::from_value(docs[0].clone()).unwrap();
+    let binding: ValidatingAdmissionPolicyBinding = serde_json::from_value(docs[1].clone()).unwrap();
+    assert_eq!(binding.spec.unwrap().policy_name, policy.metadata.name);
+    assert_eq!(policy.spec.unwrap().validations.unwrap().len(), 2);
+}

@@ -243,66 +243,61 @@ async fn kubectl_applies_examples_and_shows_the_printer_columns() {
     );
 }
 
-#[tokio::test]
-async fn validating_admission_policies_are_enforced() {
-    use k8s_openapi::api::admissionregistration::v1::{
-        ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
-    };
-    let (_cluster, client) = cluster().await;
-    install_crds(&client).await;
-    namespace(&client, "team-a").await;
-    let policy: ValidatingAdmissionPolicy = serde_json::from_value(json!({
-        "metadata": {"name": "no-system-tasks"},
-        "spec": {
-            "failurePolicy": "Fail",
-            // Written out in full: this API server does not default built-in types.
-            "matchConstraints": {"matchPolicy": "Equivalent", "namespaceSelector": {}, "objectSelector": {},
-                "resourceRules": [{"apiGroups": ["hostprocess.dev"], "apiVersions": ["*"],
-                "operations": ["CREATE", "UPDATE"], "resources": ["hosttasks"], "scope": "*"}]},
-            "validations": [{"expression": "object.spec.runAs.account != 'System'",
-                "message": "HostTasks in this namespace may not run as System"}],
-        },
-    }))
-    .expect("policy");
-    let binding: ValidatingAdmissionPolicyBinding = serde_json::from_value(json!({
-        "metadata": {"name": "no-system-tasks"},
-        "spec": {"policyName": "no-system-tasks", "validationActions": ["Deny"],
-            "matchResources": {"matchPolicy": "Equivalent", "objectSelector": {},
-                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "team-a"}}}},
-    }))
-    .expect("binding");
-    Api::<ValidatingAdmissionPolicy>::all(client.clone())
-        .create(&PostParams::default(), &policy)
-        .await
-        .expect("policy");
-    Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
-        .create(&PostParams::default(), &binding)
-        .await
-        .expect("binding");
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let labels = json!({"metadata": {"labels": {"kubernetes.io/metadata.name": "team-a"}}});
-    namespaces.patch("team-a", &PatchParams::default(), &Patch::Merge(&labels)).await.expect("label");
-
-    let tasks: Api<HostTask> = Api::namespaced(client.clone(), "team-a");
-    let system = task("as-system", json!({"script": "exit 0", "runAs": {"account": "System"}}));
-    // The plugin picks the policy up through its informers: retry until it is in force.
-    let mut refused = None;
+/// Creates a task, retrying while the admission plugin's informers catch up with a new policy
+/// or namespace label; the error when it is refused.
+async fn create_until(tasks: &Api<HostTask>, task: &HostTask, refused: bool) -> Option<String> {
+    let name = task.metadata.name.clone().expect("name");
+    let mut last = None;
     for _ in 0..100 {
-        match tasks.create(&PostParams::default(), &system).await {
-            Err(e) => {
-                refused = Some(e.to_string());
-                break;
-            }
+        match tasks.create(&PostParams::default(), task).await {
+            Err(e) if refused => return Some(e.to_string()),
+            Err(e) => last = Some(e.to_string()),
+            Ok(_) if !refused => return None,
             Ok(_) => {
-                tasks.delete("as-system", &Default::default()).await.expect("cleanup");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tasks.delete(&name, &Default::default()).await.expect("cleanup");
             }
         }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let refused = refused.expect("the policy denies a System task");
-    assert!(refused.contains("HostTasks in this namespace may not run as System"), "{refused}");
-    tasks
-        .create(&PostParams::default(), &task("least-privilege", json!({"script": "exit 0"})))
-        .await
-        .expect("allowed");
+    panic!("{name}: expected {}, last error {last:?}", if refused { "a refusal" } else { "acceptance" });
+}
+
+#[tokio::test]
+async fn the_shipped_admission_policy_restricts_system_tasks_and_registries() {
+    let (cluster, client) = cluster().await;
+    install_crds(&client).await;
+    namespace(&client, "team-a").await;
+    namespace(&client, "ops").await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let allow = json!({"metadata": {"labels": {"hostprocess.dev/allow-system": "true"}}});
+    namespaces.patch("ops", &PatchParams::default(), &Patch::Merge(&allow)).await.expect("label");
+    let policy = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/policy");
+    let out = std::process::Command::new("kubectl")
+        .env("KUBECONFIG", &cluster.kubeconfig_path)
+        .args(["apply", "--server-side", "-k", policy])
+        .output()
+        .expect("kubectl runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let team_a: Api<HostTask> = Api::namespaced(client.clone(), "team-a");
+    let ops: Api<HostTask> = Api::namespaced(client.clone(), "ops");
+    let system = task("as-system", json!({"script": "exit 0", "runAs": {"account": "System"}}));
+    let refused = create_until(&team_a, &system, true).await.expect("refused");
+    assert!(
+        refused.contains(
+            "runAs System is allowed only in namespaces labelled hostprocess.dev/allow-system=true"
+        ),
+        "{refused}"
+    );
+    create_until(&ops, &system, false).await;
+
+    let foreign = task("foreign-image", json!({"script": "exit 0", "image": "docker.io/someone/tool:1"}));
+    let refused = create_until(&team_a, &foreign, true).await.expect("refused");
+    assert!(refused.contains("image docker.io/someone/tool:1 is not from an allowed registry"), "{refused}");
+    let trusted = task(
+        "trusted-image",
+        json!({"script": "exit 0", "image": "mcr.microsoft.com/windows/nanoserver:ltsc2022"}),
+    );
+    create_until(&team_a, &trusted, false).await;
+    create_until(&team_a, &task("least-privilege", json!({"script": "exit 0"})), false).await;
 }
