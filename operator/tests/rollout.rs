@@ -363,3 +363,25 @@ async fn two_replicas_never_act_at_once_and_the_standby_takes_over() {
     assert_eq!(spec.lease_transitions, Some(1));
     fx.operator = second;
 }
+
+#[tokio::test]
+async fn a_continuous_agent_runs_everywhere_and_updates_roll_through_the_daemonset() {
+    let fx = Fixture::start(3, "privileged").await;
+    let agent = |version: &str| {
+        json!({"script": format!("echo agent {version}\nsleep 3600\n"), "mode": "Continuous",
+            "rollout": {"maxConcurrent": 1}})
+    };
+    fx.apply("agent", agent("v1")).await;
+    let v1 = fx.wait_ready("agent", "the agent running on every node").await;
+    let status = v1.status.clone().unwrap();
+    assert_eq!((status.nodes.targeted, status.nodes.running, status.nodes.succeeded), (3, 3, 0));
+    fx.apply("agent", agent("v2")).await;
+    let v2 = fx.wait_ready("agent", "the agent updated on every node").await;
+    let status = v2.status.unwrap();
+    assert_ne!(status.revision, v1.status.unwrap().revision);
+    assert_eq!(status.nodes.running, 3);
+    let sets: Api<DaemonSet> = Api::namespaced(fx.sim.client.clone(), NS);
+    let ds = sets.get("hostprocess-agent").await.unwrap();
+    let strategy = ds.spec.unwrap().update_strategy.unwrap();
+    assert_eq!(strategy.type_.as_deref(), Some("RollingUpdate"));
+}
