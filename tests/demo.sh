@@ -11,6 +11,6 @@ echo "demo: building the simulated cluster's API server (cached after the first 
 apiserver_paths="$(bash tests/apiserver/build.sh)"
 export HOSTPROCESS_TEST_APISERVER="$(sed -n 's/^APISERVER=//p' <<<"$apiserver_paths")"
 export HOSTPROCESS_TEST_ETCD="$(sed -n 's/^ETCD=//p' <<<"$apiserver_paths")"
-cargo build -q --locked -p node-executor --bin node-executor -p hostprocess-demo
+cargo build -q --locked -p node-executor -p hostprocess-demo --bins
 export HOSTPROCESS_NODE_EXECUTOR="${CARGO_TARGET_DIR:-$PWD/target}/debug/node-executor"
 exec "${CARGO_TARGET_DIR:-$PWD/target}/debug/hostprocess-demo" "$@"
