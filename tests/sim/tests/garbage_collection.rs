@@ -2,7 +2,7 @@
 //! custom resource, foreground deletes dependents before the owner, orphan keeps them.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hostprocess_crds::HostTask;
 use k8s_openapi::api::apps::v1::DaemonSet;
@@ -18,11 +18,11 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let until = Instant::now() + Duration::from_secs(20);
-    while !probe().await {
-        assert!(Instant::now() < until, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let probe = || {
+        let done = probe();
+        async move { done.await.then_some(()) }
+    };
+    hostprocess_sim::wait::until(what, Duration::from_secs(20), probe).await.expect(what);
 }
 
 fn daemonset(name: &str) -> DaemonSet {
