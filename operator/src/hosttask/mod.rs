@@ -154,25 +154,28 @@ fn results(ctx: &Context, task: &HostTask, revision: &str) -> BTreeMap<String, N
         .collect()
 }
 
+/// The task's rollout limits resolved against the number of targeted nodes.
+fn limits(task: &HostTask, targeted: usize) -> Limits {
+    let total = u32::try_from(targeted).unwrap_or(u32::MAX);
+    let rollout = &task.spec.rollout;
+    let of = |value, fallback| CountOrPercent::parse(value).map_or(fallback, |c| c.of(total));
+    Limits {
+        max_concurrent: of(&rollout.max_concurrent, 1).max(1),
+        max_failures: of(&rollout.max_failures, 0),
+        paused: rollout.paused,
+    }
+}
+
 fn decide(
     task: &HostTask,
     targeted: &[String],
     admitted: &[String],
     results: &BTreeMap<String, NodeResult>,
+    limits: Limits,
 ) -> Decision {
-    let total = u32::try_from(targeted.len()).unwrap_or(u32::MAX);
-    let rollout = &task.spec.rollout;
-    let of = |value, fallback| CountOrPercent::parse(value).map_or(fallback, |c| c.of(total));
     match task.spec.mode {
-        Mode::Once => {
-            let limits = Limits {
-                max_concurrent: of(&rollout.max_concurrent, 1).max(1),
-                max_failures: of(&rollout.max_failures, 0),
-                paused: rollout.paused,
-            };
-            rollout::plan_once(targeted, admitted, results, limits)
-        }
-        Mode::Continuous => rollout::plan_continuous(targeted, results, rollout.paused),
+        Mode::Once => rollout::plan_once(targeted, admitted, results, limits),
+        Mode::Continuous => rollout::plan_continuous(targeted, results, limits.paused),
     }
 }
 
@@ -244,7 +247,8 @@ pub async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action,
         .map(build::admitted_nodes)
         .unwrap_or_default();
     let results = results(&ctx, &task, &revision);
-    let decision = decide(&task, &targeted, &admitted, &results);
+    let limits = limits(&task, targeted.len());
+    let decision = decide(&task, &targeted, &admitted, &results, limits);
 
     // Build and apply.
     if let Some(cm) = build::script_config_map(&task, &revision) {
@@ -257,8 +261,6 @@ pub async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action,
             .map_err(Error::ApplyConfigMap)?;
     }
     let run_as = build::builtin_user(&task).unwrap_or(r"NT AUTHORITY\Local service");
-    let max_concurrent = CountOrPercent::parse(&task.spec.rollout.max_concurrent)
-        .map_or(1, |c| c.of(u32::try_from(targeted.len()).unwrap_or(u32::MAX)));
     let once = task.spec.mode == Mode::Once;
     if once && decision.admitted.is_empty() {
         // Nothing may run yet (paused from the start, no node targeted): no DaemonSet, whose
@@ -273,7 +275,7 @@ pub async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action,
             revision: &revision,
             run_as_user: run_as,
             admitted: once.then_some(decision.admitted.as_slice()),
-            max_unavailable: max_concurrent,
+            max_unavailable: limits.max_concurrent,
         };
         let ds = build::daemon_set(&task, &inputs);
         apply_daemon_set(&sets, existing.as_ref(), ds).await?;

@@ -1003,25 +1003,20 @@ async fn env_value(
         };
         return Ok(Some(value.unwrap_or_default()));
     }
-    if let Some(r) = &from.config_map_key_ref {
+    let (kind, data, name, key, optional) = if let Some(r) = &from.config_map_key_ref {
         let optional = r.optional.unwrap_or(false);
-        let data = config_map_data(ctx, namespace, &r.name, optional).await?;
-        return match data.get(&r.key) {
-            Some(v) => Ok(Some(v.clone())),
-            None if optional => Ok(None),
-            None => Err(format!("couldn't find key {} in ConfigMap {namespace}/{}", r.key, r.name)),
-        };
-    }
-    if let Some(r) = &from.secret_key_ref {
+        ("ConfigMap", config_map_data(ctx, namespace, &r.name, optional).await?, &r.name, &r.key, optional)
+    } else if let Some(r) = &from.secret_key_ref {
         let optional = r.optional.unwrap_or(false);
-        let data = secret_data(ctx, namespace, &r.name, optional).await?;
-        return match data.get(&r.key) {
-            Some(v) => Ok(Some(v.clone())),
-            None if optional => Ok(None),
-            None => Err(format!("couldn't find key {} in Secret {namespace}/{}", r.key, r.name)),
-        };
+        ("Secret", secret_data(ctx, namespace, &r.name, optional).await?, &r.name, &r.key, optional)
+    } else {
+        return Err(format!("unsupported valueFrom in env {}", var.name));
+    };
+    match data.get(key) {
+        Some(v) => Ok(Some(v.clone())),
+        None if optional => Ok(None),
+        None => Err(format!("couldn't find key {key} in {kind} {namespace}/{name}")),
     }
-    Err(format!("unsupported valueFrom in env {}", var.name))
 }
 
 async fn config_map_data(

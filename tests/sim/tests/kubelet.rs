@@ -289,6 +289,12 @@ async fn node_ready(sim: &Simulation, node: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Waits until the node's Ready condition has `status`.
+async fn node_turns(sim: &Simulation, node: &str, status: &str, within: Duration) {
+    let what = format!("{node} to turn Ready={status}");
+    until(&what, within, || async { (node_ready(sim, node).await == status).then_some(()) }).await.unwrap();
+}
+
 #[tokio::test]
 async fn a_rebooted_node_restarts_its_pods_without_running_a_finished_payload_again() {
     let sim = simulation(1).await;
@@ -299,16 +305,8 @@ async fn a_rebooted_node_restarts_its_pods_without_running_a_finished_payload_ag
     pod_until(&sim, "patch", "the payload to finish", ready).await;
     let kubelet = sim.node("win-000").unwrap();
     kubelet.reboot();
-    until("the node to go NotReady", Duration::from_secs(10), || async {
-        (node_ready(&sim, "win-000").await == "False").then_some(())
-    })
-    .await
-    .unwrap();
-    until("the node to be Ready again", Duration::from_secs(20), || async {
-        (node_ready(&sim, "win-000").await == "True").then_some(())
-    })
-    .await
-    .unwrap();
+    node_turns(&sim, "win-000", "False", Duration::from_secs(10)).await;
+    node_turns(&sim, "win-000", "True", Duration::from_secs(20)).await;
     let after = pod_until(&sim, "patch", "the restarted container to be ready", |p| {
         ready(p) && main_status(p).is_some_and(|s| s.restart_count == 1)
     })
@@ -335,11 +333,7 @@ async fn a_lost_node_turns_unknown_and_comes_back() {
     pod_until(&sim, "patch", "the pod to be ready", ready).await;
     let kubelet = sim.node("win-000").unwrap();
     kubelet.lose();
-    until("the node to turn Unknown", Duration::from_secs(10), || async {
-        (node_ready(&sim, "win-000").await == "Unknown").then_some(())
-    })
-    .await
-    .unwrap();
+    node_turns(&sim, "win-000", "Unknown", Duration::from_secs(10)).await;
     // Nobody reports for the node: the pod still says what it said last.
     assert!(ready(&get(&sim, "patch").await));
     kubelet.recover();
