@@ -386,6 +386,8 @@ fn execute(cli: Cli) -> Result<Outcome, Failure> {
             provision::revoke(&host(&cli)?, group, std::slice::from_ref(path), &state_dir)?,
         )),
         Command::Provision { ref spec } => {
+            // A ConfigMap volume: at its mount path (containerd 1.7+) or under the sandbox (1.6).
+            let spec = &sandbox::resolve_from_env(spec);
             let text = std::fs::read_to_string(spec)
                 .map_err(|e| Failure(format!("cannot read {}: {e}", spec.display())))?;
             let spec: HostGroupSpec = serde_json::from_str(&text)

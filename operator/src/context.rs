@@ -1,6 +1,7 @@
 //! What every reconcile shares: the client, the operator's settings, the caches of what it
 //! watches, and the event recorder.
 
+use hostprocess_crds::HostGroup;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Client;
 use kube::core::PartialObjectMeta;
@@ -16,9 +17,14 @@ pub struct Config {
     pub executor_version: String,
     /// Watch only this namespace's HostTasks (and their DaemonSets and pods); all when `None`.
     pub namespace: Option<String>,
+    /// Where the HostGroup setup pods run: a namespace that allows privileged pods.
+    pub group_namespace: String,
 }
 
 impl Config {
+    /// The namespace the install creates for HostProcess workloads (privileged Pod Security).
+    pub const DEFAULT_GROUP_NAMESPACE: &str = "hostprocess-tasks";
+
     /// The image the operator defaults to: the executor built from the same sources.
     pub fn default_executor_image() -> String {
         format!("ghcr.io/hostprocess-operator/node-executor:{}", env!("CARGO_PKG_VERSION"))
@@ -28,8 +34,12 @@ impl Config {
 pub struct Context {
     pub client: Client,
     pub config: Config,
-    /// Pods the operator manages (label-selected).
+    /// Task pods (label-selected).
     pub pods: Store<Pod>,
+    /// HostGroup setup pods (label-selected, in `config.group_namespace`).
+    pub setup_pods: Store<Pod>,
+    /// HostGroups: a task that runs as one needs its group name and where it is provisioned.
+    pub groups: Store<HostGroup>,
     /// Nodes, metadata only: names and labels are all the rollout needs.
     pub nodes: Store<PartialObjectMeta<Node>>,
     pub recorder: Recorder,

@@ -1,6 +1,6 @@
 //! Short, stable hashes of what a task runs: its revision.
 
-use hostprocess_crds::HostTaskSpec;
+use hostprocess_crds::{HostGroupSpec, HostTaskSpec};
 use serde_json::json;
 
 /// FNV-1a, 64 bits: stable across runs and platforms, enough to tell revisions apart.
@@ -30,6 +30,21 @@ pub fn revision(spec: &HostTaskSpec, referenced: Option<&str>) -> String {
         "referenced": referenced,
     });
     format!("{:010x}", fnv1a(what.to_string().as_bytes()) & 0xff_ffff_ffff)
+}
+
+/// The revision of a HostGroup: what is put on each node (group, description, members,
+/// grants), not where — changing the node selector or tolerations provisions nothing again.
+pub fn group_revision(spec: &HostGroupSpec) -> String {
+    let what = json!({
+        "groupName": spec.group_name, "description": spec.description,
+        "members": spec.members, "grants": spec.grants,
+    });
+    format!("{:010x}", fnv1a(what.to_string().as_bytes()) & 0xff_ffff_ffff)
+}
+
+/// A short hash of a name: node names can be long, pod names built from them must not be.
+pub fn short(name: &str) -> String {
+    format!("{:08x}", fnv1a(name.as_bytes()) & 0xffff_ffff)
 }
 
 #[cfg(test)]

@@ -14,9 +14,24 @@ pub const TASK: &str = "hostprocess.dev/task";
 /// The task revision a pod template runs.
 pub const REVISION: &str = "hostprocess.dev/revision";
 
+/// The HostGroup a setup pod or its spec ConfigMap belongs to (its name).
+pub const HOST_GROUP: &str = "hostprocess.dev/hostgroup";
+/// What a setup pod does: `provision` or `cleanup`.
+pub const SETUP: &str = "hostprocess.dev/setup";
+
 /// The label selector of everything the operator manages: what its watches select.
 pub fn managed_selector() -> String {
     format!("{MANAGED_BY}={MANAGED_BY_VALUE}")
+}
+
+/// What the HostTask watches select: the task pods.
+pub fn task_selector() -> String {
+    format!("{MANAGED_BY}={MANAGED_BY_VALUE},{TASK}")
+}
+
+/// What the HostGroup watches select: the setup pods.
+pub fn setup_selector() -> String {
+    format!("{MANAGED_BY}={MANAGED_BY_VALUE},{HOST_GROUP}")
 }
 
 /// The name of a task's DaemonSet (and of its pods' prefix).

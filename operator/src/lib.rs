@@ -1,11 +1,13 @@
 //! hostprocess-operator: reconciles HostTasks into HostProcess DaemonSets rolled out in waves
-//! across Windows nodes. `run` wires the watches and the controller; the decisions live in
-//! `hosttask::{build, rollout, status}`.
+//! across Windows nodes, and HostGroups into per-node setup pods. `run` wires the watches and the
+//! two controllers; the decisions live in `hosttask::{build, rollout, status}` and
+//! `hostgroup::{build, plan, status}`.
 
 pub mod admin;
 pub mod conditions;
 pub mod context;
 pub mod hashing;
+pub mod hostgroup;
 pub mod hosttask;
 pub mod labels;
 pub mod leader;
@@ -18,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use hostprocess_crds::HostTask;
+use hostprocess_crds::{HostGroup, HostTask};
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::core::PartialObjectMeta;
@@ -55,6 +57,24 @@ async fn reconcile_task(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action
     result
 }
 
+async fn reconcile_group(group: Arc<HostGroup>, ctx: Arc<Context>) -> Result<Action, hostgroup::Error> {
+    let started = std::time::Instant::now();
+    let result = hostgroup::reconcile(group, ctx.clone()).await;
+    ctx.metrics.reconciled("hostgroup", started.elapsed());
+    result
+}
+
+fn group_error_policy(group: Arc<HostGroup>, error: &hostgroup::Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.failed("hostgroup", error.metric_label());
+    warn!(hostgroup = %group.name_any(), step = error.metric_label(), %error, "reconcile failed");
+    Action::requeue(Duration::from_millis(5_000 + jitter(&group.name_any()) * 5))
+}
+
+/// 0..1000, stable per name: spreads retries so many failing objects do not retry in lockstep.
+fn jitter(name: &str) -> u64 {
+    u64::from(name.bytes().fold(0u8, |a, b| a.wrapping_add(b))) * 1000 / 256
+}
+
 fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
@@ -68,12 +88,10 @@ where
 fn error_policy(task: Arc<HostTask>, error: &hosttask::Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.failed("hosttask", error.metric_label());
     warn!(task = %task.name_any(), step = error.metric_label(), %error, "reconcile failed");
-    // Spread retries so many failing tasks do not retry in lockstep.
-    let jitter = u64::from(task.name_any().bytes().fold(0u8, |a, b| a.wrapping_add(b))) % 1000;
-    Action::requeue(Duration::from_millis(5_000 + jitter * 5))
+    Action::requeue(Duration::from_millis(5_000 + jitter(&task.name_any()) * 5))
 }
 
-/// Runs the HostTask controller until `shutdown` completes (or the lease is lost).
+/// Runs the HostTask and HostGroup controllers until `shutdown` completes (or the lease is lost).
 pub async fn run(
     client: Client,
     config: Config,
@@ -81,13 +99,28 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> Stopped {
     let namespace = config.namespace.clone();
-    let managed = watcher::Config::default().labels(&labels::managed_selector());
+    let task_pods_selected = watcher::Config::default().labels(&labels::task_selector());
+    let setup_pods_selected = watcher::Config::default().labels(&labels::setup_selector());
+    let setup_api = Api::<Pod>::namespaced(client.clone(), &config.group_namespace);
 
-    // Caches: managed pods (full: their statuses are the results) and nodes (metadata only).
+    // Caches: task pods and setup pods (full: their statuses are the results), nodes (metadata
+    // only) and HostGroups (a task running as one needs it).
     let (pods, pod_writer) = reflector::store();
     let pod_stream = reflector::reflector(
         pod_writer,
-        watcher(scoped::<Pod>(&client, namespace.as_deref()), managed.clone()),
+        watcher(scoped::<Pod>(&client, namespace.as_deref()), task_pods_selected.clone()),
+    )
+    .default_backoff()
+    .touched_objects();
+    let (setup_pods, setup_writer) = reflector::store();
+    let setup_stream =
+        reflector::reflector(setup_writer, watcher(setup_api.clone(), setup_pods_selected.clone()))
+            .default_backoff()
+            .touched_objects();
+    let (groups, group_writer) = reflector::store();
+    let group_stream = reflector::reflector(
+        group_writer,
+        watcher(Api::<HostGroup>::all(client.clone()), watcher::Config::default()),
     )
     .default_backoff()
     .touched_objects();
@@ -98,9 +131,10 @@ pub async fn run(
     )
     .default_backoff();
     // Only a node's arrival, departure or label change matters to targeting, not heartbeats.
-    // The node stream is driven on its own (the caches must fill before the controller starts)
-    // and tells the controller through a channel.
+    // The node stream is driven on its own (the caches must fill before the controllers start)
+    // and tells both controllers through channels.
     let (node_tx, node_changes) = futures::channel::mpsc::unbounded::<()>();
+    let (group_node_tx, group_node_changes) = futures::channel::mpsc::unbounded::<()>();
     let mut seen: HashMap<String, BTreeMap<String, String>> = HashMap::new();
     let drive_nodes = node_events.for_each(move |event| {
         let changed = match event {
@@ -114,6 +148,32 @@ pub async fn run(
         };
         if changed {
             let _ = node_tx.unbounded_send(());
+            let _ = group_node_tx.unbounded_send(());
+        }
+        futures::future::ready(())
+    });
+    // Tasks that run as a HostGroup start where it is provisioned: tell the task controller when
+    // a setup pod succeeds or goes, or a HostGroup changes.
+    let (provisioning_tx, provisioning_changes) = futures::channel::mpsc::unbounded::<()>();
+    let mut succeeded: HashMap<String, bool> = HashMap::new();
+    let tx = provisioning_tx.clone();
+    let drive_setup_pods = setup_stream.for_each(move |pod| {
+        if let Ok(pod) = pod {
+            let done = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Succeeded")
+                && pod.metadata.deletion_timestamp.is_none();
+            if succeeded.insert(pod.uid().unwrap_or_default(), done).unwrap_or(false) != done {
+                let _ = tx.unbounded_send(());
+            }
+        }
+        futures::future::ready(())
+    });
+    let mut generations: HashMap<String, (Option<i64>, bool)> = HashMap::new();
+    let drive_groups = group_stream.for_each(move |group| {
+        if let Ok(group) = group {
+            let now = (group.metadata.generation, group.metadata.deletion_timestamp.is_some());
+            if generations.insert(group.name_any(), now) != Some(now) {
+                let _ = provisioning_tx.unbounded_send(());
+            }
         }
         futures::future::ready(())
     });
@@ -124,34 +184,50 @@ pub async fn run(
         client: client.clone(),
         config,
         pods: pods.clone(),
+        setup_pods: setup_pods.clone(),
+        groups: groups.clone(),
         nodes: nodes.clone(),
         recorder: Recorder::new(client.clone(), reporter),
         metrics: runtime.metrics.clone(),
     });
-    // The controller stops when told to: on shutdown, or when the lease is lost. Everything
+    // The controllers stop when told to: on shutdown, or when the lease is lost. Everything
     // below runs inside this future (no detached task), so dropping it stops it all.
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let stop = async move {
-        let _ = stop_rx.wait_for(|stop| *stop).await;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
     };
     let lost_lease = std::sync::atomic::AtomicBool::new(false);
     let tasks = scoped::<HostTask>(&client, namespace.as_deref());
-    let controller = Controller::new(tasks, watcher::Config::default())
-        .owns(scoped::<DaemonSet>(&client, namespace.as_deref()), managed.clone())
-        .watches(scoped::<Pod>(&client, namespace.as_deref()), managed, |pod: Pod| {
+    let task_controller = Controller::new(tasks, watcher::Config::default())
+        .owns(
+            scoped::<DaemonSet>(&client, namespace.as_deref()),
+            watcher::Config::default().labels(&labels::managed_selector()),
+        )
+        .watches(scoped::<Pod>(&client, namespace.as_deref()), task_pods_selected, |pod: Pod| {
             let task = pod.labels().get(labels::TASK).cloned()?;
             Some(ObjectRef::<HostTask>::new(&task).within(&pod.namespace()?))
         })
-        .reconcile_all_on(node_changes)
-        .graceful_shutdown_on(stop);
+        .reconcile_all_on(futures::stream::select(node_changes, provisioning_changes))
+        .graceful_shutdown_on(stopped(stop_rx.clone()));
+    let group_controller = Controller::new(Api::<HostGroup>::all(client.clone()), watcher::Config::default())
+        .watches(setup_api, setup_pods_selected, |pod: Pod| {
+            pod.labels().get(labels::HOST_GROUP).map(|g| ObjectRef::<HostGroup>::new(g))
+        })
+        .reconcile_all_on(group_node_changes)
+        .graceful_shutdown_on(stopped(stop_rx));
 
     // Decide nothing before the caches hold what the cluster holds.
     let drive_pods = pod_stream.for_each(|_| futures::future::ready(()));
     let health = runtime.health.clone();
     let leader = runtime.leader.clone();
     let run = async {
-        let (p, n) = futures::join!(pods.wait_until_ready(), nodes.wait_until_ready());
-        if p.is_err() || n.is_err() {
+        let (p, s, g, n) = futures::join!(
+            pods.wait_until_ready(),
+            setup_pods.wait_until_ready(),
+            groups.wait_until_ready(),
+            nodes.wait_until_ready()
+        );
+        if p.is_err() || s.is_err() || g.is_err() || n.is_err() {
             warn!("the caches were dropped before they were ready");
             return;
         }
@@ -161,13 +237,20 @@ pub async fn run(
             info!("caches ready; waiting for the lease");
             leader.acquire().await;
         }
-        info!("caches ready; reconciling HostTasks");
-        let reconciling = controller.run(reconcile_task, error_policy, ctx).for_each(|result| {
+        info!("caches ready; reconciling HostTasks and HostGroups");
+        let tasks = task_controller.run(reconcile_task, error_policy, ctx.clone()).for_each(|result| {
             if let Err(error) = result {
                 tracing::debug!(%error, "reconcile error");
             }
             futures::future::ready(())
         });
+        let groups = group_controller.run(reconcile_group, group_error_policy, ctx).for_each(|result| {
+            if let Err(error) = result {
+                tracing::debug!(%error, "reconcile error");
+            }
+            futures::future::ready(())
+        });
+        let reconciling = futures::future::join(tasks, groups);
         let renewing = async {
             if let Some(leader) = &leader {
                 leader.hold().await;
@@ -189,6 +272,8 @@ pub async fn run(
     };
     tokio::select! {
         _ = drive_pods => {}
+        _ = drive_setup_pods => {}
+        _ = drive_groups => {}
         _ = drive_nodes => {}
         _ = run => {}
         _ = signal_shutdown => {}

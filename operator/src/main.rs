@@ -7,13 +7,17 @@ use clap::{Parser, ValueEnum};
 use hostprocess_operator::leader::LeaderElection;
 use hostprocess_operator::{Config, Runtime, Stopped, admin, metrics};
 
-/// Reconciles HostTask objects into HostProcess DaemonSets rolled out in waves across Windows nodes.
+/// Reconciles HostTask objects into HostProcess DaemonSets rolled out in waves across Windows
+/// nodes, and HostGroup objects into per-node setup pods.
 #[derive(Debug, Parser)]
 #[command(name = "hostprocess-operator", version)]
 struct Args {
     /// Watch HostTasks of this namespace only (default: all namespaces).
     #[arg(long, env = "HOSTPROCESS_NAMESPACE")]
     namespace: Option<String>,
+    /// The namespace HostGroup setup pods run in (it must allow privileged pods).
+    #[arg(long, env = "HOSTPROCESS_HOSTGROUP_NAMESPACE", default_value = Config::DEFAULT_GROUP_NAMESPACE)]
+    hostgroup_namespace: String,
     /// The node-executor image of the task pods.
     #[arg(long, env = "HOSTPROCESS_EXECUTOR_IMAGE", default_value_t = Config::default_executor_image())]
     executor_image: String,
@@ -61,6 +65,7 @@ async fn main() -> ExitCode {
         executor_image: args.executor_image,
         executor_version: args.executor_version,
         namespace: args.namespace,
+        group_namespace: args.hostgroup_namespace,
     };
     let health = Arc::new(admin::Health::default());
     let metrics = metrics::Metrics::new();

@@ -7,16 +7,24 @@ pub const CLUSTER: &[(&str, &str, &[&str])] = &[
     ("hostprocess.dev", "hosttasks", &["get", "list", "watch"]),
     // Status by server-side apply.
     ("hostprocess.dev", "hosttasks/status", &["patch"]),
+    // Watched (the controller); the cleanup finalizer is added and removed by JSON patch.
+    ("hostprocess.dev", "hostgroups", &["get", "list", "watch", "patch"]),
+    ("hostprocess.dev", "hostgroups/status", &["patch"]),
+    // Owner references with blockOwnerDeletion on what the operator creates need this where the
+    // OwnerReferencesPermissionEnforcement admission plugin runs (e.g. OpenShift).
+    ("hostprocess.dev", "hosttasks/finalizers", &["update"]),
+    ("hostprocess.dev", "hostgroups/finalizers", &["update"]),
     // Read, watched (owned), applied (server-side apply creates, so `create` too), deleted
     // while nothing may run.
     ("apps", "daemonsets", &["get", "list", "watch", "create", "patch", "delete"]),
-    // The script of a revision, by server-side apply.
+    // The script of a task revision and the spec of a HostGroup revision, by server-side apply.
     ("", "configmaps", &["create", "patch"]),
-    // Results are read from pods; pods of an older revision are replaced (`OnDelete`).
-    ("", "pods", &["list", "watch", "delete"]),
+    // Results are read from pods; pods of an older revision are replaced (`OnDelete`);
+    // HostGroup setup pods are created and deleted.
+    ("", "pods", &["list", "watch", "create", "delete"]),
     // Targeting: metadata-only list and watch.
     ("", "nodes", &["list", "watch"]),
-    // The Pod Security level of the task's namespace.
+    // The Pod Security level of the task's (or the setup pods') namespace.
     ("", "namespaces", &["get"]),
     // kube-runtime's event recorder.
     ("events.k8s.io", "events", &["create", "patch"]),

@@ -36,8 +36,9 @@ pub struct BuildInputs<'a> {
     pub revision: &'a str,
     /// `runAsUserName`: a built-in account or the HostGroup's local group name.
     pub run_as_user: &'a str,
-    /// `Once` mode: the nodes admitted so far, by name (the DaemonSet runs only there).
-    /// `None` in `Continuous` mode: every targeted node.
+    /// The nodes the DaemonSet may run on, by name: in `Once` mode those admitted so far, for a
+    /// task that runs as a HostGroup those where the group is provisioned. `None`: every
+    /// targeted node.
     pub admitted: Option<&'a [String]>,
     /// `Continuous` mode: how many nodes may be updating at once.
     pub max_unavailable: u32,
@@ -183,7 +184,7 @@ fn affinity(selector: Option<&LabelSelector>, admitted: Option<&[String]>) -> Op
 }
 
 /// The taints Windows node pools usually carry, tolerated by every task.
-fn windows_tolerations() -> Vec<Toleration> {
+pub(crate) fn windows_tolerations() -> Vec<Toleration> {
     ["os", "node.kubernetes.io/os"]
         .into_iter()
         .map(|key| Toleration {

@@ -6,7 +6,7 @@ pub mod build;
 pub mod rollout;
 pub mod status;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +20,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, instrument, warn};
@@ -88,12 +89,20 @@ pub fn selector_matches(selector: Option<&LabelSelector>, labels: &BTreeMap<Stri
 
 /// The Windows nodes the task targets, sorted by name.
 pub fn targeted_nodes(task: &HostTask, nodes: &[Arc<PartialObjectMeta<Node>>]) -> Vec<String> {
+    windows_nodes_matching(task.spec.node_selector.as_ref(), nodes)
+}
+
+/// The Windows nodes a selector matches, sorted by name.
+pub fn windows_nodes_matching(
+    selector: Option<&LabelSelector>,
+    nodes: &[Arc<PartialObjectMeta<Node>>],
+) -> Vec<String> {
     let mut names: Vec<String> = nodes
         .iter()
         .filter(|n| {
             let labels = n.labels();
             labels.get("kubernetes.io/os").map(String::as_str) == Some("windows")
-                && selector_matches(task.spec.node_selector.as_ref(), labels)
+                && selector_matches(selector, labels)
         })
         .map(|n| n.name_any())
         .collect();
@@ -114,12 +123,6 @@ fn blocked(task: &HostTask, namespace: Option<&Namespace>) -> Option<Blocked> {
     }
     if let Err(errors) = task.spec.validate() {
         return Some(Blocked { reason: "InvalidSpec", message: errors.to_string() });
-    }
-    if build::runs_as_group(task) {
-        return Some(Blocked {
-            reason: "HostGroupAccountUnsupported",
-            message: "runAs HostGroup is not supported by this operator version yet; run as LocalService, NetworkService or System".into(),
-        });
     }
     let enforce = namespace
         .and_then(|ns| ns.metadata.labels.as_ref())
@@ -172,11 +175,44 @@ fn decide(
     admitted: &[String],
     results: &BTreeMap<String, NodeResult>,
     limits: Limits,
+    eligible: Option<&BTreeSet<String>>,
 ) -> Decision {
     match task.spec.mode {
-        Mode::Once => rollout::plan_once(targeted, admitted, results, limits),
-        Mode::Continuous => rollout::plan_continuous(targeted, results, limits.paused),
+        Mode::Once => rollout::plan_once_where(targeted, admitted, results, limits, eligible),
+        Mode::Continuous => rollout::plan_continuous(targeted, results, limits.paused, eligible),
     }
+}
+
+/// Who the payload runs as, and for a HostGroup the nodes where its group is provisioned at
+/// the current revision (the only nodes where the task may start).
+struct Account {
+    user: String,
+    eligible: Option<BTreeSet<String>>,
+}
+
+fn account(ctx: &Context, task: &HostTask) -> Result<Account, Blocked> {
+    if let Some(user) = build::builtin_user(task) {
+        return Ok(Account { user: user.to_string(), eligible: None });
+    }
+    let name = task.spec.run_as.host_group.clone().unwrap_or_default();
+    let Some(group) = ctx.groups.get(&ObjectRef::new(&name)) else {
+        return Err(Blocked {
+            reason: "HostGroupNotFound",
+            message: format!(
+                "spec.runAs.hostGroup names HostGroup {name:?}, which does not exist; create it (kubectl get hostgroups) — the task starts on each node once the group is provisioned there"
+            ),
+        });
+    };
+    if group.metadata.deletion_timestamp.is_some() {
+        return Err(Blocked {
+            reason: "HostGroupDeleting",
+            message: format!("HostGroup {name:?} is being deleted; the task cannot start anywhere"),
+        });
+    }
+    Ok(Account {
+        user: group.spec.group_name.clone(),
+        eligible: Some(crate::hostgroup::provisioned_nodes(ctx, &group)),
+    })
 }
 
 fn apply_params() -> PatchParams {
@@ -224,7 +260,8 @@ pub async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action,
     let now = Timestamp::now();
 
     // Validate: bad input becomes a condition, never a retry storm.
-    if let Some(blocked) = blocked(&task, ns.as_ref()) {
+    let account = account(&ctx, &task);
+    if let Some(blocked) = blocked(&task, ns.as_ref()).or_else(|| account.as_ref().err().cloned()) {
         let status = status::status(
             task.status.as_ref(),
             generation,
@@ -235,8 +272,10 @@ pub async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action,
             now,
         );
         write_status(&ctx, &task, status).await?;
-        return Ok(Action::await_change());
+        // A missing HostGroup may appear: the group watch triggers a reconcile, this is a net.
+        return Ok(Action::requeue(Duration::from_secs(300)));
     }
+    let Ok(account) = account else { return Ok(Action::await_change()) };
 
     // Decide.
     let nodes = ctx.nodes.state();
@@ -248,7 +287,7 @@ pub async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action,
         .unwrap_or_default();
     let results = results(&ctx, &task, &revision);
     let limits = limits(&task, targeted.len());
-    let decision = decide(&task, &targeted, &admitted, &results, limits);
+    let decision = decide(&task, &targeted, &admitted, &results, limits, account.eligible.as_ref());
 
     // Build and apply.
     if let Some(cm) = build::script_config_map(&task, &revision) {
@@ -260,9 +299,11 @@ pub async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action,
             .await
             .map_err(Error::ApplyConfigMap)?;
     }
-    let run_as = build::builtin_user(&task).unwrap_or(r"NT AUTHORITY\Local service");
     let once = task.spec.mode == Mode::Once;
-    if once && decision.admitted.is_empty() {
+    // Pinned to named nodes: `Once` (admitted by waves) and tasks that run as a HostGroup
+    // (only where the group is provisioned).
+    let pinned = once || account.eligible.is_some();
+    if pinned && decision.admitted.is_empty() {
         // Nothing may run yet (paused from the start, no node targeted): no DaemonSet, whose
         // node affinity could not name an empty set of nodes.
         if existing.is_some() {
@@ -273,8 +314,8 @@ pub async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action,
             executor_image: &ctx.config.executor_image,
             executor_version: &ctx.config.executor_version,
             revision: &revision,
-            run_as_user: run_as,
-            admitted: once.then_some(decision.admitted.as_slice()),
+            run_as_user: &account.user,
+            admitted: pinned.then_some(decision.admitted.as_slice()),
             max_unavailable: limits.max_concurrent,
         };
         let ds = build::daemon_set(&task, &inputs);

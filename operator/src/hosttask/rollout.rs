@@ -6,7 +6,7 @@
 //! slot; admitted nodes that have not finished hold a slot (`maxConcurrent`, from the very
 //! first wave). Failures beyond `maxFailures` halt admissions; `paused` stops them at once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use hostprocess_crds::hosttask::{NodeCounts, NodeFailure};
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
@@ -55,6 +55,8 @@ pub struct Decision {
     /// Failing nodes, sorted by name, at most `LISTED_FAILURES`.
     pub failures: Vec<NodeFailure>,
     pub phase: Phase,
+    /// Targeted nodes that may not start yet: the task's HostGroup is not provisioned there.
+    pub waiting: Vec<String>,
 }
 
 /// `Once` mode. `targeted` and `admitted` are node names; `results` holds the nodes whose pod
@@ -64,6 +66,18 @@ pub fn plan_once(
     admitted: &[String],
     results: &BTreeMap<String, NodeResult>,
     limits: Limits,
+) -> Decision {
+    plan_once_where(targeted, admitted, results, limits, None)
+}
+
+/// `plan_once` where only `eligible` nodes may start (`None`: every targeted node). A task that
+/// runs as a HostGroup starts only where the group is provisioned.
+pub fn plan_once_where(
+    targeted: &[String],
+    admitted: &[String],
+    results: &BTreeMap<String, NodeResult>,
+    limits: Limits,
+    eligible: Option<&BTreeSet<String>>,
 ) -> Decision {
     let mut targeted: Vec<String> = targeted.to_vec();
     targeted.sort();
@@ -89,10 +103,18 @@ pub fn plan_once(
         }
     }
     let halted = counts.failed > limits.max_failures;
+    let may_start = |n: &&String| eligible.is_none_or(|e| e.contains(*n));
+    let waiting: Vec<String> =
+        targeted.iter().filter(|n| kept.binary_search(n).is_err() && !may_start(n)).cloned().collect();
     let mut starting = Vec::new();
     if !halted && !limits.paused {
         let slots = limits.max_concurrent.saturating_sub(counts.running) as usize;
-        starting = targeted.iter().filter(|n| kept.binary_search(n).is_err()).take(slots).cloned().collect();
+        starting = targeted
+            .iter()
+            .filter(|n| kept.binary_search(n).is_err() && may_start(n))
+            .take(slots)
+            .cloned()
+            .collect();
     }
     counts.running += len(&starting);
     let mut all = kept;
@@ -110,7 +132,7 @@ pub fn plan_once(
     };
     failures.sort_by(|a, b| a.node.cmp(&b.node));
     failures.truncate(LISTED_FAILURES);
-    Decision { admitted: all, starting, counts, failures, phase }
+    Decision { admitted: all, starting, counts, failures, phase, waiting }
 }
 
 /// `Continuous` mode: every targeted node runs the agent; the DaemonSet's rolling update
@@ -119,7 +141,10 @@ pub fn plan_continuous(
     targeted: &[String],
     results: &BTreeMap<String, NodeResult>,
     paused: bool,
+    eligible: Option<&BTreeSet<String>>,
 ) -> Decision {
+    let (admitted, waiting): (Vec<String>, Vec<String>) =
+        targeted.iter().cloned().partition(|n| eligible.is_none_or(|e| e.contains(n)));
     let mut counts = NodeCounts { targeted: len(targeted), ..NodeCounts::default() };
     let mut failures = Vec::new();
     for node in targeted {
@@ -139,7 +164,7 @@ pub fn plan_continuous(
         (false, true) => Phase::Paused,
         (false, false) => Phase::Progressing,
     };
-    Decision { admitted: targeted.to_vec(), starting: Vec::new(), counts, failures, phase }
+    Decision { admitted, starting: Vec::new(), counts, failures, phase, waiting }
 }
 
 fn len<T>(items: &[T]) -> u32 {
@@ -281,6 +306,23 @@ mod tests {
 
     fn done() -> NodeResult {
         NodeResult::Succeeded { reboot_required: false }
+    }
+
+    #[test]
+    fn only_eligible_nodes_start_and_the_others_wait() {
+        let eligible: BTreeSet<String> = ["win-001", "win-003"].map(String::from).into();
+        let d = plan_once_where(&nodes(4), &[], &BTreeMap::new(), limits(3, 0), Some(&eligible));
+        assert_eq!(d.starting, ["win-001", "win-003"]);
+        assert_eq!(d.waiting, ["win-000", "win-002"]);
+        assert_eq!((d.counts.running, d.counts.pending, d.phase), (2, 2, Phase::Progressing));
+
+        let results = BTreeMap::from([("win-001".to_string(), done()), ("win-003".to_string(), done())]);
+        let admitted = ["win-001", "win-003"].map(String::from);
+        let d = plan_once_where(&nodes(4), &admitted, &results, limits(3, 0), Some(&eligible));
+        assert_eq!(d.phase, Phase::Progressing, "not complete while nodes wait for the group");
+
+        let c = plan_continuous(&nodes(4), &BTreeMap::new(), false, Some(&eligible));
+        assert_eq!((c.admitted.len(), c.waiting.len()), (2, 2));
     }
 
     #[test]

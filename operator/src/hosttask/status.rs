@@ -92,6 +92,18 @@ pub fn status(
                 Wanted::new(RECONCILING, false, "Paused", ""),
                 Wanted::new(STALLED, false, "Paused", ""),
             ],
+            Phase::Progressing if !d.waiting.is_empty() => {
+                let message = format!(
+                    "{progress}; {} nodes wait for the HostGroup to be provisioned: {}",
+                    d.waiting.len(),
+                    node_list(d.waiting.iter().cloned())
+                );
+                vec![
+                    Wanted::new(READY, false, "WaitingForHostGroup", message.clone()),
+                    Wanted::new(RECONCILING, true, "WaitingForHostGroup", message),
+                    Wanted::new(STALLED, false, "WaitingForHostGroup", ""),
+                ]
+            }
             Phase::Progressing => vec![
                 Wanted::new(
                     READY,

@@ -130,6 +130,7 @@ async fn run(args: Args) -> Result<bool, Error> {
         executor_image: Config::default_executor_image(),
         executor_version: env!("CARGO_PKG_VERSION").into(),
         namespace: None,
+        group_namespace: Config::DEFAULT_GROUP_NAMESPACE.into(),
     };
     let operator = tokio::spawn(hostprocess_operator::run(
         sim.client.clone(),

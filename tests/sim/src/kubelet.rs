@@ -901,6 +901,33 @@ fn expand(text: &str, env: &[(String, String)]) -> String {
     out
 }
 
+/// The pod's `runAsUserName`: a built-in account always logs on; any other name is a local
+/// group (containerd 1.7+ creates an ephemeral user in it), which must exist on the node — the
+/// executor's Linux platform keeps groups in the node's test store. Without it containerd treats
+/// the name as a user, and the logon fails as on Windows.
+fn logon(ctx: &PodCtx) -> Result<(), String> {
+    let user = ctx
+        .pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.security_context.as_ref())
+        .and_then(|s| s.windows_options.as_ref())
+        .and_then(|w| w.run_as_user_name.clone());
+    let Some(user) = user.filter(|u| !u.to_ascii_uppercase().starts_with(r"NT AUTHORITY\")) else {
+        return Ok(());
+    };
+    let accounts: serde_json::Value = std::fs::read(ctx.config.test_store().join("accounts.json"))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default();
+    if accounts["groups"].get(user.to_lowercase()).is_some() {
+        return Ok(());
+    }
+    Err(format!(
+        "failed to create user process token: failed to logon user: {user}: The user name or password is incorrect."
+    ))
+}
+
 fn start(
     ctx: &PodCtx,
     container: &Container,
@@ -918,6 +945,7 @@ fn start(
             "failed to create containerd task: failed to start: exec: \"{program}\": executable file not found"
         ));
     };
+    logon(ctx)?;
     std::fs::create_dir_all(&ctx.logs).map_err(|e| e.to_string())?;
     let out = std::fs::File::create(log).map_err(|e| e.to_string())?;
     let err = out.try_clone().map_err(|e| e.to_string())?;

@@ -36,6 +36,8 @@ pub enum SimError {
     Io(#[from] std::io::Error),
     #[error("kubeconfig: {0}")]
     Kubeconfig(String),
+    #[error("setting up the cluster: {0}")]
+    Setup(String),
 }
 
 /// Paths of the two server binaries.
@@ -131,8 +133,28 @@ impl Cluster {
             Cluster { dir, etcd, apiserver, server_url, kubeconfig_path, startup: Duration::ZERO };
         cluster.wait_ready(Duration::from_secs(60)).await?;
         cluster.write_kubeconfig()?;
+        cluster.create_system_namespaces().await?;
         cluster.startup = started.elapsed();
         Ok(cluster)
+    }
+
+    /// The namespaces kube-apiserver's bootstrap controller creates (Events about cluster-scoped
+    /// objects go to `default`); the test API server does not run that controller.
+    async fn create_system_namespaces(&self) -> Result<(), SimError> {
+        let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> =
+            kube::Api::all(self.client().await?);
+        for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            let ns = k8s_openapi::api::core::v1::Namespace {
+                metadata: kube::api::ObjectMeta { name: Some(name.into()), ..Default::default() },
+                ..Default::default()
+            };
+            match namespaces.create(&kube::api::PostParams::default(), &ns).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(status)) if status.code == 409 => {}
+                Err(e) => return Err(SimError::Setup(format!("creating namespace {name}: {e}"))),
+            }
+        }
+        Ok(())
     }
 
     async fn wait_ready(&mut self, within: Duration) -> Result<(), SimError> {

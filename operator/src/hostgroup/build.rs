@@ -1,0 +1,233 @@
+//! HostGroup → the objects that put it on the nodes: the spec of one revision as a ConfigMap,
+//! and one setup pod per node that runs `node-executor provision` (or `deprovision` to clean
+//! up). Pure functions of the HostGroup and their inputs; no client.
+
+use std::collections::BTreeMap;
+
+use hostprocess_crds::HostGroup;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ConfigMapVolumeSource, Container, Pod, PodOS, PodSecurityContext, PodSpec, Volume,
+    VolumeMount, WindowsSecurityContextOptions,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::{Resource, ResourceExt};
+
+use crate::hosttask::build::windows_tolerations;
+use crate::{hashing, labels};
+
+/// Where the group's spec is mounted in the setup container.
+const SPEC_DIR: &str = r"C:\hostprocess\group";
+const SPEC_FILE: &str = "spec.json";
+const SYSTEM: &str = r"NT AUTHORITY\SYSTEM";
+
+/// What a setup pod does on its node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setup {
+    /// Make the node match the HostGroup's spec of a revision.
+    Provision,
+    /// Undo what provisioning did (deletion with policy `Delete`, or the node left the selector).
+    Cleanup,
+}
+
+impl Setup {
+    pub fn label(self) -> &'static str {
+        match self {
+            Setup::Provision => "provision",
+            Setup::Cleanup => "cleanup",
+        }
+    }
+
+    pub fn from_label(value: &str) -> Option<Self> {
+        match value {
+            "provision" => Some(Setup::Provision),
+            "cleanup" => Some(Setup::Cleanup),
+            _ => None,
+        }
+    }
+}
+
+/// What the builders need besides the HostGroup.
+#[derive(Debug, Clone)]
+pub struct SetupInputs<'a> {
+    /// The namespace the setup pods run in (it must allow privileged pods).
+    pub namespace: &'a str,
+    pub executor_image: &'a str,
+    pub revision: &'a str,
+}
+
+fn group_labels(group: &HostGroup, setup: Option<Setup>, revision: Option<&str>) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::from([
+        (labels::MANAGED_BY.to_string(), labels::MANAGED_BY_VALUE.to_string()),
+        (labels::NAME.to_string(), "hostprocess-setup".to_string()),
+        (labels::PART_OF.to_string(), "hostprocess-operator".to_string()),
+        (labels::HOST_GROUP.to_string(), group.name_any()),
+    ]);
+    if let Some(setup) = setup {
+        labels.insert(labels::SETUP.to_string(), setup.label().to_string());
+    }
+    if let Some(revision) = revision {
+        labels.insert(labels::REVISION.to_string(), revision.to_string());
+    }
+    labels
+}
+
+/// Owned by the (cluster-scoped) HostGroup, so they go with it.
+fn owned_meta(
+    group: &HostGroup,
+    namespace: &str,
+    name: String,
+    labels: BTreeMap<String, String>,
+) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: Some(namespace.to_string()),
+        labels: Some(labels),
+        owner_references: group.controller_owner_ref(&()).map(|o| vec![o]),
+        ..ObjectMeta::default()
+    }
+}
+
+/// The ConfigMap carrying the spec of one revision (immutable, named after the revision).
+pub fn spec_config_map_name(group: &str, revision: &str) -> String {
+    format!("hostgroup-{group}-{revision}")
+}
+
+/// The setup pod of one node: `provision` pods are per revision, a node has one `cleanup` pod.
+pub fn setup_pod_name(group: &str, node: &str, setup: Setup, revision: &str) -> String {
+    let node = hashing::short(node);
+    match setup {
+        Setup::Provision => format!("hostgroup-{group}-{node}-{revision}"),
+        Setup::Cleanup => format!("hostgroup-{group}-{node}-cleanup"),
+    }
+}
+
+/// The spec the executor applies, as the `provision` subcommand reads it.
+pub fn spec_config_map(group: &HostGroup, inputs: &SetupInputs<'_>) -> Result<ConfigMap, serde_json::Error> {
+    let spec = serde_json::to_string_pretty(&group.spec)?;
+    Ok(ConfigMap {
+        metadata: owned_meta(
+            group,
+            inputs.namespace,
+            spec_config_map_name(&group.name_any(), inputs.revision),
+            group_labels(group, None, Some(inputs.revision)),
+        ),
+        data: Some(BTreeMap::from([(SPEC_FILE.to_string(), spec)])),
+        immutable: Some(true),
+        ..ConfigMap::default()
+    })
+}
+
+/// A HostProcess pod pinned to `node`, running as SYSTEM (creating groups and changing ACLs
+/// needs it), restarted on failure by the kubelet with its bounded back-off.
+pub fn setup_pod(group: &HostGroup, node: &str, setup: Setup, inputs: &SetupInputs<'_>) -> Pod {
+    let name = group.name_any();
+    let (args, volumes, mounts) = match setup {
+        Setup::Provision => (
+            vec!["provision".to_string(), "--spec".into(), format!(r"{SPEC_DIR}\{SPEC_FILE}")],
+            Some(vec![Volume {
+                name: "spec".into(),
+                config_map: Some(ConfigMapVolumeSource {
+                    name: spec_config_map_name(&name, inputs.revision),
+                    ..ConfigMapVolumeSource::default()
+                }),
+                ..Volume::default()
+            }]),
+            Some(vec![VolumeMount {
+                name: "spec".into(),
+                mount_path: SPEC_DIR.into(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            }]),
+        ),
+        // Group names are validated (no separators, no quotes); the word stays one argument.
+        Setup::Cleanup => {
+            (vec!["deprovision".to_string(), "--group".into(), group.spec.group_name.clone()], None, None)
+        }
+    };
+    let mut command = vec!["node-executor.exe".to_string()];
+    command.extend(args);
+    let mut tolerations = windows_tolerations();
+    tolerations.extend(group.spec.tolerations.iter().cloned());
+    let revision = (setup == Setup::Provision).then_some(inputs.revision);
+    Pod {
+        metadata: owned_meta(
+            group,
+            inputs.namespace,
+            setup_pod_name(&name, node, setup, inputs.revision),
+            group_labels(group, Some(setup), revision),
+        ),
+        spec: Some(PodSpec {
+            // Pinned: the pod is about this node, whatever the scheduler would say.
+            node_name: Some(node.to_string()),
+            os: Some(PodOS { name: "windows".into() }),
+            host_network: Some(true),
+            security_context: Some(PodSecurityContext {
+                windows_options: Some(WindowsSecurityContextOptions {
+                    host_process: Some(true),
+                    run_as_user_name: Some(SYSTEM.into()),
+                    ..WindowsSecurityContextOptions::default()
+                }),
+                ..PodSecurityContext::default()
+            }),
+            tolerations: Some(tolerations),
+            restart_policy: Some("OnFailure".into()),
+            termination_grace_period_seconds: Some(30),
+            automount_service_account_token: Some(false),
+            containers: vec![Container {
+                name: "setup".into(),
+                image: Some(inputs.executor_image.into()),
+                command: Some(command),
+                volume_mounts: mounts,
+                // The executor's last line is its JSON result: the reason of a failure.
+                termination_message_policy: Some("FallbackToLogsOnError".into()),
+                ..Container::default()
+            }],
+            volumes,
+            ..PodSpec::default()
+        }),
+        status: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hostprocess_crds::HostGroupSpec;
+    use serde_json::json;
+
+    fn group() -> HostGroup {
+        let spec: HostGroupSpec = serde_json::from_value(json!({
+            "groupName": "AppOperators",
+            "grants": [{"path": "C:\\ProgramData\\App", "rights": "Modify"}],
+        }))
+        .unwrap_or_else(|e| panic!("spec: {e}"));
+        let mut group = HostGroup::new("app-operators", spec);
+        group.metadata.uid = Some("0b7c".into());
+        group
+    }
+
+    #[test]
+    fn a_setup_pod_is_a_system_hostprocess_pod_pinned_to_its_node() {
+        let inputs = SetupInputs { namespace: "hostprocess-tasks", executor_image: "img:1", revision: "abc" };
+        let pod = setup_pod(&group(), "win-007", Setup::Provision, &inputs);
+        let spec = pod.spec.as_ref().unwrap_or_else(|| panic!("spec"));
+        assert_eq!(spec.node_name.as_deref(), Some("win-007"));
+        assert_eq!(spec.restart_policy.as_deref(), Some("OnFailure"));
+        assert_eq!(spec.host_network, Some(true));
+        let windows = spec.security_context.as_ref().and_then(|s| s.windows_options.as_ref());
+        assert_eq!(windows.and_then(|w| w.host_process), Some(true));
+        assert_eq!(windows.and_then(|w| w.run_as_user_name.as_deref()), Some(SYSTEM));
+        assert_eq!(
+            spec.containers[0].command.as_deref().unwrap_or_default(),
+            ["node-executor.exe", "provision", "--spec", r"C:\hostprocess\group\spec.json"]
+        );
+        let owner = &pod.metadata.owner_references.as_ref().unwrap_or_else(|| panic!("owner"))[0];
+        assert_eq!((owner.kind.as_str(), owner.controller), ("HostGroup", Some(true)));
+        assert_eq!(pod.labels().get(labels::REVISION).map(String::as_str), Some("abc"));
+
+        let cleanup = setup_pod(&group(), "win-007", Setup::Cleanup, &inputs);
+        let command = cleanup.spec.and_then(|s| s.containers[0].command.clone()).unwrap_or_default();
+        assert_eq!(command, ["node-executor.exe", "deprovision", "--group", "AppOperators"]);
+        assert!(cleanup.metadata.name.unwrap_or_default().ends_with("-cleanup"));
+    }
+}

@@ -1,0 +1,146 @@
+//! The fixture of the operator's integration tests: a simulated cluster with the CRDs, the
+//! task namespace and the operator running. Each test binary uses a part of it.
+#![allow(dead_code, clippy::expect_used, clippy::unwrap_used)] // shared by several test binaries; tests
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use hostprocess_crds::HostTask;
+use hostprocess_operator::Config;
+use hostprocess_sim::wait::until;
+use hostprocess_sim::{SimOptions, Simulation};
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::wait::{await_condition, conditions};
+use serde_json::{Value, json};
+
+pub const NS: &str = "hostprocess-tasks";
+
+/// A simulated cluster with `nodes` Windows nodes, the CRDs, the task namespace and the
+/// operator running.
+pub struct Fixture {
+    pub sim: Simulation,
+    pub operator: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        self.operator.abort();
+    }
+}
+
+impl Fixture {
+    pub async fn start(nodes: usize, enforce: &str) -> Self {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("hostprocess_operator=info"));
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+        let sim = Simulation::start(SimOptions { nodes, ..SimOptions::default() }).await.expect("simulation");
+        let crds: Api<CustomResourceDefinition> = Api::all(sim.client.clone());
+        for crd in hostprocess_crds::crds() {
+            let name = crd.metadata.name.clone().unwrap();
+            crds.patch(&name, &PatchParams::apply("test").force(), &Patch::Apply(&crd)).await.unwrap();
+            tokio::time::timeout(
+                Duration::from_secs(20),
+                await_condition(crds.clone(), &name, conditions::is_crd_established()),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        }
+        let namespaces: Api<Namespace> = Api::all(sim.client.clone());
+        let ns = serde_json::from_value(json!({"metadata": {"name": NS,
+            "labels": {"pod-security.kubernetes.io/enforce": enforce}}}))
+        .unwrap();
+        namespaces.create(&PostParams::default(), &ns).await.unwrap();
+        let operator = spawn_operator(&sim);
+        Fixture { sim, operator }
+    }
+
+    /// Kills the operator and starts a new one, as a crash and a restarted pod would.
+    pub fn restart_operator(&mut self) {
+        self.operator.abort();
+        self.operator = spawn_operator(&self.sim);
+    }
+
+    pub async fn wait_ready(&self, name: &str, what: &str) -> HostTask {
+        until(what, Duration::from_secs(90), || async {
+            let task = self.task(name).await;
+            let current =
+                task.status.as_ref().and_then(|s| s.observed_generation) == task.metadata.generation;
+            (current && is(&task, "Ready", "True")).then_some(task)
+        })
+        .await
+        .unwrap()
+    }
+
+    pub fn tasks(&self) -> Api<HostTask> {
+        Api::namespaced(self.sim.client.clone(), NS)
+    }
+
+    pub async fn apply(&self, name: &str, spec: Value) {
+        let task = json!({"apiVersion": "hostprocess.dev/v1alpha1", "kind": "HostTask",
+            "metadata": {"name": name, "namespace": NS}, "spec": spec});
+        self.tasks()
+            .patch(name, &PatchParams::apply("test").force(), &Patch::Apply(&task))
+            .await
+            .expect("task applies");
+    }
+
+    pub async fn task(&self, name: &str) -> HostTask {
+        self.tasks().get(name).await.unwrap()
+    }
+
+    /// The nodes the task's DaemonSet admits so far.
+    pub async fn admitted(&self, name: &str) -> BTreeSet<String> {
+        let sets: Api<DaemonSet> = Api::namespaced(self.sim.client.clone(), NS);
+        match sets.get_opt(&format!("hostprocess-{name}")).await.unwrap() {
+            Some(ds) => hostprocess_operator::hosttask::build::admitted_nodes(&ds).into_iter().collect(),
+            None => BTreeSet::new(),
+        }
+    }
+}
+
+pub fn spawn_operator(sim: &Simulation) -> tokio::task::JoinHandle<()> {
+    spawn_operator_with(sim, hostprocess_operator::Runtime::default())
+}
+
+pub fn spawn_operator_with(
+    sim: &Simulation,
+    runtime: hostprocess_operator::Runtime,
+) -> tokio::task::JoinHandle<()> {
+    let config = Config {
+        executor_image: "sim/node-executor:test".into(),
+        executor_version: "0.1.0".into(),
+        namespace: None,
+        group_namespace: Config::DEFAULT_GROUP_NAMESPACE.into(),
+    };
+    let client = sim.client.clone();
+    tokio::spawn(async move {
+        hostprocess_operator::run(client, config, runtime, std::future::pending()).await;
+    })
+}
+
+pub fn record(sim: &Simulation, node: usize, task: &HostTask) -> Value {
+    let status = task.status.as_ref().unwrap();
+    let path = sim.kubelets[node].config.state_dir().join(format!(
+        "tasks/{}/{}.json",
+        task.metadata.uid.as_deref().unwrap(),
+        status.revision.as_deref().unwrap()
+    ));
+    serde_json::from_slice(&std::fs::read(&path).expect("record")).unwrap()
+}
+
+pub fn condition(task: &HostTask, kind: &str) -> Option<(String, String)> {
+    task.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == kind)
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+pub fn is(task: &HostTask, kind: &str, status: &str) -> bool {
+    condition(task, kind).is_some_and(|(s, _)| s == status)
+}
