@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's "main job": the operator rolls the example patch out across 12 simulated Windows
-# nodes and shows it live. Sets up what it needs first (the test API server is built from
+# nodes (rebooting those that need it), then provisions the example HostGroup and runs a task as
+# it, and shows it all live. Sets up what it needs first (the test API server is built from
 # Debian's Kubernetes libraries and cached; the first run takes about 5 minutes for that).
 # Options: --nodes N, --keep (keep the cluster up for kubectl until Ctrl-C).
 set -euo pipefail

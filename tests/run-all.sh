@@ -66,3 +66,6 @@ log "node-executor's Windows build under Wine"
 eval "$(bash tests/wine/setup.sh)"
 trap 'wineserver -k >/dev/null 2>&1 || true' EXIT
 cargo test --locked -p node-executor --target x86_64-pc-windows-gnu
+
+log "the image Dockerfiles copy what a release build makes"
+bash tests/images.sh

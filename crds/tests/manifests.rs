@@ -1,4 +1,4 @@
-//! The checked-in files: every example parses into the types and passes validation; every
+//! The checked-in files: every example (and every object of the real-cluster script) parses into the types and passes validation; every
 //! deliberately bad object under tests/invalid is refused with the message its first line
 //! expects; the checked-in CRD YAML is exactly what the generator prints.
 
@@ -38,6 +38,17 @@ fn every_example_parses_and_validates() {
         }
     }
     assert!(tasks >= 3 && groups >= 1, "{tasks} tasks, {groups} groups");
+}
+
+#[test]
+fn the_real_cluster_end_to_end_objects_parse_and_validate() {
+    let files = yaml_files("tests/e2e-real");
+    assert_eq!(files.len(), 3, "{files:?}");
+    for file in files {
+        let text = fs::read_to_string(&file).expect("readable");
+        let parsed = parse_manifests(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        assert!(!parsed.is_empty(), "{}: no objects", file.display());
+    }
 }
 
 #[test]

@@ -74,6 +74,13 @@ enum Command {
         #[arg(long)]
         group: String,
     },
+    /// Restart the host: for a node the operator drained after a payload exited 3010. Reports
+    /// whether the OS itself says a reboot is pending (CBS / Windows Update registry keys).
+    Reboot {
+        /// Why, as the system's shutdown event records it.
+        #[arg(long, default_value = "hostprocess-operator: a payload requires a reboot")]
+        reason: String,
+    },
     /// Copy this executable onto the host, into `<state-dir>/bin/<version>/`, for payload
     /// images that do not carry it (an init container runs this). Each version gets its own
     /// directory because Windows will not replace an executable that is running.
@@ -284,6 +291,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Deprovision { .. } => "deprovision",
         Command::SelfTest { .. } => "self-test",
         Command::Install => "install",
+        Command::Reboot { .. } => "reboot",
         Command::Payload(_) => "payload",
     }
 }
@@ -342,6 +350,15 @@ fn execute(cli: Cli) -> Result<Outcome, Failure> {
                 });
             }
             Ok(Outcome { json, code: report.exit_code })
+        }
+        Command::Reboot { ref reason } => {
+            let platform = host(&cli)?;
+            let pending = platform.reboot_pending()?;
+            platform.request_reboot(reason)?;
+            Ok(Outcome {
+                json: json!({ "ok": true, "command": "reboot", "pendingConfirmed": pending }),
+                code: 0,
+            })
         }
         Command::Install => {
             let (path, installed) = install(&state_dir)?;

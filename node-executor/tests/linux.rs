@@ -133,6 +133,13 @@ fn exit_codes_pass_through() {
         assert_eq!(json["attempts"][0]["exitCode"], code);
         assert_eq!(json["state"], if code == 0 { "Succeeded" } else { "Failed" });
     }
+    // The test platform reads `exit 3010`'s 8-bit remainder (194) as the reboot code it was.
+    let out = node.run("reboot", &[], &["exit", "3010"]);
+    let json = result(&out);
+    assert_eq!(
+        (json["attempts"][0]["exitCode"].as_i64(), json["state"].as_str()),
+        (Some(3010), Some("RebootRequired"))
+    );
 }
 
 #[test]
@@ -351,6 +358,25 @@ fn idle_after_exits_once_with_a_failure_then_idles_without_running_it_again() {
     kill(Pid::from_raw(again.id() as i32), Signal::SIGTERM).expect("sigterm");
     assert_eq!(wait_exit(&mut again, Duration::from_secs(10)).code(), Some(0));
     assert_eq!(lines(&counter), 1, "the payload ran once");
+}
+
+#[test]
+fn reboot_asks_the_host_to_restart_and_says_whether_the_os_confirms_a_pending_reboot() {
+    let node = Node::new();
+    let store = node.state().join("test-store");
+    let unconfirmed = result(&node.exec(&["reboot"]));
+    assert_eq!(
+        (unconfirmed["ok"].as_bool(), unconfirmed["pendingConfirmed"].as_bool()),
+        (Some(true), Some(false))
+    );
+    let requested = std::fs::read_to_string(store.join("reboot-requested")).expect("the reboot request");
+    assert!(requested.contains("requires a reboot"), "{requested}");
+
+    std::fs::remove_file(store.join("reboot-requested")).expect("taken");
+    std::fs::write(store.join("reboot-required"), "").expect("pending");
+    let confirmed = result(&node.exec(&["reboot", "--reason", "patch KB1"]));
+    assert_eq!(confirmed["pendingConfirmed"], true);
+    assert_eq!(std::fs::read_to_string(store.join("reboot-requested")).expect("request"), "patch KB1");
 }
 
 #[test]

@@ -92,6 +92,8 @@ fn error_policy(task: Arc<HostTask>, error: &hosttask::Error, ctx: Arc<Context>)
 }
 
 /// Runs the HostTask and HostGroup controllers until `shutdown` completes (or the lease is lost).
+/// `client` should have kube's default 429 retry off (`Config::default_retry = false`, as the
+/// binary sets it), else an eviction a PodDisruptionBudget refuses holds a reconcile.
 pub async fn run(
     client: Client,
     config: Config,

@@ -54,7 +54,7 @@ async fn main() -> ExitCode {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
-    let client = match kube::Client::try_default().await {
+    let client = match client().await {
         Ok(client) => client,
         Err(e) => {
             eprintln!("hostprocess-operator: cannot reach the Kubernetes API: {e}");
@@ -97,6 +97,16 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The API client, from the in-cluster service account or a kubeconfig. kube's default retry of
+/// 429/503/504 inside the client is off: the controllers requeue failed reconciles with back-off
+/// themselves, and an eviction refused by a PodDisruptionBudget (429) must come back at once
+/// rather than hold a reconcile for minutes.
+async fn client() -> Result<kube::Client, Box<dyn std::error::Error>> {
+    let mut config = kube::Config::infer().await?;
+    config.default_retry = false;
+    Ok(kube::Client::try_from(config)?)
 }
 
 /// SIGTERM (a pod being stopped) or Ctrl-C.

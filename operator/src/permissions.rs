@@ -20,10 +20,13 @@ pub const CLUSTER: &[(&str, &str, &[&str])] = &[
     // The script of a task revision and the spec of a HostGroup revision, by server-side apply.
     ("", "configmaps", &["create", "patch"]),
     // Results are read from pods; pods of an older revision are replaced (`OnDelete`);
-    // HostGroup setup pods are created and deleted.
-    ("", "pods", &["list", "watch", "create", "delete"]),
-    // Targeting: metadata-only list and watch.
-    ("", "nodes", &["list", "watch"]),
+    // HostGroup setup pods and reboot pods are created and deleted; a reboot's step is an
+    // annotation on the task pod; a drain lists the pods on a node.
+    ("", "pods", &["get", "list", "watch", "create", "patch", "delete"]),
+    // A drain evicts (PodDisruptionBudgets hold).
+    ("", "pods/eviction", &["create"]),
+    // Targeting: metadata-only list and watch; a reboot reads a node's boot id and cordons.
+    ("", "nodes", &["get", "list", "watch", "patch"]),
     // The Pod Security level of the task's (or the setup pods') namespace.
     ("", "namespaces", &["get"]),
     // kube-runtime's event recorder.

@@ -118,3 +118,45 @@ fn the_optional_admission_policy_parses_into_its_types() {
     assert_eq!(binding.spec.unwrap().policy_name, policy.metadata.name);
     assert_eq!(policy.spec.unwrap().validations.unwrap().len(), 2);
 }
+
+#[test]
+fn the_dockerfiles_build_what_the_manifests_and_pods_run() {
+    let images = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/images");
+    let read = |name: &str| std::fs::read_to_string(images.join(name)).unwrap();
+    let last_from = |text: &str| text.lines().rfind(|l| l.starts_with("FROM ")).unwrap().to_string();
+
+    let operator = read("operator.Dockerfile");
+    assert!(last_from(&operator).starts_with("FROM gcr.io/distroless/"), "a small, shell-less runtime image");
+    // The Deployment runs as this user with a read-only root: the image must agree.
+    let doc = rendered().into_iter().find(|d| d["kind"] == "Deployment").unwrap();
+    let deployment: Deployment = serde_json::from_value(doc).unwrap();
+    let pod = deployment.spec.unwrap().template.spec.unwrap();
+    let user = pod.security_context.unwrap().run_as_user.unwrap();
+    assert!(
+        operator.contains(&format!("USER {user}:{user}")),
+        "the image's user is the Deployment's ({user})"
+    );
+    assert!(operator.contains("-p hostprocess-operator --bin hostprocess-operator"));
+
+    let executor = read("node-executor.Dockerfile");
+    assert_eq!(
+        last_from(&executor),
+        "FROM mcr.microsoft.com/oss/kubernetes/windows-host-process-containers-base-image:v1.0.0"
+    );
+    // Pods start the executor by this name at the image root (hosttask/build.rs, hostgroup/build.rs).
+    assert!(executor.contains("/release/node-executor.exe /node-executor.exe"));
+    let golden = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/patch-rollout.yaml"),
+    )
+    .unwrap();
+    assert!(golden.contains("- node-executor.exe"), "the pods run the file the image carries");
+    // Tags: the image names the Deployment and the operator's default refer to.
+    assert!(Config::default_executor_image().starts_with("ghcr.io/hostprocess-operator/node-executor:"));
+    assert!(
+        executor
+            .contains(&format!("ghcr.io/hostprocess-operator/node-executor:{}", env!("CARGO_PKG_VERSION")))
+    );
+    assert!(
+        operator.contains(&format!("ghcr.io/hostprocess-operator/operator:{}", env!("CARGO_PKG_VERSION")))
+    );
+}

@@ -255,3 +255,92 @@ async fn a_continuous_agent_runs_everywhere_and_updates_roll_through_the_daemons
     let strategy = ds.spec.unwrap().update_strategy.unwrap();
     assert_eq!(strategy.type_.as_deref(), Some("RollingUpdate"));
 }
+
+#[tokio::test]
+async fn a_reboot_required_payload_goes_through_cordon_drain_reboot_and_uncordon() {
+    use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+    use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+    use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+
+    let fx = Fixture::start(2, "privileged").await;
+    let client = fx.sim.client.clone();
+    let nodes: Api<Node> = Api::all(client.clone());
+    // An administrator cordoned win-000 for reasons of their own: it must stay cordoned.
+    nodes
+        .patch("win-000", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"unschedulable": true}})))
+        .await
+        .unwrap();
+    // A workload on win-001 whose PodDisruptionBudget allows no disruption at first.
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "apps"}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "apps");
+    let web = json!({"metadata": {"name": "web", "labels": {"app": "web"}}, "spec": {"nodeName": "win-001",
+        "containers": [{"name": "web", "image": "web:1", "command": ["node-executor.exe", "payload", "sleep", "3600"]}]}});
+    pods.create(&PostParams::default(), &serde_json::from_value(web).unwrap()).await.unwrap();
+    until("the workload runs", Duration::from_secs(30), || async {
+        let pod = pods.get("web").await.unwrap();
+        let conditions = pod.status?.conditions?;
+        conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True").then_some(())
+    })
+    .await
+    .unwrap();
+    let budgets: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), "apps");
+    let pdb = json!({"metadata": {"name": "web"}, "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "web"}}}});
+    budgets.create(&PostParams::default(), &serde_json::from_value(pdb).unwrap()).await.unwrap();
+
+    // The payload installs something that needs a reboot (exit 3010).
+    fx.apply(
+        "kb-patch",
+        json!({"script": "exit 3010\n", "runAs": {"account": "System"}, "reboot": "IfRequired",
+            "rollout": {"maxConcurrent": 2}}),
+    )
+    .await;
+    // win-000 has nothing to drain: it reboots. win-001 waits for its budget.
+    until("win-000 rebooted", Duration::from_secs(60), || async {
+        (fx.sim.kubelets[0].boots() >= 2).then_some(())
+    })
+    .await
+    .unwrap();
+    let events: Api<Event> = Api::namespaced(client.clone(), NS);
+    until("the eviction is reported blocked", Duration::from_secs(30), || async {
+        let list = events.list(&ListParams::default()).await.unwrap();
+        list.items.iter().any(|e| e.reason.as_deref() == Some("EvictionBlocked")).then_some(())
+    })
+    .await
+    .unwrap();
+    let win1 = nodes.get("win-001").await.unwrap();
+    assert_eq!(win1.spec.as_ref().unwrap().unschedulable, Some(true), "cordoned while draining");
+    assert_eq!(
+        win1.metadata.annotations.as_ref().unwrap().get("hostprocess.dev/cordoned-by").map(String::as_str),
+        Some("hostprocess-tasks/kb-patch")
+    );
+    assert_eq!(fx.sim.kubelets[1].boots(), 1, "no reboot while the budget forbids the drain");
+    assert!(pods.get_opt("web").await.unwrap().is_some(), "the budget kept the workload");
+    let task = fx.task("kb-patch").await;
+    assert!(task.status.unwrap().nodes.rebooting >= 1);
+
+    // The budget is lifted: the drain, the reboot and the uncordon follow.
+    budgets.delete("web", &DeleteParams::default()).await.unwrap();
+    let done = fx.wait_ready("kb-patch", "the rollout completes after both reboots").await;
+    let status = done.status.unwrap();
+    assert_eq!((status.nodes.succeeded, status.nodes.rebooting, status.nodes.failed), (2, 0, 0));
+    assert_eq!(fx.sim.kubelets[1].boots(), 2);
+    assert!(pods.get_opt("web").await.unwrap().is_none(), "the workload was evicted");
+    let win1 = nodes.get("win-001").await.unwrap();
+    assert_ne!(win1.spec.unwrap().unschedulable, Some(true), "uncordoned by the operator that cordoned it");
+    assert!(!win1.metadata.annotations.unwrap_or_default().contains_key("hostprocess.dev/cordoned-by"));
+    let win0 = nodes.get("win-000").await.unwrap();
+    assert_eq!(win0.spec.unwrap().unschedulable, Some(true), "the administrator's cordon stays");
+    // The payload ran once per node: the reboot did not run it again.
+    for node in 0..2 {
+        let record = record(&fx.sim, node, &fx.task("kb-patch").await);
+        assert_eq!(record["attempts"].as_array().map(Vec::len), Some(1));
+        assert_eq!(record["state"], "RebootRequired");
+    }
+}

@@ -5,7 +5,7 @@
 // subresources, server-side apply, watch) plus a core subset served with the generic registry
 // over the k8s.io/api types: namespaces, nodes, pods, configmaps, secrets, serviceaccounts,
 // events (core and events.k8s.io), leases, daemonsets, deployments, controllerrevisions,
-// poddisruptionbudgets, services, RBAC (roles, bindings; stored, not enforced), and ValidatingAdmissionPolicy (+Binding) enforced by the real policy
+// poddisruptionbudgets (and pods/eviction honouring them), services, RBAC (roles, bindings; stored, not enforced), and ValidatingAdmissionPolicy (+Binding) enforced by the real policy
 // admission plugin. Authentication: a static token file; authorization: allow all; admission:
 // NamespaceLifecycle and ValidatingAdmissionPolicy.
 //

@@ -185,6 +185,13 @@ func installCore(server *genericapiserver.GenericAPIServer, etcd *genericoptions
 			storages[spec.plural+"/status"] = &statusUpdater{&statusStore}
 		}
 	}
+	// Evictions need both the pod and the budget stores.
+	core := groups[""].VersionedResourcesStorageMap["v1"]
+	policy := groups["policy"].VersionedResourcesStorageMap["v1"]
+	core["pods/eviction"] = &evictionREST{
+		pods: core["pods"].(*genericregistry.Store),
+		pdbs: policy["poddisruptionbudgets"].(*genericregistry.Store),
+	}
 	for _, group := range order {
 		info := groups[group]
 		if group == "" {

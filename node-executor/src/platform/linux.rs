@@ -6,6 +6,9 @@
 //! memory and process limits are enforced by killing the job when it goes over (Windows
 //! instead fails the allocation or the process creation). CPU rate is not enforced on Linux.
 //!
+//! Exit codes: 194 and 105 are read as 3010 and 1641 (8-bit truncations of the Windows reboot
+//! codes), so test payloads can ask for a reboot.
+//!
 //! Accounts and ACLs: a file-backed store (`accounts.json`, `acls.json`, and a `fs/` tree that
 //! stands for the drives) used only by tests and the simulated cluster. It never touches the
 //! Linux host's users or permissions.
@@ -67,6 +70,11 @@ impl Host {
         path
     }
 }
+
+/// In the test store: a reboot is pending (what a payload's installer would leave behind).
+pub const REBOOT_REQUIRED: &str = "reboot-required";
+/// In the test store: the host is asked to reboot (what the simulated kubelet watches for).
+pub const REBOOT_REQUESTED: &str = "reboot-requested";
 
 /// The test store's accounts: the accounts that exist, and the local groups.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -249,6 +257,22 @@ impl Platform for Host {
         save(&self.acls_file(), &acls)
     }
 
+    /// The test store's `reboot-required` file stands for the registry keys.
+    fn reboot_pending(&self) -> Result<bool, PlatformError> {
+        Ok(self.store.join(REBOOT_REQUIRED).exists())
+    }
+
+    /// Writes the test store's `reboot-requested` file, which the simulated kubelet answers by
+    /// rebooting its node (and removing the file); the pending marker goes with the reboot.
+    fn request_reboot(&self, message: &str) -> Result<(), PlatformError> {
+        let path = self.store.join(REBOOT_REQUESTED);
+        fs::create_dir_all(&self.store)
+            .map_err(|e| PlatformError::new("mkdir", self.store.display().to_string(), e))?;
+        fs::write(&path, message).map_err(|e| PlatformError::new("write", path.display().to_string(), e))?;
+        let _ = fs::remove_file(self.store.join(REBOOT_REQUIRED));
+        Ok(())
+    }
+
     fn describe(&self) -> String {
         format!("{} (accounts and ACLs in {})", describe(), self.store.display())
     }
@@ -281,6 +305,17 @@ pub struct NativeJob {
     last_sample: Option<Instant>,
 }
 
+/// Linux keeps 8 bits of an exit code, so a test payload's `exit 3010` arrives as 194 and
+/// `exit 1641` as 105. The test platform reads those two back as the Windows codes they stand
+/// for (reboot required, reboot initiated); every other code passes through.
+fn windows_exit_code(code: i32) -> i64 {
+    match code {
+        194 => 3010,
+        105 => 1641,
+        other => i64::from(other),
+    }
+}
+
 impl NativeJob {
     /// Reaps every exited child without blocking, remembering the main process's status.
     fn reap(&mut self) {
@@ -288,7 +323,7 @@ impl NativeJob {
             match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::Exited(pid, code)) => {
                     if pid.as_raw() as u32 == self.pid {
-                        self.exit = Some(i64::from(code));
+                        self.exit = Some(windows_exit_code(code));
                     }
                 }
                 Ok(WaitStatus::Signaled(pid, signal, _)) => {

@@ -144,6 +144,12 @@ pub trait Platform {
     /// Removes the explicit entries for `group` on `path`.
     fn remove_aces(&self, path: &str, group: &str) -> Result<(), PlatformError>;
 
+    /// Whether the OS says a reboot is pending (Windows: the CBS `RebootPending` or Windows
+    /// Update `RebootRequired` registry key exists).
+    fn reboot_pending(&self) -> Result<bool, PlatformError>;
+    /// Asks the OS to restart the host after a short delay, as a planned restart.
+    fn request_reboot(&self, message: &str) -> Result<(), PlatformError>;
+
     /// Whether a process is alive (not exited, not a zombie).
     fn process_alive(&self, pid: u32) -> bool {
         process_alive(pid)

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 
 use hostprocess_crds::{AppliesTo, Rights};
 use windows::Win32::Foundation::{
-    CloseHandle, ERROR_FILE_NOT_FOUND, ERROR_NONE_MAPPED, ERROR_PATH_NOT_FOUND, GetLastError, HANDLE, HLOCAL,
-    INVALID_HANDLE_VALUE, LocalFree, STILL_ACTIVE, WAIT_OBJECT_0, WIN32_ERROR,
+    CloseHandle, ERROR_FILE_NOT_FOUND, ERROR_NONE_MAPPED, ERROR_NOT_ALL_ASSIGNED, ERROR_PATH_NOT_FOUND,
+    ERROR_SUCCESS, GetLastError, HANDLE, HLOCAL, INVALID_HANDLE_VALUE, LUID, LocalFree, STILL_ACTIVE,
+    WAIT_OBJECT_0, WIN32_ERROR,
 };
 use windows::Win32::NetworkManagement::NetManagement::{
     LOCALGROUP_INFO_1, LOCALGROUP_INFO_1002, LOCALGROUP_MEMBERS_INFO_0, LOCALGROUP_MEMBERS_INFO_2,
@@ -25,8 +26,10 @@ use windows::Win32::Security::Authorization::{
     SET_ACCESS, SetEntriesInAclW, SetNamedSecurityInfoW, TRUSTEE_IS_GROUP, TRUSTEE_IS_SID, TRUSTEE_W,
 };
 use windows::Win32::Security::{
-    ACE_FLAGS, ACL, CONTAINER_INHERIT_ACE, DACL_SECURITY_INFORMATION, EqualSid, INHERIT_ONLY_ACE,
-    LookupAccountNameW, NO_INHERITANCE, OBJECT_INHERIT_ACE, PSECURITY_DESCRIPTOR, PSID, SID_NAME_USE,
+    ACE_FLAGS, ACL, AdjustTokenPrivileges, CONTAINER_INHERIT_ACE, DACL_SECURITY_INFORMATION, EqualSid,
+    INHERIT_ONLY_ACE, LUID_AND_ATTRIBUTES, LookupAccountNameW, LookupPrivilegeValueW, NO_INHERITANCE,
+    OBJECT_INHERIT_ACE, PSECURITY_DESCRIPTOR, PSID, SE_PRIVILEGE_ENABLED, SID_NAME_USE,
+    TOKEN_ADJUST_PRIVILEGES, TOKEN_PRIVILEGES, TOKEN_QUERY,
 };
 use windows::Win32::Storage::FileSystem::{
     FILE_ATTRIBUTE_DIRECTORY, GetFileAttributesW, INVALID_FILE_ATTRIBUTES,
@@ -44,11 +47,16 @@ use windows::Win32::System::JobObjects::{
     TerminateJobObject,
 };
 use windows::Win32::System::LibraryLoader::{GetModuleHandleW, GetProcAddress};
+use windows::Win32::System::Registry::{HKEY, HKEY_LOCAL_MACHINE, KEY_READ, RegCloseKey, RegOpenKeyExW};
+use windows::Win32::System::Shutdown::{
+    InitiateSystemShutdownExW, SHTDN_REASON_FLAG_PLANNED, SHTDN_REASON_MAJOR_OPERATINGSYSTEM,
+    SHTDN_REASON_MINOR_UPGRADE,
+};
 use windows::Win32::System::Threading::{
     ALL_PROCESSOR_GROUPS, CREATE_NEW_PROCESS_GROUP, CREATE_SUSPENDED, CreateProcessW,
-    GetActiveProcessorCount, GetExitCodeProcess, OpenProcess, PROCESS_INFORMATION,
-    PROCESS_QUERY_LIMITED_INFORMATION, ResumeThread, STARTF_USESTDHANDLES, STARTUPINFOW, TerminateProcess,
-    WaitForSingleObject,
+    GetActiveProcessorCount, GetCurrentProcess, GetExitCodeProcess, OpenProcess, OpenProcessToken,
+    PROCESS_INFORMATION, PROCESS_QUERY_LIMITED_INFORMATION, ResumeThread, STARTF_USESTDHANDLES, STARTUPINFOW,
+    TerminateProcess, WaitForSingleObject,
 };
 use windows::core::{PCSTR, PCWSTR, PWSTR};
 
@@ -633,6 +641,47 @@ impl Platform for Host {
         unsafe { GetExitCodeProcess(handle.0, &mut code) }.is_ok() && code == STILL_ACTIVE.0 as u32
     }
 
+    fn reboot_pending(&self) -> Result<bool, PlatformError> {
+        // Keys whose existence means a reboot is pending (values do not matter).
+        const KEYS: [&str; 2] = [
+            r"SOFTWARE\Microsoft\Windows\CurrentVersion\Component Based Servicing\RebootPending",
+            r"SOFTWARE\Microsoft\Windows\CurrentVersion\WindowsUpdate\Auto Update\RebootRequired",
+        ];
+        for key in KEYS {
+            let name = wide(key);
+            let mut opened = HKEY::default();
+            // SAFETY: a NUL-terminated key name and an out pointer to a local; closed below.
+            let status = unsafe {
+                RegOpenKeyExW(HKEY_LOCAL_MACHINE, PCWSTR(name.as_ptr()), Some(0), KEY_READ, &mut opened)
+            };
+            if status == ERROR_SUCCESS {
+                // SAFETY: the key was opened above and is closed once.
+                let _ = unsafe { RegCloseKey(opened) };
+                return Ok(true);
+            }
+            if status != ERROR_FILE_NOT_FOUND {
+                return Err(PlatformError::new(
+                    "RegOpenKeyExW",
+                    key,
+                    windows::core::Error::from(status.to_hresult()),
+                )
+                .with_code(i64::from(status.0)));
+            }
+        }
+        Ok(false)
+    }
+
+    fn request_reboot(&self, message: &str) -> Result<(), PlatformError> {
+        enable_privilege("SeShutdownPrivilege")?;
+        let text = wide(message);
+        // Planned, for an update; 30 s for applications to close (the node is drained already).
+        let reason =
+            SHTDN_REASON_MAJOR_OPERATINGSYSTEM | SHTDN_REASON_MINOR_UPGRADE | SHTDN_REASON_FLAG_PLANNED;
+        // SAFETY: NUL-terminated message; no machine name (this host).
+        unsafe { InitiateSystemShutdownExW(PCWSTR::null(), PCWSTR(text.as_ptr()), 30, false, true, reason) }
+            .map_err(|e| PlatformError::new("InitiateSystemShutdownExW", "this host", e))
+    }
+
     fn describe(&self) -> String {
         match wine_version() {
             Some(version) => format!("Wine {version}"),
@@ -643,6 +692,38 @@ impl Platform for Host {
     fn is_wine(&self) -> bool {
         wine_version().is_some()
     }
+}
+
+/// Enables a privilege the process token holds but has disabled (SYSTEM holds SeShutdownPrivilege).
+fn enable_privilege(name: &str) -> Result<(), PlatformError> {
+    let mut token = HANDLE::default();
+    // SAFETY: the current process's pseudo-handle; the token handle is owned below.
+    unsafe { OpenProcessToken(GetCurrentProcess(), TOKEN_ADJUST_PRIVILEGES | TOKEN_QUERY, &mut token) }
+        .map_err(|e| PlatformError::new("OpenProcessToken", "self", e))?;
+    let token = Owned(token);
+    let mut luid = LUID::default();
+    let wide_name = wide(name);
+    // SAFETY: a NUL-terminated privilege name and an out pointer to a local.
+    unsafe { LookupPrivilegeValueW(PCWSTR::null(), PCWSTR(wide_name.as_ptr()), &mut luid) }
+        .map_err(|e| PlatformError::new("LookupPrivilegeValueW", name, e))?;
+    let privileges = TOKEN_PRIVILEGES {
+        PrivilegeCount: 1,
+        Privileges: [LUID_AND_ATTRIBUTES { Luid: luid, Attributes: SE_PRIVILEGE_ENABLED }],
+    };
+    // SAFETY: the token is open with TOKEN_ADJUST_PRIVILEGES; the new state is a local.
+    unsafe { AdjustTokenPrivileges(token.0, false, Some(&privileges), 0, None, None) }
+        .map_err(|e| PlatformError::new("AdjustTokenPrivileges", name, e))?;
+    // AdjustTokenPrivileges succeeds without enabling a privilege the token does not hold.
+    // SAFETY: reads the calling thread's last error.
+    let last = unsafe { GetLastError() };
+    if last == ERROR_NOT_ALL_ASSIGNED {
+        return Err(PlatformError::new(
+            "AdjustTokenPrivileges",
+            name,
+            "the account does not hold this privilege (run as SYSTEM)",
+        ));
+    }
+    Ok(())
 }
 
 /// Whether a process is alive (has not exited).

@@ -3,6 +3,7 @@
 //! touch the API.
 
 pub mod build;
+pub mod reboot;
 pub mod rollout;
 pub mod status;
 
@@ -50,6 +51,14 @@ pub enum Error {
     ApplyConfigMap(#[source] kube::Error),
     #[error("writing status: {0}")]
     PatchStatus(#[source] kube::Error),
+    #[error("reading or cordoning a node to reboot: {0}")]
+    Node(#[source] kube::Error),
+    #[error("draining a node to reboot: {0}")]
+    Drain(#[source] kube::Error),
+    #[error("the reboot pod: {0}")]
+    RebootPod(#[source] kube::Error),
+    #[error("recording a reboot step on the task pod: {0}")]
+    PatchPod(#[source] kube::Error),
     #[error("serializing: {0}")]
     Serialize(#[from] serde_json::Error),
 }
@@ -64,6 +73,10 @@ impl Error {
             Error::ApplyConfigMap(_) => "apply_configmap",
             Error::DeletePod(_) => "delete_pod",
             Error::PatchStatus(_) => "patch_status",
+            Error::Node(_) => "node",
+            Error::Drain(_) => "drain",
+            Error::RebootPod(_) => "reboot_pod",
+            Error::PatchPod(_) => "patch_pod",
             Error::Serialize(_) => "serialize",
         }
     }
@@ -140,20 +153,30 @@ fn blocked(task: &HostTask, namespace: Option<&Namespace>) -> Option<Blocked> {
     None
 }
 
-/// What the pods of this revision say, by node.
-fn results(ctx: &Context, task: &HostTask, revision: &str) -> BTreeMap<String, NodeResult> {
+/// The pods of this revision.
+fn revision_pods(ctx: &Context, task: &HostTask, revision: &str) -> Vec<Arc<Pod>> {
     let namespace = task.namespace();
     let name = task.name_any();
     ctx.pods
         .state()
-        .iter()
+        .into_iter()
         .filter(|p| p.namespace() == namespace)
         .filter(|p| {
             let l = p.labels();
             l.get(labels::TASK) == Some(&name)
                 && l.get(labels::REVISION).map(String::as_str) == Some(revision)
         })
-        .filter_map(|p| rollout::observe(p))
+        .collect()
+}
+
+/// What the pods of this revision say, by node (a reboot the operator carries out included).
+fn results(task: &HostTask, pods: &[Arc<Pod>]) -> BTreeMap<String, NodeResult> {
+    pods.iter()
+        .filter_map(|p| {
+            let (node, observed) = rollout::observe(p)?;
+            let result = reboot::result(task, p, &node, observed);
+            Some((node, result))
+        })
         .collect()
 }
 
@@ -285,7 +308,8 @@ pub async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action,
         .filter(|ds| build::daemon_set_revision(ds).as_deref() == Some(revision.as_str()))
         .map(build::admitted_nodes)
         .unwrap_or_default();
-    let results = results(&ctx, &task, &revision);
+    let pods = revision_pods(&ctx, &task, &revision);
+    let results = results(&task, &pods);
     let limits = limits(&task, targeted.len());
     let decision = decide(&task, &targeted, &admitted, &results, limits, account.eligible.as_ref());
 
@@ -323,6 +347,15 @@ pub async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action,
     }
     if once {
         replace_outdated_pods(&ctx, &task, &revision, &decision.admitted).await?;
+    }
+    // Reboots the payloads asked for, each as far as it can go now.
+    let mut rebooting = false;
+    for pod in &pods {
+        let node = pod.spec.as_ref().and_then(|s| s.node_name.as_ref());
+        if node.and_then(|n| results.get(n)) == Some(&NodeResult::Rebooting) {
+            rebooting = true;
+            reboot::advance(&ctx, &task, pod, &revision).await?;
+        }
     }
     if !decision.starting.is_empty() {
         info!(nodes = decision.starting.len(), "wave starts");
@@ -400,6 +433,8 @@ pub async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action,
     write_status(&ctx, &task, new_status).await?;
     ctx.metrics.task_nodes(&namespace, &name, Some(&decision.counts));
     Ok(match decision.phase {
+        // Node status (boot id, Ready) is not watched: look again soon.
+        _ if rebooting => Action::requeue(Duration::from_secs(2)),
         Phase::Progressing => Action::requeue(Duration::from_secs(30)),
         _ => Action::requeue(Duration::from_secs(300)),
     })
@@ -453,7 +488,7 @@ fn short_list(nodes: &[String]) -> String {
     }
 }
 
-async fn publish(ctx: &Context, task: &HostTask, type_: EventType, reason: &str, note: String) {
+pub(crate) async fn publish(ctx: &Context, task: &HostTask, type_: EventType, reason: &str, note: String) {
     let event =
         Event { type_, reason: reason.into(), note: Some(note), action: "Rollout".into(), secondary: None };
     if let Err(e) = ctx.recorder.publish(&event, &task.object_ref(&())).await {

@@ -24,6 +24,9 @@ pub enum NodeResult {
     Succeeded {
         reboot_required: bool,
     },
+    /// Succeeded and asked for a reboot that the operator is carrying out (`reboot:
+    /// IfRequired`): cordoned, drained, rebooting. Holds a `maxConcurrent` slot.
+    Rebooting,
     Failed(NodeFailure),
 }
 
@@ -96,6 +99,7 @@ pub fn plan_once_where(
                 counts.succeeded += 1;
                 counts.reboot_required += u32::from(*reboot_required);
             }
+            NodeResult::Rebooting => counts.rebooting += 1,
             NodeResult::Failed(failure) => {
                 counts.failed += 1;
                 failures.push(failure.clone());
@@ -108,7 +112,7 @@ pub fn plan_once_where(
         targeted.iter().filter(|n| kept.binary_search(n).is_err() && !may_start(n)).cloned().collect();
     let mut starting = Vec::new();
     if !halted && !limits.paused {
-        let slots = limits.max_concurrent.saturating_sub(counts.running) as usize;
+        let slots = limits.max_concurrent.saturating_sub(counts.running + counts.rebooting) as usize;
         starting = targeted
             .iter()
             .filter(|n| kept.binary_search(n).is_err() && may_start(n))
@@ -123,7 +127,7 @@ pub fn plan_once_where(
     counts.pending = counts.targeted - len(&all);
     let phase = if halted {
         Phase::Halted
-    } else if counts.pending == 0 && counts.running == 0 {
+    } else if counts.pending == 0 && counts.running == 0 && counts.rebooting == 0 {
         Phase::Complete
     } else if limits.paused {
         Phase::Paused
@@ -306,6 +310,18 @@ mod tests {
 
     fn done() -> NodeResult {
         NodeResult::Succeeded { reboot_required: false }
+    }
+
+    #[test]
+    fn a_rebooting_node_holds_its_slot_until_it_is_back() {
+        let results =
+            BTreeMap::from([("win-000".to_string(), NodeResult::Rebooting), ("win-001".to_string(), done())]);
+        let admitted = ["win-000", "win-001"].map(String::from);
+        let d = plan_once(&nodes(4), &admitted, &results, limits(1, 0));
+        assert!(d.starting.is_empty(), "the reboot counts against maxConcurrent");
+        assert_eq!((d.counts.rebooting, d.counts.succeeded, d.phase), (1, 1, Phase::Progressing));
+        let back = BTreeMap::from([("win-000".to_string(), done()), ("win-001".to_string(), done())]);
+        assert_eq!(plan_once(&nodes(4), &admitted, &back, limits(1, 0)).starting, ["win-002"]);
     }
 
     #[test]

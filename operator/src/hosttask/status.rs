@@ -54,10 +54,13 @@ pub fn status(
         status.nodes = d.counts.clone();
         status.failures = d.failures.clone();
         let c = &d.counts;
-        let progress = format!(
+        let mut progress = format!(
             "{} of {} nodes succeeded, {} running, {} pending, {} failed",
             c.succeeded, c.targeted, c.running, c.pending, c.failed
         );
+        if c.rebooting > 0 {
+            progress.push_str(&format!(", {} rebooting", c.rebooting));
+        }
         match d.phase {
             Phase::Complete => {
                 status.completion_time = previous

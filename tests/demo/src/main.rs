@@ -1,5 +1,7 @@
 //! The README's main job: the operator rolls the example patch out across 12 simulated Windows
-//! nodes, shown live (waves, per-node results, a progress bar). It says what is simulated.
+//! nodes — rebooting the nodes that need it — then provisions the example HostGroup and runs a
+//! task as that group, shown live (waves, per-node results, progress bars). It says what is
+//! simulated.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -8,7 +10,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use hostprocess_crds::HostTask;
+use hostprocess_crds::{HostGroup, HostTask};
 use hostprocess_operator::hosttask::rollout::{self, NodeResult};
 use hostprocess_operator::{Config, labels};
 use hostprocess_sim::{SimOptions, Simulation};
@@ -30,7 +32,7 @@ struct Args {
 }
 
 /// The simulated nodes run Linux processes, so the demo's patch is a POSIX shell script that
-/// behaves like one: takes a few seconds, fails on one node.
+/// behaves like one: takes a few seconds, fails on one node, needs a reboot on every fourth.
 const SIMULATED_PATCH: &str = r#"n=$(echo "$COMPUTERNAME" | tr -dc 0-9 | sed 's/^0*//')
 echo "installing kb5034439 on $COMPUTERNAME"
 sleep $(( (${n:-0} % 3) + 1 ))
@@ -38,7 +40,18 @@ if [ "$COMPUTERNAME" = "WIN-007" ]; then
   echo "wusa.exe: the update could not be installed (0x80240017)" >&2
   exit 1
 fi
+if [ $(( ${n:-0} % 4 )) -eq 0 ]; then
+  echo "installed; a reboot is required"
+  exit 3010
+fi
 echo "installed"
+"#;
+
+/// The log collection of examples/log-readers.yaml, as a shell stand-in: it reads the logs the
+/// group may read and writes the archive where the group may write.
+const SIMULATED_COLLECT: &str = r#"echo "collecting the logs of $COMPUTERNAME as a member of AppLogReaders"
+sleep 1
+echo "wrote logs-$COMPUTERNAME.zip"
 "#;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -62,12 +75,22 @@ fn say(line: &str) {
 }
 
 fn bar(done: u32, failed: u32, running: u32, total: u32) -> String {
+    bar_of(done, failed, running, total, ("succeeded", "running"))
+}
+
+fn bar_of(
+    done: u32,
+    failed: u32,
+    running: u32,
+    total: u32,
+    (done_word, running_word): (&str, &str),
+) -> String {
     const WIDTH: u32 = 36;
     let cells = |n: u32| (n * WIDTH).checked_div(total).unwrap_or(0) as usize;
     let (ok, bad, run) = (cells(done), cells(failed), cells(running));
     let rest = (WIDTH as usize).saturating_sub(ok + bad + run);
     format!(
-        "[{}{}{}{}] {done} succeeded, {failed} failed, {running} running, {} pending",
+        "[{}{}{}{}] {done} {done_word}, {failed} failed, {running} {running_word}, {} pending",
         "#".repeat(ok),
         "x".repeat(bad),
         ">".repeat(run),
@@ -106,9 +129,37 @@ fn demo_task(root: &Path) -> Result<serde_json::Value, Error> {
     let mut task: serde_json::Value = yaml_serde::from_str(&text)?;
     task["spec"]["script"] = SIMULATED_PATCH.into();
     task["spec"]["retries"] = serde_json::json!({"limit": 0});
-    // The reboot flow is not built yet: the demo does not pretend to reboot.
-    task["spec"]["reboot"] = "Never".into();
     Ok(task)
+}
+
+/// The example HostGroup and the task that runs as it, the task's script swapped for a stand-in.
+fn demo_group(root: &Path) -> Result<(serde_json::Value, serde_json::Value), Error> {
+    let text = std::fs::read_to_string(root.join("examples/log-readers.yaml"))?;
+    let mut docs = text.split("\n---").map(yaml_serde::from_str::<serde_json::Value>);
+    let group = docs.next().ok_or("log-readers.yaml: no HostGroup")??;
+    let mut task = docs.next().ok_or("log-readers.yaml: no HostTask")??;
+    task["spec"]["script"] = SIMULATED_COLLECT.into();
+    Ok((group, task))
+}
+
+/// What a real node would already have for the example HostGroup: the application's directories
+/// and the domain account it adds as a member (the simulated host keeps them in its test store).
+fn prepare_nodes(sim: &Simulation, group: &serde_json::Value) -> Result<(), Error> {
+    for kubelet in &sim.kubelets {
+        let store = kubelet.config.test_store();
+        for grant in group["spec"]["grants"].as_array().into_iter().flatten() {
+            let path = grant["path"].as_str().unwrap_or_default();
+            let mut dir = store.join("fs");
+            for part in path.split('\\').filter(|p| !p.is_empty()) {
+                dir.push(part.trim_end_matches(':').to_lowercase());
+            }
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::create_dir_all(&store)?;
+        let accounts = serde_json::json!({"accounts": group["spec"]["members"]});
+        std::fs::write(store.join("accounts.json"), serde_json::to_vec_pretty(&accounts)?)?;
+    }
+    Ok(())
 }
 
 async fn run(args: Args) -> Result<bool, Error> {
@@ -153,8 +204,112 @@ async fn run(args: Args) -> Result<bool, Error> {
         "(its PowerShell script is replaced by a shell stand-in that takes 1-3 s and fails on win-007)\n"
     );
 
-    let sets: Api<DaemonSet> = Api::namespaced(sim.client.clone(), &namespace);
-    let pods: Api<Pod> = Api::namespaced(sim.client.clone(), &namespace);
+    let outcome = follow(&sim, &tasks, &name, &namespace).await?;
+    println!("\n");
+    println!("{} {}", if outcome.0 { "rollout complete:" } else { "rollout stopped:" }, outcome.1);
+    let failures = tasks.get(&name).await?.status.map(|s| s.failures).unwrap_or_default();
+    for f in &failures {
+        println!(
+            "  failed: {} (exit code {}, {}): {}",
+            f.node,
+            f.exit_code.unwrap_or_default(),
+            f.reason,
+            f.message
+        );
+    }
+    let boots: Vec<String> =
+        sim.kubelets.iter().filter(|k| k.boots() > 1).map(|k| k.config.node.clone()).collect();
+    println!(
+        "  rebooted after exit code 3010 (cordoned, drained, rebooted, uncordoned): {}",
+        if boots.is_empty() { "none".to_string() } else { boots.join(", ") }
+    );
+
+    // A HostGroup, then a task that runs as it.
+    let (group, group_task) = demo_group(&root)?;
+    prepare_nodes(&sim, &group)?;
+    let group_name = group["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    let groups: Api<HostGroup> = Api::all(sim.client.clone());
+    groups.patch(&group_name, &PatchParams::apply("hostprocess-demo").force(), &Patch::Apply(&group)).await?;
+    println!(
+        "\napplied examples/log-readers.yaml: HostGroup {group_name} (local group {} with {} grants) and HostTask {} running as it",
+        group["spec"]["groupName"].as_str().unwrap_or_default(),
+        group["spec"]["grants"].as_array().map_or(0, Vec::len),
+        group_task["metadata"]["name"].as_str().unwrap_or_default()
+    );
+    println!(
+        "(the simulated nodes already have the application's directories and the member account, as real ones would)\n"
+    );
+    let group_ok = follow_group(&groups, &group_name).await?;
+    let task_name = group_task["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    tasks
+        .patch(&task_name, &PatchParams::apply("hostprocess-demo").force(), &Patch::Apply(&group_task))
+        .await?;
+    let group_outcome = follow(&sim, &tasks, &task_name, &namespace).await?;
+    println!("\n");
+    println!(
+        "{} {}",
+        if group_outcome.0 { "task as the group complete:" } else { "task as the group stopped:" },
+        group_outcome.1
+    );
+    println!("took {:.1}s in all", started.elapsed().as_secs_f64());
+    if args.keep {
+        println!("\nthe simulated cluster keeps running; in another terminal:");
+        println!("  KUBECONFIG={} kubectl get ht,hg -A", sim.cluster.kubeconfig_path.display());
+        println!("Ctrl-C stops it.");
+        tokio::signal::ctrl_c().await?;
+    } else {
+        println!(
+            "(run `bash tests/demo.sh --keep` to keep the cluster up and `kubectl get ht,hg -A` against it;"
+        );
+        println!(" its kubeconfig would be {})", sim.cluster.kubeconfig_path.display());
+    }
+    operator.abort();
+    Ok(outcome.0 && group_ok && group_outcome.0)
+}
+
+/// Shows a HostGroup's provisioning live until every node has it (or it stalls).
+async fn follow_group(groups: &Api<HostGroup>, name: &str) -> Result<bool, Error> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut last = String::new();
+    loop {
+        let group = groups.get(name).await?;
+        let status = group.status.clone().unwrap_or_default();
+        let n = &status.nodes;
+        let line = bar_of(n.provisioned, n.failed, n.pending, n.targeted, ("provisioned", "setting up"));
+        if line != last {
+            print!("\r\x1b[2K{line}");
+            std::io::stdout().flush()?;
+            last = line;
+        }
+        let current = status.observed_generation == group.metadata.generation;
+        let holds =
+            |kind: &str| status.conditions.iter().find(|c| c.type_ == kind && c.status == "True").cloned();
+        if let Some(ready) = holds("Ready").filter(|_| current) {
+            println!("\nHostGroup {name}: {}", ready.message);
+            return Ok(true);
+        }
+        if let Some(stalled) = holds("Stalled").filter(|_| current) {
+            println!("\nHostGroup {name} stalled: {}", stalled.message);
+            return Ok(false);
+        }
+        if Instant::now() > deadline {
+            println!("\nHostGroup {name} was not provisioned within 2 minutes");
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Shows a task's rollout live until it completes or stalls: (completed, the condition's message).
+async fn follow(
+    sim: &Simulation,
+    tasks: &Api<HostTask>,
+    name: &str,
+    namespace: &str,
+) -> Result<(bool, String), Error> {
+    let name = name.to_string();
+    let sets: Api<DaemonSet> = Api::namespaced(sim.client.clone(), namespace);
+    let pods: Api<Pod> = Api::namespaced(sim.client.clone(), namespace);
     let mut admitted: BTreeSet<String> = BTreeSet::new();
     let mut results: BTreeMap<String, String> = BTreeMap::new();
     let mut wave = 0;
@@ -179,9 +334,11 @@ async fn run(args: Args) -> Result<bool, Error> {
         let mut said = wave_started;
         let selector = format!("{}={name},{}={revision}", labels::TASK, labels::REVISION);
         for pod in pods.list(&ListParams::default().labels(&selector)).await?.items {
-            let Some((node, result)) = rollout::observe(&pod) else { continue };
+            let Some((node, observed)) = rollout::observe(&pod) else { continue };
+            let result = hostprocess_operator::hosttask::reboot::result(&current, &pod, &node, observed);
             let text = match result {
                 NodeResult::Running => continue,
+                NodeResult::Rebooting => "rebooting".to_string(),
                 NodeResult::Succeeded { .. } => "succeeded".to_string(),
                 NodeResult::Failed(f) => format!(
                     "FAILED, exit code {}: {}",
@@ -196,7 +353,7 @@ async fn run(args: Args) -> Result<bool, Error> {
             }
         }
         let n = &status.nodes;
-        let line = bar(n.succeeded, n.failed, n.running, n.targeted);
+        let line = bar(n.succeeded, n.failed, n.running + n.rebooting, n.targeted);
         if line != last_bar || said {
             print!("\r\x1b[2K{line}");
             std::io::stdout().flush()?;
@@ -216,30 +373,5 @@ async fn run(args: Args) -> Result<bool, Error> {
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
-    println!("\n");
-    println!("{} {}", if outcome.0 { "rollout complete:" } else { "rollout stopped:" }, outcome.1);
-    let failures = tasks.get(&name).await?.status.map(|s| s.failures).unwrap_or_default();
-    for f in &failures {
-        println!(
-            "  failed: {} (exit code {}, {}): {}",
-            f.node,
-            f.exit_code.unwrap_or_default(),
-            f.reason,
-            f.message
-        );
-    }
-    println!("took {:.1}s in all", started.elapsed().as_secs_f64());
-    if args.keep {
-        println!("\nthe simulated cluster keeps running; in another terminal:");
-        println!("  KUBECONFIG={} kubectl get ht,hg -A", sim.cluster.kubeconfig_path.display());
-        println!("Ctrl-C stops it.");
-        tokio::signal::ctrl_c().await?;
-    } else {
-        println!(
-            "(run `bash tests/demo.sh --keep` to keep the cluster up and `kubectl get ht,hg -A` against it;"
-        );
-        println!(" its kubeconfig would be {})", sim.cluster.kubeconfig_path.display());
-    }
-    operator.abort();
-    Ok(outcome.0)
+    Ok(outcome)
 }

@@ -216,9 +216,12 @@ impl Cluster {
 /// A kube client from a kubeconfig file.
 pub async fn client_from_kubeconfig(path: &Path) -> Result<kube::Client, SimError> {
     let kubeconfig = Kubeconfig::read_from(path).map_err(|e| SimError::Kubeconfig(e.to_string()))?;
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
         .map_err(|e| SimError::Kubeconfig(e.to_string()))?;
+    // As the operator's binary configures it: a 429 (an eviction a PodDisruptionBudget refuses)
+    // comes back at once instead of being retried inside the client for minutes.
+    config.default_retry = false;
     kube::Client::try_from(config).map_err(|e| SimError::Kubeconfig(e.to_string()))
 }
 

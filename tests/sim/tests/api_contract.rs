@@ -301,3 +301,52 @@ async fn the_shipped_admission_policy_restricts_system_tasks_and_registries() {
     create_until(&team_a, &trusted, false).await;
     create_until(&team_a, &task("least-privilege", json!({"script": "exit 0"})), false).await;
 }
+
+#[tokio::test]
+async fn evictions_honour_pod_disruption_budgets() {
+    use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+    use kube::api::EvictParams;
+    let (_cluster, client) = cluster().await;
+    namespace(&client, "apps").await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "apps");
+    for name in ["web-1", "web-2"] {
+        let pod = json!({"metadata": {"name": name, "labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "web", "image": "web:1"}]}});
+        pods.create(&PostParams::default(), &serde_json::from_value(pod).unwrap()).await.unwrap();
+        // What a kubelet reports for a running, ready pod.
+        let status =
+            json!({"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}});
+        pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&status)).await.unwrap();
+    }
+    let budgets: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), "apps");
+    let pdb = json!({"metadata": {"name": "web"}, "spec": {"minAvailable": 2, "selector": {"matchLabels": {"app": "web"}}}});
+    budgets.create(&PostParams::default(), &serde_json::from_value(pdb).unwrap()).await.unwrap();
+
+    let refused = tokio::time::timeout(Duration::from_secs(10), pods.evict("web-1", &EvictParams::default()))
+        .await
+        .expect("answers")
+        .expect_err("the budget needs both pods");
+    match refused {
+        kube::Error::Api(status) => {
+            assert_eq!(status.code, 429);
+            assert!(
+                status.message.contains("would violate the pod's disruption budget"),
+                "{}",
+                status.message
+            );
+        }
+        other => panic!("{other}"),
+    }
+    assert!(pods.get_opt("web-1").await.unwrap().is_some());
+
+    budgets
+        .patch("web", &PatchParams::default(), &Patch::Merge(&json!({"spec": {"minAvailable": 1}})))
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), pods.evict("web-1", &EvictParams::default()))
+        .await
+        .expect("answers")
+        .expect("one disruption is allowed now");
+    let gone = pods.get_opt("web-1").await.unwrap();
+    assert!(gone.is_none_or(|p| p.metadata.deletion_timestamp.is_some()), "evicted");
+}
