@@ -334,11 +334,12 @@ fn execute(cli: Cli) -> Result<Outcome, Failure> {
                 json!(report.record.state.is_success() || report.record.state == record::State::Interrupted);
             json["command"] = json!("run");
             if args.idle_after && request.mode == Mode::Once && !shutdown.requested() {
-                // A result other than plain success that this container produced leaves the
-                // container once: the runtime records the exit code and, with
-                // `terminationMessagePolicy: FallbackToLogsOnError`, this result line. The next
-                // container finds the record, does not run the payload again, and idles.
-                if !report.skipped && report.exit_code != 0 {
+                // The container that ran the payload leaves once with its result: the runtime
+                // reports the exit code at once (0: success — no wait for the next readiness
+                // probe) and, for any other code with `terminationMessagePolicy:
+                // FallbackToLogsOnError`, this result line. The next container finds the record,
+                // does not run the payload again, and idles; the probe answers from the record.
+                if !report.skipped {
                     return Ok(Outcome { json, code: report.exit_code });
                 }
                 // Report now; the record answers the probe while we idle.

@@ -290,34 +290,36 @@ fn sigterm_stops_the_whole_job_and_the_next_start_runs_it_again() {
 }
 
 #[test]
-fn idle_after_keeps_a_finished_once_pod_up_and_ready() {
+fn idle_after_exits_once_with_success_then_idles_ready() {
     let node = Node::new();
     let counter = node.path("runs");
-    let mut child = node
-        .cmd(&[
-            "run",
-            "--task",
-            "tasks/t",
-            "--task-uid",
-            "idle",
-            "--revision",
-            "r1",
-            "--idle-after",
-            "--",
-            EXE,
-            "payload",
-            "count",
-            &counter,
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let args = [
+        "run",
+        "--task",
+        "tasks/t",
+        "--task-uid",
+        "idle",
+        "--revision",
+        "r1",
+        "--idle-after",
+        "--",
+        EXE,
+        "payload",
+        "count",
+        &counter,
+    ];
+    // The container that ran the payload exits 0 at once: the runtime reports the success
+    // without waiting for a readiness probe.
+    let first = node.exec(&args);
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    assert_eq!(result(&first)["state"], "Succeeded");
+    // Restarted, it idles and is ready, without running the payload again.
+    let mut child = node.cmd(&args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn");
     wait_for("readiness", Duration::from_secs(10), || {
         node.exec(&["probe", "--task-uid", "idle", "--revision", "r1"]).status.code() == Some(0)
     });
     std::thread::sleep(Duration::from_millis(300));
-    assert!(child.try_wait().expect("try_wait").is_none(), "the executor idles after the payload finished");
+    assert!(child.try_wait().expect("try_wait").is_none(), "the restarted executor idles");
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("sigterm");
     assert_eq!(wait_exit(&mut child, Duration::from_secs(10)).code(), Some(0));
     assert_eq!(lines(&counter), 1);

@@ -282,7 +282,27 @@ pub fn observe(pod: &Pod) -> Option<(String, NodeResult)> {
     if let Some(failure) = task.and_then(|t| failure_of(&node, t)) {
         return Some((node, NodeResult::Failed(failure)));
     }
+    // The container that ran the payload exits once with its result (`--idle-after`): a success
+    // shows there before the restarted container's readiness probe says so.
+    if let Some(reboot_required) = task.and_then(completion_of) {
+        return Some((node, NodeResult::Succeeded { reboot_required }));
+    }
     Some((node, NodeResult::Running))
+}
+
+/// A success the container reported by exiting: `Some(reboot required)`.
+fn completion_of(status: &ContainerStatus) -> Option<bool> {
+    let terminated = status
+        .state
+        .as_ref()
+        .and_then(|s| s.terminated.clone())
+        .or_else(|| status.last_state.as_ref().and_then(|s| s.terminated.clone()))?;
+    if terminated.exit_code == 0 {
+        return Some(false);
+    }
+    let result = result_line(terminated.message.as_deref().unwrap_or_default())?;
+    let reboot = result["state"] == "RebootRequired" || result["state"] == "RebootInitiated";
+    (result["ok"] == true && reboot).then_some(true)
 }
 
 #[cfg(test)]

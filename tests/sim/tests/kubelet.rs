@@ -220,7 +220,10 @@ async fn readiness_comes_from_the_exec_probe_of_the_executor_record() {
     assert!(!ready(&running), "not ready while the payload runs");
     let done = pod_until(&sim, "patch", "the pod to turn ready", ready).await;
     assert_eq!(phase(&done), "Running");
-    assert_eq!(main_status(&done).unwrap().restart_count, 0);
+    // The container that ran the payload exited 0 with it; the restarted one idles, ready.
+    let status = main_status(&done).unwrap();
+    assert_eq!(status.restart_count, 1);
+    assert_eq!(status.last_state.and_then(|s| s.terminated).map(|t| t.exit_code), Some(0));
     // The record lives on the node's disk, where the next container of the pod finds it.
     let record = sim.node("win-000").unwrap().config.state_dir().join("tasks/u2/r1.json");
     let record: Value = serde_json::from_slice(&std::fs::read(&record).expect("record")).unwrap();
@@ -308,7 +311,7 @@ async fn a_rebooted_node_restarts_its_pods_without_running_a_finished_payload_ag
     node_turns(&sim, "win-000", "False", Duration::from_secs(10)).await;
     node_turns(&sim, "win-000", "True", Duration::from_secs(20)).await;
     let after = pod_until(&sim, "patch", "the restarted container to be ready", |p| {
-        ready(p) && main_status(p).is_some_and(|s| s.restart_count == 1)
+        ready(p) && main_status(p).is_some_and(|s| s.restart_count == 2)
     })
     .await;
     let last = main_status(&after).unwrap().last_state.and_then(|s| s.terminated).unwrap();
@@ -338,7 +341,7 @@ async fn a_lost_node_turns_unknown_and_comes_back() {
     assert!(ready(&get(&sim, "patch").await));
     kubelet.recover();
     pod_until(&sim, "patch", "the container to run again", |p| {
-        ready(p) && main_status(p).is_some_and(|s| s.restart_count == 1)
+        ready(p) && main_status(p).is_some_and(|s| s.restart_count == 2)
     })
     .await;
     assert_eq!(node_ready(&sim, "win-000").await, "True");
