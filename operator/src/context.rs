@@ -2,7 +2,7 @@
 //! watches, and the event recorder.
 
 use hostprocess_crds::HostGroup;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::Client;
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::Recorder;
@@ -40,6 +40,8 @@ pub struct Context {
     pub setup_pods: Store<Pod>,
     /// HostGroups: a task that runs as one needs its group name and where it is provisioned.
     pub groups: Store<HostGroup>,
+    /// Namespaces, metadata only: their Pod Security labels.
+    pub namespaces: Store<PartialObjectMeta<Namespace>>,
     /// Nodes, metadata only: names and labels are all the rollout needs.
     pub nodes: Store<PartialObjectMeta<Node>>,
     pub recorder: Recorder,

@@ -19,6 +19,9 @@ pub const HOST_GROUP: &str = "hostprocess.dev/hostgroup";
 /// What a setup pod does: `provision` or `cleanup`.
 pub const SETUP: &str = "hostprocess.dev/setup";
 
+/// The Pod Security admission label whose level must be `privileged` where HostProcess pods run.
+pub const POD_SECURITY_ENFORCE: &str = "pod-security.kubernetes.io/enforce";
+
 /// The label selector of everything the operator manages: what its watches select.
 pub fn managed_selector() -> String {
     format!("{MANAGED_BY}={MANAGED_BY_VALUE}")

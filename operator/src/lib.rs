@@ -22,7 +22,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use hostprocess_crds::{HostGroup, HostTask};
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
@@ -126,6 +126,27 @@ pub async fn run(
     )
     .default_backoff()
     .touched_objects();
+    // Namespaces (metadata only): a Pod Security label change re-evaluates blocked tasks.
+    let (namespaces, namespace_writer) = reflector::store();
+    let (namespace_tx, namespace_changes) = futures::channel::mpsc::unbounded::<()>();
+    let (group_namespace_tx, group_namespace_changes) = futures::channel::mpsc::unbounded::<()>();
+    let mut namespace_labels: HashMap<String, BTreeMap<String, String>> = HashMap::new();
+    let drive_namespaces = reflector::reflector(
+        namespace_writer,
+        watcher(Api::<PartialObjectMeta<Namespace>>::all(client.clone()), watcher::Config::default()),
+    )
+    .default_backoff()
+    .touched_objects()
+    .for_each(move |ns| {
+        if let Ok(ns) = ns {
+            let labels = ns.labels().clone();
+            if namespace_labels.insert(ns.name_any(), labels.clone()).is_some_and(|before| before != labels) {
+                let _ = namespace_tx.unbounded_send(());
+                let _ = group_namespace_tx.unbounded_send(());
+            }
+        }
+        futures::future::ready(())
+    });
     let (nodes, node_writer) = reflector::store();
     let node_events = reflector::reflector(
         node_writer,
@@ -188,6 +209,7 @@ pub async fn run(
         pods: pods.clone(),
         setup_pods: setup_pods.clone(),
         groups: groups.clone(),
+        namespaces: namespaces.clone(),
         nodes: nodes.clone(),
         recorder: Recorder::new(client.clone(), reporter),
         metrics: runtime.metrics.clone(),
@@ -209,13 +231,16 @@ pub async fn run(
             let task = pod.labels().get(labels::TASK).cloned()?;
             Some(ObjectRef::<HostTask>::new(&task).within(&pod.namespace()?))
         })
-        .reconcile_all_on(futures::stream::select(node_changes, provisioning_changes))
+        .reconcile_all_on(futures::stream::select(
+            futures::stream::select(node_changes, provisioning_changes),
+            namespace_changes,
+        ))
         .graceful_shutdown_on(stopped(stop_rx.clone()));
     let group_controller = Controller::new(Api::<HostGroup>::all(client.clone()), watcher::Config::default())
         .watches(setup_api, setup_pods_selected, |pod: Pod| {
             pod.labels().get(labels::HOST_GROUP).map(|g| ObjectRef::<HostGroup>::new(g))
         })
-        .reconcile_all_on(group_node_changes)
+        .reconcile_all_on(futures::stream::select(group_node_changes, group_namespace_changes))
         .graceful_shutdown_on(stopped(stop_rx));
 
     // Decide nothing before the caches hold what the cluster holds.
@@ -223,13 +248,14 @@ pub async fn run(
     let health = runtime.health.clone();
     let leader = runtime.leader.clone();
     let run = async {
-        let (p, s, g, n) = futures::join!(
+        let (p, s, g, n, ns) = futures::join!(
             pods.wait_until_ready(),
             setup_pods.wait_until_ready(),
             groups.wait_until_ready(),
-            nodes.wait_until_ready()
+            nodes.wait_until_ready(),
+            namespaces.wait_until_ready()
         );
-        if p.is_err() || s.is_err() || g.is_err() || n.is_err() {
+        if p.is_err() || s.is_err() || g.is_err() || n.is_err() || ns.is_err() {
             warn!("the caches were dropped before they were ready");
             return;
         }
@@ -276,6 +302,7 @@ pub async fn run(
         _ = drive_pods => {}
         _ = drive_setup_pods => {}
         _ = drive_groups => {}
+        _ = drive_namespaces => {}
         _ = drive_nodes => {}
         _ = run => {}
         _ = signal_shutdown => {}

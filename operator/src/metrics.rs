@@ -46,7 +46,7 @@ impl Default for Metrics {
         let reconciles = Family::<ResourceLabels, Counter>::default();
         let errors = Family::<ErrorLabels, Counter>::default();
         let duration = Family::<ResourceLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new(exponential_buckets(0.005, 2.0, 12))
+            Histogram::new(exponential_buckets(0.001, 2.0, 14))
         });
         let task_nodes = Family::<NodeLabels, Gauge>::default();
         registry.register("reconciles", "Reconciles run, by resource", reconciles.clone());

@@ -17,8 +17,9 @@ pub const CLUSTER: &[(&str, &str, &[&str])] = &[
     // Read, watched (owned), applied (server-side apply creates, so `create` too), deleted
     // while nothing may run.
     ("apps", "daemonsets", &["get", "list", "watch", "create", "patch", "delete"]),
-    // The script of a task revision and the spec of a HostGroup revision, by server-side apply.
-    ("", "configmaps", &["create", "patch"]),
+    // The script of a task revision (looked up first: written once) and the spec of a
+    // HostGroup revision, by server-side apply.
+    ("", "configmaps", &["get", "create", "patch"]),
     // Results are read from pods; pods of an older revision are replaced (`OnDelete`);
     // HostGroup setup pods and reboot pods are created and deleted; a reboot's step is an
     // annotation on the task pod; a drain lists the pods on a node.
@@ -27,8 +28,8 @@ pub const CLUSTER: &[(&str, &str, &[&str])] = &[
     ("", "pods/eviction", &["create"]),
     // Targeting: metadata-only list and watch; a reboot reads a node's boot id and cordons.
     ("", "nodes", &["get", "list", "watch", "patch"]),
-    // The Pod Security level of the task's (or the setup pods') namespace.
-    ("", "namespaces", &["get"]),
+    // The Pod Security level of the task's (or the setup pods') namespace: metadata-only watch.
+    ("", "namespaces", &["list", "watch"]),
     // kube-runtime's event recorder.
     ("events.k8s.io", "events", &["create", "patch"]),
 ];

@@ -15,8 +15,10 @@ use hostprocess_crds::{DeletionPolicy, HostGroup};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, instrument, warn};
@@ -36,8 +38,6 @@ const MAX_NAME: usize = 63;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("reading namespace {0}: {1}")]
-    GetNamespace(String, #[source] kube::Error),
     #[error("applying the spec ConfigMap: {0}")]
     ApplyConfigMap(#[source] kube::Error),
     #[error("creating a setup pod: {0}")]
@@ -55,7 +55,6 @@ pub enum Error {
 impl Error {
     pub fn metric_label(&self) -> &'static str {
         match self {
-            Error::GetNamespace(..) => "get_namespace",
             Error::ApplyConfigMap(_) => "apply_configmap",
             Error::CreatePod(_) => "create_pod",
             Error::DeletePod(_) => "delete_pod",
@@ -94,7 +93,7 @@ pub fn provisioned_nodes(ctx: &Context, group: &HostGroup) -> BTreeSet<String> {
         .collect()
 }
 
-fn blocked(group: &HostGroup, namespace: &str, ns: Option<&Namespace>) -> Option<Blocked> {
+fn blocked(group: &HostGroup, namespace: &str, ns: Option<&PartialObjectMeta<Namespace>>) -> Option<Blocked> {
     if group.name_any().len() > MAX_NAME {
         return Some(Blocked {
             reason: "InvalidName",
@@ -115,7 +114,7 @@ fn blocked(group: &HostGroup, namespace: &str, ns: Option<&Namespace>) -> Option
             ),
         });
     };
-    let enforce = ns.labels().get("pod-security.kubernetes.io/enforce").map(String::as_str);
+    let enforce = ns.labels().get(labels::POD_SECURITY_ENFORCE).map(String::as_str);
     if let Some(level) = enforce.filter(|l| *l != "privileged") {
         return Some(Blocked {
             reason: "PodSecurityRejects",
@@ -163,15 +162,12 @@ pub async fn reconcile(group: Arc<HostGroup>, ctx: Arc<Context>) -> Result<Actio
 
     // Resolve.
     let namespace = ctx.config.group_namespace.clone();
-    let ns = Api::<Namespace>::all(ctx.client.clone())
-        .get_opt(&namespace)
-        .await
-        .map_err(|e| Error::GetNamespace(namespace.clone(), e))?;
+    let ns = ctx.namespaces.get(&ObjectRef::new(&namespace));
     let now = Timestamp::now();
     let revision = hashing::group_revision(&group.spec);
 
     // Validate.
-    if let Some(blocked) = blocked(&group, &namespace, ns.as_ref()) {
+    if let Some(blocked) = blocked(&group, &namespace, ns.as_deref()) {
         if deleting {
             // No setup pod can run: nothing can be cleaned, and deletion must not hang.
             let note = format!("cleanup impossible ({}); the group stays on the nodes", blocked.message);

@@ -37,8 +37,6 @@ const APPLIED_HASH: &str = "hostprocess.dev/applied-hash";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("reading namespace {0}: {1}")]
-    GetNamespace(String, #[source] kube::Error),
     #[error("reading the DaemonSet: {0}")]
     GetDaemonSet(#[source] kube::Error),
     #[error("applying the DaemonSet: {0}")]
@@ -47,7 +45,7 @@ pub enum Error {
     DeleteDaemonSet(#[source] kube::Error),
     #[error("deleting a pod of an older revision: {0}")]
     DeletePod(#[source] kube::Error),
-    #[error("applying the script ConfigMap: {0}")]
+    #[error("reading or applying the script ConfigMap: {0}")]
     ApplyConfigMap(#[source] kube::Error),
     #[error("writing status: {0}")]
     PatchStatus(#[source] kube::Error),
@@ -66,7 +64,6 @@ pub enum Error {
 impl Error {
     pub fn metric_label(&self) -> &'static str {
         match self {
-            Error::GetNamespace(..) => "get_namespace",
             Error::GetDaemonSet(_) => "get_daemonset",
             Error::ApplyDaemonSet(_) => "apply_daemonset",
             Error::DeleteDaemonSet(_) => "delete_daemonset",
@@ -124,7 +121,7 @@ pub fn windows_nodes_matching(
 }
 
 /// What stops the task from running at all, if anything (checked before anything is applied).
-fn blocked(task: &HostTask, namespace: Option<&Namespace>) -> Option<Blocked> {
+fn blocked(task: &HostTask, namespace: Option<&PartialObjectMeta<Namespace>>) -> Option<Blocked> {
     if task.name_any().len() > MAX_TASK_NAME {
         return Some(Blocked {
             reason: "InvalidName",
@@ -139,7 +136,7 @@ fn blocked(task: &HostTask, namespace: Option<&Namespace>) -> Option<Blocked> {
     }
     let enforce = namespace
         .and_then(|ns| ns.metadata.labels.as_ref())
-        .and_then(|l| l.get("pod-security.kubernetes.io/enforce"))
+        .and_then(|l| l.get(crate::labels::POD_SECURITY_ENFORCE))
         .map(String::as_str);
     if let Some(level) = enforce.filter(|l| *l != "privileged") {
         return Some(Blocked {
@@ -272,10 +269,7 @@ pub async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action,
     let generation = task.metadata.generation;
 
     // Resolve.
-    let ns = Api::<Namespace>::all(ctx.client.clone())
-        .get_opt(&namespace)
-        .await
-        .map_err(|e| Error::GetNamespace(namespace.clone(), e))?;
+    let ns = ctx.namespaces.get(&ObjectRef::new(&namespace));
     let revision = hashing::revision(&task.spec, None);
     let sets: Api<DaemonSet> = Api::namespaced(ctx.client.clone(), &namespace);
     let ds_name = labels::daemon_set_name(&name);
@@ -284,7 +278,7 @@ pub async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action,
 
     // Validate: bad input becomes a condition, never a retry storm.
     let account = account(&ctx, &task);
-    if let Some(blocked) = blocked(&task, ns.as_ref()).or_else(|| account.as_ref().err().cloned()) {
+    if let Some(blocked) = blocked(&task, ns.as_deref()).or_else(|| account.as_ref().err().cloned()) {
         let status = status::status(
             task.status.as_ref(),
             generation,
@@ -314,14 +308,21 @@ pub async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action,
     let decision = decide(&task, &targeted, &admitted, &results, limits, account.eligible.as_ref());
 
     // Build and apply.
-    if let Some(cm) = build::script_config_map(&task, &revision) {
+    // The script of a revision: immutable, so written once — not again while the DaemonSet runs
+    // this revision, and not when it exists already.
+    let runs_revision = existing
+        .as_ref()
+        .is_some_and(|ds| build::daemon_set_revision(ds).as_deref() == Some(revision.as_str()));
+    if let Some(cm) = build::script_config_map(&task, &revision).filter(|_| !runs_revision) {
         let maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &namespace);
-        let mut value = serde_json::to_value(&cm)?;
-        value["apiVersion"] = json!("v1");
-        value["kind"] = json!("ConfigMap");
-        maps.patch(&cm.name_any(), &apply_params(), &Patch::Apply(&value))
-            .await
-            .map_err(Error::ApplyConfigMap)?;
+        if maps.get_opt(&cm.name_any()).await.map_err(Error::ApplyConfigMap)?.is_none() {
+            let mut value = serde_json::to_value(&cm)?;
+            value["apiVersion"] = json!("v1");
+            value["kind"] = json!("ConfigMap");
+            maps.patch(&cm.name_any(), &apply_params(), &Patch::Apply(&value))
+                .await
+                .map_err(Error::ApplyConfigMap)?;
+        }
     }
     let once = task.spec.mode == Mode::Once;
     // Pinned to named nodes: `Once` (admitted by waves) and tasks that run as a HostGroup

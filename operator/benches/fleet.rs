@@ -1,0 +1,281 @@
+//! The operator binary against the simulated cluster at fleet scale (default 1,000 Windows nodes
+//! × 50 HostTasks, each task targeting every node): how long reconciles take (p50/p99 from the
+//! operator's own histogram), how many API writes it makes while nothing changes (counted by the
+//! fault proxy every operator request goes through), its peak RSS (VmHWM of its process), and
+//! the overhead of a 10-wave rollout beyond the payload's own run time (10 simulated nodes with
+//! kubelets running the real executor, maxConcurrent 1, a 1 s payload).
+//!
+//! The 1,000 fleet nodes have no kubelet process each: a stand-in sets each of their task pods
+//! to what a kubelet reports once the executor finished the payload (the container exited 0 and
+//! restarted, ready). Everything else is the real operator binary and the real API server.
+//!
+//! Run: `cargo bench -p hostprocess-operator --bench fleet` (after `bash tests/apiserver/build.sh`
+//! and with `HOSTPROCESS_TEST_APISERVER`/`_ETCD`/`HOSTPROCESS_NODE_EXECUTOR` set as
+//! tests/run-all.sh sets them). Sizes: `FLEET_NODES`, `FLEET_TASKS`, `FLEET_QUIET_SECONDS`.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark: a failed step should stop it
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use hostprocess_crds::HostTask;
+use hostprocess_sim::faults::FaultProxy;
+use hostprocess_sim::wait::until;
+use hostprocess_sim::{SimOptions, Simulation};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use serde_json::json;
+
+const NS: &str = "hostprocess-tasks";
+
+fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// What a kubelet reports for a task pod whose executor finished the payload.
+fn finished_status() -> serde_json::Value {
+    json!({"status": {"phase": "Running",
+        "conditions": [{"type": "Ready", "status": "True"}, {"type": "ContainersReady", "status": "True"}],
+        "containerStatuses": [{"name": "task", "image": "node-executor", "imageID": "", "ready": true,
+            "started": true, "restartCount": 1, "state": {"running": {}},
+            "lastState": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]}})
+}
+
+/// Stands in for the kubelets of the fleet nodes.
+fn spawn_fleet_kubelet(client: kube::Client, fleet: Arc<HashSet<String>>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let pods: Api<Pod> = Api::namespaced(client, NS);
+        let done = Arc::new(std::sync::Mutex::new(HashSet::<String>::new()));
+        watcher(pods.clone(), watcher::Config::default().labels("hostprocess.dev/task"))
+            .applied_objects()
+            .for_each_concurrent(16, |pod| {
+                let (pods, fleet, done) = (pods.clone(), fleet.clone(), done.clone());
+                async move {
+                    let Ok(pod) = pod else { return };
+                    let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) else { return };
+                    let name = pod.metadata.name.clone().unwrap_or_default();
+                    if !fleet.contains(&node) || !done.lock().unwrap().insert(name.clone()) {
+                        return;
+                    }
+                    let _ = pods
+                        .patch_status(&name, &PatchParams::default(), &Patch::Merge(&finished_status()))
+                        .await;
+                }
+            })
+            .await;
+    })
+}
+
+/// A quantile from a Prometheus histogram's cumulative buckets (linear within a bucket).
+fn quantile(buckets: &[(f64, f64)], q: f64) -> f64 {
+    let total = buckets.last().map_or(0.0, |b| b.1);
+    let rank = q * total;
+    let mut previous = (0.0, 0.0);
+    for &(bound, count) in buckets {
+        if count >= rank {
+            if bound.is_infinite() {
+                return previous.0;
+            }
+            let inside = (rank - previous.1) / (count - previous.1).max(1.0);
+            return previous.0 + (bound - previous.0) * inside;
+        }
+        previous = (bound, count);
+    }
+    previous.0
+}
+
+/// The HostTask reconcile histogram from the operator's /metrics.
+async fn reconcile_histogram(admin: u16) -> Vec<(f64, f64)> {
+    let text = http_get(admin, "/metrics").await;
+    text.lines()
+        .filter(|l| l.starts_with("hostprocess_reconcile_duration_seconds_bucket") && l.contains("hosttask"))
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            let bound = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+            let count: f64 = l.rsplit(' ').next()?.parse().ok()?;
+            Some((bound, count))
+        })
+        .collect()
+}
+
+/// A plain HTTP/1.0 GET (the admin server is tiny; no client library needed).
+async fn http_get(port: u16, path: &str) -> String {
+    let path = path.to_string();
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes()).unwrap();
+        let mut body = String::new();
+        stream.read_to_string(&mut body).unwrap();
+        body
+    })
+    .await
+    .unwrap()
+}
+
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
+}
+
+fn writes(log: &[(hyper::Method, String)]) -> Vec<String> {
+    log.iter().filter(|(m, _)| m != hyper::Method::GET).map(|(m, p)| format!("{m} {p}")).collect()
+}
+
+async fn ready_count(tasks: &Api<HostTask>, prefix: &str) -> usize {
+    tasks
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .filter(|t| t.metadata.name.as_deref().unwrap_or_default().starts_with(prefix))
+        .filter(|t| {
+            t.status.as_ref().is_some_and(|s| {
+                s.observed_generation == t.metadata.generation
+                    && s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+            })
+        })
+        .count()
+}
+
+#[tokio::main]
+async fn main() {
+    let fleet_nodes = env_number("FLEET_NODES", 1000);
+    let fleet_tasks = env_number("FLEET_TASKS", 50);
+    let quiet = Duration::from_secs(env_number("FLEET_QUIET_SECONDS", 300) as u64);
+    const WAVE_NODES: usize = 10;
+
+    let started = Instant::now();
+    let sim = Simulation::start(SimOptions { nodes: WAVE_NODES, ..SimOptions::default() }).await.unwrap();
+    let client = sim.client.clone();
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in hostprocess_crds::crds() {
+        let name = crd.metadata.name.clone().unwrap();
+        crds.patch(&name, &PatchParams::apply("bench").force(), &Patch::Apply(&crd)).await.unwrap();
+    }
+    let ns =
+        json!({"metadata": {"name": NS, "labels": {"pod-security.kubernetes.io/enforce": "privileged"}}});
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &serde_json::from_value(ns).unwrap())
+        .await
+        .unwrap();
+    let names = hostprocess_sim::add_windows_nodes_from(&client, WAVE_NODES, fleet_nodes).await.unwrap();
+    let nodes: Api<Node> = Api::all(client.clone());
+    futures::stream::iter(names.iter().cloned())
+        .for_each_concurrent(16, |name| {
+            let nodes = nodes.clone();
+            async move {
+                let patch = json!({"metadata": {"labels": {"bench": "fleet"}}});
+                nodes.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+            }
+        })
+        .await;
+    let fleet = Arc::new(names.into_iter().collect::<HashSet<String>>());
+    let _kubelets = spawn_fleet_kubelet(client.clone(), fleet.clone());
+    println!(
+        "cluster: {WAVE_NODES} nodes with kubelets + {fleet_nodes} fleet nodes, ready in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+
+    // The operator binary, every request through the counting proxy.
+    let proxy = FaultProxy::start(&sim.cluster).await.unwrap();
+    let admin = free_port();
+    let mut operator = tokio::process::Command::new(env!("CARGO_BIN_EXE_hostprocess-operator"))
+        .args(["--admin-address", &format!("127.0.0.1:{admin}"), "--log-format", "json"])
+        .env("KUBECONFIG", &proxy.kubeconfig_path)
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = operator.id().unwrap();
+
+    // 1. The fleet: every task on every fleet node, all at once.
+    let tasks: Api<HostTask> = Api::namespaced(client.clone(), NS);
+    let applied = Instant::now();
+    for i in 0..fleet_tasks {
+        let name = format!("fleet-{i:02}");
+        let task = json!({"apiVersion": "hostprocess.dev/v1alpha1", "kind": "HostTask",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {"script": format!("echo task {i}\n"), "runAs": {"account": "System"},
+                "nodeSelector": {"matchLabels": {"bench": "fleet"}},
+                "rollout": {"maxConcurrent": "100%"}}});
+        tasks.patch(&name, &PatchParams::apply("bench").force(), &Patch::Apply(&task)).await.unwrap();
+    }
+    until("every fleet task is Ready", Duration::from_secs(3600), || async {
+        (ready_count(&tasks, "fleet-").await == fleet_tasks).then_some(())
+    })
+    .await
+    .unwrap();
+    let rollout = applied.elapsed();
+    let histogram = reconcile_histogram(admin).await;
+    let reconciles = histogram.last().map_or(0.0, |b| b.1);
+    println!(
+        "fleet rollout: {fleet_tasks} tasks × {fleet_nodes} nodes ({} pods) done in {:.1}s",
+        fleet_tasks * fleet_nodes,
+        rollout.as_secs_f64()
+    );
+    println!(
+        "reconcile latency over {reconciles} HostTask reconciles: p50 {:.1} ms, p99 {:.1} ms (target p99 < 50 ms)",
+        quantile(&histogram, 0.50) * 1000.0,
+        quantile(&histogram, 0.99) * 1000.0
+    );
+
+    // 2. A quiet period: nothing changes; the operator should write nothing.
+    let before = proxy.faults.log().len();
+    tokio::time::sleep(quiet).await;
+    let log = proxy.faults.log();
+    let quiet_writes = writes(&log[before..]);
+    let quiet_requests = log.len() - before;
+    println!(
+        "quiet {}s: {} API writes (target 0), {} requests in all{}",
+        quiet.as_secs(),
+        quiet_writes.len(),
+        quiet_requests,
+        if quiet_writes.is_empty() {
+            String::new()
+        } else {
+            format!(": {:?}", &quiet_writes[..quiet_writes.len().min(5)])
+        }
+    );
+
+    // 3. Ten waves on the nodes with kubelets: the payload takes 1 s on each.
+    let payload = Duration::from_secs(1);
+    let wave_task = json!({"apiVersion": "hostprocess.dev/v1alpha1", "kind": "HostTask",
+        "metadata": {"name": "waves", "namespace": NS},
+        "spec": {"script": "sleep 1\n", "runAs": {"account": "System"},
+            "nodeSelector": {"matchExpressions": [{"key": "bench", "operator": "DoesNotExist"}]},
+            "rollout": {"maxConcurrent": 1}}});
+    let waves_started = Instant::now();
+    tasks.patch("waves", &PatchParams::apply("bench").force(), &Patch::Apply(&wave_task)).await.unwrap();
+    until("the 10-wave rollout completes", Duration::from_secs(600), || async {
+        (ready_count(&tasks, "waves").await == 1).then_some(())
+    })
+    .await
+    .unwrap();
+    let waves = waves_started.elapsed();
+    let overhead = waves.saturating_sub(payload * WAVE_NODES as u32) / WAVE_NODES as u32;
+    println!(
+        "10 waves of a 1 s payload: {:.1}s, {:.2}s per wave beyond the payload (target < 1 s; includes the simulated kubelet starting the executor)",
+        waves.as_secs_f64(),
+        overhead.as_secs_f64()
+    );
+
+    println!("operator peak RSS: {:.1} MiB (target < 64 MiB)", peak_rss_mib(pid));
+    let _ = operator.start_kill();
+    let _ = operator.wait().await;
+}
