@@ -4,6 +4,7 @@
 //! `hostgroup::{build, plan, status}`.
 
 pub mod admin;
+pub mod cache;
 pub mod conditions;
 pub mod context;
 pub mod hashing;
@@ -110,15 +111,18 @@ pub async fn run(
     let (pods, pod_writer) = reflector::store();
     let pod_stream = reflector::reflector(
         pod_writer,
-        watcher(scoped::<Pod>(&client, namespace.as_deref()), task_pods_selected.clone()),
+        watcher(scoped::<Pod>(&client, namespace.as_deref()), task_pods_selected.clone())
+            .modify(cache::slim_pod),
     )
     .default_backoff()
     .touched_objects();
     let (setup_pods, setup_writer) = reflector::store();
-    let setup_stream =
-        reflector::reflector(setup_writer, watcher(setup_api.clone(), setup_pods_selected.clone()))
-            .default_backoff()
-            .touched_objects();
+    let setup_stream = reflector::reflector(
+        setup_writer,
+        watcher(setup_api.clone(), setup_pods_selected.clone()).modify(cache::slim_pod),
+    )
+    .default_backoff()
+    .touched_objects();
     let (groups, group_writer) = reflector::store();
     let group_stream = reflector::reflector(
         group_writer,
