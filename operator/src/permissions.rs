@@ -26,6 +26,8 @@ pub const CLUSTER: &[(&str, &str, &[&str])] = &[
     ("", "pods", &["get", "list", "watch", "create", "patch", "delete"]),
     // A drain evicts (PodDisruptionBudgets hold).
     ("", "pods/eviction", &["create"]),
+    // `rollout.trackReferencedData`: the Secrets a task names, read by name (never listed).
+    ("", "secrets", &["get"]),
     // Targeting: metadata-only list and watch; a reboot reads a node's boot id and cordons.
     ("", "nodes", &["get", "list", "watch", "patch"]),
     // The Pod Security level of the task's (or the setup pods') namespace: metadata-only watch.

@@ -344,3 +344,48 @@ async fn a_reboot_required_payload_goes_through_cordon_drain_reboot_and_uncordon
         assert_eq!(record["state"], "RebootRequired");
     }
 }
+
+#[tokio::test]
+async fn changed_secret_content_rolls_out_again_only_when_the_task_tracks_it() {
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::api::{Patch, PatchParams, PostParams};
+
+    let fx = Fixture::start(2, "privileged").await;
+    let secrets: Api<Secret> = Api::namespaced(fx.sim.client.clone(), NS);
+    let secret = json!({"metadata": {"name": "agent-key"}, "stringData": {"key": "v1"}});
+    secrets.create(&PostParams::default(), &serde_json::from_value(secret).unwrap()).await.unwrap();
+    let spec = |track: bool| {
+        json!({"script": "echo \"key $KEY\"\n", "runAs": {"account": "System"},
+            "env": [{"name": "KEY", "valueFrom": {"secretKeyRef": {"name": "agent-key", "key": "key"}}}],
+            "rollout": {"maxConcurrent": 2, "trackReferencedData": track}})
+    };
+    fx.apply("tracked", spec(true)).await;
+    fx.apply("untracked", spec(false)).await;
+    let tracked = fx.wait_ready("tracked", "the tracked task completes").await;
+    let untracked = fx.wait_ready("untracked", "the untracked task completes").await;
+    let revision = |t: &hostprocess_crds::HostTask| t.status.as_ref().unwrap().revision.clone().unwrap();
+    let (tracked_before, untracked_before) = (revision(&tracked), revision(&untracked));
+
+    // The Secret rotates; the next reconcile of each task notices (here: a metadata change
+    // triggers it at once; otherwise the periodic resync does, within 5 minutes).
+    let rotate = json!({"stringData": {"key": "v2"}});
+    secrets.patch("agent-key", &PatchParams::default(), &Patch::Merge(&rotate)).await.unwrap();
+    let touch = json!({"metadata": {"annotations": {"test/touched": "1"}}});
+    for name in ["tracked", "untracked"] {
+        fx.tasks().patch(name, &PatchParams::default(), &Patch::Merge(&touch)).await.unwrap();
+    }
+    let rolled = until("the tracked task rolls out a new revision", Duration::from_secs(60), || async {
+        let task = fx.task("tracked").await;
+        let ready = is(&task, "Ready", "True");
+        (ready && revision(&task) != tracked_before).then_some(task)
+    })
+    .await
+    .unwrap();
+    for node in 0..2 {
+        assert_eq!(record(&fx.sim, node, &rolled)["state"], "Succeeded", "ran again with the new key");
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let untracked = fx.task("untracked").await;
+    assert_eq!(revision(&untracked), untracked_before, "a rotating Secret does not re-run an untracked task");
+    assert!(is(&untracked, "Ready", "True"));
+}

@@ -14,7 +14,7 @@ use std::time::Duration;
 use hostprocess_crds::units::CountOrPercent;
 use hostprocess_crds::{HostTask, Mode};
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
@@ -57,6 +57,8 @@ pub enum Error {
     RebootPod(#[source] kube::Error),
     #[error("recording a reboot step on the task pod: {0}")]
     PatchPod(#[source] kube::Error),
+    #[error("reading a Secret or ConfigMap the task references (rollout.trackReferencedData): {0}")]
+    ReadReferenced(#[source] kube::Error),
     #[error("serializing: {0}")]
     Serialize(#[from] serde_json::Error),
 }
@@ -74,6 +76,7 @@ impl Error {
             Error::Drain(_) => "drain",
             Error::RebootPod(_) => "reboot_pod",
             Error::PatchPod(_) => "patch_pod",
+            Error::ReadReferenced(_) => "read_referenced",
             Error::Serialize(_) => "serialize",
         }
     }
@@ -177,6 +180,40 @@ fn results(task: &HostTask, pods: &[Arc<Pod>]) -> BTreeMap<String, NodeResult> {
         .collect()
 }
 
+/// With `rollout.trackReferencedData`: a hash of the content of every Secret and ConfigMap the
+/// task's `env` and `envFrom` name (a missing one counts as missing), which becomes part of the
+/// revision. The content itself is never copied anywhere.
+async fn referenced_data(ctx: &Context, task: &HostTask) -> Result<Option<String>, Error> {
+    if !task.spec.rollout.track_referenced_data {
+        return Ok(None);
+    }
+    let namespace = task.namespace().unwrap_or_default();
+    let mut secrets = BTreeSet::new();
+    let mut maps = BTreeSet::new();
+    for from in task.spec.env.iter().filter_map(|e| e.value_from.as_ref()) {
+        secrets.extend(from.secret_key_ref.as_ref().map(|r| r.name.clone()));
+        maps.extend(from.config_map_key_ref.as_ref().map(|r| r.name.clone()));
+    }
+    for from in &task.spec.env_from {
+        secrets.extend(from.secret_ref.as_ref().map(|r| r.name.clone()));
+        maps.extend(from.config_map_ref.as_ref().map(|r| r.name.clone()));
+    }
+    let mut parts = Vec::new();
+    let secret_api: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    for name in secrets {
+        let secret = secret_api.get_opt(&name).await.map_err(Error::ReadReferenced)?;
+        let data = secret.map(|s| hashing::content_hash(&json!([s.data, s.string_data])));
+        parts.push(json!({"secret": name, "data": data}));
+    }
+    let map_api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &namespace);
+    for name in maps {
+        let map = map_api.get_opt(&name).await.map_err(Error::ReadReferenced)?;
+        let data = map.map(|m| hashing::content_hash(&json!([m.data, m.binary_data])));
+        parts.push(json!({"configMap": name, "data": data}));
+    }
+    Ok(Some(hashing::content_hash(&json!(parts))))
+}
+
 /// The task's rollout limits resolved against the number of targeted nodes.
 fn limits(task: &HostTask, targeted: usize) -> Limits {
     let total = u32::try_from(targeted).unwrap_or(u32::MAX);
@@ -270,7 +307,8 @@ pub async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action,
 
     // Resolve.
     let ns = ctx.namespaces.get(&ObjectRef::new(&namespace));
-    let revision = hashing::revision(&task.spec, None);
+    let referenced = referenced_data(&ctx, &task).await?;
+    let revision = hashing::revision(&task.spec, referenced.as_deref());
     let sets: Api<DaemonSet> = Api::namespaced(ctx.client.clone(), &namespace);
     let ds_name = labels::daemon_set_name(&name);
     let existing = sets.get_opt(&ds_name).await.map_err(Error::GetDaemonSet)?;
