@@ -16,21 +16,49 @@ use kube::api::{Api, ListParams};
 use serde_json::{Value, json};
 
 #[tokio::test]
-async fn a_patch_rollout_runs_once_per_node_in_waves_of_max_concurrent() {
-    let fx = Fixture::start(5, "privileged").await;
+async fn a_patch_rollout_over_20_nodes_never_runs_more_than_max_concurrent_and_runs_each_once() {
+    use futures::StreamExt;
+    use hostprocess_operator::hosttask::rollout::{NodeResult, observe};
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::runtime::{WatchStreamExt, watcher};
+
+    let fx = Fixture::start(20, "privileged").await;
+    // On every watch event of the task's pods: how many nodes run the payload right now.
+    let pods: Api<Pod> = Api::namespaced(fx.sim.client.clone(), NS);
+    let most_running = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let events_seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let watching = {
+        let (most_running, events_seen) = (most_running.clone(), events_seen.clone());
+        tokio::spawn(async move {
+            let mut running: std::collections::BTreeMap<String, bool> = Default::default();
+            let mut stream = std::pin::pin!(
+                watcher(pods, watcher::Config::default().labels("hostprocess.dev/task=patch"))
+                    .touched_objects()
+            );
+            while let Some(Ok(pod)) = stream.next().await {
+                let name = pod.metadata.name.clone().unwrap_or_default();
+                let busy = pod.metadata.deletion_timestamp.is_none()
+                    && observe(&pod).is_some_and(|(_, r)| r == NodeResult::Running);
+                running.insert(name, busy);
+                let now = running.values().filter(|b| **b).count();
+                most_running.fetch_max(now, std::sync::atomic::Ordering::SeqCst);
+                events_seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        })
+    };
     fx.apply(
         "patch",
         json!({"script": "sleep 1\necho patched\n", "runAs": {"account": "System"},
-            "rollout": {"maxConcurrent": 2}}),
+            "rollout": {"maxConcurrent": 5}}),
     )
     .await;
-    let mut most_running = 0;
+    let mut most_reported = 0;
     let mut waves: Vec<BTreeSet<String>> = Vec::new();
     let started = std::time::Instant::now();
     let done = loop {
         let task = fx.task("patch").await;
         if let Some(status) = &task.status {
-            most_running = most_running.max(status.nodes.running);
+            most_reported = most_reported.max(status.nodes.running);
         }
         let admitted = fx.admitted("patch").await;
         if waves.last() != Some(&admitted) && !admitted.is_empty() {
@@ -40,16 +68,21 @@ async fn a_patch_rollout_runs_once_per_node_in_waves_of_max_concurrent() {
             break task;
         }
         assert!(
-            started.elapsed() < Duration::from_secs(90),
+            started.elapsed() < Duration::from_secs(120),
             "the rollout did not complete: {:?}",
             task.status
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    watching.abort();
+    let most_running = most_running.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(events_seen.load(std::sync::atomic::Ordering::SeqCst) >= 40, "pod events were watched");
+    assert!(most_running <= 5, "never more than maxConcurrent payloads at once, saw {most_running}");
+    assert!(most_running >= 4, "the rollout used its slots, saw at most {most_running}");
+    assert!(most_reported <= 5, "status never reported more than maxConcurrent running");
+    assert_eq!(waves.first().map(BTreeSet::len), Some(5), "the first wave already honours maxConcurrent");
     let status = done.status.unwrap();
-    assert_eq!((status.nodes.targeted, status.nodes.succeeded, status.nodes.failed), (5, 5, 0));
-    assert!(most_running <= 2, "never more than maxConcurrent nodes at once, saw {most_running}");
-    assert_eq!(waves.first().map(BTreeSet::len), Some(2), "the first wave already honours maxConcurrent");
+    assert_eq!((status.nodes.targeted, status.nodes.succeeded, status.nodes.failed), (20, 20, 0));
     assert!(status.completion_time.is_some());
     assert!(status.conditions.iter().all(|c| c.observed_generation == done.metadata.generation));
     // Each node ran the payload once for this revision: one record per node, succeeded.
