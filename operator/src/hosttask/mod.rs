@@ -171,13 +171,13 @@ fn revision_pods(ctx: &Context, task: &HostTask, revision: &str) -> Vec<Arc<Pod>
 
 /// What the pods of this revision say, by node (a reboot the operator carries out included).
 fn results(task: &HostTask, pods: &[Arc<Pod>]) -> BTreeMap<String, NodeResult> {
-    pods.iter()
-        .filter_map(|p| {
-            let (node, observed) = rollout::observe(p)?;
-            let result = reboot::result(task, p, &node, observed);
-            Some((node, result))
-        })
-        .collect()
+    let mut results = BTreeMap::new();
+    for pod in pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none()) {
+        let Some((node, observed)) = rollout::observe(pod) else { continue };
+        let result = reboot::result(task, pod, &node, observed);
+        rollout::keep_settled(&mut results, node, result);
+    }
+    results
 }
 
 /// With `rollout.trackReferencedData`: a hash of the content of every Secret and ConfigMap the

@@ -171,6 +171,24 @@ pub fn plan_continuous(
     Decision { admitted, starting: Vec::new(), counts, failures, phase, waiting }
 }
 
+/// Records a node's result; with two pods on one node (a DaemonSet controller can briefly make a
+/// second one), the more settled result counts — a node that finished does not turn back into
+/// running because a duplicate pod has not started.
+pub fn keep_settled(results: &mut BTreeMap<String, NodeResult>, node: String, result: NodeResult) {
+    let rank = |r: &NodeResult| match r {
+        NodeResult::Running => 0,
+        NodeResult::Rebooting => 1,
+        NodeResult::Failed(_) => 2,
+        NodeResult::Succeeded { .. } => 3,
+    };
+    match results.get(&node) {
+        Some(existing) if rank(existing) >= rank(&result) => {}
+        _ => {
+            results.insert(node, result);
+        }
+    }
+}
+
 fn len<T>(items: &[T]) -> u32 {
     u32::try_from(items.len()).unwrap_or(u32::MAX)
 }
@@ -330,6 +348,17 @@ mod tests {
 
     fn done() -> NodeResult {
         NodeResult::Succeeded { reboot_required: false }
+    }
+
+    #[test]
+    fn a_duplicate_pod_does_not_turn_a_finished_node_back_into_running() {
+        let mut results = BTreeMap::new();
+        keep_settled(&mut results, "win-000".into(), done());
+        keep_settled(&mut results, "win-000".into(), NodeResult::Running);
+        assert_eq!(results["win-000"], done());
+        keep_settled(&mut results, "win-001".into(), NodeResult::Running);
+        keep_settled(&mut results, "win-001".into(), failed("win-001"));
+        assert!(matches!(results["win-001"], NodeResult::Failed(_)));
     }
 
     #[test]
