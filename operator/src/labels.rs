@@ -22,6 +22,12 @@ pub const SETUP: &str = "hostprocess.dev/setup";
 /// The Pod Security admission label whose level must be `privileged` where HostProcess pods run.
 pub const POD_SECURITY_ENFORCE: &str = "pod-security.kubernetes.io/enforce";
 
+/// The Pod Security level a namespace enforces when it refuses HostProcess pods (any level but
+/// `privileged`); `None` when it allows them.
+pub fn pod_security_refusal(labels: &std::collections::BTreeMap<String, String>) -> Option<&str> {
+    labels.get(POD_SECURITY_ENFORCE).map(String::as_str).filter(|level| *level != "privileged")
+}
+
 /// The label selector of everything the operator manages: what its watches select.
 pub fn managed_selector() -> String {
     format!("{MANAGED_BY}={MANAGED_BY_VALUE}")

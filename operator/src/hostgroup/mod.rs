@@ -114,8 +114,7 @@ fn blocked(group: &HostGroup, namespace: &str, ns: Option<&PartialObjectMeta<Nam
             ),
         });
     };
-    let enforce = ns.labels().get(labels::POD_SECURITY_ENFORCE).map(String::as_str);
-    if let Some(level) = enforce.filter(|l| *l != "privileged") {
+    if let Some(level) = labels::pod_security_refusal(ns.labels()) {
         return Some(Blocked {
             reason: "PodSecurityRejects",
             message: format!(

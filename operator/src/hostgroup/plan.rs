@@ -9,12 +9,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use hostprocess_crds::DeletionPolicy;
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
-use serde_json::Value;
 
 use super::build::Setup;
+use crate::hosttask::rollout::{last_terminated, result_line, shorten};
 use crate::labels;
-
-const MESSAGE_LIMIT: usize = 512;
 
 /// Where a setup pod stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,22 +39,7 @@ pub struct SetupPod {
 
 /// The executor's `{"ok": false, "error": …}` line, the last JSON line of a termination message.
 fn executor_error(message: &str) -> Option<String> {
-    message
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str::<Value>(l.trim()).ok().filter(Value::is_object))
-        .and_then(|v| v["error"].as_str().map(str::to_string))
-}
-
-fn shorten(text: &str) -> String {
-    if text.len() <= MESSAGE_LIMIT {
-        return text.to_string();
-    }
-    let mut end = MESSAGE_LIMIT - 3;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &text[..end])
+    result_line(message).and_then(|v| v["error"].as_str().map(str::to_string))
 }
 
 /// A setup pod's state from its status; `None` for a pod that is not a bound setup pod or is
@@ -69,12 +52,7 @@ pub fn observe(pod: &Pod) -> Option<SetupPod> {
     let setup = Setup::from_label(pod.labels().get(labels::SETUP)?)?;
     let status = pod.status.as_ref();
     let container = status.and_then(|s| s.container_statuses.as_ref()).and_then(|c| c.first());
-    let terminated = container.and_then(|c| {
-        c.state
-            .as_ref()
-            .and_then(|s| s.terminated.clone())
-            .or_else(|| c.last_state.as_ref().and_then(|s| s.terminated.clone()))
-    });
+    let terminated = container.and_then(last_terminated);
     let phase = status.and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
     let result = match (phase, terminated) {
         ("Succeeded", _) => SetupResult::Done,

@@ -137,11 +137,7 @@ fn blocked(task: &HostTask, namespace: Option<&PartialObjectMeta<Namespace>>) ->
     if let Err(errors) = task.spec.validate() {
         return Some(Blocked { reason: "InvalidSpec", message: errors.to_string() });
     }
-    let enforce = namespace
-        .and_then(|ns| ns.metadata.labels.as_ref())
-        .and_then(|l| l.get(crate::labels::POD_SECURITY_ENFORCE))
-        .map(String::as_str);
-    if let Some(level) = enforce.filter(|l| *l != "privileged") {
+    if let Some(level) = namespace.and_then(|ns| crate::labels::pod_security_refusal(ns.labels())) {
         return Some(Blocked {
             reason: "PodSecurityRejects",
             message: format!(

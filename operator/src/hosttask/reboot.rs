@@ -191,11 +191,7 @@ fn reboot_pod_failure(pod: &Pod) -> Option<String> {
     if terminated.exit_code == 0 {
         return None;
     }
-    let message = terminated.message.clone().unwrap_or_default();
-    let error = message
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str::<serde_json::Value>(l.trim()).ok())
+    let error = super::rollout::result_line(terminated.message.as_deref().unwrap_or_default())
         .and_then(|v| v["error"].as_str().map(str::to_string));
     Some(error.unwrap_or_else(|| format!("the reboot pod exited with code {}", terminated.exit_code)))
 }

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use hostprocess_crds::hosttask::{NodeCounts, NodeFailure};
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use k8s_openapi::api::core::v1::{ContainerStateTerminated, ContainerStatus, Pod};
 use serde_json::Value;
 
 /// The failing nodes listed in status, at most (the counts carry the rest).
@@ -193,7 +193,8 @@ fn len<T>(items: &[T]) -> u32 {
     u32::try_from(items.len()).unwrap_or(u32::MAX)
 }
 
-fn shorten(text: &str) -> String {
+/// A message cut to what status holds (512 bytes, on a character boundary).
+pub(crate) fn shorten(text: &str) -> String {
     if text.len() <= MESSAGE_LIMIT {
         return text.to_string();
     }
@@ -205,7 +206,7 @@ fn shorten(text: &str) -> String {
 }
 
 /// The executor's result line: the last line of a termination message that parses as JSON.
-fn result_line(message: &str) -> Option<Value> {
+pub(crate) fn result_line(message: &str) -> Option<Value> {
     message.lines().rev().find_map(|l| serde_json::from_str::<Value>(l.trim()).ok().filter(Value::is_object))
 }
 
@@ -219,13 +220,18 @@ fn last_output_line(message: &str) -> Option<&str> {
         .find(|l| !l.is_empty() && !l.starts_with("node-executor") && !l.starts_with('{'))
 }
 
-/// How a container ended, from its current or last terminated state.
-fn failure_of(node: &str, status: &ContainerStatus) -> Option<NodeFailure> {
-    let terminated = status
+/// How a container last ended: its current state if terminated, else its last state.
+pub(crate) fn last_terminated(status: &ContainerStatus) -> Option<ContainerStateTerminated> {
+    status
         .state
         .as_ref()
         .and_then(|s| s.terminated.clone())
-        .or_else(|| status.last_state.as_ref().and_then(|s| s.terminated.clone()))?;
+        .or_else(|| status.last_state.as_ref().and_then(|s| s.terminated.clone()))
+}
+
+/// How a container ended, from its current or last terminated state.
+fn failure_of(node: &str, status: &ContainerStatus) -> Option<NodeFailure> {
+    let terminated = last_terminated(status)?;
     if terminated.exit_code == 0 {
         return None;
     }
@@ -310,11 +316,7 @@ pub fn observe(pod: &Pod) -> Option<(String, NodeResult)> {
 
 /// A success the container reported by exiting: `Some(reboot required)`.
 fn completion_of(status: &ContainerStatus) -> Option<bool> {
-    let terminated = status
-        .state
-        .as_ref()
-        .and_then(|s| s.terminated.clone())
-        .or_else(|| status.last_state.as_ref().and_then(|s| s.terminated.clone()))?;
+    let terminated = last_terminated(status)?;
     if terminated.exit_code == 0 {
         return Some(false);
     }
