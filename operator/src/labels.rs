@@ -28,6 +28,16 @@ pub fn pod_security_refusal(labels: &std::collections::BTreeMap<String, String>)
     labels.get(POD_SECURITY_ENFORCE).map(String::as_str).filter(|level| *level != "privileged")
 }
 
+/// The labels every object the operator makes carries; `component` names what it is
+/// (`hostprocess-task`, `hostprocess-setup`, `hostprocess-reboot`).
+pub fn managed(component: &str) -> std::collections::BTreeMap<String, String> {
+    std::collections::BTreeMap::from([
+        (MANAGED_BY.to_string(), MANAGED_BY_VALUE.to_string()),
+        (NAME.to_string(), component.to_string()),
+        (PART_OF.to_string(), "hostprocess-operator".to_string()),
+    ])
+}
+
 /// The label selector of everything the operator manages: what its watches select.
 pub fn managed_selector() -> String {
     format!("{MANAGED_BY}={MANAGED_BY_VALUE}")

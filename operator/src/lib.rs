@@ -9,6 +9,7 @@ pub mod conditions;
 pub mod context;
 pub mod hashing;
 pub mod hostgroup;
+pub mod hostprocess_pod;
 pub mod hosttask;
 pub mod labels;
 pub mod leader;

@@ -6,19 +6,17 @@ use std::collections::BTreeMap;
 
 use hostprocess_crds::HostGroup;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, Pod, PodOS, PodSecurityContext, PodSpec, Volume,
-    VolumeMount, WindowsSecurityContextOptions,
+    ConfigMap, ConfigMapVolumeSource, Container, Pod, PodSpec, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, ResourceExt};
 
-use crate::hosttask::build::windows_tolerations;
+use crate::hostprocess_pod::{self, windows_tolerations};
 use crate::{hashing, labels};
 
 /// Where the group's spec is mounted in the setup container.
 const SPEC_DIR: &str = r"C:\hostprocess\group";
 const SPEC_FILE: &str = "spec.json";
-const SYSTEM: &str = r"NT AUTHORITY\SYSTEM";
 
 /// What a setup pod does on its node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,12 +54,8 @@ pub struct SetupInputs<'a> {
 }
 
 fn group_labels(group: &HostGroup, setup: Option<Setup>, revision: Option<&str>) -> BTreeMap<String, String> {
-    let mut labels = BTreeMap::from([
-        (labels::MANAGED_BY.to_string(), labels::MANAGED_BY_VALUE.to_string()),
-        (labels::NAME.to_string(), "hostprocess-setup".to_string()),
-        (labels::PART_OF.to_string(), "hostprocess-operator".to_string()),
-        (labels::HOST_GROUP.to_string(), group.name_any()),
-    ]);
+    let mut labels = labels::managed("hostprocess-setup");
+    labels.insert(labels::HOST_GROUP.to_string(), group.name_any());
     if let Some(setup) = setup {
         labels.insert(labels::SETUP.to_string(), setup.label().to_string());
     }
@@ -149,6 +143,15 @@ pub fn setup_pod(group: &HostGroup, node: &str, setup: Setup, inputs: &SetupInpu
     let mut tolerations = windows_tolerations();
     tolerations.extend(group.spec.tolerations.iter().cloned());
     let revision = (setup == Setup::Provision).then_some(inputs.revision);
+    let container = Container {
+        name: "setup".into(),
+        image: Some(inputs.executor_image.into()),
+        command: Some(command),
+        volume_mounts: mounts,
+        // The executor's last line is its JSON result: the reason of a failure.
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        ..Container::default()
+    };
     Pod {
         metadata: owned_meta(
             group,
@@ -157,33 +160,8 @@ pub fn setup_pod(group: &HostGroup, node: &str, setup: Setup, inputs: &SetupInpu
             group_labels(group, Some(setup), revision),
         ),
         spec: Some(PodSpec {
-            // Pinned: the pod is about this node, whatever the scheduler would say.
-            node_name: Some(node.to_string()),
-            os: Some(PodOS { name: "windows".into() }),
-            host_network: Some(true),
-            security_context: Some(PodSecurityContext {
-                windows_options: Some(WindowsSecurityContextOptions {
-                    host_process: Some(true),
-                    run_as_user_name: Some(SYSTEM.into()),
-                    ..WindowsSecurityContextOptions::default()
-                }),
-                ..PodSecurityContext::default()
-            }),
-            tolerations: Some(tolerations),
-            restart_policy: Some("OnFailure".into()),
             termination_grace_period_seconds: Some(30),
-            automount_service_account_token: Some(false),
-            containers: vec![Container {
-                name: "setup".into(),
-                image: Some(inputs.executor_image.into()),
-                command: Some(command),
-                volume_mounts: mounts,
-                // The executor's last line is its JSON result: the reason of a failure.
-                termination_message_policy: Some("FallbackToLogsOnError".into()),
-                ..Container::default()
-            }],
-            volumes,
-            ..PodSpec::default()
+            ..hostprocess_pod::pinned_system_spec(node, tolerations, "OnFailure", container, volumes)
         }),
         status: None,
     }
@@ -192,6 +170,7 @@ pub fn setup_pod(group: &HostGroup, node: &str, setup: Setup, inputs: &SetupInpu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hostprocess_pod::SYSTEM;
     use hostprocess_crds::HostGroupSpec;
     use serde_json::json;
 

@@ -7,13 +7,13 @@ use hostprocess_crds::{Account, HostTask, Mode};
 use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec, DaemonSetUpdateStrategy, RollingUpdateDaemonSet};
 use k8s_openapi::api::core::v1::{
     Affinity, ConfigMap, ConfigMapVolumeSource, Container, ExecAction, NodeAffinity, NodeSelector,
-    NodeSelectorRequirement, NodeSelectorTerm, PodOS, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    Toleration, Volume, VolumeMount, WindowsSecurityContextOptions,
+    NodeSelectorRequirement, NodeSelectorTerm, PodSpec, PodTemplateSpec, Probe, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 
+use crate::hostprocess_pod::{self, windows_tolerations};
 use crate::labels;
 
 /// Where the inline script is mounted in the container.
@@ -51,12 +51,8 @@ pub fn builtin_user(task: &HostTask) -> Option<&'static str> {
 
 /// The labels of everything made for `task`.
 pub fn task_labels(task: &HostTask, revision: Option<&str>) -> BTreeMap<String, String> {
-    let mut labels = BTreeMap::from([
-        (labels::MANAGED_BY.to_string(), labels::MANAGED_BY_VALUE.to_string()),
-        (labels::NAME.to_string(), "hostprocess-task".to_string()),
-        (labels::PART_OF.to_string(), "hostprocess-operator".to_string()),
-        (labels::TASK.to_string(), task.name_any()),
-    ]);
+    let mut labels = labels::managed("hostprocess-task");
+    labels.insert(labels::TASK.to_string(), task.name_any());
     if let Some(revision) = revision {
         labels.insert(labels::REVISION.to_string(), revision.to_string());
     }
@@ -183,20 +179,6 @@ fn affinity(selector: Option<&LabelSelector>, admitted: Option<&[String]>) -> Op
     })
 }
 
-/// The taints Windows node pools usually carry, tolerated by every task.
-pub(crate) fn windows_tolerations() -> Vec<Toleration> {
-    ["os", "node.kubernetes.io/os"]
-        .into_iter()
-        .map(|key| Toleration {
-            key: Some(key.into()),
-            operator: Some("Equal".into()),
-            value: Some("windows".into()),
-            effect: Some("NoSchedule".into()),
-            ..Toleration::default()
-        })
-        .collect()
-}
-
 /// The HostProcess DaemonSet of a task.
 pub fn daemon_set(task: &HostTask, inputs: &BuildInputs<'_>) -> DaemonSet {
     let spec = &task.spec;
@@ -272,28 +254,16 @@ pub fn daemon_set(task: &HostTask, inputs: &BuildInputs<'_>) -> DaemonSet {
     let mut tolerations = windows_tolerations();
     tolerations.extend(spec.tolerations.iter().cloned());
     let pod = PodSpec {
-        os: Some(PodOS { name: "windows".into() }),
-        host_network: Some(true),
-        security_context: Some(PodSecurityContext {
-            windows_options: Some(WindowsSecurityContextOptions {
-                host_process: Some(true),
-                run_as_user_name: Some(inputs.run_as_user.into()),
-                ..WindowsSecurityContextOptions::default()
-            }),
-            ..PodSecurityContext::default()
-        }),
         node_selector: Some(BTreeMap::from([("kubernetes.io/os".to_string(), "windows".to_string())])),
         affinity: affinity(spec.node_selector.as_ref(), inputs.admitted),
         tolerations: Some(tolerations),
         // A DaemonSet pod must restart: the executor idles after a `Once` payload instead.
         restart_policy: Some("Always".into()),
         termination_grace_period_seconds: Some(GRACE_SECONDS),
-        // The payload needs no API access; it gets no token.
-        automount_service_account_token: Some(false),
         init_containers,
         containers: vec![container],
         volumes: (!volumes.is_empty()).then_some(volumes),
-        ..PodSpec::default()
+        ..hostprocess_pod::spec(inputs.run_as_user)
     };
     let update_strategy = match spec.mode {
         // Nodes start by admission (the affinity above), never by the DaemonSet controller's

@@ -7,13 +7,9 @@
 //! annotation on the node's task pod (the pod is per node and revision, as the reboot is), and
 //! on the node which task cordoned it.
 
-use std::collections::BTreeMap;
-
 use hostprocess_crds::hosttask::NodeFailure;
 use hostprocess_crds::{HostTask, Mode, RebootPolicy};
-use k8s_openapi::api::core::v1::{
-    Container, Node, Pod, PodOS, PodSecurityContext, PodSpec, Toleration, WindowsSecurityContextOptions,
-};
+use k8s_openapi::api::core::v1::{Container, Node, Pod, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, EvictParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::events::EventType;
@@ -23,7 +19,7 @@ use serde_json::json;
 use super::rollout::NodeResult;
 use super::{Error, publish};
 use crate::context::Context;
-use crate::{hashing, labels};
+use crate::{hashing, hostprocess_pod, labels};
 
 /// On a task pod: where its node's reboot stands.
 pub const STEP: &str = "hostprocess.dev/reboot";
@@ -147,39 +143,27 @@ pub fn reboot_pod(task: &HostTask, node: &str, executor_image: &str, revision: &
         metadata: ObjectMeta {
             name: Some(reboot_pod_name(&name, node)),
             namespace: task.namespace(),
-            labels: Some(BTreeMap::from([
-                (labels::MANAGED_BY.to_string(), labels::MANAGED_BY_VALUE.to_string()),
-                (labels::NAME.to_string(), "hostprocess-reboot".to_string()),
-                (labels::PART_OF.to_string(), "hostprocess-operator".to_string()),
-                (REBOOT_FOR.to_string(), name.clone()),
-            ])),
+            labels: Some({
+                let mut labels = labels::managed("hostprocess-reboot");
+                labels.insert(REBOOT_FOR.to_string(), name.clone());
+                labels
+            }),
             owner_references: task.controller_owner_ref(&()).map(|o| vec![o]),
             ..ObjectMeta::default()
         },
-        spec: Some(PodSpec {
-            node_name: Some(node.to_string()),
-            os: Some(PodOS { name: "windows".into() }),
-            host_network: Some(true),
-            security_context: Some(PodSecurityContext {
-                windows_options: Some(WindowsSecurityContextOptions {
-                    host_process: Some(true),
-                    run_as_user_name: Some(r"NT AUTHORITY\SYSTEM".into()),
-                    ..WindowsSecurityContextOptions::default()
-                }),
-                ..PodSecurityContext::default()
-            }),
-            tolerations: Some(vec![Toleration { operator: Some("Exists".into()), ..Toleration::default() }]),
-            restart_policy: Some("Never".into()),
-            automount_service_account_token: Some(false),
-            containers: vec![Container {
+        spec: Some(hostprocess_pod::pinned_system_spec(
+            node,
+            vec![Toleration { operator: Some("Exists".into()), ..Toleration::default() }],
+            "Never",
+            Container {
                 name: "reboot".into(),
                 image: Some(executor_image.into()),
                 command: Some(vec!["node-executor.exe".into(), "reboot".into(), "--reason".into(), reason]),
                 termination_message_policy: Some("FallbackToLogsOnError".into()),
                 ..Container::default()
-            }],
-            ..PodSpec::default()
-        }),
+            },
+            None,
+        )),
         status: None,
     }
 }

@@ -1,0 +1,64 @@
+//! What every HostProcess pod the operator makes has in common — task DaemonSet pods, HostGroup
+//! setup pods, reboot pods: Windows, host network, a HostProcess security context at pod level,
+//! no service-account token, the usual Windows taints tolerated.
+
+use k8s_openapi::api::core::v1::{
+    Container, PodOS, PodSecurityContext, PodSpec, Toleration, Volume, WindowsSecurityContextOptions,
+};
+
+/// The built-in account setup and reboot pods run as.
+pub const SYSTEM: &str = r"NT AUTHORITY\SYSTEM";
+
+/// The taints Windows node pools usually carry, tolerated by every pod the operator makes.
+pub fn windows_tolerations() -> Vec<Toleration> {
+    ["os", "node.kubernetes.io/os"]
+        .into_iter()
+        .map(|key| Toleration {
+            key: Some(key.into()),
+            operator: Some("Equal".into()),
+            value: Some("windows".into()),
+            effect: Some("NoSchedule".into()),
+            ..Toleration::default()
+        })
+        .collect()
+}
+
+/// A HostProcess pod spec running as `user`, with the fields every such pod needs set; the
+/// caller adds placement, containers and restart behaviour.
+pub fn spec(user: &str) -> PodSpec {
+    PodSpec {
+        os: Some(PodOS { name: "windows".into() }),
+        // HostProcess pods must say so explicitly.
+        host_network: Some(true),
+        security_context: Some(PodSecurityContext {
+            windows_options: Some(WindowsSecurityContextOptions {
+                host_process: Some(true),
+                run_as_user_name: Some(user.into()),
+                ..WindowsSecurityContextOptions::default()
+            }),
+            ..PodSecurityContext::default()
+        }),
+        // The payloads need no API access; they get no token.
+        automount_service_account_token: Some(false),
+        ..PodSpec::default()
+    }
+}
+
+/// A SYSTEM HostProcess pod pinned to `node` (it is about this node, whatever the scheduler
+/// would say) running one executor container.
+pub fn pinned_system_spec(
+    node: &str,
+    tolerations: Vec<Toleration>,
+    restart_policy: &str,
+    container: Container,
+    volumes: Option<Vec<Volume>>,
+) -> PodSpec {
+    PodSpec {
+        node_name: Some(node.to_string()),
+        tolerations: Some(tolerations),
+        restart_policy: Some(restart_policy.into()),
+        containers: vec![container],
+        volumes,
+        ..spec(SYSTEM)
+    }
+}
