@@ -44,6 +44,8 @@ pub struct Context {
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
     /// Nodes, metadata only: names and labels are all the rollout needs.
     pub nodes: Store<PartialObjectMeta<Node>>,
+    /// The operator's own admission label writes, until the node cache shows them.
+    pub admissions: crate::hosttask::admission::Written,
     pub recorder: Recorder,
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }

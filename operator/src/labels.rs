@@ -14,6 +14,16 @@ pub const TASK: &str = "hostprocess.dev/task";
 /// The task revision a pod template runs.
 pub const REVISION: &str = "hostprocess.dev/revision";
 
+/// The prefix of the node labels that admit nodes into a pinned task's DaemonSet
+/// (`admitted.hostprocess.dev/<task uid>=<revision>`, see `hosttask::admission`).
+pub const ADMITTED_PREFIX: &str = "admitted.hostprocess.dev";
+
+/// Whether a node label key is one of the operator's admission labels (they change with
+/// rollouts; targeting never reads them).
+pub fn is_admission_label(key: &str) -> bool {
+    key.strip_prefix(ADMITTED_PREFIX).is_some_and(|rest| rest.starts_with('/'))
+}
+
 /// The HostGroup a setup pod or its spec ConfigMap belongs to (its name).
 pub const HOST_GROUP: &str = "hostprocess.dev/hostgroup";
 /// What a setup pod does: `provision` or `cleanup`.

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod cache;
 pub mod conditions;
 pub mod context;
+pub mod finalizer;
 pub mod hashing;
 pub mod hostgroup;
 pub mod hostprocess_pod;
@@ -167,7 +168,9 @@ pub async fn run(
     let drive_nodes = node_events.for_each(move |event| {
         let changed = match event {
             Ok(watcher::Event::Apply(node) | watcher::Event::InitApply(node)) => {
-                let labels = node.labels().clone();
+                // The operator's own admission labels change with every wave: not a targeting change.
+                let mut labels = node.labels().clone();
+                labels.retain(|key, _| !labels::is_admission_label(key));
                 seen.insert(node.name_any(), labels.clone()) != Some(labels)
             }
             Ok(watcher::Event::Delete(node)) => seen.remove(&node.name_any()).is_some(),
@@ -216,6 +219,7 @@ pub async fn run(
         groups: groups.clone(),
         namespaces: namespaces.clone(),
         nodes: nodes.clone(),
+        admissions: hosttask::admission::Written::default(),
         recorder: Recorder::new(client.clone(), reporter),
         metrics: runtime.metrics.clone(),
     });

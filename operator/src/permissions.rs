@@ -3,8 +3,9 @@
 
 /// (API group, resource, verbs) granted cluster-wide.
 pub const CLUSTER: &[(&str, &str, &[&str])] = &[
-    // Watched (the controller), read on every reconcile.
-    ("hostprocess.dev", "hosttasks", &["get", "list", "watch"]),
+    // Watched (the controller); the finalizer that takes the admission labels off the nodes is
+    // added and removed by JSON patch.
+    ("hostprocess.dev", "hosttasks", &["get", "list", "watch", "patch"]),
     // Status by server-side apply.
     ("hostprocess.dev", "hosttasks/status", &["patch"]),
     // Watched (the controller); the cleanup finalizer is added and removed by JSON patch.
@@ -28,7 +29,8 @@ pub const CLUSTER: &[(&str, &str, &[&str])] = &[
     ("", "pods/eviction", &["create"]),
     // `rollout.trackReferencedData`: the Secrets a task names, read by name (never listed).
     ("", "secrets", &["get"]),
-    // Targeting: metadata-only list and watch; a reboot reads a node's boot id and cordons.
+    // Targeting: metadata-only list and watch; admission labels (`admitted.hostprocess.dev/*`)
+    // by merge patch; a reboot reads a node's boot id and cordons.
     ("", "nodes", &["get", "list", "watch", "patch"]),
     // The Pod Security level of the task's (or the setup pods') namespace: metadata-only watch.
     ("", "namespaces", &["list", "watch"]),

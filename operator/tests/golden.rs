@@ -7,6 +7,7 @@ use std::path::Path;
 
 use hostprocess_crds::{Manifest, parse_manifests};
 use hostprocess_operator::hashing;
+use hostprocess_operator::hosttask::admission;
 use hostprocess_operator::hosttask::build::{self, BuildInputs};
 
 fn rendered(example: &str) -> String {
@@ -24,13 +25,15 @@ fn rendered(example: &str) -> String {
         task.metadata.uid = Some("00000000-0000-0000-0000-000000000001".into());
         let revision = hashing::revision(&task.spec, None);
         let run_as = build::builtin_user(&task).map(str::to_string).or(group_name.clone()).unwrap();
-        let admitted = vec!["win-000".to_string(), "win-001".to_string()];
+        // Pinned tasks (`Once`, or running as a HostGroup) require their admission label.
+        let label = admission::label_key(task.metadata.uid.as_deref().unwrap());
+        let pinned = task.spec.mode == hostprocess_crds::Mode::Once || build::runs_as_group(&task);
         let inputs = BuildInputs {
             executor_image: "ghcr.io/hostprocess-operator/node-executor:0.1.0",
             executor_version: "0.1.0",
             revision: &revision,
             run_as_user: &run_as,
-            admitted: (task.spec.mode == hostprocess_crds::Mode::Once).then_some(admitted.as_slice()),
+            admission_label: pinned.then_some(label.as_str()),
             max_unavailable: 2,
         };
         if let Some(cm) = build::script_config_map(&task, &revision) {

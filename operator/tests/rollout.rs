@@ -105,6 +105,21 @@ async fn a_patch_rollout_over_20_nodes_never_runs_more_than_max_concurrent_and_r
         .filter_map(|e| e.reason)
         .collect();
     assert!(reasons.contains("WaveStarted") && reasons.contains("RolloutComplete"), "{reasons:?}");
+
+    // Deleting the task takes its admission labels off every node before it goes.
+    let key = hostprocess_operator::hosttask::admission::label_key(&uid);
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(fx.sim.client.clone());
+    let labelled = |list: kube::api::ObjectList<k8s_openapi::api::core::v1::Node>| {
+        list.items.iter().filter(|n| n.metadata.labels.as_ref().is_some_and(|l| l.contains_key(&key))).count()
+    };
+    assert_eq!(labelled(nodes.list(&ListParams::default()).await.unwrap()), 20, "every node was admitted");
+    fx.tasks().delete("patch", &Default::default()).await.unwrap();
+    until("the task to be gone", Duration::from_secs(30), || async {
+        fx.tasks().get_opt("patch").await.unwrap().is_none().then_some(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(labelled(nodes.list(&ListParams::default()).await.unwrap()), 0, "no admission label is left");
 }
 
 #[tokio::test]

@@ -24,13 +24,11 @@ use serde_json::json;
 use tracing::{info, instrument, warn};
 
 use crate::context::Context;
-use crate::{hashing, labels};
+use crate::{finalizer, hashing, labels};
 use build::{Setup, SetupInputs};
 use plan::{Plan, SetupResult};
 use status::Blocked;
 
-/// The finalizer that keeps a HostGroup with policy `Delete` until its nodes are clean.
-pub const FINALIZER: &str = "hostprocess.dev/cleanup";
 /// How long deletion waits for nodes that exist but do not finish their cleanup.
 pub const CLEANUP_DEADLINE: Duration = Duration::from_secs(600);
 /// Longest HostGroup name usable as a label value.
@@ -130,7 +128,7 @@ pub async fn reconcile(group: Arc<HostGroup>, ctx: Arc<Context>) -> Result<Actio
     let name = group.name_any();
     let generation = group.metadata.generation;
     let deleting = group.metadata.deletion_timestamp.is_some();
-    let has_finalizer = group.finalizers().iter().any(|f| f == FINALIZER);
+    let has_finalizer = finalizer::has(&*group);
     let policy = group.spec.deletion_policy;
 
     // The finalizer: present exactly while deletion has something to do.
@@ -328,34 +326,11 @@ async fn publish(ctx: &Context, group: &HostGroup, type_: EventType, reason: &st
 }
 
 async fn add_finalizer(ctx: &Context, group: &HostGroup) -> Result<(), Error> {
-    let patch = if group.finalizers().is_empty() {
-        json!([{"op": "test", "path": "/metadata/resourceVersion", "value": group.resource_version()},
-               {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]}])
-    } else {
-        json!([{"op": "test", "path": "/metadata/resourceVersion", "value": group.resource_version()},
-               {"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER}])
-    };
-    patch_finalizers(ctx, group, patch).await
+    finalizer::add(&Api::all(ctx.client.clone()), group).await.map_err(Error::PatchFinalizer)
 }
 
 async fn remove_finalizer(ctx: &Context, group: &HostGroup) -> Result<(), Error> {
-    let Some(index) = group.finalizers().iter().position(|f| f == FINALIZER) else { return Ok(()) };
-    let path = format!("/metadata/finalizers/{index}");
-    let patch = json!([{"op": "test", "path": path, "value": FINALIZER}, {"op": "remove", "path": path}]);
-    patch_finalizers(ctx, group, patch).await
-}
-
-async fn patch_finalizers(ctx: &Context, group: &HostGroup, patch: serde_json::Value) -> Result<(), Error> {
-    let patch: json_patch::Patch = serde_json::from_value(patch)?;
-    let api: Api<HostGroup> = Api::all(ctx.client.clone());
-    match api.patch(&group.name_any(), &PatchParams::default(), &Patch::<()>::Json(patch)).await {
-        Ok(_) => Ok(()),
-        // Gone already, or changed since this reconcile read it: the next one decides again.
-        Err(kube::Error::Api(status)) if status.code == 404 || status.code == 422 || status.code == 409 => {
-            Ok(())
-        }
-        Err(e) => Err(Error::PatchFinalizer(e)),
-    }
+    finalizer::remove(&Api::all(ctx.client.clone()), group).await.map_err(Error::PatchFinalizer)
 }
 
 async fn write_status(

@@ -36,10 +36,11 @@ pub struct BuildInputs<'a> {
     pub revision: &'a str,
     /// `runAsUserName`: a built-in account or the HostGroup's local group name.
     pub run_as_user: &'a str,
-    /// The nodes the DaemonSet may run on, by name: in `Once` mode those admitted so far, for a
-    /// task that runs as a HostGroup those where the group is provisioned. `None`: every
+    /// The node label that admits nodes (`admission::label_key`), for a pinned task: in `Once`
+    /// mode the rollout admits nodes wave by wave, a task that runs as a HostGroup only where
+    /// the group is provisioned. The DaemonSet requires it to carry the revision. `None`: every
     /// targeted node.
-    pub admitted: Option<&'a [String]>,
+    pub admission_label: Option<&'a str>,
     /// `Continuous` mode: how many nodes may be updating at once.
     pub max_unavailable: u32,
 }
@@ -135,9 +136,9 @@ fn executor_args(task: &HostTask, revision: &str) -> Vec<String> {
     args
 }
 
-/// Node affinity: every term of the task's selector (ANDed), and in `Once` mode only the
-/// admitted nodes.
-fn affinity(selector: Option<&LabelSelector>, admitted: Option<&[String]>) -> Option<Affinity> {
+/// Node affinity: every term of the task's selector (ANDed), and for a pinned task the admission
+/// label with the revision.
+fn affinity(selector: Option<&LabelSelector>, admission: Option<(&str, &str)>) -> Option<Affinity> {
     let mut expressions: Vec<NodeSelectorRequirement> = Vec::new();
     if let Some(selector) = selector {
         for (key, value) in selector.match_labels.iter().flatten() {
@@ -155,22 +156,22 @@ fn affinity(selector: Option<&LabelSelector>, admitted: Option<&[String]>) -> Op
             });
         }
     }
-    let fields = admitted.map(|nodes| {
-        vec![NodeSelectorRequirement {
-            key: "metadata.name".into(),
+    if let Some((label, revision)) = admission {
+        expressions.push(NodeSelectorRequirement {
+            key: label.into(),
             operator: "In".into(),
-            values: Some(nodes.to_vec()),
-        }]
-    });
-    if expressions.is_empty() && fields.is_none() {
+            values: Some(vec![revision.into()]),
+        });
+    }
+    if expressions.is_empty() {
         return None;
     }
     Some(Affinity {
         node_affinity: Some(NodeAffinity {
             required_during_scheduling_ignored_during_execution: Some(NodeSelector {
                 node_selector_terms: vec![NodeSelectorTerm {
-                    match_expressions: (!expressions.is_empty()).then_some(expressions),
-                    match_fields: fields,
+                    match_expressions: Some(expressions),
+                    match_fields: None,
                 }],
             }),
             ..NodeAffinity::default()
@@ -255,7 +256,7 @@ pub fn daemon_set(task: &HostTask, inputs: &BuildInputs<'_>) -> DaemonSet {
     tolerations.extend(spec.tolerations.iter().cloned());
     let pod = PodSpec {
         node_selector: Some(BTreeMap::from([("kubernetes.io/os".to_string(), "windows".to_string())])),
-        affinity: affinity(spec.node_selector.as_ref(), inputs.admitted),
+        affinity: affinity(spec.node_selector.as_ref(), inputs.admission_label.map(|l| (l, inputs.revision))),
         tolerations: Some(tolerations),
         // A DaemonSet pod must restart: the executor idles after a `Once` payload instead.
         restart_policy: Some("Always".into()),
@@ -294,23 +295,6 @@ pub fn daemon_set(task: &HostTask, inputs: &BuildInputs<'_>) -> DaemonSet {
         }),
         status: None,
     }
-}
-
-/// The nodes admitted so far, read back from a DaemonSet this builder made (what the API holds
-/// is the rollout's memory: an operator restart resumes from it).
-pub fn admitted_nodes(ds: &DaemonSet) -> Vec<String> {
-    ds.spec
-        .as_ref()
-        .and_then(|s| s.template.spec.as_ref())
-        .and_then(|s| s.affinity.as_ref())
-        .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref())
-        .into_iter()
-        .flat_map(|s| s.node_selector_terms.iter())
-        .flat_map(|t| t.match_fields.iter().flatten())
-        .filter(|f| f.key == "metadata.name" && f.operator == "In")
-        .flat_map(|f| f.values.iter().flatten().cloned())
-        .collect()
 }
 
 /// The revision a DaemonSet runs (its pod template's label).

@@ -2,6 +2,7 @@
 //! rollout → build → apply → status. Each stage is a function; only `apply_*` and `reconcile`
 //! touch the API.
 
+pub mod admission;
 pub mod build;
 pub mod reboot;
 pub mod rollout;
@@ -27,7 +28,7 @@ use serde_json::json;
 use tracing::{info, instrument, warn};
 
 use crate::context::Context;
-use crate::{hashing, labels};
+use crate::{finalizer, hashing, labels};
 use rollout::{Decision, Limits, NodeResult, Phase};
 use status::Blocked;
 
@@ -59,6 +60,10 @@ pub enum Error {
     PatchPod(#[source] kube::Error),
     #[error("reading a Secret or ConfigMap the task references (rollout.trackReferencedData): {0}")]
     ReadReferenced(#[source] kube::Error),
+    #[error("labelling nodes admitted to the rollout: {0}")]
+    Admit(#[source] kube::Error),
+    #[error("updating the finalizer: {0}")]
+    PatchFinalizer(#[source] kube::Error),
     #[error("serializing: {0}")]
     Serialize(#[from] serde_json::Error),
 }
@@ -77,6 +82,8 @@ impl Error {
             Error::RebootPod(_) => "reboot_pod",
             Error::PatchPod(_) => "patch_pod",
             Error::ReadReferenced(_) => "read_referenced",
+            Error::Admit(_) => "admit",
+            Error::PatchFinalizer(_) => "patch_finalizer",
             Error::Serialize(_) => "serialize",
         }
     }
@@ -292,9 +299,22 @@ async fn apply_daemon_set(
 
 #[instrument(skip_all, fields(task = %task.name_any(), namespace = task.namespace().unwrap_or_default()))]
 pub async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let admission_label = admission::label_key(&task.uid().unwrap_or_default());
     if task.metadata.deletion_timestamp.is_some() {
-        // The DaemonSet, its pods and the ConfigMaps go with the task (owner references).
+        // The DaemonSet, its pods and the ConfigMaps go with the task (owner references); the
+        // admission labels are taken off the nodes before the finalizer lets it go.
         ctx.metrics.task_nodes(&task.namespace().unwrap_or_default(), &task.name_any(), None);
+        if finalizer::has(&*task) {
+            let labelled = admission::current(&admission_label, &ctx.nodes.state(), &ctx.admissions);
+            let release = admission::changes(&labelled, None, "");
+            admission::write(&ctx.client, &ctx.admissions, &admission_label, "", &release)
+                .await
+                .map_err(Error::Admit)?;
+            ctx.admissions.forget(&admission_label);
+            let api: Api<HostTask> =
+                Api::namespaced(ctx.client.clone(), &task.namespace().unwrap_or_default());
+            finalizer::remove(&api, &*task).await.map_err(Error::PatchFinalizer)?;
+        }
         return Ok(Action::await_change());
     }
     let namespace = task.namespace().unwrap_or_default();
@@ -328,25 +348,37 @@ pub async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action,
     }
     let Ok(account) = account else { return Ok(Action::await_change()) };
 
-    // Decide.
+    // Decide. A pinned task runs only on the nodes labelled for it (see `admission`).
+    let once = task.spec.mode == Mode::Once;
+    let pinned = once || account.eligible.is_some();
     let nodes = ctx.nodes.state();
+    ctx.admissions.settle(&admission_label, &nodes);
     let targeted = targeted_nodes(&task, &nodes);
-    let admitted = existing
+    let runs_revision = existing
         .as_ref()
-        .filter(|ds| build::daemon_set_revision(ds).as_deref() == Some(revision.as_str()))
-        .map(build::admitted_nodes)
-        .unwrap_or_default();
+        .is_some_and(|ds| build::daemon_set_revision(ds).as_deref() == Some(revision.as_str()));
+    let labelled = admission::current(&admission_label, &nodes, &ctx.admissions);
+    let admitted = admission::admitted(&labelled, &revision, runs_revision);
     let pods = revision_pods(&ctx, &task, &revision);
     let results = results(&task, &pods);
     let limits = limits(&task, targeted.len());
     let decision = decide(&task, &targeted, &admitted, &results, limits, account.eligible.as_ref());
 
-    // Build and apply.
+    // Apply: the finalizer before the first label, the labels, the script, the DaemonSet.
+    let label_changes =
+        admission::changes(&labelled, pinned.then_some(decision.admitted.as_slice()), &revision);
+    if !label_changes.admit.is_empty() && !finalizer::has(&*task) {
+        finalizer::add(&Api::namespaced(ctx.client.clone(), &namespace), &*task)
+            .await
+            .map_err(Error::PatchFinalizer)?;
+        // The patch changes the task: the next reconcile sees the finalizer and admits.
+        return Ok(Action::await_change());
+    }
+    admission::write(&ctx.client, &ctx.admissions, &admission_label, &revision, &label_changes)
+        .await
+        .map_err(Error::Admit)?;
     // The script of a revision: immutable, so written once — not again while the DaemonSet runs
     // this revision, and not when it exists already.
-    let runs_revision = existing
-        .as_ref()
-        .is_some_and(|ds| build::daemon_set_revision(ds).as_deref() == Some(revision.as_str()));
     if let Some(cm) = build::script_config_map(&task, &revision).filter(|_| !runs_revision) {
         let maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &namespace);
         if maps.get_opt(&cm.name_any()).await.map_err(Error::ApplyConfigMap)?.is_none() {
@@ -358,13 +390,9 @@ pub async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action,
                 .map_err(Error::ApplyConfigMap)?;
         }
     }
-    let once = task.spec.mode == Mode::Once;
-    // Pinned to named nodes: `Once` (admitted by waves) and tasks that run as a HostGroup
-    // (only where the group is provisioned).
-    let pinned = once || account.eligible.is_some();
     if pinned && decision.admitted.is_empty() {
-        // Nothing may run yet (paused from the start, no node targeted): no DaemonSet, whose
-        // node affinity could not name an empty set of nodes.
+        // Nothing may run yet (paused from the start, no node targeted or eligible): no
+        // DaemonSet, so labels left from an earlier rollout of this revision admit nothing.
         if existing.is_some() {
             sets.delete(&ds_name, &DeleteParams::background()).await.map_err(Error::DeleteDaemonSet)?;
         }
@@ -374,7 +402,7 @@ pub async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action,
             executor_version: &ctx.config.executor_version,
             revision: &revision,
             run_as_user: &account.user,
-            admitted: pinned.then_some(decision.admitted.as_slice()),
+            admission_label: pinned.then_some(admission_label.as_str()),
             max_unavailable: limits.max_concurrent,
         };
         let ds = build::daemon_set(&task, &inputs);

@@ -92,14 +92,30 @@ impl Fixture {
         self.tasks().get(name).await.unwrap()
     }
 
-    /// The nodes the task's DaemonSet admits so far.
+    /// The nodes the task's DaemonSet admits so far: labelled for the revision it runs.
     pub async fn admitted(&self, name: &str) -> BTreeSet<String> {
         let sets: Api<DaemonSet> = Api::namespaced(self.sim.client.clone(), NS);
-        match sets.get_opt(&format!("hostprocess-{name}")).await.unwrap() {
-            Some(ds) => hostprocess_operator::hosttask::build::admitted_nodes(&ds).into_iter().collect(),
-            None => BTreeSet::new(),
-        }
+        let Some(ds) = sets.get_opt(&format!("hostprocess-{name}")).await.unwrap() else {
+            return BTreeSet::new();
+        };
+        let uid = self.task(name).await.metadata.uid.unwrap();
+        admitted_nodes(&self.sim.client, &uid, &ds).await
     }
+}
+
+/// The nodes that carry a task's admission label with the revision `ds` runs.
+pub async fn admitted_nodes(client: &kube::Client, task_uid: &str, ds: &DaemonSet) -> BTreeSet<String> {
+    use hostprocess_operator::hosttask::{admission, build};
+    let key = admission::label_key(task_uid);
+    let revision = build::daemon_set_revision(ds);
+    let nodes =
+        Api::<k8s_openapi::api::core::v1::Node>::all(client.clone()).list(&Default::default()).await.unwrap();
+    nodes
+        .items
+        .into_iter()
+        .filter(|n| n.metadata.labels.as_ref().and_then(|l| l.get(&key)) == revision.as_ref())
+        .filter_map(|n| n.metadata.name)
+        .collect()
 }
 
 pub fn spawn_operator(sim: &Simulation) -> tokio::task::JoinHandle<()> {

@@ -12,11 +12,13 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use hostprocess_crds::{HostGroup, HostTask};
 use hostprocess_operator::hosttask::rollout::{self, NodeResult};
+use hostprocess_operator::hosttask::{admission, build};
 use hostprocess_operator::{Config, labels};
 use hostprocess_sim::{SimOptions, Simulation};
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::wait::{await_condition, conditions};
 
@@ -310,6 +312,7 @@ async fn follow(
     let name = name.to_string();
     let sets: Api<DaemonSet> = Api::namespaced(sim.client.clone(), namespace);
     let pods: Api<Pod> = Api::namespaced(sim.client.clone(), namespace);
+    let nodes: Api<Node> = Api::all(sim.client.clone());
     let mut admitted: BTreeSet<String> = BTreeSet::new();
     let mut results: BTreeMap<String, String> = BTreeMap::new();
     let mut wave = 0;
@@ -321,8 +324,17 @@ async fn follow(
         let revision = status.revision.clone().unwrap_or_default();
         let mut wave_started = false;
         if let Some(ds) = sets.get_opt(&labels::daemon_set_name(&name)).await? {
-            let now: BTreeSet<String> =
-                hostprocess_operator::hosttask::build::admitted_nodes(&ds).into_iter().collect();
+            // Admitted: the nodes labelled for the revision the DaemonSet runs.
+            let key = admission::label_key(&current.uid().unwrap_or_default());
+            let revision = build::daemon_set_revision(&ds);
+            let now: BTreeSet<String> = nodes
+                .list_metadata(&ListParams::default())
+                .await?
+                .items
+                .into_iter()
+                .filter(|n| n.labels().get(&key) == revision.as_ref())
+                .map(|n| n.name_any())
+                .collect();
             let new: Vec<String> = now.difference(&admitted).cloned().collect();
             if !new.is_empty() {
                 wave_started = true;

@@ -17,8 +17,9 @@ use tokio::task::JoinHandle;
 
 use crate::daemonset::{self, REVISION_LABEL};
 
-/// How long a created pod may take to show up in the cache before it is created again.
-const EXPECTATION_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a created pod may take to show up in the cache before it is created again (the real
+/// controller's `ExpectationsTimeout`).
+const EXPECTATION_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 
 struct Ctx {
     client: Client,
@@ -26,6 +27,12 @@ struct Ctx {
     pods: Store<Pod>,
     /// Pods created but not yet seen in the cache, per DaemonSet uid and node.
     expected: Mutex<HashMap<(String, String), Instant>>,
+}
+
+impl Ctx {
+    fn expected(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Instant>> {
+        self.expected.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +43,25 @@ enum Error {
     Json(#[from] serde_json::Error),
 }
 
+/// The DaemonSets whose decision for a node changes when the node goes from `before` to `after`
+/// (like the real controller's node handler: a heartbeat or a label no template reads wakes
+/// nobody).
+fn affected(
+    sets: &Store<DaemonSet>,
+    before: Option<&Node>,
+    after: Option<&Node>,
+) -> Vec<ObjectRef<DaemonSet>> {
+    sets.state()
+        .into_iter()
+        .filter(|ds| {
+            let Some(spec) = &ds.spec else { return false };
+            let fits = |n: Option<&Node>| n.is_some_and(|n| daemonset::node_qualifies(&spec.template, n));
+            fits(before) != fits(after)
+        })
+        .map(|ds| ObjectRef::from_obj(&*ds))
+        .collect()
+}
+
 /// Starts the DaemonSet controller; abort the handle to stop it.
 pub fn spawn_daemonset_controller(client: Client) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -43,22 +69,45 @@ pub fn spawn_daemonset_controller(client: Client) -> JoinHandle<()> {
         let (pods, pod_writer) = reflector::store();
         let node_api: Api<Node> = Api::all(client.clone());
         let pod_api: Api<Pod> = Api::all(client.clone());
-        let node_watch =
-            reflector::reflector(node_writer, watcher(node_api.clone(), watcher::Config::default()))
-                .default_backoff()
-                .for_each(|_| futures::future::ready(()));
-        let pod_watch =
-            reflector::reflector(pod_writer, watcher(pod_api.clone(), watcher::Config::default()))
-                .default_backoff()
-                .for_each(|_| futures::future::ready(()));
         let ctx = Arc::new(Ctx { client: client.clone(), nodes, pods, expected: Mutex::new(HashMap::new()) });
         let controller = Controller::new(Api::<DaemonSet>::all(client), watcher::Config::default());
         let sets = controller.store();
+        // Nodes: one watch feeds the cache and wakes the DaemonSets a change concerns.
+        let (wake, woken) = futures::channel::mpsc::unbounded::<ObjectRef<DaemonSet>>();
+        let mut seen: HashMap<String, Node> = HashMap::new();
+        let node_watch = reflector::reflector(node_writer, watcher(node_api, watcher::Config::default()))
+            .default_backoff()
+            .for_each(move |event| {
+                let (before, after) = match event {
+                    Ok(watcher::Event::Apply(node) | watcher::Event::InitApply(node)) => {
+                        (seen.insert(node.name_any(), node.clone()), Some(node))
+                    }
+                    Ok(watcher::Event::Delete(node)) => (seen.remove(&node.name_any()), None),
+                    _ => (None, None),
+                };
+                for ds in affected(&sets, before.as_ref(), after.as_ref()) {
+                    let _ = wake.unbounded_send(ds);
+                }
+                futures::future::ready(())
+            });
+        // Pods: the cache, and a created pod that shows up meets its expectation.
+        let watch_ctx = ctx.clone();
+        let pod_watch =
+            reflector::reflector(pod_writer, watcher(pod_api.clone(), watcher::Config::default()))
+                .default_backoff()
+                .for_each(move |event| {
+                    if let Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) = event {
+                        let node = pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
+                        let mut expected = watch_ctx.expected();
+                        for owner in pod.owner_references() {
+                            expected.remove(&(owner.uid.clone(), node.clone()));
+                        }
+                    }
+                    futures::future::ready(())
+                });
         let run = controller
             .owns(pod_api, watcher::Config::default())
-            .watches(node_api, watcher::Config::default(), move |_node| {
-                sets.state().into_iter().map(|ds| ObjectRef::from_obj(&*ds)).collect::<Vec<_>>()
-            })
+            .reconcile_on(woken)
             .run(reconcile, |_, _, _| Action::requeue(Duration::from_millis(500)), ctx)
             .for_each(|_| futures::future::ready(()));
         tokio::join!(node_watch, pod_watch, run);
@@ -72,13 +121,12 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     }
     let uid = ds.uid().unwrap_or_default();
     let namespace = ds.namespace().unwrap_or_default();
-    let nodes: Vec<Node> = ctx.nodes.state().iter().map(|n| (**n).clone()).collect();
-    let owned: Vec<Pod> = ctx
+    let nodes = ctx.nodes.state();
+    let owned: Vec<Arc<Pod>> = ctx
         .pods
         .state()
-        .iter()
+        .into_iter()
         .filter(|p| p.owner_references().iter().any(|o| o.uid == uid && o.controller == Some(true)))
-        .map(|p| (**p).clone())
         .collect();
     let plan = daemonset::plan(&ds, &nodes, &owned);
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -87,11 +135,11 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     for node in &plan.create_on {
         let key = (uid.clone(), node.clone());
         {
-            let mut expected = ctx.expected.lock().unwrap_or_else(|e| e.into_inner());
+            let mut expected = ctx.expected();
             if expected.get(&key).is_some_and(|t| t.elapsed() < EXPECTATION_TIMEOUT) {
                 continue;
             }
-            expected.insert(key, Instant::now());
+            expected.insert(key.clone(), Instant::now());
         }
         let mut pod = Pod {
             metadata: spec.template.metadata.clone().unwrap_or_default(),
@@ -106,12 +154,11 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         if let Some(spec) = pod.spec.as_mut() {
             spec.node_name = Some(node.clone());
         }
-        pods.create(&PostParams::default(), &pod).await?;
-    }
-    {
-        // Forget expectations the cache has caught up with.
-        let mut expected = ctx.expected.lock().unwrap_or_else(|e| e.into_inner());
-        expected.retain(|(ds_uid, node), _| *ds_uid != uid || plan.create_on.contains(node));
+        if let Err(e) = pods.create(&PostParams::default(), &pod).await {
+            // No pod is coming: the next attempt need not wait for it.
+            ctx.expected().remove(&key);
+            return Err(e.into());
+        }
     }
     for name in &plan.delete {
         match pods.delete(name, &DeleteParams::default()).await {

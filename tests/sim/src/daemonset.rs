@@ -4,6 +4,7 @@
 //! NoSchedule/NoExecute taints (with the tolerations the real controller adds itself),
 //! `controller-revision-hash`, `OnDelete` and `RollingUpdate` (maxUnavailable), status counts.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetStatus};
@@ -151,18 +152,19 @@ fn max_unavailable(ds: &DaemonSet, desired: usize) -> usize {
 }
 
 /// Decides what to do for `ds` given all nodes and the pods it owns.
-pub fn plan(ds: &DaemonSet, nodes: &[Node], pods: &[Pod]) -> Plan {
+pub fn plan<N: Borrow<Node>, P: Borrow<Pod>>(ds: &DaemonSet, nodes: &[N], pods: &[P]) -> Plan {
     let Some(spec) = &ds.spec else { return Plan::default() };
     let revision = revision_hash(&spec.template);
     let on_delete = spec.update_strategy.as_ref().and_then(|u| u.type_.as_deref()) == Some("OnDelete");
     let qualifying: BTreeSet<String> = nodes
         .iter()
+        .map(Borrow::borrow)
         .filter(|n| node_qualifies(&spec.template, n))
         .filter_map(|n| n.metadata.name.clone())
         .collect();
 
     let mut by_node: BTreeMap<String, Vec<&Pod>> = BTreeMap::new();
-    for pod in pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none()) {
+    for pod in pods.iter().map(Borrow::borrow).filter(|p: &&Pod| p.metadata.deletion_timestamp.is_none()) {
         let node = pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
         by_node.entry(node).or_default().push(pod);
     }
@@ -292,7 +294,7 @@ mod tests {
             json!([{"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}]),
         );
         let nodes = [windows("win-1"), windows("win-2"), linux, tainted, cordoned];
-        let plan = plan(&windows_ds(json!({"type": "OnDelete"})), &nodes, &[]);
+        let plan = plan(&windows_ds(json!({"type": "OnDelete"})), &nodes, &[] as &[Pod]);
         assert_eq!(
             plan.create_on,
             ["win-1", "win-2", "win-cordoned"],
@@ -310,7 +312,8 @@ mod tests {
             "tolerations": [{"operator": "Exists"}], "containers": []});
         let b = node("win-b", json!({"pool": "b"}), json!([]));
         let nine = node("win-9", json!({"pool": "b"}), json!([]));
-        let plan = plan(&ds(template, json!({"type": "OnDelete"})), &[windows("win-1"), b, nine], &[]);
+        let plan =
+            plan(&ds(template, json!({"type": "OnDelete"})), &[windows("win-1"), b, nine], &[] as &[Pod]);
         assert_eq!(plan.create_on, ["win-1", "win-9"]);
     }
 

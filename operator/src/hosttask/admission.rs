@@ -1,0 +1,219 @@
+//! Which nodes a pinned task's DaemonSet may run on. A `Once` task admits nodes wave by wave and a
+//! task that runs as a HostGroup only where the group is provisioned; both say so with one label
+//! per task on the node, `admitted.hostprocess.dev/<task uid>=<revision>`, which the DaemonSet's
+//! node affinity requires. A pod therefore carries one short requirement, not the names of every
+//! admitted node (pods × nodes names in etcd, in every watch and in the scheduler), and the
+//! DaemonSet's template changes only with the revision.
+//!
+//! The labels are the record of the rollout: a restarted operator reads them from its node
+//! cache. Its own writes are remembered until the cache shows them, so a reconcile that runs
+//! before the watch delivers them never admits a node twice over `maxConcurrent`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, Patch, PatchParams};
+use kube::core::PartialObjectMeta;
+use kube::{Client, ResourceExt};
+use serde_json::json;
+
+use crate::labels;
+
+/// How many node label writes a reconcile has in flight at once.
+const PARALLEL_WRITES: usize = 8;
+
+/// The label key of a task: its uid, so a task deleted and created again under the same name
+/// starts afresh.
+pub fn label_key(task_uid: &str) -> String {
+    format!("{}/{task_uid}", labels::ADMITTED_PREFIX)
+}
+
+/// The value of `key` on every node that has it, the operator's own writes included.
+pub fn current(
+    key: &str,
+    nodes: &[Arc<PartialObjectMeta<Node>>],
+    written: &Written,
+) -> BTreeMap<String, String> {
+    let mut values: BTreeMap<String, String> =
+        nodes.iter().filter_map(|n| Some((n.name_any(), n.labels().get(key)?.clone()))).collect();
+    for (node, value) in written.of(key) {
+        match value {
+            Some(value) => values.insert(node, value),
+            None => values.remove(&node),
+        };
+    }
+    values
+}
+
+/// The nodes admitted for `revision`: those labelled with it while the DaemonSet runs that
+/// revision. Before it does (a new rollout, or a spec changed back to an earlier revision) such
+/// labels are left from an earlier rollout and admit nothing.
+pub fn admitted(current: &BTreeMap<String, String>, revision: &str, rolling: bool) -> Vec<String> {
+    if !rolling {
+        return Vec::new();
+    }
+    current.iter().filter(|(_, v)| *v == revision).map(|(n, _)| n.clone()).collect()
+}
+
+/// Label writes that make the nodes labelled with `revision` exactly `desired`.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Nodes to label with the revision.
+    pub admit: Vec<String>,
+    /// Nodes whose label goes.
+    pub release: Vec<String>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.admit.is_empty() && self.release.is_empty()
+    }
+}
+
+/// What to write so that exactly `desired` carries `revision`. Labels with another revision
+/// stay (they admit nothing and are overwritten when their node's turn comes), unless the task
+/// pins nothing any more (`desired` is `None`), when every label of the task goes.
+pub fn changes(current: &BTreeMap<String, String>, desired: Option<&[String]>, revision: &str) -> Changes {
+    let Some(desired) = desired else {
+        return Changes { admit: Vec::new(), release: current.keys().cloned().collect() };
+    };
+    let wanted: BTreeSet<&String> = desired.iter().collect();
+    Changes {
+        admit: desired
+            .iter()
+            .filter(|n| current.get(*n).map(String::as_str) != Some(revision))
+            .cloned()
+            .collect(),
+        release: current
+            .iter()
+            .filter(|(n, v)| *v == revision && !wanted.contains(n))
+            .map(|(n, _)| n.clone())
+            .collect(),
+    }
+}
+
+/// The operator's own label writes per label key, kept until the node cache shows them.
+#[derive(Debug, Default)]
+pub struct Written(Mutex<HashMap<String, BTreeMap<String, Option<String>>>>);
+
+impl Written {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, BTreeMap<String, Option<String>>>> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn of(&self, key: &str) -> BTreeMap<String, Option<String>> {
+        self.lock().get(key).cloned().unwrap_or_default()
+    }
+
+    fn record(&self, key: &str, node: &str, value: Option<&str>) {
+        self.lock().entry(key.to_string()).or_default().insert(node.to_string(), value.map(String::from));
+    }
+
+    /// Forgets the writes the cache shows now, and those to nodes that are gone.
+    pub fn settle(&self, key: &str, nodes: &[Arc<PartialObjectMeta<Node>>]) {
+        let mut all = self.lock();
+        let Some(written) = all.get_mut(key) else { return };
+        let cached: HashMap<String, Option<&String>> =
+            nodes.iter().map(|n| (n.name_any(), n.labels().get(key))).collect();
+        written.retain(|node, value| cached.get(node).is_some_and(|c| c.cloned() != *value));
+        if written.is_empty() {
+            all.remove(key);
+        }
+    }
+
+    /// Forgets a task's writes (it is gone).
+    pub fn forget(&self, key: &str) {
+        self.lock().remove(key);
+    }
+}
+
+/// Writes `changes` (label `key` = `revision` on `admit`, off `release`), a few nodes at a time.
+/// A node deleted meanwhile is skipped.
+pub async fn write(
+    client: &Client,
+    written: &Written,
+    key: &str,
+    revision: &str,
+    changes: &Changes,
+) -> Result<(), kube::Error> {
+    let api: Api<Node> = Api::all(client.clone());
+    let params = PatchParams { field_manager: Some(labels::FIELD_MANAGER.into()), ..PatchParams::default() };
+    let writes: Vec<(String, Option<String>)> = changes
+        .admit
+        .iter()
+        .map(|n| (n.clone(), Some(revision.to_string())))
+        .chain(changes.release.iter().map(|n| (n.clone(), None)))
+        .collect();
+    let attempts = writes.into_iter().map(|(node, value)| {
+        let (api, params) = (api.clone(), params.clone());
+        async move {
+            let patch = json!({"metadata": {"labels": {key: value}}});
+            match api.patch_metadata(&node, &params, &Patch::Merge(&patch)).await {
+                Err(kube::Error::Api(status)) if status.code != 404 => Err(kube::Error::Api(status)),
+                Err(e) if !matches!(e, kube::Error::Api(_)) => Err(e),
+                _ => {
+                    written.record(key, &node, value.as_deref());
+                    Ok(())
+                }
+            }
+        }
+    });
+    futures::stream::iter(attempts).buffer_unordered(PARALLEL_WRITES).try_collect::<Vec<()>>().await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labelled(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
+    }
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn labels_of_the_revision_admit_only_while_the_daemon_set_runs_it() {
+        let current = labelled(&[("win-1", "rev-b"), ("win-2", "rev-a"), ("win-3", "rev-b")]);
+        assert_eq!(admitted(&current, "rev-b", true), ["win-1", "win-3"]);
+        // Spec changed back to rev-b after rev-a: the old labels must not start a whole wave.
+        assert!(admitted(&current, "rev-b", false).is_empty());
+    }
+
+    #[test]
+    fn changes_label_the_new_nodes_and_release_the_dropped_ones() {
+        let current = labelled(&[("win-1", "rev-b"), ("win-2", "rev-a"), ("win-3", "rev-b")]);
+        let c = changes(&current, Some(&names(&["win-1", "win-2", "win-4"])), "rev-b");
+        assert_eq!(c.admit, ["win-2", "win-4"], "another revision's label is overwritten");
+        assert_eq!(c.release, ["win-3"], "a node labelled for this revision but no longer admitted");
+        let none = changes(&current, Some(&names(&["win-1", "win-3"])), "rev-b");
+        assert!(none.is_empty(), "nothing to write when the labels say what is wanted");
+        let unpinned = changes(&current, None, "rev-b");
+        assert_eq!((unpinned.admit.len(), unpinned.release.len()), (0, 3));
+    }
+
+    #[test]
+    fn own_writes_count_until_the_cache_shows_them() {
+        let node = |name: &str, labels: &[(&str, &str)]| {
+            let mut n = PartialObjectMeta::<Node>::default();
+            n.metadata.name = Some(name.into());
+            n.metadata.labels = Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+            Arc::new(n)
+        };
+        let key = label_key("uid-1");
+        let written = Written::default();
+        written.record(&key, "win-1", Some("rev-b"));
+        written.record(&key, "win-2", None);
+        let stale = [node("win-1", &[]), node("win-2", &[(&key, "rev-b")])];
+        assert_eq!(current(&key, &stale, &written), labelled(&[("win-1", "rev-b")]));
+        let caught_up = [node("win-1", &[(&key, "rev-b")]), node("win-2", &[(&key, "rev-b")])];
+        written.settle(&key, &caught_up);
+        assert_eq!(written.of(&key).len(), 1, "win-1 settled; win-2's removal is not in the cache yet");
+        written.settle(&key, &[node("win-1", &[(&key, "rev-b")])]);
+        assert!(written.of(&key).is_empty(), "a node that is gone is forgotten");
+    }
+}
