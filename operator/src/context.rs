@@ -34,6 +34,9 @@ impl Config {
 pub struct Context {
     pub client: Client,
     pub config: Config,
+    /// The tasks' DaemonSets (label-selected), and the operator's writes the cache may not show yet.
+    pub daemon_sets: Store<k8s_openapi::api::apps::v1::DaemonSet>,
+    pub daemon_set_writes: crate::cache::OwnWrites<k8s_openapi::api::apps::v1::DaemonSet>,
     /// Task pods (label-selected).
     pub pods: Store<Pod>,
     /// HostGroup setup pods (label-selected, in `config.group_namespace`).

@@ -118,6 +118,17 @@ pub async fn run(
     )
     .default_backoff()
     .touched_objects();
+    let (daemon_sets, daemon_set_writer) = reflector::store();
+    let daemon_set_stream = reflector::reflector(
+        daemon_set_writer,
+        watcher(
+            scoped::<DaemonSet>(&client, namespace.as_deref()),
+            watcher::Config::default().labels(&labels::managed_selector()),
+        )
+        .modify(|ds| ds.metadata.managed_fields = None),
+    )
+    .default_backoff()
+    .touched_objects();
     let (setup_pods, setup_writer) = reflector::store();
     let setup_stream = reflector::reflector(
         setup_writer,
@@ -214,6 +225,8 @@ pub async fn run(
     let ctx = Arc::new(Context {
         client: client.clone(),
         config,
+        daemon_sets: daemon_sets.clone(),
+        daemon_set_writes: cache::OwnWrites::default(),
         pods: pods.clone(),
         setup_pods: setup_pods.clone(),
         groups: groups.clone(),
@@ -231,6 +244,8 @@ pub async fn run(
     };
     let lost_lease = std::sync::atomic::AtomicBool::new(false);
     let tasks = scoped::<HostTask>(&client, namespace.as_deref());
+    // The DaemonSets: the cache above (read by reconciles) and the controller's own watch (a
+    // change of a task's DaemonSet reconciles the task); two watches of a few small objects.
     let task_controller = Controller::new(tasks, watcher::Config::default())
         .owns(
             scoped::<DaemonSet>(&client, namespace.as_deref()),
@@ -254,17 +269,19 @@ pub async fn run(
 
     // Decide nothing before the caches hold what the cluster holds.
     let drive_pods = pod_stream.for_each(|_| futures::future::ready(()));
+    let drive_daemon_sets = daemon_set_stream.for_each(|_| futures::future::ready(()));
     let health = runtime.health.clone();
     let leader = runtime.leader.clone();
     let run = async {
-        let (p, s, g, n, ns) = futures::join!(
+        let (p, s, g, n, ns, d) = futures::join!(
             pods.wait_until_ready(),
             setup_pods.wait_until_ready(),
             groups.wait_until_ready(),
             nodes.wait_until_ready(),
-            namespaces.wait_until_ready()
+            namespaces.wait_until_ready(),
+            daemon_sets.wait_until_ready()
         );
-        if p.is_err() || s.is_err() || g.is_err() || n.is_err() || ns.is_err() {
+        if p.is_err() || s.is_err() || g.is_err() || n.is_err() || ns.is_err() || d.is_err() {
             warn!("the caches were dropped before they were ready");
             return;
         }
@@ -309,6 +326,7 @@ pub async fn run(
     };
     tokio::select! {
         _ = drive_pods => {}
+        _ = drive_daemon_sets => {}
         _ = drive_setup_pods => {}
         _ = drive_groups => {}
         _ = drive_namespaces => {}

@@ -27,6 +27,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, instrument, warn};
 
+use crate::cache::Known;
 use crate::context::Context;
 use crate::{finalizer, hashing, labels};
 use rollout::{Decision, Limits, NodeResult, Phase};
@@ -279,8 +280,28 @@ fn apply_params() -> PatchParams {
     PatchParams::apply(labels::FIELD_MANAGER).force()
 }
 
+/// The task's DaemonSet: from the cache, or the operator's own last write when the cache is
+/// behind it, or read from the API when the two cannot be ordered.
+async fn daemon_set(
+    ctx: &Context,
+    api: &Api<DaemonSet>,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<DaemonSet>, Error> {
+    let key = ObjectRef::new(name).within(namespace);
+    match ctx.daemon_set_writes.resolve(&key, ctx.daemon_sets.get(&key)) {
+        Known::Is(ds) => Ok(ds.map(|ds| (*ds).clone())),
+        Known::Unsure => {
+            let ds = api.get_opt(name).await.map_err(Error::GetDaemonSet)?;
+            ctx.daemon_set_writes.wrote(key, ds.clone());
+            Ok(ds)
+        }
+    }
+}
+
 /// Applies the DaemonSet unless the one in the API was applied from the same content.
 async fn apply_daemon_set(
+    ctx: &Context,
     api: &Api<DaemonSet>,
     existing: Option<&DaemonSet>,
     mut ds: DaemonSet,
@@ -293,7 +314,11 @@ async fn apply_daemon_set(
     let mut value = serde_json::to_value(&ds)?;
     value["apiVersion"] = json!("apps/v1");
     value["kind"] = json!("DaemonSet");
-    api.patch(&ds.name_any(), &apply_params(), &Patch::Apply(&value)).await.map_err(Error::ApplyDaemonSet)?;
+    let applied = api
+        .patch(&ds.name_any(), &apply_params(), &Patch::Apply(&value))
+        .await
+        .map_err(Error::ApplyDaemonSet)?;
+    ctx.daemon_set_writes.wrote(ObjectRef::from_obj(&applied), Some(applied));
     Ok(true)
 }
 
@@ -327,7 +352,7 @@ pub async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action,
     let revision = hashing::revision(&task.spec, referenced.as_deref());
     let sets: Api<DaemonSet> = Api::namespaced(ctx.client.clone(), &namespace);
     let ds_name = labels::daemon_set_name(&name);
-    let existing = sets.get_opt(&ds_name).await.map_err(Error::GetDaemonSet)?;
+    let existing = daemon_set(&ctx, &sets, &namespace, &ds_name).await?;
     let now = Timestamp::now();
 
     // Validate: bad input becomes a condition, never a retry storm.
@@ -394,7 +419,12 @@ pub async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action,
         // Nothing may run yet (paused from the start, no node targeted or eligible): no
         // DaemonSet, so labels left from an earlier rollout of this revision admit nothing.
         if existing.is_some() {
-            sets.delete(&ds_name, &DeleteParams::background()).await.map_err(Error::DeleteDaemonSet)?;
+            match sets.delete(&ds_name, &DeleteParams::background()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(e) => return Err(Error::DeleteDaemonSet(e)),
+            }
+            ctx.daemon_set_writes.wrote(ObjectRef::new(&ds_name).within(&namespace), None);
         }
     } else {
         let inputs = build::BuildInputs {
@@ -406,7 +436,7 @@ pub async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action,
             max_unavailable: limits.max_concurrent,
         };
         let ds = build::daemon_set(&task, &inputs);
-        apply_daemon_set(&sets, existing.as_ref(), ds).await?;
+        apply_daemon_set(&ctx, &sets, existing.as_ref(), ds).await?;
     }
     if once {
         replace_outdated_pods(&ctx, &task, &revision, &decision.admitted).await?;
