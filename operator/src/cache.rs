@@ -1,31 +1,176 @@
 //! What the caches keep of the objects they hold. A task pod carries its DaemonSet's whole
-//! template (containers, volumes, probes, affinity, tolerations), but the operator needs only
-//! where a pod runs, its labels and annotations, and its status: slimming before the reflector
-//! stores keeps memory per pod small, and a fleet holds one pod per node and task.
+//! template (containers, volumes, probes, affinity, tolerations) and a verbose status, but the
+//! operator needs only where a pod runs, its own labels and annotations, and what its containers
+//! say. Pods are therefore decoded straight into `CachedPod` — the rest of each watch event is
+//! skipped by the decoder, never allocated — so memory follows the number of pods (one per node
+//! and task) at a few hundred bytes each.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use k8s_openapi::api::core::v1::{Pod, PodSpec, PodStatus};
+use k8s_openapi::api::core::v1::{ContainerState, ContainerStatus, Pod, PodCondition, PodSpec, PodStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 use kube::runtime::reflector::ObjectRef;
+use serde::Deserialize;
 
-/// Drops what no decision reads: managed fields, every spec field but `nodeName`, and the
-/// status fields beyond phase, conditions, container states and the message.
-pub fn slim_pod(pod: &mut Pod) {
-    pod.metadata.managed_fields = None;
-    let node_name = pod.spec.as_ref().and_then(|s| s.node_name.clone());
-    pod.spec = Some(PodSpec { node_name, ..PodSpec::default() });
-    if let Some(status) = pod.status.take() {
-        pod.status = Some(PodStatus {
-            phase: status.phase,
-            conditions: status.conditions,
-            container_statuses: status.container_statuses,
-            init_container_statuses: status.init_container_statuses,
-            message: status.message,
-            ..PodStatus::default()
-        });
+/// A pod as the caches keep it (see the module). `to_pod` gives the `Pod` the decisions read.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct CachedPod {
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    spec: CachedSpec,
+    #[serde(default)]
+    status: CachedStatus,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CachedSpec {
+    node_name: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CachedStatus {
+    phase: Option<String>,
+    message: Option<String>,
+    #[serde(default)]
+    conditions: Vec<CachedCondition>,
+    #[serde(default)]
+    container_statuses: Vec<CachedContainer>,
+    #[serde(default)]
+    init_container_statuses: Vec<CachedContainer>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+struct CachedCondition {
+    #[serde(rename = "type")]
+    type_: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CachedContainer {
+    name: String,
+    #[serde(default)]
+    ready: bool,
+    #[serde(default)]
+    restart_count: i32,
+    state: Option<ContainerState>,
+    last_state: Option<ContainerState>,
+}
+
+impl Resource for CachedPod {
+    type DynamicType = ();
+    type Scope = k8s_openapi::NamespaceResourceScope;
+
+    fn kind(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed("Pod")
     }
+    fn group(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed("")
+    }
+    fn version(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed("v1")
+    }
+    fn plural(_: &()) -> Cow<'_, str> {
+        Cow::Borrowed("pods")
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+impl CachedPod {
+    /// The node the pod runs on.
+    pub fn node_name(&self) -> Option<&str> {
+        self.spec.node_name.as_deref()
+    }
+
+    pub fn phase(&self) -> Option<&str> {
+        self.status.phase.as_deref()
+    }
+
+    /// The pod as the decisions read it: metadata, node, phase, conditions, container states.
+    pub fn to_pod(&self) -> Pod {
+        let containers = |list: &[CachedContainer]| {
+            (!list.is_empty()).then(|| {
+                list.iter()
+                    .map(|c| ContainerStatus {
+                        name: c.name.clone(),
+                        ready: c.ready,
+                        restart_count: c.restart_count,
+                        state: c.state.clone(),
+                        last_state: c.last_state.clone(),
+                        ..ContainerStatus::default()
+                    })
+                    .collect()
+            })
+        };
+        let status = &self.status;
+        Pod {
+            metadata: self.metadata.clone(),
+            spec: Some(PodSpec { node_name: self.spec.node_name.clone(), ..PodSpec::default() }),
+            status: Some(PodStatus {
+                phase: status.phase.clone(),
+                message: status.message.clone(),
+                conditions: (!status.conditions.is_empty()).then(|| {
+                    status
+                        .conditions
+                        .iter()
+                        .map(|c| PodCondition {
+                            type_: c.type_.clone(),
+                            status: c.status.clone(),
+                            ..PodCondition::default()
+                        })
+                        .collect()
+                }),
+                container_statuses: containers(&status.container_statuses),
+                init_container_statuses: containers(&status.init_container_statuses),
+                ..PodStatus::default()
+            }),
+        }
+    }
+}
+
+/// Keeps of a cached pod's metadata what decisions and writes read: name, namespace, uid,
+/// resourceVersion, deletion, and the operator's own labels and annotations (`hostprocess.dev/…`).
+pub fn strip_pod(pod: &mut CachedPod) {
+    let own = |key: &String| key.starts_with("hostprocess.dev/");
+    let m = &mut pod.metadata;
+    *m = ObjectMeta {
+        name: m.name.take(),
+        namespace: m.namespace.take(),
+        uid: m.uid.take(),
+        resource_version: m.resource_version.take(),
+        deletion_timestamp: m.deletion_timestamp.take(),
+        labels: m.labels.take().map(|l| l.into_iter().filter(|(k, _)| own(k)).collect()),
+        annotations: m
+            .annotations
+            .take()
+            .map(|a| a.into_iter().filter(|(k, _)| own(k)).collect::<std::collections::BTreeMap<_, _>>())
+            .filter(|a| !a.is_empty()),
+        ..ObjectMeta::default()
+    };
+}
+
+/// Keeps of a node's or namespace's metadata its name, labels and deletion: what targeting and
+/// the Pod Security check read (a node's annotations and managed fields are most of its metadata).
+pub fn names_and_labels<K>(object: &mut kube::core::PartialObjectMeta<K>) {
+    let m = &mut object.metadata;
+    *m = ObjectMeta {
+        name: m.name.take(),
+        resource_version: m.resource_version.take(),
+        deletion_timestamp: m.deletion_timestamp.take(),
+        labels: m.labels.take(),
+        ..ObjectMeta::default()
+    };
 }
 
 /// The operator's own writes of objects it also watches, kept until its cache shows them: a
@@ -121,24 +266,37 @@ mod tests {
     }
 
     #[test]
-    fn a_slim_pod_keeps_what_the_decisions_read() {
-        let mut pod: Pod = serde_json::from_value(json!({
-            "metadata": {"name": "p", "labels": {"a": "b"}, "annotations": {"hostprocess.dev/reboot": "done"},
+    fn a_cached_pod_keeps_what_the_decisions_read() {
+        let full = json!({
+            "metadata": {"name": "p", "namespace": "ns", "uid": "u", "resourceVersion": "7",
+                "labels": {"hostprocess.dev/task": "patch", "controller-revision-hash": "x"},
+                "annotations": {"hostprocess.dev/reboot": "done", "other": "y"},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "d", "uid": "d"}],
                 "managedFields": [{"manager": "x"}]},
             "spec": {"nodeName": "win-001", "containers": [{"name": "task", "image": "i"}],
                 "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-                    {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["win-000", "win-001"]}]}]}}}},
-            "status": {"phase": "Running", "hostIP": "10.0.0.1", "conditions": [{"type": "Ready", "status": "True"}]},
-        }))
-        .unwrap_or_else(|e| panic!("{e}"));
-        let before = crate::hosttask::rollout::observe(&pod);
-        slim_pod(&mut pod);
-        assert_eq!(crate::hosttask::rollout::observe(&pod), before);
-        let spec = pod.spec.as_ref().unwrap_or_else(|| panic!("spec"));
-        assert_eq!(spec.node_name.as_deref(), Some("win-001"));
-        assert!(spec.affinity.is_none() && spec.containers.is_empty());
-        assert!(pod.metadata.managed_fields.is_none());
-        assert_eq!(pod.metadata.annotations.as_ref().map(|a| a.len()), Some(1));
-        assert!(pod.status.as_ref().is_some_and(|s| s.host_ip.is_none()));
+                    {"matchExpressions": [{"key": "k", "operator": "In", "values": ["v"]}]}]}}}},
+            "status": {"phase": "Running", "hostIP": "10.0.0.1",
+                "conditions": [{"type": "Ready", "status": "False", "reason": "ContainersNotReady"}],
+                "containerStatuses": [{"name": "task", "image": "i", "imageID": "", "ready": false, "restartCount": 1,
+                    "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                    "lastState": {"terminated": {"exitCode": 3, "reason": "Error",
+                        "message": "{\"state\":\"Failed\",\"exitCode\":3,\"attempts\":[{\"outcome\":\"Exited\"}]}"}}}]},
+        });
+        let pod: Pod = serde_json::from_value(full.clone()).unwrap_or_else(|e| panic!("{e}"));
+        let mut cached: CachedPod = serde_json::from_value(full).unwrap_or_else(|e| panic!("{e}"));
+        strip_pod(&mut cached);
+        let seen = cached.to_pod();
+        assert_eq!(crate::hosttask::rollout::observe(&seen), crate::hosttask::rollout::observe(&pod));
+        assert!(matches!(
+            crate::hosttask::rollout::observe(&seen),
+            Some((_, crate::hosttask::rollout::NodeResult::Failed(_)))
+        ));
+        assert_eq!(cached.node_name(), Some("win-001"));
+        let meta = &seen.metadata;
+        assert_eq!((meta.uid.as_deref(), meta.resource_version.as_deref()), (Some("u"), Some("7")));
+        assert_eq!(meta.labels.as_ref().map(|l| l.len()), Some(1), "only the operator's own labels");
+        assert_eq!(meta.annotations.as_ref().map(|a| a.len()), Some(1));
+        assert!(meta.managed_fields.is_none() && meta.owner_references.is_none());
     }
 }

@@ -2,7 +2,7 @@
 //! watches, and the event recorder.
 
 use hostprocess_crds::HostGroup;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node};
 use kube::Client;
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::Recorder;
@@ -38,9 +38,9 @@ pub struct Context {
     pub daemon_sets: Store<k8s_openapi::api::apps::v1::DaemonSet>,
     pub daemon_set_writes: crate::cache::OwnWrites<k8s_openapi::api::apps::v1::DaemonSet>,
     /// Task pods (label-selected).
-    pub pods: Store<Pod>,
+    pub pods: Store<crate::cache::CachedPod>,
     /// HostGroup setup pods (label-selected, in `config.group_namespace`).
-    pub setup_pods: Store<Pod>,
+    pub setup_pods: Store<crate::cache::CachedPod>,
     /// HostGroups: a task that runs as one needs its group name and where it is provisioned.
     pub groups: Store<HostGroup>,
     /// Namespaces, metadata only: their Pod Security labels.

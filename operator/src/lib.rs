@@ -25,7 +25,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use hostprocess_crds::{HostGroup, HostTask};
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
@@ -34,6 +34,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use tracing::{info, warn};
 
+use cache::CachedPod;
 pub use context::{Config, Context};
 
 /// What the operator shares with its admin server and how it runs alongside other replicas.
@@ -106,15 +107,15 @@ pub async fn run(
     let namespace = config.namespace.clone();
     let task_pods_selected = watcher::Config::default().labels(&labels::task_selector());
     let setup_pods_selected = watcher::Config::default().labels(&labels::setup_selector());
-    let setup_api = Api::<Pod>::namespaced(client.clone(), &config.group_namespace);
+    let setup_api = Api::<CachedPod>::namespaced(client.clone(), &config.group_namespace);
 
     // Caches: task pods and setup pods (full: their statuses are the results), nodes (metadata
     // only) and HostGroups (a task running as one needs it).
     let (pods, pod_writer) = reflector::store();
     let pod_stream = reflector::reflector(
         pod_writer,
-        watcher(scoped::<Pod>(&client, namespace.as_deref()), task_pods_selected.clone())
-            .modify(cache::slim_pod),
+        watcher(scoped::<CachedPod>(&client, namespace.as_deref()), task_pods_selected.clone())
+            .modify(cache::strip_pod),
     )
     .default_backoff()
     .touched_objects();
@@ -132,7 +133,7 @@ pub async fn run(
     let (setup_pods, setup_writer) = reflector::store();
     let setup_stream = reflector::reflector(
         setup_writer,
-        watcher(setup_api.clone(), setup_pods_selected.clone()).modify(cache::slim_pod),
+        watcher(setup_api.clone(), setup_pods_selected.clone()).modify(cache::strip_pod),
     )
     .default_backoff()
     .touched_objects();
@@ -150,7 +151,8 @@ pub async fn run(
     let mut namespace_labels: HashMap<String, BTreeMap<String, String>> = HashMap::new();
     let drive_namespaces = reflector::reflector(
         namespace_writer,
-        watcher(Api::<PartialObjectMeta<Namespace>>::all(client.clone()), watcher::Config::default()),
+        watcher(Api::<PartialObjectMeta<Namespace>>::all(client.clone()), watcher::Config::default())
+            .modify(cache::names_and_labels),
     )
     .default_backoff()
     .touched_objects()
@@ -167,7 +169,8 @@ pub async fn run(
     let (nodes, node_writer) = reflector::store();
     let node_events = reflector::reflector(
         node_writer,
-        watcher(Api::<PartialObjectMeta<Node>>::all(client.clone()), watcher::Config::default()),
+        watcher(Api::<PartialObjectMeta<Node>>::all(client.clone()), watcher::Config::default())
+            .modify(cache::names_and_labels),
     )
     .default_backoff();
     // Only a node's arrival, departure or label change matters to targeting, not heartbeats.
@@ -201,8 +204,7 @@ pub async fn run(
     let tx = provisioning_tx.clone();
     let drive_setup_pods = setup_stream.for_each(move |pod| {
         if let Ok(pod) = pod {
-            let done = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Succeeded")
-                && pod.metadata.deletion_timestamp.is_none();
+            let done = pod.phase() == Some("Succeeded") && pod.metadata.deletion_timestamp.is_none();
             if succeeded.insert(pod.uid().unwrap_or_default(), done).unwrap_or(false) != done {
                 let _ = tx.unbounded_send(());
             }
@@ -251,7 +253,7 @@ pub async fn run(
             scoped::<DaemonSet>(&client, namespace.as_deref()),
             watcher::Config::default().labels(&labels::managed_selector()),
         )
-        .watches(scoped::<Pod>(&client, namespace.as_deref()), task_pods_selected, |pod: Pod| {
+        .watches(scoped::<CachedPod>(&client, namespace.as_deref()), task_pods_selected, |pod: CachedPod| {
             let task = pod.labels().get(labels::TASK).cloned()?;
             Some(ObjectRef::<HostTask>::new(&task).within(&pod.namespace()?))
         })
@@ -261,7 +263,7 @@ pub async fn run(
         ))
         .graceful_shutdown_on(stopped(stop_rx.clone()));
     let group_controller = Controller::new(Api::<HostGroup>::all(client.clone()), watcher::Config::default())
-        .watches(setup_api, setup_pods_selected, |pod: Pod| {
+        .watches(setup_api, setup_pods_selected, |pod: CachedPod| {
             pod.labels().get(labels::HOST_GROUP).map(|g| ObjectRef::<HostGroup>::new(g))
         })
         .reconcile_all_on(futures::stream::select(group_node_changes, group_namespace_changes))

@@ -69,7 +69,7 @@ fn setup_pods(ctx: &Context, group: &str) -> Vec<plan::SetupPod> {
         .state()
         .iter()
         .filter(|p| p.labels().get(labels::HOST_GROUP).map(String::as_str) == Some(group))
-        .filter_map(|p| plan::observe(p))
+        .filter_map(|p| plan::observe(&p.to_pod()))
         .collect()
 }
 

@@ -158,7 +158,7 @@ fn blocked(task: &HostTask, namespace: Option<&PartialObjectMeta<Namespace>>) ->
 }
 
 /// The pods of this revision.
-fn revision_pods(ctx: &Context, task: &HostTask, revision: &str) -> Vec<Arc<Pod>> {
+fn revision_pods(ctx: &Context, task: &HostTask, revision: &str) -> Vec<Pod> {
     let namespace = task.namespace();
     let name = task.name_any();
     ctx.pods
@@ -170,11 +170,12 @@ fn revision_pods(ctx: &Context, task: &HostTask, revision: &str) -> Vec<Arc<Pod>
             l.get(labels::TASK) == Some(&name)
                 && l.get(labels::REVISION).map(String::as_str) == Some(revision)
         })
+        .map(|p| p.to_pod())
         .collect()
 }
 
 /// What the pods of this revision say, by node (a reboot the operator carries out included).
-fn results(task: &HostTask, pods: &[Arc<Pod>]) -> BTreeMap<String, NodeResult> {
+fn results(task: &HostTask, pods: &[Pod]) -> BTreeMap<String, NodeResult> {
     let mut results = BTreeMap::new();
     for pod in pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none()) {
         let Some((node, observed)) = rollout::observe(pod) else { continue };
@@ -554,12 +555,7 @@ async fn replace_outdated_pods(
             l.get(labels::TASK) == Some(&name)
                 && l.get(labels::REVISION).map(String::as_str) != Some(revision)
         })
-        .filter(|p| {
-            p.spec
-                .as_ref()
-                .and_then(|s| s.node_name.as_ref())
-                .is_some_and(|n| admitted.binary_search(n).is_ok())
-        })
+        .filter(|p| p.node_name().is_some_and(|n| admitted.binary_search_by(|a| a.as_str().cmp(n)).is_ok()))
         .map(|p| p.name_any())
         .collect();
     for pod in outdated {
