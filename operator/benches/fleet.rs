@@ -11,7 +11,8 @@
 //!
 //! Run: `cargo bench -p hostprocess-operator --bench fleet` (after `bash tests/apiserver/build.sh`
 //! and with `HOSTPROCESS_TEST_APISERVER`/`_ETCD`/`HOSTPROCESS_NODE_EXECUTOR` set as
-//! tests/run-all.sh sets them). Sizes: `FLEET_NODES`, `FLEET_TASKS`, `FLEET_QUIET_SECONDS`.
+//! tests/run-all.sh sets them). Sizes: `FLEET_NODES`, `FLEET_TASKS`, `FLEET_QUIET_SECONDS`;
+//! `FLEET_OPERATOR_WRAPPER` runs the operator under a profiler.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark: a failed step should stop it
 
@@ -195,7 +196,18 @@ async fn main() {
     // The operator binary, every request through the counting proxy.
     let proxy = FaultProxy::start(&sim.cluster).await.unwrap();
     let admin = free_port();
-    let mut operator = tokio::process::Command::new(env!("CARGO_BIN_EXE_hostprocess-operator"))
+    // `FLEET_OPERATOR_WRAPPER` (e.g. `heaptrack -o /tmp/operator`) runs the operator under a
+    // profiler; the RSS figure is then the wrapper's.
+    let wrapper: Vec<String> = std::env::var("FLEET_OPERATOR_WRAPPER")
+        .map(|w| w.split_whitespace().map(String::from).collect())
+        .unwrap_or_default();
+    let binary = env!("CARGO_BIN_EXE_hostprocess-operator");
+    let (program, wrapped) = match wrapper.split_first() {
+        Some((program, args)) => (program.as_str(), [args, &[binary.to_string()]].concat()),
+        None => (binary, Vec::new()),
+    };
+    let mut operator = tokio::process::Command::new(program)
+        .args(wrapped)
         .args(["--admin-address", &format!("127.0.0.1:{admin}"), "--log-format", "json"])
         .env("KUBECONFIG", &proxy.kubeconfig_path)
         .env("RUST_LOG", "warn")

@@ -19,11 +19,16 @@ pub struct Config {
     pub namespace: Option<String>,
     /// Where the HostGroup setup pods run: a namespace that allows privileged pods.
     pub group_namespace: String,
+    /// How many HostTasks (and, apart, HostGroups) are reconciled at once: bounds the operator's
+    /// load on the API server and its own memory while a whole fleet changes.
+    pub concurrency: u16,
 }
 
 impl Config {
     /// The namespace the install creates for HostProcess workloads (privileged Pod Security).
     pub const DEFAULT_GROUP_NAMESPACE: &str = "hostprocess-tasks";
+    /// Reconciles at once per kind, by default.
+    pub const DEFAULT_CONCURRENCY: u16 = 4;
 
     /// The image the operator defaults to: the executor built from the same sources.
     pub fn default_executor_image() -> String {

@@ -27,7 +27,7 @@ use hostprocess_crds::{HostGroup, HostTask};
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Namespace, Node};
 use kube::core::PartialObjectMeta;
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -248,7 +248,9 @@ pub async fn run(
     let tasks = scoped::<HostTask>(&client, namespace.as_deref());
     // The DaemonSets: the cache above (read by reconciles) and the controller's own watch (a
     // change of a task's DaemonSet reconciles the task); two watches of a few small objects.
+    let concurrency = controller::Config::default().concurrency(ctx.config.concurrency);
     let task_controller = Controller::new(tasks, watcher::Config::default())
+        .with_config(concurrency.clone())
         .owns(
             scoped::<DaemonSet>(&client, namespace.as_deref()),
             watcher::Config::default().labels(&labels::managed_selector()),
@@ -263,6 +265,7 @@ pub async fn run(
         ))
         .graceful_shutdown_on(stopped(stop_rx.clone()));
     let group_controller = Controller::new(Api::<HostGroup>::all(client.clone()), watcher::Config::default())
+        .with_config(concurrency)
         .watches(setup_api, setup_pods_selected, |pod: CachedPod| {
             pod.labels().get(labels::HOST_GROUP).map(|g| ObjectRef::<HostGroup>::new(g))
         })

@@ -18,6 +18,10 @@ struct Args {
     /// The namespace HostGroup setup pods run in (it must allow privileged pods).
     #[arg(long, env = "HOSTPROCESS_HOSTGROUP_NAMESPACE", default_value = Config::DEFAULT_GROUP_NAMESPACE)]
     hostgroup_namespace: String,
+    /// How many HostTasks (and, apart, HostGroups) are reconciled at once.
+    #[arg(long, env = "HOSTPROCESS_CONCURRENCY", default_value_t = Config::DEFAULT_CONCURRENCY,
+        value_parser = clap::value_parser!(u16).range(1..))]
+    concurrency: u16,
     /// The node-executor image of the task pods.
     #[arg(long, env = "HOSTPROCESS_EXECUTOR_IMAGE", default_value_t = Config::default_executor_image())]
     executor_image: String,
@@ -37,6 +41,11 @@ struct Args {
     #[arg(long, env = "HOSTPROCESS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
 }
+
+/// See Cargo.toml: memory the operator frees goes back to the system.
+#[cfg(unix)]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum LogFormat {
@@ -66,6 +75,7 @@ async fn main() -> ExitCode {
         executor_version: args.executor_version,
         namespace: args.namespace,
         group_namespace: args.hostgroup_namespace,
+        concurrency: args.concurrency,
     };
     let health = Arc::new(admin::Health::default());
     let metrics = metrics::Metrics::new();

@@ -27,7 +27,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, instrument, warn};
 
-use crate::cache::Known;
+use crate::cache::{CachedPod, Known};
 use crate::context::Context;
 use crate::{finalizer, hashing, labels};
 use rollout::{Decision, Limits, NodeResult, Phase};
@@ -157,8 +157,8 @@ fn blocked(task: &HostTask, namespace: Option<&PartialObjectMeta<Namespace>>) ->
     None
 }
 
-/// The pods of this revision.
-fn revision_pods(ctx: &Context, task: &HostTask, revision: &str) -> Vec<Pod> {
+/// The pods of this revision, as cached (each becomes a `Pod` only while it is read).
+fn revision_pods(ctx: &Context, task: &HostTask, revision: &str) -> Vec<Arc<CachedPod>> {
     let namespace = task.namespace();
     let name = task.name_any();
     ctx.pods
@@ -170,16 +170,16 @@ fn revision_pods(ctx: &Context, task: &HostTask, revision: &str) -> Vec<Pod> {
             l.get(labels::TASK) == Some(&name)
                 && l.get(labels::REVISION).map(String::as_str) == Some(revision)
         })
-        .map(|p| p.to_pod())
         .collect()
 }
 
 /// What the pods of this revision say, by node (a reboot the operator carries out included).
-fn results(task: &HostTask, pods: &[Pod]) -> BTreeMap<String, NodeResult> {
+fn results(task: &HostTask, pods: &[Arc<CachedPod>]) -> BTreeMap<String, NodeResult> {
     let mut results = BTreeMap::new();
     for pod in pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none()) {
-        let Some((node, observed)) = rollout::observe(pod) else { continue };
-        let result = reboot::result(task, pod, &node, observed);
+        let pod = pod.to_pod();
+        let Some((node, observed)) = rollout::observe(&pod) else { continue };
+        let result = reboot::result(task, &pod, &node, observed);
         rollout::keep_settled(&mut results, node, result);
     }
     results
@@ -445,10 +445,9 @@ pub async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action,
     // Reboots the payloads asked for, each as far as it can go now.
     let mut rebooting = false;
     for pod in &pods {
-        let node = pod.spec.as_ref().and_then(|s| s.node_name.as_ref());
-        if node.and_then(|n| results.get(n)) == Some(&NodeResult::Rebooting) {
+        if pod.node_name().and_then(|n| results.get(n)) == Some(&NodeResult::Rebooting) {
             rebooting = true;
-            reboot::advance(&ctx, &task, pod, &revision).await?;
+            reboot::advance(&ctx, &task, &pod.to_pod(), &revision).await?;
         }
     }
     if !decision.starting.is_empty() {

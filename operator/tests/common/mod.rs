@@ -131,6 +131,7 @@ pub fn spawn_operator_with(
         executor_version: "0.1.0".into(),
         namespace: None,
         group_namespace: Config::DEFAULT_GROUP_NAMESPACE.into(),
+        concurrency: Config::DEFAULT_CONCURRENCY,
     };
     let client = sim.client.clone();
     tokio::spawn(async move {

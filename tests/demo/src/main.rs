@@ -184,6 +184,7 @@ async fn run(args: Args) -> Result<bool, Error> {
         executor_version: env!("CARGO_PKG_VERSION").into(),
         namespace: None,
         group_namespace: Config::DEFAULT_GROUP_NAMESPACE.into(),
+        concurrency: Config::DEFAULT_CONCURRENCY,
     };
     let operator = tokio::spawn(hostprocess_operator::run(
         sim.client.clone(),
