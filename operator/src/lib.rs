@@ -89,6 +89,16 @@ where
     }
 }
 
+/// A call's outcome where an object that is gone already leaves nothing to do (a delete, a label
+/// on a node that left): controller-runtime's `IgnoreNotFound`.
+pub(crate) fn ignore_not_found<T>(result: Result<T, kube::Error>) -> Result<(), kube::Error> {
+    match result {
+        Err(kube::Error::Api(status)) if status.code != 404 => Err(kube::Error::Api(status)),
+        Err(e) if !matches!(e, kube::Error::Api(_)) => Err(e),
+        _ => Ok(()),
+    }
+}
+
 fn error_policy(task: Arc<HostTask>, error: &hosttask::Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.failed("hosttask", error.metric_label());
     warn!(task = %task.name_any(), step = error.metric_label(), %error, "reconcile failed");

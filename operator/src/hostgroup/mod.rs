@@ -271,11 +271,8 @@ async fn apply(ctx: &Context, group: &HostGroup, plan: &Plan, inputs: &SetupInpu
         }
     }
     for pod in &plan.delete {
-        match pods.delete(pod, &DeleteParams::default()).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(status)) if status.code == 404 => {}
-            Err(e) => return Err(Error::DeletePod(e)),
-        }
+        crate::ignore_not_found(pods.delete(pod, &DeleteParams::default()).await)
+            .map_err(Error::DeletePod)?;
     }
     Ok(())
 }

@@ -150,14 +150,9 @@ pub async fn write(
         let (api, params) = (api.clone(), params.clone());
         async move {
             let patch = json!({"metadata": {"labels": {key: value}}});
-            match api.patch_metadata(&node, &params, &Patch::Merge(&patch)).await {
-                Err(kube::Error::Api(status)) if status.code != 404 => Err(kube::Error::Api(status)),
-                Err(e) if !matches!(e, kube::Error::Api(_)) => Err(e),
-                _ => {
-                    written.record(key, &node, value.as_deref());
-                    Ok(())
-                }
-            }
+            crate::ignore_not_found(api.patch_metadata(&node, &params, &Patch::Merge(&patch)).await)?;
+            written.record(key, &node, value.as_deref());
+            Ok::<(), kube::Error>(())
         }
     });
     futures::stream::iter(attempts).buffer_unordered(PARALLEL_WRITES).try_collect::<Vec<()>>().await?;

@@ -420,11 +420,8 @@ pub async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action,
         // Nothing may run yet (paused from the start, no node targeted or eligible): no
         // DaemonSet, so labels left from an earlier rollout of this revision admit nothing.
         if existing.is_some() {
-            match sets.delete(&ds_name, &DeleteParams::background()).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(status)) if status.code == 404 => {}
-                Err(e) => return Err(Error::DeleteDaemonSet(e)),
-            }
+            crate::ignore_not_found(sets.delete(&ds_name, &DeleteParams::background()).await)
+                .map_err(Error::DeleteDaemonSet)?;
             ctx.daemon_set_writes.wrote(ObjectRef::new(&ds_name).within(&namespace), None);
         }
     } else {
@@ -558,11 +555,8 @@ async fn replace_outdated_pods(
         .map(|p| p.name_any())
         .collect();
     for pod in outdated {
-        match pods.delete(&pod, &DeleteParams::default()).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(status)) if status.code == 404 => {}
-            Err(e) => return Err(Error::DeletePod(e)),
-        }
+        crate::ignore_not_found(pods.delete(&pod, &DeleteParams::default()).await)
+            .map_err(Error::DeletePod)?;
     }
     Ok(())
 }

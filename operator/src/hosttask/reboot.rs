@@ -345,11 +345,7 @@ async fn set_step(pods: &Api<Pod>, pod: &Pod, step: &Step) -> Result<(), Error> 
 }
 
 async fn delete_quietly(pods: &Api<Pod>, name: &str) -> Result<(), Error> {
-    match pods.delete(name, &DeleteParams::default()).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(Error::RebootPod(e)),
-    }
+    crate::ignore_not_found(pods.delete(name, &DeleteParams::default()).await).map_err(Error::RebootPod)
 }
 
 #[cfg(test)]
