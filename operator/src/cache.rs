@@ -2,23 +2,31 @@
 //! template (containers, volumes, probes, affinity, tolerations) and a verbose status, but the
 //! operator needs only where a pod runs, its own labels and annotations, and what its containers
 //! say. Pods are therefore decoded straight into `CachedPod` — the rest of each watch event is
-//! skipped by the decoder, never allocated — so memory follows the number of pods (one per node
-//! and task) at a few hundred bytes each.
+//! skipped by the decoder, never allocated — and `strip_pod` packs what is left, so memory
+//! follows the number of pods (one per node and task) at about a kilobyte each
+//! (`cargo bench --bench cache_memory` measures it).
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use k8s_openapi::api::core::v1::{ContainerState, ContainerStatus, Pod, PodCondition, PodSpec, PodStatus};
+use k8s_openapi::api::core::v1::{
+    ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus,
+    Pod, PodCondition, PodSpec, PodStatus,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 use kube::runtime::reflector::ObjectRef;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 /// A pod as the caches keep it (see the module). `to_pod` gives the `Pod` the decisions read.
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct CachedPod {
     pub metadata: ObjectMeta,
+    /// The operator's own labels once `strip_pod` moved them out of `metadata` (a label map
+    /// costs half a kilobyte even for two entries).
+    #[serde(skip)]
+    own_labels: Box<[(Box<str>, Box<str>)]>,
     #[serde(default)]
     spec: CachedSpec,
     #[serde(default)]
@@ -59,8 +67,62 @@ struct CachedContainer {
     ready: bool,
     #[serde(default)]
     restart_count: i32,
-    state: Option<ContainerState>,
-    last_state: Option<ContainerState>,
+    #[serde(default, deserialize_with = "container_state")]
+    state: Option<CachedState>,
+    #[serde(default, deserialize_with = "container_state")]
+    last_state: Option<CachedState>,
+}
+
+/// What a container state says to the decisions: whether it runs, waits or ended, and how it
+/// ended (exit code, reason, the executor's result in the message). Times and ids are dropped.
+#[derive(Clone, Debug, PartialEq)]
+enum CachedState {
+    Running,
+    Waiting { reason: Option<Box<str>> },
+    Terminated { exit_code: i32, reason: Option<Box<str>>, message: Option<Box<str>> },
+}
+
+fn container_state<'de, D: Deserializer<'de>>(decoder: D) -> Result<Option<CachedState>, D::Error> {
+    let Some(state) = Option::<ContainerState>::deserialize(decoder)? else { return Ok(None) };
+    Ok(if let Some(t) = state.terminated {
+        Some(CachedState::Terminated {
+            exit_code: t.exit_code,
+            reason: t.reason.map(String::into_boxed_str),
+            message: t.message.map(String::into_boxed_str),
+        })
+    } else if let Some(w) = state.waiting {
+        Some(CachedState::Waiting { reason: w.reason.map(String::into_boxed_str) })
+    } else {
+        state.running.map(|_| CachedState::Running)
+    })
+}
+
+impl CachedState {
+    fn to_state(&self) -> ContainerState {
+        let text = |s: &Option<Box<str>>| s.as_deref().map(String::from);
+        match self {
+            CachedState::Running => ContainerState {
+                running: Some(ContainerStateRunning::default()),
+                ..ContainerState::default()
+            },
+            CachedState::Waiting { reason } => ContainerState {
+                waiting: Some(ContainerStateWaiting {
+                    reason: text(reason),
+                    ..ContainerStateWaiting::default()
+                }),
+                ..ContainerState::default()
+            },
+            CachedState::Terminated { exit_code, reason, message } => ContainerState {
+                terminated: Some(ContainerStateTerminated {
+                    exit_code: *exit_code,
+                    reason: text(reason),
+                    message: text(message),
+                    ..ContainerStateTerminated::default()
+                }),
+                ..ContainerState::default()
+            },
+        }
+    }
 }
 
 impl Resource for CachedPod {
@@ -97,6 +159,14 @@ impl CachedPod {
         self.status.phase.as_deref()
     }
 
+    /// A label of the pod: one of the operator's own once stripped, any before.
+    pub fn label(&self, key: &str) -> Option<&str> {
+        match &self.metadata.labels {
+            Some(labels) => labels.get(key).map(String::as_str),
+            None => self.own_labels.iter().find(|(k, _)| &**k == key).map(|(_, v)| &**v),
+        }
+    }
+
     /// The pod as the decisions read it: metadata, node, phase, conditions, container states.
     pub fn to_pod(&self) -> Pod {
         let containers = |list: &[CachedContainer]| {
@@ -106,16 +176,21 @@ impl CachedPod {
                         name: c.name.clone(),
                         ready: c.ready,
                         restart_count: c.restart_count,
-                        state: c.state.clone(),
-                        last_state: c.last_state.clone(),
+                        state: c.state.as_ref().map(CachedState::to_state),
+                        last_state: c.last_state.as_ref().map(CachedState::to_state),
                         ..ContainerStatus::default()
                     })
                     .collect()
             })
         };
         let status = &self.status;
+        let mut metadata = self.metadata.clone();
+        if metadata.labels.is_none() && !self.own_labels.is_empty() {
+            metadata.labels =
+                Some(self.own_labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+        }
         Pod {
-            metadata: self.metadata.clone(),
+            metadata,
             spec: Some(PodSpec { node_name: self.spec.node_name.clone(), ..PodSpec::default() }),
             status: Some(PodStatus {
                 phase: status.phase.clone(),
@@ -139,25 +214,36 @@ impl CachedPod {
     }
 }
 
-/// Keeps of a cached pod's metadata what decisions and writes read: name, namespace, uid,
-/// resourceVersion, deletion, and the operator's own labels and annotations (`hostprocess.dev/…`).
+/// Keeps of a cached pod what decisions and writes read: name, namespace, uid, resourceVersion,
+/// deletion, the operator's own labels and annotations (`hostprocess.dev/…`), and of its
+/// conditions only `Ready`.
 pub fn strip_pod(pod: &mut CachedPod) {
     let own = |key: &String| key.starts_with("hostprocess.dev/");
     let m = &mut pod.metadata;
+    let labels = m.labels.take().unwrap_or_default();
+    pod.own_labels = labels
+        .into_iter()
+        .filter(|(k, _)| own(k))
+        .map(|(k, v)| (k.into_boxed_str(), v.into_boxed_str()))
+        .collect();
     *m = ObjectMeta {
         name: m.name.take(),
         namespace: m.namespace.take(),
         uid: m.uid.take(),
         resource_version: m.resource_version.take(),
         deletion_timestamp: m.deletion_timestamp.take(),
-        labels: m.labels.take().map(|l| l.into_iter().filter(|(k, _)| own(k)).collect()),
         annotations: m
             .annotations
             .take()
-            .map(|a| a.into_iter().filter(|(k, _)| own(k)).collect::<std::collections::BTreeMap<_, _>>())
+            .map(|a| a.into_iter().filter(|(k, _)| own(k)).collect::<BTreeMap<_, _>>())
             .filter(|a| !a.is_empty()),
         ..ObjectMeta::default()
     };
+    let status = &mut pod.status;
+    status.conditions.retain(|c| c.type_ == "Ready");
+    status.conditions.shrink_to_fit();
+    status.container_statuses.shrink_to_fit();
+    status.init_container_statuses.shrink_to_fit();
 }
 
 /// Keeps of a node's or namespace's metadata its name, labels and deletion: what targeting and
@@ -293,6 +379,8 @@ mod tests {
             Some((_, crate::hosttask::rollout::NodeResult::Failed(_)))
         ));
         assert_eq!(cached.node_name(), Some("win-001"));
+        assert_eq!(cached.label("hostprocess.dev/task"), Some("patch"));
+        assert_eq!(cached.label("controller-revision-hash"), None, "not the operator's");
         let meta = &seen.metadata;
         assert_eq!((meta.uid.as_deref(), meta.resource_version.as_deref()), (Some("u"), Some("7")));
         assert_eq!(meta.labels.as_ref().map(|l| l.len()), Some(1), "only the operator's own labels");

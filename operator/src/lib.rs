@@ -19,6 +19,7 @@ pub mod permissions;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -188,14 +189,19 @@ pub async fn run(
     // and tells both controllers through channels.
     let (node_tx, node_changes) = futures::channel::mpsc::unbounded::<()>();
     let (group_node_tx, group_node_changes) = futures::channel::mpsc::unbounded::<()>();
-    let mut seen: HashMap<String, BTreeMap<String, String>> = HashMap::new();
+    // Per node, a hash of the labels targeting reads (a copy of them all would double the
+    // node cache); the operator's own admission labels change with every wave and are left out.
+    let mut seen: HashMap<String, u64> = HashMap::new();
     let drive_nodes = node_events.for_each(move |event| {
         let changed = match event {
             Ok(watcher::Event::Apply(node) | watcher::Event::InitApply(node)) => {
-                // The operator's own admission labels change with every wave: not a targeting change.
-                let mut labels = node.labels().clone();
-                labels.retain(|key, _| !labels::is_admission_label(key));
-                seen.insert(node.name_any(), labels.clone()) != Some(labels)
+                let mut hasher = std::hash::DefaultHasher::new();
+                node.labels()
+                    .iter()
+                    .filter(|(key, _)| !labels::is_admission_label(key))
+                    .for_each(|l| l.hash(&mut hasher));
+                let targeting = hasher.finish();
+                seen.insert(node.name_any(), targeting) != Some(targeting)
             }
             Ok(watcher::Event::Delete(node)) => seen.remove(&node.name_any()).is_some(),
             Ok(watcher::Event::InitDone) => true,
@@ -266,8 +272,7 @@ pub async fn run(
             watcher::Config::default().labels(&labels::managed_selector()),
         )
         .watches(scoped::<CachedPod>(&client, namespace.as_deref()), task_pods_selected, |pod: CachedPod| {
-            let task = pod.labels().get(labels::TASK).cloned()?;
-            Some(ObjectRef::<HostTask>::new(&task).within(&pod.namespace()?))
+            Some(ObjectRef::<HostTask>::new(pod.label(labels::TASK)?).within(&pod.namespace()?))
         })
         .reconcile_all_on(futures::stream::select(
             futures::stream::select(node_changes, provisioning_changes),
@@ -277,7 +282,7 @@ pub async fn run(
     let group_controller = Controller::new(Api::<HostGroup>::all(client.clone()), watcher::Config::default())
         .with_config(concurrency)
         .watches(setup_api, setup_pods_selected, |pod: CachedPod| {
-            pod.labels().get(labels::HOST_GROUP).map(|g| ObjectRef::<HostGroup>::new(g))
+            pod.label(labels::HOST_GROUP).map(ObjectRef::<HostGroup>::new)
         })
         .reconcile_all_on(futures::stream::select(group_node_changes, group_namespace_changes))
         .graceful_shutdown_on(stopped(stop_rx));

@@ -68,7 +68,7 @@ fn setup_pods(ctx: &Context, group: &str) -> Vec<plan::SetupPod> {
     ctx.setup_pods
         .state()
         .iter()
-        .filter(|p| p.labels().get(labels::HOST_GROUP).map(String::as_str) == Some(group))
+        .filter(|p| p.label(labels::HOST_GROUP) == Some(group))
         .filter_map(|p| plan::observe(&p.to_pod()))
         .collect()
 }

@@ -166,9 +166,7 @@ fn revision_pods(ctx: &Context, task: &HostTask, revision: &str) -> Vec<Arc<Cach
         .into_iter()
         .filter(|p| p.namespace() == namespace)
         .filter(|p| {
-            let l = p.labels();
-            l.get(labels::TASK) == Some(&name)
-                && l.get(labels::REVISION).map(String::as_str) == Some(revision)
+            p.label(labels::TASK) == Some(name.as_str()) && p.label(labels::REVISION) == Some(revision)
         })
         .collect()
 }
@@ -547,9 +545,7 @@ async fn replace_outdated_pods(
         .iter()
         .filter(|p| p.namespace() == namespace && p.metadata.deletion_timestamp.is_none())
         .filter(|p| {
-            let l = p.labels();
-            l.get(labels::TASK) == Some(&name)
-                && l.get(labels::REVISION).map(String::as_str) != Some(revision)
+            p.label(labels::TASK) == Some(name.as_str()) && p.label(labels::REVISION) != Some(revision)
         })
         .filter(|p| p.node_name().is_some_and(|n| admitted.binary_search_by(|a| a.as_str().cmp(n)).is_ok()))
         .map(|p| p.name_any())
