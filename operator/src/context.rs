@@ -1,11 +1,10 @@
 //! What every reconcile shares: the client, the operator's settings, the caches of what it
-//! watches, and the event recorder.
+//! watches, and the queue of events to write.
 
 use hostprocess_crds::HostGroup;
 use k8s_openapi::api::core::v1::{Namespace, Node};
 use kube::Client;
 use kube::core::PartialObjectMeta;
-use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
 
 /// The operator's settings (flags and environment).
@@ -54,7 +53,7 @@ pub struct Context {
     pub nodes: Store<PartialObjectMeta<Node>>,
     /// The operator's own admission label writes, until the node cache shows them.
     pub admissions: crate::hosttask::admission::Written,
-    pub recorder: Recorder,
+    pub events: crate::events::Events,
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 

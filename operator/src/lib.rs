@@ -7,6 +7,7 @@ pub mod admin;
 pub mod cache;
 pub mod conditions;
 pub mod context;
+pub mod events;
 pub mod finalizer;
 pub mod hashing;
 pub mod hostgroup;
@@ -240,6 +241,8 @@ pub async fn run(
 
     let reporter =
         Reporter { controller: "hostprocess-operator".into(), instance: std::env::var("POD_NAME").ok() };
+    let (events, write_events) =
+        events::Events::new(Recorder::new(client.clone(), reporter), runtime.metrics.clone());
     let ctx = Arc::new(Context {
         client: client.clone(),
         config,
@@ -251,7 +254,7 @@ pub async fn run(
         namespaces: namespaces.clone(),
         nodes: nodes.clone(),
         admissions: hosttask::admission::Written::default(),
-        recorder: Recorder::new(client.clone(), reporter),
+        events,
         metrics: runtime.metrics.clone(),
     });
     // The controllers stop when told to: on shutdown, or when the lease is lost. Everything
@@ -351,6 +354,7 @@ pub async fn run(
         _ = drive_groups => {}
         _ = drive_namespaces => {}
         _ = drive_nodes => {}
+        _ = write_events => {}
         _ = run => {}
         _ = signal_shutdown => {}
     }

@@ -1,5 +1,5 @@
-//! Prometheus metrics: reconciles (count, duration, errors by failing step) and each task's
-//! node counts, encoded in the OpenMetrics text format for `/metrics`.
+//! Prometheus metrics: reconciles (count, duration, errors by failing step), each task's node
+//! counts and dropped events, encoded in the OpenMetrics text format for `/metrics`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +38,7 @@ pub struct Metrics {
     errors: Family<ErrorLabels, Counter>,
     duration: Family<ResourceLabels, Histogram>,
     task_nodes: Family<NodeLabels, Gauge>,
+    events_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -57,7 +58,13 @@ impl Default for Metrics {
         );
         registry.register("reconcile_duration_seconds", "How long reconciles take", duration.clone());
         registry.register("task_nodes", "Nodes of each HostTask's rollout, by state", task_nodes.clone());
-        Metrics { registry, reconciles, errors, duration, task_nodes }
+        let events_dropped = Counter::default();
+        registry.register(
+            "events_dropped",
+            "Events dropped because the queue of events to write was full",
+            events_dropped.clone(),
+        );
+        Metrics { registry, reconciles, errors, duration, task_nodes, events_dropped }
     }
 }
 
@@ -74,6 +81,10 @@ impl Metrics {
 
     pub fn failed(&self, resource: &str, reason: &str) {
         self.errors.get_or_create(&ErrorLabels { resource: resource.into(), reason: reason.into() }).inc();
+    }
+
+    pub fn event_dropped(&self) {
+        self.events_dropped.inc();
     }
 
     /// Records a task's node counts; `None` forgets the task (it was deleted).

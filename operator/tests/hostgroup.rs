@@ -183,16 +183,16 @@ async fn deleting_a_hostgroup_cleans_every_node_and_a_node_that_is_gone_does_not
     // Nothing could run on the node that is gone: the group stays there (reported in an event).
     assert!(host_state(&fx.sim, 2).0.contains("appoperators"));
     let events: Api<k8s_openapi::api::events::v1::Event> = Api::all(fx.sim.client.clone());
-    let notes: Vec<String> = events
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|e| e.reason.as_deref() == Some("NodesGone"))
-        .filter_map(|e| e.note)
-        .collect();
-    assert!(notes.iter().any(|n| n.contains("win-002")), "{notes:?}");
+    until("an event names the node that is gone", Duration::from_secs(30), || async {
+        let list = events.list(&ListParams::default()).await.unwrap();
+        list.items
+            .iter()
+            .filter(|e| e.reason.as_deref() == Some("NodesGone"))
+            .any(|e| e.note.as_deref().unwrap_or_default().contains("win-002"))
+            .then_some(())
+    })
+    .await
+    .unwrap();
     // The setup pods went with the HostGroup.
     let pods: Api<Pod> = Api::namespaced(fx.sim.client.clone(), NS);
     until("the setup pods are gone", Duration::from_secs(30), || async {

@@ -94,17 +94,21 @@ async fn a_patch_rollout_over_20_nodes_never_runs_more_than_max_concurrent_and_r
         assert_eq!(record["state"], "Succeeded");
         assert_eq!(record["attempts"].as_array().map(Vec::len), Some(1));
     }
-    // Events say what happened.
+    // Events say what happened (written in the background, so shortly after the status).
     let events: Api<Event> = Api::namespaced(fx.sim.client.clone(), NS);
-    let reasons: BTreeSet<String> = events
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter_map(|e| e.reason)
-        .collect();
-    assert!(reasons.contains("WaveStarted") && reasons.contains("RolloutComplete"), "{reasons:?}");
+    until("the rollout's events", Duration::from_secs(30), || async {
+        let reasons: BTreeSet<String> = events
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter_map(|e| e.reason)
+            .collect();
+        (reasons.contains("WaveStarted") && reasons.contains("RolloutComplete")).then_some(())
+    })
+    .await
+    .unwrap();
 
     // Deleting the task takes its admission labels off every node before it goes.
     let key = hostprocess_operator::hosttask::admission::label_key(&uid);

@@ -17,11 +17,11 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
-use tracing::{info, instrument, warn};
+use tracing::{info, instrument};
 
 use crate::context::Context;
 use crate::{finalizer, hashing, labels};
@@ -142,8 +142,7 @@ pub async fn reconcile(group: Arc<HostGroup>, ctx: Arc<Context>) -> Result<Actio
             EventType::Normal,
             "Retained",
             "deletion policy Retain: the group stays on the nodes".into(),
-        )
-        .await;
+        );
         remove_finalizer(&ctx, &group).await?;
         return Ok(Action::await_change());
     }
@@ -168,7 +167,7 @@ pub async fn reconcile(group: Arc<HostGroup>, ctx: Arc<Context>) -> Result<Actio
         if deleting {
             // No setup pod can run: nothing can be cleaned, and deletion must not hang.
             let note = format!("cleanup impossible ({}); the group stays on the nodes", blocked.message);
-            publish(&ctx, &group, EventType::Warning, "CleanupSkipped", note).await;
+            publish(&ctx, &group, EventType::Warning, "CleanupSkipped", note);
             remove_finalizer(&ctx, &group).await?;
             return Ok(Action::await_change());
         }
@@ -214,7 +213,7 @@ pub async fn reconcile(group: Arc<HostGroup>, ctx: Arc<Context>) -> Result<Actio
                     stuck.len(),
                     short_list(&stuck)
                 );
-                publish(&ctx, &group, EventType::Warning, "CleanupAbandoned", note).await;
+                publish(&ctx, &group, EventType::Warning, "CleanupAbandoned", note);
             } else {
                 info!(nodes = plan.cleaning.len(), "every node is clean");
             }
@@ -235,7 +234,7 @@ pub async fn reconcile(group: Arc<HostGroup>, ctx: Arc<Context>) -> Result<Actio
     if newly_ready && status.nodes.targeted > 0 {
         let note =
             format!("group {} provisioned on {} nodes", group.spec.group_name, status.nodes.provisioned);
-        publish(&ctx, &group, EventType::Normal, "Provisioned", note).await;
+        publish(&ctx, &group, EventType::Normal, "Provisioned", note);
     }
     write_status(&ctx, &group, status).await?;
     Ok(Action::requeue(Duration::from_secs(300)))
@@ -287,11 +286,11 @@ async fn events(ctx: &Context, group: &HostGroup, plan: &Plan, before: &[plan::S
             ("SetupStarted", "setting up")
         };
         let note = format!("{what} {} nodes: {}", starting.len(), short_list(&starting));
-        publish(ctx, group, EventType::Normal, reason, note).await;
+        publish(ctx, group, EventType::Normal, reason, note);
     }
     if !plan.gone.is_empty() {
         let note = format!("nodes gone, nothing to clean there: {}", short_list(&plan.gone));
-        publish(ctx, group, EventType::Normal, "NodesGone", note).await;
+        publish(ctx, group, EventType::Normal, "NodesGone", note);
     }
     let known_failed =
         |node: &str| group.status.as_ref().is_some_and(|s| s.failures.iter().any(|f| f.node == node));
@@ -300,7 +299,7 @@ async fn events(ctx: &Context, group: &HostGroup, plan: &Plan, before: &[plan::S
             && !known_failed(node)
             && before.iter().any(|p| p.node == *node)
         {
-            publish(ctx, group, EventType::Warning, reason, format!("{node}: {message}")).await;
+            publish(ctx, group, EventType::Warning, reason, format!("{node}: {message}"));
         }
     }
 }
@@ -314,12 +313,8 @@ fn short_list(nodes: &[String]) -> String {
     }
 }
 
-async fn publish(ctx: &Context, group: &HostGroup, type_: EventType, reason: &str, note: String) {
-    let event =
-        Event { type_, reason: reason.into(), note: Some(note), action: "Provision".into(), secondary: None };
-    if let Err(e) = ctx.recorder.publish(&event, &group.object_ref(&())).await {
-        warn!(error = %e, "cannot publish an event");
-    }
+fn publish(ctx: &Context, group: &HostGroup, type_: EventType, reason: &str, note: String) {
+    ctx.events.publish(group.object_ref(&()), type_, "Provision", reason, note);
 }
 
 async fn add_finalizer(ctx: &Context, group: &HostGroup) -> Result<(), Error> {

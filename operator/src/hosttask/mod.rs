@@ -21,7 +21,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
@@ -453,8 +453,7 @@ pub async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action,
             EventType::Normal,
             "WaveStarted",
             format!("starting on {} nodes: {}", decision.starting.len(), short_list(&decision.starting)),
-        )
-        .await;
+        );
     }
 
     // Status.
@@ -483,8 +482,7 @@ pub async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action,
             EventType::Warning,
             "RolloutHalted",
             format!("{} nodes failed, more than maxFailures allows", decision.counts.failed),
-        )
-        .await;
+        );
     }
     if decision.phase == Phase::Complete && !previous_complete && decision.counts.targeted > 0 {
         publish(
@@ -496,8 +494,7 @@ pub async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action,
                 "revision {revision}: {} nodes succeeded, {} failed",
                 decision.counts.succeeded, decision.counts.failed
             ),
-        )
-        .await;
+        );
     }
     for failure in decision.failures.iter().filter(|f| {
         !task.status.as_ref().is_some_and(|s| {
@@ -515,8 +512,7 @@ pub async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action,
                 failure.message,
                 failure.exit_code.map_or("none".into(), |c| c.to_string())
             ),
-        )
-        .await;
+        );
     }
     write_status(&ctx, &task, new_status).await?;
     ctx.metrics.task_nodes(&namespace, &name, Some(&decision.counts));
@@ -566,12 +562,8 @@ fn short_list(nodes: &[String]) -> String {
     }
 }
 
-pub(crate) async fn publish(ctx: &Context, task: &HostTask, type_: EventType, reason: &str, note: String) {
-    let event =
-        Event { type_, reason: reason.into(), note: Some(note), action: "Rollout".into(), secondary: None };
-    if let Err(e) = ctx.recorder.publish(&event, &task.object_ref(&())).await {
-        warn!(error = %e, "cannot publish an event");
-    }
+pub(crate) fn publish(ctx: &Context, task: &HostTask, type_: EventType, reason: &str, note: String) {
+    ctx.events.publish(task.object_ref(&()), type_, "Rollout", reason, note);
 }
 
 async fn write_status(

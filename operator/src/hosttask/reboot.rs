@@ -219,8 +219,7 @@ pub async fn advance(ctx: &Context, task: &HostTask, pod: &Pod, revision: &str) 
                 EventType::Normal,
                 "NodeDraining",
                 format!("{node_name}: cordoned, draining before the reboot the payload asked for"),
-            )
-            .await;
+            );
         }
         Step::Draining => {
             let on_node = Api::<Pod>::all(ctx.client.clone())
@@ -268,8 +267,7 @@ pub async fn advance(ctx: &Context, task: &HostTask, pod: &Pod, revision: &str) 
                         "{node_name}: a PodDisruptionBudget does not allow evicting {} yet",
                         blocked.join(", ")
                     ),
-                )
-                .await;
+                );
             }
             if remaining > 0 {
                 return Ok(());
@@ -288,8 +286,7 @@ pub async fn advance(ctx: &Context, task: &HostTask, pod: &Pod, revision: &str) 
                 EventType::Normal,
                 "NodeRebooting",
                 format!("{node_name}: drained, rebooting"),
-            )
-            .await;
+            );
         }
         Step::Rebooting { boot_id } => {
             let reboot_name = reboot_pod_name(&task.name_any(), &node_name);
@@ -309,8 +306,7 @@ pub async fn advance(ctx: &Context, task: &HostTask, pod: &Pod, revision: &str) 
                     EventType::Normal,
                     "NodeRebooted",
                     format!("{node_name}: back after the reboot and Ready"),
-                )
-                .await;
+                );
                 return Ok(());
             }
             let failure = pods
@@ -327,8 +323,7 @@ pub async fn advance(ctx: &Context, task: &HostTask, pod: &Pod, revision: &str) 
                     EventType::Warning,
                     "RebootFailed",
                     format!("{node_name}: {message}; the node stays cordoned"),
-                )
-                .await;
+                );
             }
         }
         Step::Done | Step::Failed(_) => {}
