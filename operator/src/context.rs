@@ -53,6 +53,8 @@ pub struct Context {
     pub nodes: Store<PartialObjectMeta<Node>>,
     /// The operator's own admission label writes, until the node cache shows them.
     pub admissions: crate::hosttask::admission::Written,
+    /// Admission label writes waiting for the writers (merged per node).
+    pub node_labels: crate::hosttask::admission::Queue,
     pub events: crate::events::Events,
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }

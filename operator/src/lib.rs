@@ -254,9 +254,14 @@ pub async fn run(
         namespaces: namespaces.clone(),
         nodes: nodes.clone(),
         admissions: hosttask::admission::Written::default(),
+        node_labels: hosttask::admission::Queue::default(),
         events,
         metrics: runtime.metrics.clone(),
     });
+    let write_node_labels = {
+        let (client, ctx) = (client.clone(), ctx.clone());
+        async move { hosttask::admission::run_writers(client, &ctx.node_labels, &ctx.admissions).await }
+    };
     // The controllers stop when told to: on shutdown, or when the lease is lost. Everything
     // below runs inside this future (no detached task), so dropping it stops it all.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -355,6 +360,7 @@ pub async fn run(
         _ = drive_namespaces => {}
         _ = drive_nodes => {}
         _ = write_events => {}
+        _ = write_node_labels => {}
         _ = run => {}
         _ = signal_shutdown => {}
     }

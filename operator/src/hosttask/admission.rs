@@ -12,7 +12,6 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
-use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
@@ -21,7 +20,7 @@ use serde_json::json;
 
 use crate::labels;
 
-/// How many node label writes a reconcile has in flight at once.
+/// How many node label writes are in flight at once.
 const PARALLEL_WRITES: usize = 8;
 
 /// The label key of a task: its uid, so a task deleted and created again under the same name
@@ -129,34 +128,116 @@ impl Written {
     }
 }
 
-/// Writes `changes` (label `key` = `revision` on `admit`, off `release`), a few nodes at a time.
-/// A node deleted meanwhile is skipped.
+/// Node label writes waiting for a writer, merged per node: when several tasks admit the same
+/// node at once (a fleet-wide change), the node gets one patch with all their labels instead of
+/// one per task.
+#[derive(Debug, Default)]
+pub struct Queue {
+    waiting: Mutex<Waiting>,
+    wake: tokio::sync::Notify,
+}
+
+type Done = tokio::sync::oneshot::Sender<Result<(), Arc<kube::Error>>>;
+
+#[derive(Debug, Default)]
+struct Waiting {
+    /// Nodes in the order their first change came.
+    order: std::collections::VecDeque<String>,
+    nodes: HashMap<String, NodeWrite>,
+}
+
+/// One node's queued write: the label values (`None` removes) and who waits for them.
+#[derive(Debug, Default)]
+struct NodeWrite {
+    labels: BTreeMap<String, Option<String>>,
+    waiters: Vec<Done>,
+}
+
+impl Queue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Waiting> {
+        self.waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn push(
+        &self,
+        node: &str,
+        key: &str,
+        value: Option<&str>,
+    ) -> tokio::sync::oneshot::Receiver<Result<(), Arc<kube::Error>>> {
+        let (done, written) = tokio::sync::oneshot::channel();
+        let mut waiting = self.lock();
+        if !waiting.nodes.contains_key(node) {
+            waiting.order.push_back(node.to_string());
+        }
+        let write = waiting.nodes.entry(node.to_string()).or_default();
+        write.labels.insert(key.to_string(), value.map(String::from));
+        write.waiters.push(done);
+        written
+    }
+
+    fn take(&self) -> Option<(String, NodeWrite)> {
+        let mut waiting = self.lock();
+        let node = waiting.order.pop_front()?;
+        let write = waiting.nodes.remove(&node)?;
+        Some((node, write))
+    }
+}
+
+/// Writes `changes` (label `key` = `revision` on `admit`, off `release`) through the queue and
+/// waits until every node has them. A node deleted meanwhile is skipped.
 pub async fn write(
-    client: &Client,
-    written: &Written,
+    queue: &Queue,
     key: &str,
     revision: &str,
     changes: &Changes,
-) -> Result<(), kube::Error> {
-    let api: Api<Node> = Api::all(client.clone());
-    let params = PatchParams { field_manager: Some(labels::FIELD_MANAGER.into()), ..PatchParams::default() };
-    let writes: Vec<(String, Option<String>)> = changes
+) -> Result<(), Arc<kube::Error>> {
+    let written: Vec<_> = changes
         .admit
         .iter()
-        .map(|n| (n.clone(), Some(revision.to_string())))
-        .chain(changes.release.iter().map(|n| (n.clone(), None)))
+        .map(|n| queue.push(n, key, Some(revision)))
+        .chain(changes.release.iter().map(|n| queue.push(n, key, None)))
         .collect();
-    let attempts = writes.into_iter().map(|(node, value)| {
-        let (api, params) = (api.clone(), params.clone());
-        async move {
-            let patch = json!({"metadata": {"labels": {key: value}}});
-            crate::ignore_not_found(api.patch_metadata(&node, &params, &Patch::Merge(&patch)).await)?;
-            written.record(key, &node, value.as_deref());
-            Ok::<(), kube::Error>(())
-        }
-    });
-    futures::stream::iter(attempts).buffer_unordered(PARALLEL_WRITES).try_collect::<Vec<()>>().await?;
+    if written.is_empty() {
+        return Ok(());
+    }
+    queue.wake.notify_waiters();
+    for done in written {
+        // A dropped sender: the writers stopped (the operator is shutting down).
+        done.await.unwrap_or(Ok(()))?;
+    }
     Ok(())
+}
+
+/// The writers: a few node patches in flight at once, each with every label change queued for
+/// its node; a write is recorded in `written` once the API took it.
+pub async fn run_writers(client: Client, queue: &Queue, written: &Written) {
+    let api: Api<Node> = Api::all(client);
+    let params = PatchParams { field_manager: Some(labels::FIELD_MANAGER.into()), ..PatchParams::default() };
+    let writer = || async {
+        loop {
+            let wake = queue.wake.notified();
+            tokio::pin!(wake);
+            // Registered before looking, so a change queued meanwhile is not missed.
+            wake.as_mut().enable();
+            let Some((node, NodeWrite { labels, waiters })) = queue.take() else {
+                wake.await;
+                continue;
+            };
+            let patch = json!({"metadata": {"labels": &labels}});
+            let result =
+                crate::ignore_not_found(api.patch_metadata(&node, &params, &Patch::Merge(&patch)).await);
+            if result.is_ok() {
+                for (key, value) in &labels {
+                    written.record(key, &node, value.as_deref());
+                }
+            }
+            let result = result.map_err(Arc::new);
+            for done in waiters {
+                let _ = done.send(result.clone());
+            }
+        }
+    };
+    futures::future::join_all((0..PARALLEL_WRITES).map(|_| writer())).await;
 }
 
 #[cfg(test)]
@@ -210,5 +291,23 @@ mod tests {
         assert_eq!(written.of(&key).len(), 1, "win-1 settled; win-2's removal is not in the cache yet");
         written.settle(&key, &[node("win-1", &[(&key, "rev-b")])]);
         assert!(written.of(&key).is_empty(), "a node that is gone is forgotten");
+    }
+
+    #[test]
+    fn tasks_admitting_the_same_node_share_one_write() {
+        let queue = Queue::default();
+        let (a, b) = (label_key("uid-a"), label_key("uid-b"));
+        let _first = queue.push("win-1", &a, Some("rev-a"));
+        let _second = queue.push("win-2", &a, Some("rev-a"));
+        let _third = queue.push("win-1", &b, None);
+        let (node, write) = queue.take().unwrap_or_else(|| panic!("a node waits"));
+        assert_eq!(node, "win-1", "first come, first written");
+        assert_eq!(write.labels, BTreeMap::from([(a.clone(), Some("rev-a".to_string())), (b, None)]));
+        assert_eq!(write.waiters.len(), 2, "both tasks hear when their label is written");
+        assert_eq!(
+            queue.take().map(|(node, write)| (node, write.labels.len())),
+            Some(("win-2".to_string(), 1))
+        );
+        assert!(queue.take().is_none());
     }
 }

@@ -62,7 +62,7 @@ pub enum Error {
     #[error("reading a Secret or ConfigMap the task references (rollout.trackReferencedData): {0}")]
     ReadReferenced(#[source] kube::Error),
     #[error("labelling nodes admitted to the rollout: {0}")]
-    Admit(#[source] kube::Error),
+    Admit(#[source] Arc<kube::Error>),
     #[error("updating the finalizer: {0}")]
     PatchFinalizer(#[source] kube::Error),
     #[error("serializing: {0}")]
@@ -331,9 +331,7 @@ pub async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action,
         if finalizer::has(&*task) {
             let labelled = admission::current(&admission_label, &ctx.nodes.state(), &ctx.admissions);
             let release = admission::changes(&labelled, None, "");
-            admission::write(&ctx.client, &ctx.admissions, &admission_label, "", &release)
-                .await
-                .map_err(Error::Admit)?;
+            admission::write(&ctx.node_labels, &admission_label, "", &release).await.map_err(Error::Admit)?;
             ctx.admissions.forget(&admission_label);
             let api: Api<HostTask> =
                 Api::namespaced(ctx.client.clone(), &task.namespace().unwrap_or_default());
@@ -398,7 +396,7 @@ pub async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action,
         // The patch changes the task: the next reconcile sees the finalizer and admits.
         return Ok(Action::await_change());
     }
-    admission::write(&ctx.client, &ctx.admissions, &admission_label, &revision, &label_changes)
+    admission::write(&ctx.node_labels, &admission_label, &revision, &label_changes)
         .await
         .map_err(Error::Admit)?;
     // The script of a revision: immutable, so written once — not again while the DaemonSet runs
