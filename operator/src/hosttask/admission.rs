@@ -208,6 +208,21 @@ pub async fn write(
     Ok(())
 }
 
+/// Takes label `key` off every node that has it (the operator's own writes included) and
+/// forgets the task's writes: the task is going.
+pub async fn release_all(
+    queue: &Queue,
+    written: &Written,
+    key: &str,
+    nodes: &[Arc<PartialObjectMeta<Node>>],
+) -> Result<(), Arc<kube::Error>> {
+    // Releasing writes no revision anywhere.
+    let release = changes(&current(key, nodes, written), None, "");
+    write(queue, key, "", &release).await?;
+    written.forget(key);
+    Ok(())
+}
+
 /// The writers: a few node patches in flight at once, each with every label change queued for
 /// its node; a write is recorded in `written` once the API took it.
 pub async fn run_writers(client: Client, queue: &Queue, written: &Written) {

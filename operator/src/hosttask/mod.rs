@@ -329,10 +329,9 @@ pub async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action,
         // admission labels are taken off the nodes before the finalizer lets it go.
         ctx.metrics.task_nodes(&task.namespace().unwrap_or_default(), &task.name_any(), None);
         if finalizer::has(&*task) {
-            let labelled = admission::current(&admission_label, &ctx.nodes.state(), &ctx.admissions);
-            let release = admission::changes(&labelled, None, "");
-            admission::write(&ctx.node_labels, &admission_label, "", &release).await.map_err(Error::Admit)?;
-            ctx.admissions.forget(&admission_label);
+            admission::release_all(&ctx.node_labels, &ctx.admissions, &admission_label, &ctx.nodes.state())
+                .await
+                .map_err(Error::Admit)?;
             let api: Api<HostTask> =
                 Api::namespaced(ctx.client.clone(), &task.namespace().unwrap_or_default());
             finalizer::remove(&api, &*task).await.map_err(Error::PatchFinalizer)?;
