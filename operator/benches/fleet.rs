@@ -25,7 +25,7 @@ use hostprocess_crds::HostTask;
 use hostprocess_sim::faults::FaultProxy;
 use hostprocess_sim::wait::until;
 use hostprocess_sim::{SimOptions, Simulation};
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Pod};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -272,6 +272,20 @@ async fn main() {
         "spec": {"script": "sleep 1\n", "runAs": {"account": "System"},
             "nodeSelector": {"matchExpressions": [{"key": "bench", "operator": "DoesNotExist"}]},
             "rollout": {"maxConcurrent": 1}}});
+    // What one write costs on this API server now: a reconcile that writes status (and labels)
+    // cannot take less.
+    let probe_api: Api<ConfigMap> = Api::namespaced(client.clone(), NS);
+    let probe = json!({"metadata": {"name": "latency-probe"}, "data": {"n": "0"}});
+    probe_api.create(&PostParams::default(), &serde_json::from_value(probe).unwrap()).await.unwrap();
+    let mut took = Vec::new();
+    for n in 1..=20 {
+        let started = Instant::now();
+        let patch = json!({"data": {"n": n.to_string()}});
+        probe_api.patch("latency-probe", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+        took.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    took.sort_by(f64::total_cmp);
+    println!("one PATCH on the API server now: median {:.1} ms, slowest of 20 {:.1} ms", took[10], took[19]);
     let before_waves = reconcile_histogram(admin).await;
     let waves_started = Instant::now();
     tasks.patch("waves", &PatchParams::apply("bench").force(), &Patch::Apply(&wave_task)).await.unwrap();

@@ -2,7 +2,8 @@
 //! its events and goes on, and one writer publishes them in order. A reconcile that reports a
 //! hundred failed nodes therefore does not wait for a hundred API calls. When the queue is full
 //! (an API server too slow to take them) further events are dropped and counted, as client-go
-//! drops them; a reconcile is never held up by its events.
+//! drops them; a reconcile is never held up by its events. Events still queued when the operator
+//! stops are lost, as client-go's are.
 
 use std::future::Future;
 

@@ -197,7 +197,7 @@ pub async fn reconcile(group: Arc<HostGroup>, ctx: Arc<Context>) -> Result<Actio
         revision: &revision,
     };
     apply(&ctx, &group, &plan, &inputs).await?;
-    events(&ctx, &group, &plan, &pods, deleting).await;
+    events(&ctx, &group, &plan, &pods, deleting);
 
     if deleting {
         let since = group.metadata.deletion_timestamp.as_ref().map_or(now, |t| t.0);
@@ -277,7 +277,7 @@ async fn apply(ctx: &Context, group: &HostGroup, plan: &Plan, inputs: &SetupInpu
 }
 
 /// Events for what changed since the pods last said something: setups started, nodes failing.
-async fn events(ctx: &Context, group: &HostGroup, plan: &Plan, before: &[plan::SetupPod], deleting: bool) {
+fn events(ctx: &Context, group: &HostGroup, plan: &Plan, before: &[plan::SetupPod], deleting: bool) {
     let starting: Vec<String> = plan.create.iter().map(|(n, _)| n.clone()).collect();
     if !starting.is_empty() {
         let (reason, what) = if deleting {
