@@ -122,7 +122,7 @@ fn main() {
         let (store, mut writer) = reflector::store::<CachedPod>();
         for text in &wire {
             let mut pod: CachedPod = serde_json::from_str(text).unwrap();
-            cache::strip_pod(&mut pod);
+            cache::strip_task_pod(&mut pod);
             writer.apply_watcher_event(&watcher::Event::Apply(pod));
         }
         (store, writer)

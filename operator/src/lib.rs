@@ -127,7 +127,7 @@ pub async fn run(
     let pod_stream = reflector::reflector(
         pod_writer,
         watcher(scoped::<CachedPod>(&client, namespace.as_deref()), task_pods_selected.clone())
-            .modify(cache::strip_pod),
+            .modify(cache::strip_task_pod),
     )
     .default_backoff()
     .touched_objects();

@@ -157,18 +157,23 @@ fn blocked(task: &HostTask, namespace: Option<&PartialObjectMeta<Namespace>>) ->
     None
 }
 
-/// The pods of this revision, as cached (each becomes a `Pod` only while it is read).
-fn revision_pods(ctx: &Context, task: &HostTask, revision: &str) -> Vec<Arc<CachedPod>> {
+/// The task's pods as cached, read in one pass: those of this revision and those of older ones
+/// (each becomes a `Pod` only while it is read).
+struct TaskPods {
+    current: Vec<Arc<CachedPod>>,
+    outdated: Vec<Arc<CachedPod>>,
+}
+
+fn task_pods(ctx: &Context, task: &HostTask, revision: &str) -> TaskPods {
     let namespace = task.namespace();
     let name = task.name_any();
-    ctx.pods
+    let (current, outdated) = ctx
+        .pods
         .state()
         .into_iter()
-        .filter(|p| p.namespace() == namespace)
-        .filter(|p| {
-            p.label(labels::TASK) == Some(name.as_str()) && p.label(labels::REVISION) == Some(revision)
-        })
-        .collect()
+        .filter(|p| p.namespace() == namespace && p.label(labels::TASK) == Some(name.as_str()))
+        .partition(|p| p.label(labels::REVISION) == Some(revision));
+    TaskPods { current, outdated }
 }
 
 /// What the pods of this revision say, by node (a reboot the operator carries out included).
@@ -380,7 +385,7 @@ pub async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action,
         .is_some_and(|ds| build::daemon_set_revision(ds).as_deref() == Some(revision.as_str()));
     let labelled = admission::current(&admission_label, &nodes, &ctx.admissions);
     let admitted = admission::admitted(&labelled, &revision, runs_revision);
-    let pods = revision_pods(&ctx, &task, &revision);
+    let TaskPods { current: pods, outdated } = task_pods(&ctx, &task, &revision);
     let results = results(&task, &pods);
     let limits = limits(&task, targeted.len());
     let decision = decide(&task, &targeted, &admitted, &results, limits, account.eligible.as_ref());
@@ -432,7 +437,7 @@ pub async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action,
         apply_daemon_set(&ctx, &sets, existing.as_ref(), ds).await?;
     }
     if once {
-        replace_outdated_pods(&ctx, &task, &revision, &decision.admitted).await?;
+        replace_outdated_pods(&ctx, &task, &outdated, &decision.admitted).await?;
     }
     // Reboots the payloads asked for, each as far as it can go now.
     let mut rebooting = false;
@@ -526,25 +531,16 @@ pub async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action,
 async fn replace_outdated_pods(
     ctx: &Context,
     task: &HostTask,
-    revision: &str,
+    outdated: &[Arc<CachedPod>],
     admitted: &[String],
 ) -> Result<(), Error> {
-    let namespace = task.namespace();
-    let name = task.name_any();
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace.as_deref().unwrap_or_default());
-    let outdated: Vec<String> = ctx
-        .pods
-        .state()
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &task.namespace().unwrap_or_default());
+    let replaced = outdated
         .iter()
-        .filter(|p| p.namespace() == namespace && p.metadata.deletion_timestamp.is_none())
-        .filter(|p| {
-            p.label(labels::TASK) == Some(name.as_str()) && p.label(labels::REVISION) != Some(revision)
-        })
-        .filter(|p| p.node_name().is_some_and(|n| admitted.binary_search_by(|a| a.as_str().cmp(n)).is_ok()))
-        .map(|p| p.name_any())
-        .collect();
-    for pod in outdated {
-        crate::ignore_not_found(pods.delete(&pod, &DeleteParams::default()).await)
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| p.node_name().is_some_and(|n| admitted.binary_search_by(|a| a.as_str().cmp(n)).is_ok()));
+    for pod in replaced {
+        crate::ignore_not_found(pods.delete(&pod.name_any(), &DeleteParams::default()).await)
             .map_err(Error::DeletePod)?;
     }
     Ok(())
