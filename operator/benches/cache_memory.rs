@@ -105,6 +105,21 @@ fn measure<T>(fill: impl FnOnce() -> T) -> (T, isize) {
     (kept, live() - before)
 }
 
+/// The objects decoded from `wire`, stripped as the operator's watch strips them, in a reflector
+/// store (returned with its writer, which owns the data).
+fn fill_store<K>(wire: &[String], strip: fn(&mut K)) -> (reflector::Store<K>, reflector::store::Writer<K>)
+where
+    K: kube::Resource<DynamicType = ()> + serde::de::DeserializeOwned + Clone + 'static,
+{
+    let (store, mut writer) = reflector::store::<K>();
+    for text in wire {
+        let mut object: K = serde_json::from_str(text).unwrap();
+        strip(&mut object);
+        writer.apply_watcher_event(&watcher::Event::Apply(object));
+    }
+    (store, writer)
+}
+
 fn mib(bytes: isize) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
@@ -118,15 +133,7 @@ fn main() {
     let wire: Vec<String> = (0..pods).map(|i| task_pod(i).to_string()).collect();
     println!("a task pod on the wire: {} bytes of JSON", wire[0].len());
 
-    let (store, cached) = measure(|| {
-        let (store, mut writer) = reflector::store::<CachedPod>();
-        for text in &wire {
-            let mut pod: CachedPod = serde_json::from_str(text).unwrap();
-            cache::strip_task_pod(&mut pod);
-            writer.apply_watcher_event(&watcher::Event::Apply(pod));
-        }
-        (store, writer)
-    });
+    let (store, cached) = measure(|| fill_store::<CachedPod>(&wire, cache::strip_task_pod));
     assert_eq!(store.0.state().len(), pods);
     println!(
         "pod cache: {pods} task pods as CachedPod in a reflector store: {:.1} MiB, {} bytes per pod",
@@ -145,15 +152,8 @@ fn main() {
     drop(full);
 
     let wire: Vec<String> = (0..nodes).map(|i| node(i, tasks).to_string()).collect();
-    let (store, node_bytes) = measure(|| {
-        let (store, mut writer) = reflector::store::<PartialObjectMeta<Node>>();
-        for text in &wire {
-            let mut node: PartialObjectMeta<Node> = serde_json::from_str(text).unwrap();
-            cache::names_and_labels(&mut node);
-            writer.apply_watcher_event(&watcher::Event::Apply(node));
-        }
-        (store, writer)
-    });
+    let (store, node_bytes) =
+        measure(|| fill_store::<PartialObjectMeta<Node>>(&wire, cache::names_and_labels::<Node>));
     assert_eq!(store.0.state().len(), nodes);
     println!(
         "node cache: {nodes} nodes with {tasks} admission labels each: {:.1} MiB, {} bytes per node",
