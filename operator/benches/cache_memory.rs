@@ -1,6 +1,7 @@
 //! What the operator's caches hold per object, measured by a counting allocator: task pods as
-//! the pod cache keeps them (decoded as `CachedPod` and stripped, in a reflector store) against
-//! full `Pod`s, and nodes carrying one admission label per task. The figures say how the
+//! the task pod index keeps them (`hosttask::pods::PodIndex`) against the same pods as stripped
+//! `CachedPod`s in a reflector store (how setup pods are cached) and as full `Pod`s, and nodes
+//! carrying one admission label per task. The figures say how the
 //! operator's memory grows with a fleet (one pod per node and task); the fleet bench measures the
 //! whole process.
 //!
@@ -11,6 +12,7 @@
 
 use hostprocess_crds::HostTask;
 use hostprocess_operator::cache::{self, CachedPod};
+use hostprocess_operator::hosttask::pods::PodIndex;
 use hostprocess_operator::hosttask::{admission, build};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::core::PartialObjectMeta;
@@ -20,6 +22,8 @@ use serde_json::json;
 // dhat's allocator counts live heap bytes (in testing mode it writes no profile).
 #[global_allocator]
 static ALLOCATOR: dhat::Alloc = dhat::Alloc;
+
+const REVISION: &str = "7d9c4e1f2a";
 
 fn env_number(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -34,7 +38,7 @@ fn task_pod(i: usize) -> serde_json::Value {
         "spec": {"script": "Install-WindowsUpdate -KB 5034441\n", "runAs": {"account": "System"},
             "nodeSelector": {"matchLabels": {"bench": "fleet"}}, "rollout": {"maxConcurrent": "10%"}}}))
     .unwrap();
-    let revision = "7d9c4e1f2a";
+    let revision = REVISION;
     let key = admission::label_key("6f1c0a52-3b9e-4c1a-9d55-0c2b1f8e7a10");
     let inputs = build::BuildInputs {
         executor_image: "ghcr.io/hostprocess-operator/node-executor:0.1.0",
@@ -133,10 +137,32 @@ fn main() {
     let wire: Vec<String> = (0..pods).map(|i| task_pod(i).to_string()).collect();
     println!("a task pod on the wire: {} bytes of JSON", wire[0].len());
 
-    let (store, cached) = measure(|| fill_store::<CachedPod>(&wire, cache::strip_task_pod));
+    let (index, indexed) = measure(|| {
+        let index = PodIndex::default();
+        let listed =
+            wire.iter().map(|text| Ok(watcher::Event::InitApply(serde_json::from_str(text).unwrap())));
+        let events = std::iter::once(Ok(watcher::Event::Init))
+            .chain(listed)
+            .chain(std::iter::once(Ok(watcher::Event::InitDone)));
+        futures::executor::block_on(index.follow(futures::stream::iter(events)));
+        index
+    });
+    let task: HostTask = serde_json::from_value(json!({
+        "apiVersion": "hostprocess.dev/v1alpha1", "kind": "HostTask",
+        "metadata": {"name": "fleet-07", "namespace": "hostprocess-tasks"}, "spec": {"script": "exit 0"}}))
+    .unwrap();
+    assert_eq!(index.task("hostprocess-tasks", &task, REVISION).results.len(), pods);
+    println!(
+        "task pod index: {pods} task pods: {:.1} MiB, {} bytes per pod",
+        mib(indexed),
+        indexed / pods as isize
+    );
+    drop(index);
+
+    let (store, cached) = measure(|| fill_store::<CachedPod>(&wire, cache::strip_pod));
     assert_eq!(store.0.state().len(), pods);
     println!(
-        "pod cache: {pods} task pods as CachedPod in a reflector store: {:.1} MiB, {} bytes per pod",
+        "for comparison, the same pods as stripped CachedPods in a reflector store: {:.1} MiB, {} bytes per pod",
         mib(cached),
         cached / pods as isize
     );

@@ -1,10 +1,10 @@
-//! What the caches keep of the objects they hold. A task pod carries its DaemonSet's whole
+//! What the caches keep of the objects they hold. A pod the operator runs carries a whole
 //! template (containers, volumes, probes, affinity, tolerations) and a verbose status, but the
 //! operator needs only where a pod runs, its own labels and annotations, and what its containers
 //! say. Pods are therefore decoded straight into `CachedPod` — the rest of each watch event is
-//! skipped by the decoder, never allocated — and `strip_pod` packs what is left, so memory
-//! follows the number of pods (one per node and task) at about a kilobyte each
-//! (`cargo bench --bench cache_memory` measures it).
+//! skipped by the decoder, never allocated. Setup pods are kept so, packed by `strip_pod`, at
+//! about a kilobyte each; task pods, one per node and task, go on into the task pod index
+//! (`hosttask::pods`), which keeps less (`cargo bench --bench cache_memory` measures both).
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -246,14 +246,6 @@ pub fn strip_pod(pod: &mut CachedPod) {
     status.init_container_statuses.shrink_to_fit();
 }
 
-/// `strip_pod` for a task pod, which is also kept without uid and resourceVersion: nothing reads
-/// them (a setup pod keeps its uid, which tells a new pod from an old one of the same name).
-pub fn strip_task_pod(pod: &mut CachedPod) {
-    strip_pod(pod);
-    pod.metadata.uid = None;
-    pod.metadata.resource_version = None;
-}
-
 /// Keeps of a node's or namespace's metadata its name, labels and deletion: what targeting and
 /// the Pod Security check read (a node's annotations and managed fields are most of its metadata).
 pub fn names_and_labels<K>(object: &mut kube::core::PartialObjectMeta<K>) {
@@ -394,14 +386,5 @@ mod tests {
         assert_eq!(meta.labels.as_ref().map(|l| l.len()), Some(1), "only the operator's own labels");
         assert_eq!(meta.annotations.as_ref().map(|a| a.len()), Some(1));
         assert!(meta.managed_fields.is_none() && meta.owner_references.is_none());
-        strip_task_pod(&mut cached);
-        assert_eq!(
-            crate::hosttask::rollout::observe(&cached.to_pod()),
-            crate::hosttask::rollout::observe(&pod)
-        );
-        assert_eq!(
-            (cached.metadata.uid.as_deref(), cached.metadata.resource_version.as_deref()),
-            (None, None)
-        );
     }
 }

@@ -41,8 +41,8 @@ pub struct Context {
     /// The tasks' DaemonSets (label-selected), and the operator's writes the cache may not show yet.
     pub daemon_sets: Store<k8s_openapi::api::apps::v1::DaemonSet>,
     pub daemon_set_writes: crate::cache::OwnWrites<k8s_openapi::api::apps::v1::DaemonSet>,
-    /// Task pods (label-selected).
-    pub pods: Store<crate::cache::CachedPod>,
+    /// Task pods (label-selected), as the rollout reads them.
+    pub pods: std::sync::Arc<crate::hosttask::pods::PodIndex>,
     /// HostGroup setup pods (label-selected, in `config.group_namespace`).
     pub setup_pods: Store<crate::cache::CachedPod>,
     /// HostGroups: a task that runs as one needs its group name and where it is provisioned.

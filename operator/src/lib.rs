@@ -121,16 +121,11 @@ pub async fn run(
     let setup_pods_selected = watcher::Config::default().labels(&labels::setup_selector());
     let setup_api = Api::<CachedPod>::namespaced(client.clone(), &config.group_namespace);
 
-    // Caches: task pods and setup pods (full: their statuses are the results), nodes (metadata
-    // only) and HostGroups (a task running as one needs it).
-    let (pods, pod_writer) = reflector::store();
-    let pod_stream = reflector::reflector(
-        pod_writer,
-        watcher(scoped::<CachedPod>(&client, namespace.as_deref()), task_pods_selected.clone())
-            .modify(cache::strip_task_pod),
-    )
-    .default_backoff()
-    .touched_objects();
+    // Caches: task pods (what the rollout reads of them), setup pods (their statuses are the
+    // results), DaemonSets, nodes (metadata only) and HostGroups (a task running as one needs it).
+    let pods = Arc::new(hosttask::pods::PodIndex::default());
+    let pod_events = watcher(scoped::<CachedPod>(&client, namespace.as_deref()), task_pods_selected.clone())
+        .default_backoff();
     let (daemon_sets, daemon_set_writer) = reflector::store();
     let daemon_set_stream = reflector::reflector(
         daemon_set_writer,
@@ -296,12 +291,12 @@ pub async fn run(
         .graceful_shutdown_on(stopped(stop_rx));
 
     // Decide nothing before the caches hold what the cluster holds.
-    let drive_pods = pod_stream.for_each(|_| futures::future::ready(()));
+    let drive_pods = pods.follow(pod_events);
     let drive_daemon_sets = daemon_set_stream.for_each(|_| futures::future::ready(()));
     let health = runtime.health.clone();
     let leader = runtime.leader.clone();
     let run = async {
-        let (p, s, g, n, ns, d) = futures::join!(
+        let ((), s, g, n, ns, d) = futures::join!(
             pods.wait_until_ready(),
             setup_pods.wait_until_ready(),
             groups.wait_until_ready(),
@@ -309,7 +304,7 @@ pub async fn run(
             namespaces.wait_until_ready(),
             daemon_sets.wait_until_ready()
         );
-        if p.is_err() || s.is_err() || g.is_err() || n.is_err() || ns.is_err() || d.is_err() {
+        if s.is_err() || g.is_err() || n.is_err() || ns.is_err() || d.is_err() {
             warn!("the caches were dropped before they were ready");
             return;
         }

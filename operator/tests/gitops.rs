@@ -80,13 +80,13 @@ fn nodes(n: usize) -> Vec<String> {
 }
 
 fn failed(node: &str) -> NodeResult {
-    NodeResult::Failed(hostprocess_crds::hosttask::NodeFailure {
+    NodeResult::Failed(Box::new(hostprocess_crds::hosttask::NodeFailure {
         node: node.into(),
         exit_code: Some(1),
         reason: "ExitCode".into(),
         message: "exit code 1".into(),
         attempts: 1,
-    })
+    }))
 }
 
 /// HostTasks in every phase, with the status the operator's status function writes.

@@ -4,6 +4,7 @@
 
 pub mod admission;
 pub mod build;
+pub mod pods;
 pub mod reboot;
 pub mod rollout;
 pub mod status;
@@ -27,7 +28,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, instrument, warn};
 
-use crate::cache::{CachedPod, Known};
+use crate::cache::Known;
 use crate::context::Context;
 use crate::{finalizer, hashing, labels};
 use rollout::{Decision, Limits, NodeResult, Phase};
@@ -155,37 +156,6 @@ fn blocked(task: &HostTask, namespace: Option<&PartialObjectMeta<Namespace>>) ->
         });
     }
     None
-}
-
-/// The task's pods as cached, read in one pass: those of this revision and those of older ones
-/// (each becomes a `Pod` only while it is read).
-struct TaskPods {
-    current: Vec<Arc<CachedPod>>,
-    outdated: Vec<Arc<CachedPod>>,
-}
-
-fn task_pods(ctx: &Context, task: &HostTask, revision: &str) -> TaskPods {
-    let namespace = task.namespace();
-    let name = task.name_any();
-    let (current, outdated) = ctx
-        .pods
-        .state()
-        .into_iter()
-        .filter(|p| p.namespace() == namespace && p.label(labels::TASK) == Some(name.as_str()))
-        .partition(|p| p.label(labels::REVISION) == Some(revision));
-    TaskPods { current, outdated }
-}
-
-/// What the pods of this revision say, by node (a reboot the operator carries out included).
-fn results(task: &HostTask, pods: &[Arc<CachedPod>]) -> BTreeMap<String, NodeResult> {
-    let mut results = BTreeMap::new();
-    for pod in pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none()) {
-        let pod = pod.to_pod();
-        let Some((node, observed)) = rollout::observe(&pod) else { continue };
-        let result = reboot::result(task, &pod, &node, observed);
-        rollout::keep_settled(&mut results, node, result);
-    }
-    results
 }
 
 /// With `rollout.trackReferencedData`: a hash of the content of every Secret and ConfigMap the
@@ -385,8 +355,7 @@ pub async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action,
         .is_some_and(|ds| build::daemon_set_revision(ds).as_deref() == Some(revision.as_str()));
     let labelled = admission::current(&admission_label, &nodes, &ctx.admissions);
     let admitted = admission::admitted(&labelled, &revision, runs_revision);
-    let TaskPods { current: pods, outdated } = task_pods(&ctx, &task, &revision);
-    let results = results(&task, &pods);
+    let pods::TaskPods { results, outdated, rebooting } = ctx.pods.task(&namespace, &task, &revision);
     let limits = limits(&task, targeted.len());
     let decision = decide(&task, &targeted, &admitted, &results, limits, account.eligible.as_ref());
 
@@ -440,12 +409,8 @@ pub async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action,
         replace_outdated_pods(&ctx, &task, &outdated, &decision.admitted).await?;
     }
     // Reboots the payloads asked for, each as far as it can go now.
-    let mut rebooting = false;
-    for pod in &pods {
-        if pod.node_name().and_then(|n| results.get(n)) == Some(&NodeResult::Rebooting) {
-            rebooting = true;
-            reboot::advance(&ctx, &task, &pod.to_pod(), &revision).await?;
-        }
+    for pod in &rebooting {
+        reboot::advance(&ctx, &task, pod, &revision).await?;
     }
     if !decision.starting.is_empty() {
         info!(nodes = decision.starting.len(), "wave starts");
@@ -520,7 +485,7 @@ pub async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action,
     ctx.metrics.task_nodes(&namespace, &name, Some(&decision.counts));
     Ok(match decision.phase {
         // Node status (boot id, Ready) is not watched: look again soon.
-        _ if rebooting => Action::requeue(Duration::from_secs(2)),
+        _ if !rebooting.is_empty() => Action::requeue(Duration::from_secs(2)),
         Phase::Progressing => Action::requeue(Duration::from_secs(30)),
         _ => Action::requeue(Duration::from_secs(300)),
     })
@@ -531,16 +496,13 @@ pub async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action,
 async fn replace_outdated_pods(
     ctx: &Context,
     task: &HostTask,
-    outdated: &[Arc<CachedPod>],
+    outdated: &[(String, String)],
     admitted: &[String],
 ) -> Result<(), Error> {
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &task.namespace().unwrap_or_default());
-    let replaced = outdated
-        .iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .filter(|p| p.node_name().is_some_and(|n| admitted.binary_search_by(|a| a.as_str().cmp(n)).is_ok()));
-    for pod in replaced {
-        crate::ignore_not_found(pods.delete(&pod.name_any(), &DeleteParams::default()).await)
+    let replaced = outdated.iter().filter(|(_, node)| admitted.binary_search(node).is_ok());
+    for (pod, _) in replaced {
+        crate::ignore_not_found(pods.delete(pod, &DeleteParams::default()).await)
             .map_err(Error::DeletePod)?;
     }
     Ok(())

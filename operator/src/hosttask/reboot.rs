@@ -16,6 +16,7 @@ use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
+use super::pods::Rebooting;
 use super::rollout::NodeResult;
 use super::{Error, publish};
 use crate::context::Context;
@@ -46,8 +47,9 @@ pub enum Step {
 }
 
 impl Step {
-    pub fn of(pod: &Pod) -> Step {
-        match pod.annotations().get(STEP).map(String::as_str) {
+    /// The step a task pod's `STEP` annotation records.
+    pub fn of(annotation: Option<&str>) -> Step {
+        match annotation {
             None => Step::Required,
             Some("draining") => Step::Draining,
             Some("done") => Step::Done,
@@ -72,21 +74,21 @@ impl Step {
 
 /// A node's result once the reboot policy is applied: with `IfRequired`, a success that needs a
 /// reboot is `Rebooting` until the reboot is done.
-pub fn result(task: &HostTask, pod: &Pod, node: &str, observed: NodeResult) -> NodeResult {
+pub fn result(task: &HostTask, step: &Step, node: &str, observed: NodeResult) -> NodeResult {
     let applies = task.spec.reboot == RebootPolicy::IfRequired && task.spec.mode == Mode::Once;
     if !applies {
         return observed;
     }
     let reboot_required = observed == NodeResult::Succeeded { reboot_required: true };
-    match (Step::of(pod), observed) {
+    match (step.clone(), observed) {
         (Step::Done, NodeResult::Succeeded { .. }) => NodeResult::Succeeded { reboot_required: false },
-        (Step::Failed(message), _) => NodeResult::Failed(NodeFailure {
+        (Step::Failed(message), _) => NodeResult::Failed(Box::new(NodeFailure {
             node: node.to_string(),
             exit_code: Some(3010),
             reason: "RebootFailed".into(),
             message,
             attempts: 1,
-        }),
+        })),
         (Step::Required, _) if reboot_required => NodeResult::Rebooting,
         // Once started, the reboot goes on whatever the restarted container says meanwhile.
         (Step::Draining | Step::Rebooting { .. }, NodeResult::Succeeded { .. } | NodeResult::Running) => {
@@ -181,15 +183,15 @@ fn reboot_pod_failure(pod: &Pod) -> Option<String> {
 }
 
 /// Moves one node's reboot a step further, as far as it can go now.
-pub async fn advance(ctx: &Context, task: &HostTask, pod: &Pod, revision: &str) -> Result<(), Error> {
-    let Some(node_name) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) else { return Ok(()) };
+pub async fn advance(ctx: &Context, task: &HostTask, pod: &Rebooting, revision: &str) -> Result<(), Error> {
+    let node_name = pod.node.clone();
     let nodes: Api<Node> = Api::all(ctx.client.clone());
     let namespace = task.namespace().unwrap_or_default();
     let owner = format!("{namespace}/{}", task.name_any());
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
     let Some(node) = nodes.get_opt(&node_name).await.map_err(Error::Node)? else { return Ok(()) };
     let cordoned_by = node.annotations().get(CORDONED_BY).cloned();
-    let step = Step::of(pod);
+    let step = pod.step.clone();
     tracing::debug!(node = %node_name, ?step, ?cordoned_by, "reboot step");
     match step {
         Step::Required => {
@@ -331,11 +333,9 @@ pub async fn advance(ctx: &Context, task: &HostTask, pod: &Pod, revision: &str) 
     Ok(())
 }
 
-async fn set_step(pods: &Api<Pod>, pod: &Pod, step: &Step) -> Result<(), Error> {
+async fn set_step(pods: &Api<Pod>, pod: &Rebooting, step: &Step) -> Result<(), Error> {
     let patch = json!({"metadata": {"annotations": {STEP: step.annotation()}}});
-    pods.patch(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .map_err(Error::PatchPod)?;
+    pods.patch(&pod.pod, &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(Error::PatchPod)?;
     Ok(())
 }
 
@@ -359,10 +359,9 @@ mod tests {
             Step::Done,
             Step::Failed("no privilege".into()),
         ] {
-            let p = pod(json!({"metadata": {"annotations": {STEP: step.annotation()}}}));
-            assert_eq!(Step::of(&p), step);
+            assert_eq!(Step::of(Some(&step.annotation())), step);
         }
-        assert_eq!(Step::of(&pod(json!({"metadata": {}}))), Step::Required);
+        assert_eq!(Step::of(None), Step::Required);
     }
 
     #[test]

@@ -27,7 +27,8 @@ pub enum NodeResult {
     /// Succeeded and asked for a reboot that the operator is carrying out (`reboot:
     /// IfRequired`): cordoned, drained, rebooting. Holds a `maxConcurrent` slot.
     Rebooting,
-    Failed(NodeFailure),
+    /// Boxed: results are kept per pod, and most are not failures.
+    Failed(Box<NodeFailure>),
 }
 
 /// How the rollout stands after this decision.
@@ -102,7 +103,7 @@ pub fn plan_once_where(
             NodeResult::Rebooting => counts.rebooting += 1,
             NodeResult::Failed(failure) => {
                 counts.failed += 1;
-                failures.push(failure.clone());
+                failures.push((**failure).clone());
             }
         }
     }
@@ -156,7 +157,7 @@ pub fn plan_continuous(
             Some(NodeResult::Succeeded { .. }) => counts.running += 1,
             Some(NodeResult::Failed(failure)) => {
                 counts.failed += 1;
-                failures.push(failure.clone());
+                failures.push((**failure).clone());
             }
             _ => counts.pending += 1,
         }
@@ -301,10 +302,10 @@ pub fn observe(pod: &Pod) -> Option<(String, NodeResult)> {
                 .filter(|_| c.restart_count >= 1 || c.state.as_ref().is_some_and(|s| s.terminated.is_some()))
         });
     if let Some(failure) = init_failure {
-        return Some((node, NodeResult::Failed(failure)));
+        return Some((node, NodeResult::Failed(Box::new(failure))));
     }
     if let Some(failure) = task.and_then(|t| failure_of(&node, t)) {
-        return Some((node, NodeResult::Failed(failure)));
+        return Some((node, NodeResult::Failed(Box::new(failure))));
     }
     // The container that ran the payload exits once with its result (`--idle-after`): a success
     // shows there before the restarted container's readiness probe says so.
@@ -339,13 +340,13 @@ mod tests {
     }
 
     fn failed(node: &str) -> NodeResult {
-        NodeResult::Failed(NodeFailure {
+        NodeResult::Failed(Box::new(NodeFailure {
             node: node.into(),
             exit_code: Some(1),
             reason: "ExitCode".into(),
             message: "exit code 1".into(),
             attempts: 1,
-        })
+        }))
     }
 
     fn done() -> NodeResult {

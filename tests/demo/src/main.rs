@@ -348,7 +348,9 @@ async fn follow(
         let selector = format!("{}={name},{}={revision}", labels::TASK, labels::REVISION);
         for pod in pods.list(&ListParams::default().labels(&selector)).await?.items {
             let Some((node, observed)) = rollout::observe(&pod) else { continue };
-            let result = hostprocess_operator::hosttask::reboot::result(&current, &pod, &node, observed);
+            use hostprocess_operator::hosttask::reboot;
+            let step = reboot::Step::of(pod.annotations().get(reboot::STEP).map(String::as_str));
+            let result = reboot::result(&current, &step, &node, observed);
             let text = match result {
                 NodeResult::Running => continue,
                 NodeResult::Rebooting => "rebooting".to_string(),

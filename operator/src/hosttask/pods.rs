@@ -1,0 +1,378 @@
+//! The task pods as a rollout reads them. A task pod carries its DaemonSet's whole template and a
+//! verbose status, and there is one per node and task (50,000 for 50 tasks on 1,000 nodes). A
+//! rollout reads of each only its node, whether it is going away, what its containers say
+//! (`rollout::observe`, worked out once per watch event) and the reboot step. `PodIndex` keeps
+//! exactly that — under a hundred bytes a pod (`cargo bench --bench cache_memory`) — grouped by
+//! namespace, task and revision, so a reconcile reads its own task's pods and no one else's.
+//!
+//! The index follows a watch of the task pods the way a reflector store does: events update it
+//! in place, and a relist builds a new index that replaces the old one when complete (pods that
+//! went while the watch was down go with it).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{PoisonError, RwLock};
+
+use futures::{Stream, StreamExt};
+use hostprocess_crds::HostTask;
+use kube::runtime::watcher;
+
+use super::reboot::{self, Step};
+use super::rollout::{self, NodeResult};
+use crate::cache::CachedPod;
+use crate::labels;
+
+/// What the rollout reads of one task pod.
+#[derive(Debug, Clone, PartialEq)]
+struct TaskPod {
+    node: Option<Box<str>>,
+    deleting: bool,
+    /// What its containers say (`rollout::observe`), once it is bound to a node.
+    observed: Option<NodeResult>,
+    /// The reboot step annotation (`reboot::STEP`).
+    reboot: Option<Box<str>>,
+}
+
+impl TaskPod {
+    fn of(pod: &CachedPod) -> TaskPod {
+        TaskPod {
+            node: pod.node_name().map(Box::from),
+            deleting: pod.metadata.deletion_timestamp.is_some(),
+            observed: rollout::observe(&pod.to_pod()).map(|(_, observed)| observed),
+            reboot: pod
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(reboot::STEP))
+                .map(|s| Box::from(&**s)),
+        }
+    }
+}
+
+/// A task's pods: revision → pod name → pod.
+type Revisions = HashMap<Box<str>, HashMap<Box<str>, TaskPod>>;
+
+/// Namespace → task → its pods.
+#[derive(Debug, Default)]
+struct Pods(HashMap<Box<str>, HashMap<Box<str>, Revisions>>);
+
+impl Pods {
+    fn apply(&mut self, pod: &CachedPod) {
+        let (Some(namespace), Some(name)) = (pod.metadata.namespace.as_deref(), pod.metadata.name.as_deref())
+        else {
+            return;
+        };
+        let (Some(task), Some(revision)) = (pod.label(labels::TASK), pod.label(labels::REVISION)) else {
+            // Not (or no longer) a pod of a task's revision.
+            self.delete(namespace, name);
+            return;
+        };
+        let tasks = self.0.entry(namespace.into()).or_default();
+        let known = tasks.get_mut(task).and_then(|r| r.get_mut(revision)).and_then(|p| p.get_mut(name));
+        if let Some(known) = known {
+            *known = TaskPod::of(pod);
+            return;
+        }
+        // New here: if its labels changed, it leaves where it was.
+        remove(tasks, name);
+        tasks
+            .entry(task.into())
+            .or_default()
+            .entry(revision.into())
+            .or_default()
+            .insert(name.into(), TaskPod::of(pod));
+    }
+
+    fn delete(&mut self, namespace: &str, name: &str) {
+        if let Some(tasks) = self.0.get_mut(namespace) {
+            remove(tasks, name);
+            if tasks.is_empty() {
+                self.0.remove(namespace);
+            }
+        }
+    }
+}
+
+/// Removes a pod by name from a namespace's tasks, and what it leaves empty.
+fn remove(tasks: &mut HashMap<Box<str>, Revisions>, name: &str) {
+    tasks.retain(|_, revisions| {
+        revisions.retain(|_, pods| {
+            pods.remove(name);
+            !pods.is_empty()
+        });
+        !revisions.is_empty()
+    });
+}
+
+/// A pod on a node whose reboot the operator carries out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rebooting {
+    pub pod: String,
+    pub node: String,
+    pub step: Step,
+}
+
+/// What a task's pods say, read in one pass.
+#[derive(Debug, Default, PartialEq)]
+pub struct TaskPods {
+    /// Per node, what this revision's pod says (a reboot the operator carries out included; a
+    /// pod going away says nothing).
+    pub results: BTreeMap<String, NodeResult>,
+    /// Pods of older revisions that are not going yet: (pod, node).
+    pub outdated: Vec<(String, String)>,
+    /// This revision's pods whose node is rebooting.
+    pub rebooting: Vec<Rebooting>,
+}
+
+/// The task pods of the cluster (or of the operator's namespace), as the rollout reads them.
+#[derive(Debug)]
+pub struct PodIndex {
+    pods: RwLock<Pods>,
+    ready: tokio::sync::watch::Sender<bool>,
+}
+
+impl Default for PodIndex {
+    fn default() -> Self {
+        Self { pods: RwLock::default(), ready: tokio::sync::watch::Sender::new(false) }
+    }
+}
+
+impl PodIndex {
+    /// Keeps the index in step with a watch of the task pods, until the watch ends.
+    pub async fn follow(
+        &self,
+        events: impl Stream<Item = Result<watcher::Event<CachedPod>, watcher::Error>>,
+    ) {
+        // A relist fills a new index; reads see the old one until it is complete.
+        let mut relisting: Option<Pods> = None;
+        events
+            .for_each(|event| {
+                match event {
+                    Ok(watcher::Event::Init) => relisting = Some(Pods::default()),
+                    Ok(watcher::Event::InitApply(pod)) => relisting.get_or_insert_default().apply(&pod),
+                    Ok(watcher::Event::InitDone) => {
+                        *self.write() = relisting.take().unwrap_or_default();
+                        self.ready.send_replace(true);
+                    }
+                    Ok(watcher::Event::Apply(pod)) => self.write().apply(&pod),
+                    Ok(watcher::Event::Delete(pod)) => {
+                        if let (Some(namespace), Some(name)) =
+                            (pod.metadata.namespace.as_deref(), pod.metadata.name.as_deref())
+                        {
+                            self.write().delete(namespace, name);
+                        }
+                    }
+                    // The watcher retries with back-off; the index keeps what it had.
+                    Err(error) => tracing::debug!(%error, "task pod watch"),
+                }
+                futures::future::ready(())
+            })
+            .await;
+    }
+
+    /// Waits until the index holds what the cluster holds (the first list is complete).
+    pub async fn wait_until_ready(&self) {
+        let _ = self.ready.subscribe().wait_for(|ready| *ready).await;
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Pods> {
+        self.pods.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The pods of `task` (in `namespace`), read against its current `revision`.
+    pub fn task(&self, namespace: &str, task: &HostTask, revision: &str) -> TaskPods {
+        let pods = self.pods.read().unwrap_or_else(PoisonError::into_inner);
+        let Some(revisions) = pods
+            .0
+            .get(namespace)
+            .and_then(|tasks| tasks.get(task.metadata.name.as_deref().unwrap_or_default()))
+        else {
+            return TaskPods::default();
+        };
+        // Pods that are bound and not going away: (name, node, pod).
+        let live = |pods: &HashMap<Box<str>, TaskPod>| -> Vec<(String, String, TaskPod)> {
+            pods.iter()
+                .filter(|(_, p)| !p.deleting)
+                .filter_map(|(name, p)| Some((name.to_string(), p.node.as_deref()?.to_string(), p.clone())))
+                .collect()
+        };
+        let current = revisions.get(revision).map(live).unwrap_or_default();
+        let mut read = TaskPods::default();
+        for (_, node, pod) in &current {
+            let Some(observed) = pod.observed.clone() else { continue };
+            let result = reboot::result(task, &Step::of(pod.reboot.as_deref()), node, observed);
+            rollout::keep_settled(&mut read.results, node.clone(), result);
+        }
+        for (name, node, pod) in current {
+            if read.results.get(&node) == Some(&NodeResult::Rebooting) {
+                read.rebooting.push(Rebooting { pod: name, node, step: Step::of(pod.reboot.as_deref()) });
+            }
+        }
+        for (_, pods) in revisions.iter().filter(|(r, _)| &***r != revision) {
+            read.outdated.extend(live(pods).into_iter().map(|(name, node, _)| (name, node)));
+        }
+        read.outdated.sort();
+        read.rebooting.sort_by(|a, b| a.node.cmp(&b.node));
+        read
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn task(reboot: &str) -> HostTask {
+        serde_json::from_value(json!({
+            "apiVersion": "hostprocess.dev/v1alpha1", "kind": "HostTask",
+            "metadata": {"name": "patch", "namespace": "ops"},
+            "spec": {"script": "exit 0", "reboot": reboot}}))
+        .unwrap_or_else(|e| panic!("task: {e}"))
+    }
+
+    /// A pod of `task` at `revision` on `node`; `result` is the executor's last result line.
+    fn pod(name: &str, task: &str, revision: &str, node: &str, result: Option<&str>) -> CachedPod {
+        let last_state = result.map_or(
+            json!({}),
+            |line| json!({"terminated": {"exitCode": 0, "reason": "Completed", "message": line}}),
+        );
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "ops",
+                "labels": {labels::TASK: task, labels::REVISION: revision}},
+            "spec": {"nodeName": node},
+            "status": {"phase": "Running",
+                "conditions": [{"type": "Ready", "status": if result.is_some() { "True" } else { "False" }}],
+                "containerStatuses": [{"name": "task", "ready": result.is_some(), "restartCount": 0,
+                    "state": {"running": {}}, "lastState": last_state}]},
+        }))
+        .unwrap_or_else(|e| panic!("pod: {e}"))
+    }
+
+    fn follow(index: &PodIndex, events: Vec<watcher::Event<CachedPod>>) {
+        futures::executor::block_on(index.follow(futures::stream::iter(events.into_iter().map(Ok))));
+    }
+
+    fn listed(pods: Vec<CachedPod>) -> Vec<watcher::Event<CachedPod>> {
+        let mut events = vec![watcher::Event::Init];
+        events.extend(pods.into_iter().map(watcher::Event::InitApply));
+        events.push(watcher::Event::InitDone);
+        events
+    }
+
+    const OK: &str = r#"{"state":"Succeeded","ok":true}"#;
+
+    #[test]
+    fn a_task_reads_its_own_pods_by_revision() {
+        let index = PodIndex::default();
+        let mut going = pod("patch-c", "patch", "r2", "win-003", None);
+        going.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
+        follow(
+            &index,
+            listed(vec![
+                pod("patch-a", "patch", "r2", "win-001", Some(OK)),
+                pod("patch-b", "patch", "r2", "win-002", None),
+                going,
+                pod("patch-d", "patch", "r1", "win-004", Some(OK)),
+                pod("other-a", "other", "r2", "win-005", Some(OK)),
+            ]),
+        );
+        let read = index.task("ops", &task("Never"), "r2");
+        let nodes: Vec<(&str, &NodeResult)> = read.results.iter().map(|(n, r)| (n.as_str(), r)).collect();
+        assert_eq!(
+            nodes,
+            [
+                ("win-001", &NodeResult::Succeeded { reboot_required: false }),
+                ("win-002", &NodeResult::Running)
+            ],
+            "a pod going away says nothing; other tasks' and revisions' pods are not this revision's"
+        );
+        assert_eq!(read.outdated, [("patch-d".to_string(), "win-004".to_string())]);
+        assert!(read.rebooting.is_empty());
+        assert_eq!(index.task("elsewhere", &task("Never"), "r2"), TaskPods::default());
+    }
+
+    #[test]
+    fn a_reboot_the_payload_asks_for_is_read_with_its_step() {
+        let index = PodIndex::default();
+        let asks = r#"{"state":"RebootRequired","ok":true}"#;
+        let mut draining = pod("patch-b", "patch", "r1", "win-002", Some(asks));
+        draining.metadata.annotations = Some([(reboot::STEP.to_string(), "draining".to_string())].into());
+        let mut done = pod("patch-c", "patch", "r1", "win-003", Some(asks));
+        done.metadata.annotations = Some([(reboot::STEP.to_string(), "done".to_string())].into());
+        follow(&index, listed(vec![pod("patch-a", "patch", "r1", "win-001", Some(asks)), draining, done]));
+
+        let read = index.task("ops", &task("IfRequired"), "r1");
+        assert_eq!(read.results["win-001"], NodeResult::Rebooting);
+        assert_eq!(read.results["win-003"], NodeResult::Succeeded { reboot_required: false });
+        let steps: Vec<(&str, &Step)> = read.rebooting.iter().map(|r| (r.pod.as_str(), &r.step)).collect();
+        assert_eq!(steps, [("patch-a", &Step::Required), ("patch-b", &Step::Draining)]);
+
+        let never = index.task("ops", &task("Never"), "r1");
+        assert_eq!(never.results["win-001"], NodeResult::Succeeded { reboot_required: true });
+        assert!(never.rebooting.is_empty(), "with reboot: Never the operator reboots nothing");
+    }
+
+    #[test]
+    fn watch_events_update_the_index_and_a_relist_replaces_it() {
+        let index = PodIndex::default();
+        follow(&index, listed(vec![pod("patch-a", "patch", "r1", "win-001", None)]));
+        follow(
+            &index,
+            vec![
+                watcher::Event::Apply(pod("patch-a", "patch", "r1", "win-001", Some(OK))),
+                watcher::Event::Apply(pod("patch-b", "patch", "r1", "win-002", None)),
+            ],
+        );
+        let nodes = |index: &PodIndex| -> Vec<String> {
+            index.task("ops", &task("Never"), "r1").results.into_keys().collect()
+        };
+        assert_eq!(
+            index.task("ops", &task("Never"), "r1").results["win-001"],
+            NodeResult::Succeeded { reboot_required: false }
+        );
+        follow(&index, vec![watcher::Event::Delete(pod("patch-a", "patch", "r1", "win-001", None))]);
+        assert_eq!(nodes(&index), ["win-002"]);
+
+        // A relist: until it is done the index keeps what it had; then it is what was listed,
+        // and a pod deleted while the watch was down is gone.
+        let mut relist = listed(vec![pod("patch-c", "patch", "r1", "win-003", None)]);
+        relist.pop();
+        follow(&index, relist);
+        assert_eq!(nodes(&index), ["win-002"], "a relist is not read half done");
+        follow(
+            &index,
+            vec![
+                watcher::Event::Init,
+                watcher::Event::InitApply(pod("patch-c", "patch", "r1", "win-003", None)),
+                watcher::Event::InitDone,
+            ],
+        );
+        assert_eq!(nodes(&index), ["win-003"]);
+    }
+
+    #[test]
+    fn a_pod_whose_labels_change_is_read_where_its_labels_say() {
+        let index = PodIndex::default();
+        follow(&index, listed(vec![pod("patch-a", "patch", "r1", "win-001", None)]));
+        follow(&index, vec![watcher::Event::Apply(pod("patch-a", "other", "r1", "win-001", None))]);
+        assert!(index.task("ops", &task("Never"), "r1").results.is_empty());
+        let mut unlabelled = pod("patch-a", "other", "r1", "win-001", None);
+        unlabelled.metadata.labels = None;
+        follow(&index, vec![watcher::Event::Apply(unlabelled)]);
+        let other: HostTask = serde_json::from_value(json!({
+            "apiVersion": "hostprocess.dev/v1alpha1", "kind": "HostTask",
+            "metadata": {"name": "other", "namespace": "ops"}, "spec": {"script": "exit 0"}}))
+        .unwrap_or_else(|e| panic!("task: {e}"));
+        assert!(index.task("ops", &other, "r1").results.is_empty());
+        assert!(index.pods.read().map(|p| p.0.is_empty()).unwrap_or(false), "nothing left behind");
+    }
+
+    #[test]
+    fn ready_once_the_first_list_is_complete() {
+        let index = PodIndex::default();
+        let waiting = futures::FutureExt::now_or_never(index.wait_until_ready());
+        assert!(waiting.is_none());
+        follow(&index, listed(vec![]));
+        assert!(futures::FutureExt::now_or_never(index.wait_until_ready()).is_some());
+    }
+}
