@@ -137,11 +137,25 @@ fn writes(log: &[(hyper::Method, String)]) -> Vec<String> {
     log.iter().filter(|(m, _)| m != hyper::Method::GET).map(|(m, p)| format!("{m} {p}")).collect()
 }
 
+/// How long the API server took to answer the operator's writes: "n writes: p50 …, p99 …".
+fn write_times(answered: &[(hyper::Method, Duration)]) -> String {
+    let mut ms: Vec<f64> = answered
+        .iter()
+        .filter(|(m, _)| m != hyper::Method::GET)
+        .map(|(_, took)| took.as_secs_f64() * 1000.0)
+        .collect();
+    ms.sort_by(f64::total_cmp);
+    let at = |q: f64| ms.get(((ms.len() as f64 * q) as usize).min(ms.len().saturating_sub(1))).copied();
+    match (at(0.5), at(0.99)) {
+        (Some(p50), Some(p99)) => format!("{} writes: p50 {p50:.1} ms, p99 {p99:.1} ms", ms.len()),
+        _ => "no writes".into(),
+    }
+}
+
+/// How many tasks named `prefix…` are Ready (none while the API server cannot list them yet).
 async fn ready_count(tasks: &Api<HostTask>, prefix: &str) -> usize {
-    tasks
-        .list(&ListParams::default())
-        .await
-        .unwrap()
+    let Ok(listed) = tasks.list(&ListParams::default()).await else { return 0 };
+    listed
         .items
         .iter()
         .filter(|t| t.metadata.name.as_deref().unwrap_or_default().starts_with(prefix))
@@ -196,7 +210,7 @@ async fn main() {
     // The operator binary, every request through the counting proxy.
     let proxy = FaultProxy::start(&sim.cluster).await.unwrap();
     let admin = free_port();
-    // `FLEET_OPERATOR_WRAPPER` (e.g. `heaptrack -o /tmp/operator`) runs the operator under a
+    // `FLEET_OPERATOR_WRAPPER` (e.g. `perf record -g`) runs the operator under a
     // profiler; the RSS figure is then the wrapper's.
     let wrapper: Vec<String> = std::env::var("FLEET_OPERATOR_WRAPPER")
         .map(|w| w.split_whitespace().map(String::from).collect())
@@ -246,6 +260,11 @@ async fn main() {
         quantile(&histogram, 0.50) * 1000.0,
         quantile(&histogram, 0.99) * 1000.0
     );
+    // What the reconciles waited for: the API server's answers to the operator's writes.
+    println!(
+        "the API server answered the operator's writes during the rollout: {}",
+        write_times(&proxy.faults.response_times())
+    );
 
     // 2. A quiet period: nothing changes; the operator should write nothing.
     let before = proxy.faults.log().len();
@@ -287,6 +306,7 @@ async fn main() {
     took.sort_by(f64::total_cmp);
     println!("one PATCH on the API server now: median {:.1} ms, slowest of 20 {:.1} ms", took[10], took[19]);
     let before_waves = reconcile_histogram(admin).await;
+    let answered_before_waves = proxy.faults.response_times().len();
     let waves_started = Instant::now();
     tasks.patch("waves", &PatchParams::apply("bench").force(), &Patch::Apply(&wave_task)).await.unwrap();
     until("the 10-wave rollout completes", Duration::from_secs(600), || async {
@@ -311,6 +331,10 @@ async fn main() {
         fleet_tasks * fleet_nodes + WAVE_NODES,
         quantile(&during_waves, 0.50) * 1000.0,
         quantile(&during_waves, 0.99) * 1000.0
+    );
+    println!(
+        "the API server answered the operator's writes while the waves roll: {}",
+        write_times(&proxy.faults.response_times()[answered_before_waves..])
     );
 
     println!("operator peak RSS: {:.1} MiB (target < 64 MiB)", peak_rss_mib(pid));

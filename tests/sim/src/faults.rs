@@ -60,6 +60,9 @@ struct State {
     latency: Duration,
     /// Every request that reached the proxy: method and path with query.
     seen: Vec<(Method, String)>,
+    /// Requests other than watches that the API server answered: method and how long the
+    /// answer took (from the request's arrival to the response's head).
+    answered: Vec<(Method, Duration)>,
     injected: usize,
 }
 
@@ -98,6 +101,11 @@ impl Faults {
     /// Every request so far: method and path with query.
     pub fn log(&self) -> Vec<(Method, String)> {
         self.lock().seen.clone()
+    }
+
+    /// Every request but watches that the API server answered so far: method and response time.
+    pub fn response_times(&self) -> Vec<(Method, Duration)> {
+        self.lock().answered.clone()
     }
 
     /// How many requests were answered with an injected failure.
@@ -197,6 +205,7 @@ async fn handle(
     upstream: kube::Client,
     faults: Faults,
 ) -> Result<Response<ProxyBody>, Infallible> {
+    let arrived = std::time::Instant::now();
     let method = request.method().clone();
     let path = request.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
     let latency = faults.lock().latency;
@@ -213,7 +222,7 @@ async fn handle(
             return Ok(status_response(StatusCode::BAD_REQUEST, &format!("proxy: reading the body: {e}")));
         }
     };
-    let mut forward = Request::builder().method(method).uri(&path);
+    let mut forward = Request::builder().method(method.clone()).uri(&path);
     for (name, value) in &parts.headers {
         // The upstream client sets its own credentials, host and length.
         if name != http::header::AUTHORIZATION
@@ -230,6 +239,9 @@ async fn handle(
         Ok(response) => response,
         Err(e) => return Ok(status_response(StatusCode::BAD_GATEWAY, &format!("proxy: upstream: {e}"))),
     };
+    if !is_watch {
+        faults.lock().answered.push((method, arrived.elapsed()));
+    }
     let (parts, body) = response.into_parts();
     let body: ProxyBody = if is_watch {
         cuttable(body, faults.cut.subscribe())
