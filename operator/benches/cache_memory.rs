@@ -151,7 +151,7 @@ fn main() {
         "apiVersion": "hostprocess.dev/v1alpha1", "kind": "HostTask",
         "metadata": {"name": "fleet-07", "namespace": "hostprocess-tasks"}, "spec": {"script": "exit 0"}}))
     .unwrap();
-    assert_eq!(index.task("hostprocess-tasks", &task, REVISION).results.len(), pods);
+    assert_eq!(index.task(&task, REVISION).results.len(), pods);
     println!(
         "task pod index: {pods} task pods: {:.1} MiB, {} bytes per pod",
         mib(indexed),

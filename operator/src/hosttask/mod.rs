@@ -355,7 +355,7 @@ pub async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action,
         .is_some_and(|ds| build::daemon_set_revision(ds).as_deref() == Some(revision.as_str()));
     let labelled = admission::current(&admission_label, &nodes, &ctx.admissions);
     let admitted = admission::admitted(&labelled, &revision, runs_revision);
-    let pods::TaskPods { results, outdated, rebooting } = ctx.pods.task(&namespace, &task, &revision);
+    let pods::TaskPods { results, outdated, rebooting } = ctx.pods.task(&task, &revision);
     let limits = limits(&task, targeted.len());
     let decision = decide(&task, &targeted, &admitted, &results, limits, account.eligible.as_ref());
 

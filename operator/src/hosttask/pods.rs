@@ -178,13 +178,12 @@ impl PodIndex {
         self.pods.write().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The pods of `task` (in `namespace`), read against its current `revision`.
-    pub fn task(&self, namespace: &str, task: &HostTask, revision: &str) -> TaskPods {
+    /// The pods of `task`, read against its current `revision`.
+    pub fn task(&self, task: &HostTask, revision: &str) -> TaskPods {
         let pods = self.pods.read().unwrap_or_else(PoisonError::into_inner);
-        let Some(revisions) = pods
-            .0
-            .get(namespace)
-            .and_then(|tasks| tasks.get(task.metadata.name.as_deref().unwrap_or_default()))
+        let (namespace, name) = (task.metadata.namespace.as_deref(), task.metadata.name.as_deref());
+        let Some(revisions) =
+            pods.0.get(namespace.unwrap_or_default()).and_then(|tasks| tasks.get(name.unwrap_or_default()))
         else {
             return TaskPods::default();
         };
@@ -276,7 +275,7 @@ mod tests {
                 pod("other-a", "other", "r2", "win-005", Some(OK)),
             ]),
         );
-        let read = index.task("ops", &task("Never"), "r2");
+        let read = index.task(&task("Never"), "r2");
         let nodes: Vec<(&str, &NodeResult)> = read.results.iter().map(|(n, r)| (n.as_str(), r)).collect();
         assert_eq!(
             nodes,
@@ -288,7 +287,9 @@ mod tests {
         );
         assert_eq!(read.outdated, [("patch-d".to_string(), "win-004".to_string())]);
         assert!(read.rebooting.is_empty());
-        assert_eq!(index.task("elsewhere", &task("Never"), "r2"), TaskPods::default());
+        let mut elsewhere = task("Never");
+        elsewhere.metadata.namespace = Some("elsewhere".into());
+        assert_eq!(index.task(&elsewhere, "r2"), TaskPods::default());
     }
 
     #[test]
@@ -301,13 +302,13 @@ mod tests {
         done.metadata.annotations = Some([(reboot::STEP.to_string(), "done".to_string())].into());
         follow(&index, listed(vec![pod("patch-a", "patch", "r1", "win-001", Some(asks)), draining, done]));
 
-        let read = index.task("ops", &task("IfRequired"), "r1");
+        let read = index.task(&task("IfRequired"), "r1");
         assert_eq!(read.results["win-001"], NodeResult::Rebooting);
         assert_eq!(read.results["win-003"], NodeResult::Succeeded { reboot_required: false });
         let steps: Vec<(&str, &Step)> = read.rebooting.iter().map(|r| (r.pod.as_str(), &r.step)).collect();
         assert_eq!(steps, [("patch-a", &Step::Required), ("patch-b", &Step::Draining)]);
 
-        let never = index.task("ops", &task("Never"), "r1");
+        let never = index.task(&task("Never"), "r1");
         assert_eq!(never.results["win-001"], NodeResult::Succeeded { reboot_required: true });
         assert!(never.rebooting.is_empty(), "with reboot: Never the operator reboots nothing");
     }
@@ -324,10 +325,10 @@ mod tests {
             ],
         );
         let nodes = |index: &PodIndex| -> Vec<String> {
-            index.task("ops", &task("Never"), "r1").results.into_keys().collect()
+            index.task(&task("Never"), "r1").results.into_keys().collect()
         };
         assert_eq!(
-            index.task("ops", &task("Never"), "r1").results["win-001"],
+            index.task(&task("Never"), "r1").results["win-001"],
             NodeResult::Succeeded { reboot_required: false }
         );
         follow(&index, vec![watcher::Event::Delete(pod("patch-a", "patch", "r1", "win-001", None))]);
@@ -355,7 +356,7 @@ mod tests {
         let index = PodIndex::default();
         follow(&index, listed(vec![pod("patch-a", "patch", "r1", "win-001", None)]));
         follow(&index, vec![watcher::Event::Apply(pod("patch-a", "other", "r1", "win-001", None))]);
-        assert!(index.task("ops", &task("Never"), "r1").results.is_empty());
+        assert!(index.task(&task("Never"), "r1").results.is_empty());
         let mut unlabelled = pod("patch-a", "other", "r1", "win-001", None);
         unlabelled.metadata.labels = None;
         follow(&index, vec![watcher::Event::Apply(unlabelled)]);
@@ -363,7 +364,7 @@ mod tests {
             "apiVersion": "hostprocess.dev/v1alpha1", "kind": "HostTask",
             "metadata": {"name": "other", "namespace": "ops"}, "spec": {"script": "exit 0"}}))
         .unwrap_or_else(|e| panic!("task: {e}"));
-        assert!(index.task("ops", &other, "r1").results.is_empty());
+        assert!(index.task(&other, "r1").results.is_empty());
         assert!(index.pods.read().map(|p| p.0.is_empty()).unwrap_or(false), "nothing left behind");
     }
 
