@@ -2,7 +2,7 @@
 //! verbose status, and there is one per node and task (50,000 for 50 tasks on 1,000 nodes). A
 //! rollout reads of each only its node, whether it is going away, what its containers say
 //! (`rollout::observe`, worked out once per watch event) and the reboot step. `PodIndex` keeps
-//! exactly that — under a hundred bytes a pod (`cargo bench --bench cache_memory`) — grouped by
+//! exactly that — about 150 bytes a pod (`cargo bench --bench cache_memory`) — grouped by
 //! namespace, task and revision, so a reconcile reads its own task's pods and no one else's.
 //!
 //! The index follows a watch of the task pods the way a reflector store does: events update it
@@ -187,27 +187,29 @@ impl PodIndex {
         else {
             return TaskPods::default();
         };
-        // Pods that are bound and not going away: (name, node, pod).
-        let live = |pods: &HashMap<Box<str>, TaskPod>| -> Vec<(String, String, TaskPod)> {
+        // Pods that are bound and not going away: (name, node, pod), borrowed from the index.
+        fn live(pods: &HashMap<Box<str>, TaskPod>) -> Vec<(&str, &str, &TaskPod)> {
             pods.iter()
                 .filter(|(_, p)| !p.deleting)
-                .filter_map(|(name, p)| Some((name.to_string(), p.node.as_deref()?.to_string(), p.clone())))
+                .filter_map(|(name, p)| Some((&**name, p.node.as_deref()?, p)))
                 .collect()
-        };
+        }
         let current = revisions.get(revision).map(live).unwrap_or_default();
         let mut read = TaskPods::default();
-        for (_, node, pod) in &current {
+        for &(_, node, pod) in &current {
             let Some(observed) = pod.observed.clone() else { continue };
             let result = reboot::result(task, &Step::of(pod.reboot.as_deref()), node, observed);
-            rollout::keep_settled(&mut read.results, node.clone(), result);
+            rollout::keep_settled(&mut read.results, node.to_string(), result);
         }
         for (name, node, pod) in current {
-            if read.results.get(&node) == Some(&NodeResult::Rebooting) {
-                read.rebooting.push(Rebooting { pod: name, node, step: Step::of(pod.reboot.as_deref()) });
+            if read.results.get(node) == Some(&NodeResult::Rebooting) {
+                let step = Step::of(pod.reboot.as_deref());
+                read.rebooting.push(Rebooting { pod: name.to_string(), node: node.to_string(), step });
             }
         }
         for (_, pods) in revisions.iter().filter(|(r, _)| &***r != revision) {
-            read.outdated.extend(live(pods).into_iter().map(|(name, node, _)| (name, node)));
+            read.outdated
+                .extend(live(pods).into_iter().map(|(name, node, _)| (name.to_string(), node.to_string())));
         }
         read.outdated.sort();
         read.rebooting.sort_by(|a, b| a.node.cmp(&b.node));
