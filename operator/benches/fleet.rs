@@ -137,6 +137,27 @@ fn writes(log: &[(hyper::Method, String)]) -> Vec<String> {
     log.iter().filter(|(m, _)| m != hyper::Method::GET).map(|(m, p)| format!("{m} {p}")).collect()
 }
 
+/// The operator's writes counted by what they wrote ("nodes", "hosttasks/status", …).
+fn writes_by_resource(log: &[(hyper::Method, String)]) -> String {
+    let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    for (_, path) in log.iter().filter(|(m, _)| m != hyper::Method::GET) {
+        let path = path.split('?').next().unwrap_or_default();
+        let mut parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+        // /api/v1/… or /apis/group/version/…, then namespaces/ns/ when namespaced.
+        parts.drain(..if parts.first() == Some(&"api") { 2 } else { 3 }.min(parts.len()));
+        if parts.first() == Some(&"namespaces") && parts.len() > 2 {
+            parts.drain(..2);
+        }
+        let resource = match parts.as_slice() {
+            [resource, _, sub, ..] => format!("{resource}/{sub}"),
+            [resource, ..] => resource.to_string(),
+            [] => "?".into(),
+        };
+        *counts.entry(resource).or_default() += 1;
+    }
+    counts.iter().map(|(r, n)| format!("{r} {n}")).collect::<Vec<_>>().join(", ")
+}
+
 /// How long the API server took to answer the operator's writes: "n writes: p50 …, p99 …".
 fn write_times(answered: &[(hyper::Method, Duration)]) -> String {
     let mut ms: Vec<f64> = answered
@@ -266,8 +287,11 @@ async fn main() {
         write_times(&proxy.faults.response_times())
     );
 
+    let before = proxy.faults.log();
+    println!("the operator's writes during the rollout: {}", writes_by_resource(&before));
+
     // 2. A quiet period: nothing changes; the operator should write nothing.
-    let before = proxy.faults.log().len();
+    let before = before.len();
     tokio::time::sleep(quiet).await;
     let log = proxy.faults.log();
     let quiet_writes = writes(&log[before..]);
