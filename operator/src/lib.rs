@@ -250,12 +250,15 @@ pub async fn run(
         nodes: nodes.clone(),
         admissions: hosttask::admission::Written::default(),
         node_labels: hosttask::admission::Queue::default(),
+        script_maps: hosttask::ScriptMaps::default(),
         events,
         metrics: runtime.metrics.clone(),
     });
     let write_node_labels = {
         let (client, ctx) = (client.clone(), ctx.clone());
-        async move { hosttask::admission::run_writers(client, &ctx.node_labels, &ctx.admissions).await }
+        async move {
+            hosttask::admission::run_writers(client, &ctx.node_labels, &ctx.admissions, &ctx.metrics).await
+        }
     };
     // The controllers stop when told to: on shutdown, or when the lease is lost. Everything
     // below runs inside this future (no detached task), so dropping it stops it all.

@@ -39,6 +39,7 @@ pub struct Metrics {
     duration: Family<ResourceLabels, Histogram>,
     task_nodes: Family<NodeLabels, Gauge>,
     events_dropped: Counter,
+    node_label_writes_failed: Counter,
 }
 
 impl Default for Metrics {
@@ -64,7 +65,21 @@ impl Default for Metrics {
             "Events dropped because the queue of events to write was full",
             events_dropped.clone(),
         );
-        Metrics { registry, reconciles, errors, duration, task_nodes, events_dropped }
+        let node_label_writes_failed = Counter::default();
+        registry.register(
+            "node_label_writes_failed",
+            "Admission label patches to nodes the API server refused (their tasks decide those nodes again)",
+            node_label_writes_failed.clone(),
+        );
+        Metrics {
+            registry,
+            reconciles,
+            errors,
+            duration,
+            task_nodes,
+            events_dropped,
+            node_label_writes_failed,
+        }
     }
 }
 
@@ -85,6 +100,10 @@ impl Metrics {
 
     pub fn event_dropped(&self) {
         self.events_dropped.inc();
+    }
+
+    pub fn node_label_write_failed(&self) {
+        self.node_label_writes_failed.inc();
     }
 
     /// Records a task's node counts; `None` forgets the task (it was deleted).

@@ -6,8 +6,11 @@
 //! DaemonSet's template changes only with the revision.
 //!
 //! The labels are the record of the rollout: a restarted operator reads them from its node
-//! cache. Its own writes are remembered until the cache shows them, so a reconcile that runs
-//! before the watch delivers them never admits a node twice over `maxConcurrent`.
+//! cache. Its own writes are remembered from the moment they are queued until the cache shows
+//! them, so a reconcile that runs before they land or before the watch delivers them never
+//! admits a node twice over `maxConcurrent`. A reconcile queues its writes and goes on: a few
+//! writers send them, one patch per node for every task's labels; a write that fails is
+//! forgotten again, so the next reconcile decides that node afresh.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -19,9 +22,11 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use crate::labels;
+use crate::metrics::Metrics;
+use tracing::warn;
 
-/// How many node label writes are in flight at once.
-const PARALLEL_WRITES: usize = 8;
+/// How many node label writes (and pod replacements of a wave) are in flight at once.
+pub const PARALLEL_WRITES: usize = 8;
 
 /// The label key of a task: its uid, so a task deleted and created again under the same name
 /// starts afresh.
@@ -110,6 +115,18 @@ impl Written {
         self.lock().entry(key.to_string()).or_default().insert(node.to_string(), value.map(String::from));
     }
 
+    /// Forgets a write that failed, unless a later one for the same label is waiting.
+    fn take_back(&self, key: &str, node: &str, value: Option<&str>) {
+        let mut all = self.lock();
+        let Some(written) = all.get_mut(key) else { return };
+        if written.get(node).is_some_and(|w| w.as_deref() == value) {
+            written.remove(node);
+        }
+        if written.is_empty() {
+            all.remove(key);
+        }
+    }
+
     /// Forgets the writes the cache shows now, and those to nodes that are gone.
     pub fn settle(&self, key: &str, nodes: &[Arc<PartialObjectMeta<Node>>]) {
         let mut all = self.lock();
@@ -183,25 +200,39 @@ impl Queue {
     }
 }
 
-/// Writes `changes` (label `key` = `revision` on `admit`, off `release`) through the queue and
-/// waits until every node has them. A node deleted meanwhile is skipped.
+/// Queues `changes` (label `key` = `revision` on `admit`, off `release`) for the writers and
+/// records them as written at once; the receivers hear when each node has them.
+pub fn submit(
+    queue: &Queue,
+    written: &Written,
+    key: &str,
+    revision: &str,
+    changes: &Changes,
+) -> Vec<tokio::sync::oneshot::Receiver<Result<(), Arc<kube::Error>>>> {
+    let values =
+        changes.admit.iter().map(|n| (n, Some(revision))).chain(changes.release.iter().map(|n| (n, None)));
+    let done: Vec<_> = values
+        .map(|(node, value)| {
+            written.record(key, node, value);
+            queue.push(node, key, value)
+        })
+        .collect();
+    if !done.is_empty() {
+        queue.wake.notify_waiters();
+    }
+    done
+}
+
+/// Writes `changes` through the queue and waits until every node has them. A node deleted
+/// meanwhile is skipped.
 pub async fn write(
     queue: &Queue,
+    written: &Written,
     key: &str,
     revision: &str,
     changes: &Changes,
 ) -> Result<(), Arc<kube::Error>> {
-    let written: Vec<_> = changes
-        .admit
-        .iter()
-        .map(|n| queue.push(n, key, Some(revision)))
-        .chain(changes.release.iter().map(|n| queue.push(n, key, None)))
-        .collect();
-    if written.is_empty() {
-        return Ok(());
-    }
-    queue.wake.notify_waiters();
-    for done in written {
+    for done in submit(queue, written, key, revision, changes) {
         // A dropped sender: the writers stopped (the operator is shutting down).
         done.await.unwrap_or(Ok(()))?;
     }
@@ -218,14 +249,14 @@ pub async fn release_all(
 ) -> Result<(), Arc<kube::Error>> {
     // Releasing writes no revision anywhere.
     let release = changes(&current(key, nodes, written), None, "");
-    write(queue, key, "", &release).await?;
+    write(queue, written, key, "", &release).await?;
     written.forget(key);
     Ok(())
 }
 
 /// The writers: a few node patches in flight at once, each with every label change queued for
-/// its node; a write is recorded in `written` once the API took it.
-pub async fn run_writers(client: Client, queue: &Queue, written: &Written) {
+/// its node; a write the API refused is taken back out of `written`.
+pub async fn run_writers(client: Client, queue: &Queue, written: &Written, metrics: &Metrics) {
     let api: Api<Node> = Api::all(client);
     let params = PatchParams { field_manager: Some(labels::FIELD_MANAGER.into()), ..PatchParams::default() };
     let writer = || async {
@@ -241,9 +272,11 @@ pub async fn run_writers(client: Client, queue: &Queue, written: &Written) {
             let patch = json!({"metadata": {"labels": &labels}});
             let result =
                 crate::ignore_not_found(api.patch_metadata(&node, &params, &Patch::Merge(&patch)).await);
-            if result.is_ok() {
+            if let Err(error) = &result {
+                warn!(%node, %error, "writing admission labels failed; the tasks decide again");
+                metrics.node_label_write_failed();
                 for (key, value) in &labels {
-                    written.record(key, &node, value.as_deref());
+                    written.take_back(key, &node, value.as_deref());
                 }
             }
             let result = result.map_err(Arc::new);
@@ -306,6 +339,30 @@ mod tests {
         assert_eq!(written.of(&key).len(), 1, "win-1 settled; win-2's removal is not in the cache yet");
         written.settle(&key, &[node("win-1", &[(&key, "rev-b")])]);
         assert!(written.of(&key).is_empty(), "a node that is gone is forgotten");
+    }
+
+    #[test]
+    fn queued_writes_count_at_once_and_a_refused_one_is_taken_back() {
+        let (queue, written) = (Queue::default(), Written::default());
+        let key = label_key("uid-1");
+        let admit = Changes { admit: names(&["win-1", "win-2"]), release: Vec::new() };
+        let done = submit(&queue, &written, &key, "rev-a", &admit);
+        assert_eq!(done.len(), 2);
+        assert_eq!(
+            current(&key, &[], &written),
+            labelled(&[("win-1", "rev-a"), ("win-2", "rev-a")]),
+            "queued, not yet sent: the next reconcile already counts both nodes"
+        );
+        // win-1's write fails; meanwhile win-2 was released by a later reconcile.
+        let release = Changes { admit: Vec::new(), release: names(&["win-2"]) };
+        drop(submit(&queue, &written, &key, "rev-a", &release));
+        written.take_back(&key, "win-1", Some("rev-a"));
+        written.take_back(&key, "win-2", Some("rev-a"));
+        assert!(
+            current(&key, &[], &written).is_empty(),
+            "win-1 is decided again; win-2's later release still stands"
+        );
+        assert_eq!(written.of(&key), BTreeMap::from([("win-2".to_string(), None)]));
     }
 
     #[test]

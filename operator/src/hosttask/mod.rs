@@ -296,6 +296,50 @@ async fn apply_daemon_set(
     Ok(true)
 }
 
+/// The script ConfigMaps this process has applied or found, by task uid and ConfigMap name.
+/// A revision's script is immutable: it is read or written once, not on every reconcile until
+/// the DaemonSet runs that revision.
+#[derive(Debug, Default)]
+pub struct ScriptMaps(std::sync::Mutex<BTreeSet<(String, String)>>);
+
+impl ScriptMaps {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<(String, String)>> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Forgets a task's ConfigMaps (it is going, and they with it).
+    pub fn forget(&self, uid: &str) {
+        self.lock().retain(|(task, _)| task != uid);
+    }
+}
+
+/// Writes the script ConfigMap of `revision` unless the DaemonSet runs it already or it exists.
+async fn apply_script(
+    ctx: &Context,
+    task: &HostTask,
+    revision: &str,
+    runs_revision: bool,
+) -> Result<(), Error> {
+    let Some(cm) = build::script_config_map(task, revision).filter(|_| !runs_revision) else {
+        return Ok(());
+    };
+    let key = (task.uid().unwrap_or_default(), cm.name_any());
+    if ctx.script_maps.lock().contains(&key) {
+        return Ok(());
+    }
+    let maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &task.namespace().unwrap_or_default());
+    if maps.get_opt(&cm.name_any()).await.map_err(Error::ApplyConfigMap)?.is_none() {
+        let mut value = serde_json::to_value(&cm)?;
+        value["apiVersion"] = json!("v1");
+        value["kind"] = json!("ConfigMap");
+        maps.patch(&cm.name_any(), &apply_params(), &Patch::Apply(&value))
+            .await
+            .map_err(Error::ApplyConfigMap)?;
+    }
+    ctx.script_maps.lock().insert(key);
+    Ok(())
+}
+
 #[instrument(skip_all, fields(task = %task.name_any(), namespace = task.namespace().unwrap_or_default()))]
 pub async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action, Error> {
     let admission_label = admission::label_key(&task.uid().unwrap_or_default());
@@ -303,6 +347,7 @@ pub async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action,
         // The DaemonSet, its pods and the ConfigMaps go with the task (owner references); the
         // admission labels are taken off the nodes before the finalizer lets it go.
         ctx.metrics.task_nodes(&task.namespace().unwrap_or_default(), &task.name_any(), None);
+        ctx.script_maps.forget(&task.uid().unwrap_or_default());
         if finalizer::has(&*task) {
             admission::release_all(&ctx.node_labels, &ctx.admissions, &admission_label, &ctx.nodes.state())
                 .await
@@ -359,7 +404,7 @@ pub async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action,
     let limits = limits(&task, targeted.len());
     let decision = decide(&task, &targeted, &admitted, &results, limits, account.eligible.as_ref());
 
-    // Apply: the finalizer before the first label, the labels, the script, the DaemonSet.
+    // Apply: the finalizer before the first label.
     let label_changes =
         admission::changes(&labelled, pinned.then_some(decision.admitted.as_slice()), &revision);
     if !label_changes.admit.is_empty() && !finalizer::has(&*task) {
@@ -369,22 +414,11 @@ pub async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action,
         // The patch changes the task: the next reconcile sees the finalizer and admits.
         return Ok(Action::await_change());
     }
-    admission::write(&ctx.node_labels, &admission_label, &revision, &label_changes)
-        .await
-        .map_err(Error::Admit)?;
-    // The script of a revision: immutable, so written once — not again while the DaemonSet runs
-    // this revision, and not when it exists already.
-    if let Some(cm) = build::script_config_map(&task, &revision).filter(|_| !runs_revision) {
-        let maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &namespace);
-        if maps.get_opt(&cm.name_any()).await.map_err(Error::ApplyConfigMap)?.is_none() {
-            let mut value = serde_json::to_value(&cm)?;
-            value["apiVersion"] = json!("v1");
-            value["kind"] = json!("ConfigMap");
-            maps.patch(&cm.name_any(), &apply_params(), &Patch::Apply(&value))
-                .await
-                .map_err(Error::ApplyConfigMap)?;
-        }
-    }
+    // The labels go to the writers, counted as written from now on: the next reconcile neither
+    // admits these nodes again nor more than maxConcurrent beside them. The DaemonSet selects only
+    // the nodes labelled for this revision, so the labels and the DaemonSet may land in any order.
+    drop(admission::submit(&ctx.node_labels, &ctx.admissions, &admission_label, &revision, &label_changes));
+    apply_script(&ctx, &task, &revision, runs_revision).await?;
     if pinned && decision.admitted.is_empty() {
         // Nothing may run yet (paused from the start, no node targeted or eligible): no
         // DaemonSet, so labels left from an earlier rollout of this revision admit nothing.
@@ -405,6 +439,8 @@ pub async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action,
         let ds = build::daemon_set(&task, &inputs);
         apply_daemon_set(&ctx, &sets, existing.as_ref(), ds).await?;
     }
+    // Only now: a pod deleted before the DaemonSet runs the new revision would come back as the
+    // old one.
     if once {
         replace_outdated_pods(&ctx, &task, &outdated, &decision.admitted).await?;
     }
@@ -499,13 +535,25 @@ async fn replace_outdated_pods(
     outdated: &[(String, String)],
     admitted: &[String],
 ) -> Result<(), Error> {
+    use futures::{StreamExt, TryStreamExt};
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &task.namespace().unwrap_or_default());
-    let replaced = outdated.iter().filter(|(_, node)| admitted.binary_search(node).is_ok());
-    for (pod, _) in replaced {
-        crate::ignore_not_found(pods.delete(pod, &DeleteParams::default()).await)
-            .map_err(Error::DeletePod)?;
-    }
-    Ok(())
+    let replaced: Vec<String> = outdated
+        .iter()
+        .filter(|(_, node)| admitted.binary_search(node).is_ok())
+        .map(|(pod, _)| pod.clone())
+        .collect();
+    // A wave's pods at once, a few in flight (as the node labels are written).
+    futures::stream::iter(replaced)
+        .map(|pod| {
+            let pods = pods.clone();
+            async move {
+                crate::ignore_not_found(pods.delete(&pod, &DeleteParams::default()).await)
+                    .map_err(Error::DeletePod)
+            }
+        })
+        .buffer_unordered(admission::PARALLEL_WRITES)
+        .try_collect()
+        .await
 }
 
 fn short_list(nodes: &[String]) -> String {
