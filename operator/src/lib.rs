@@ -254,10 +254,17 @@ pub async fn run(
         events,
         metrics: runtime.metrics.clone(),
     });
+    // A refused label write: the tasks decide again (the writer waits first, as a failed
+    // reconcile would).
+    let (refused_tx, refused_writes) = futures::channel::mpsc::unbounded::<()>();
     let write_node_labels = {
         let (client, ctx) = (client.clone(), ctx.clone());
         async move {
-            hosttask::admission::run_writers(client, &ctx.node_labels, &ctx.admissions, &ctx.metrics).await
+            let refused = || {
+                let _ = refused_tx.unbounded_send(());
+            };
+            hosttask::admission::run_writers(client, &ctx.node_labels, &ctx.admissions, &ctx.metrics, refused)
+                .await
         }
     };
     // The controllers stop when told to: on shutdown, or when the lease is lost. Everything
@@ -282,7 +289,7 @@ pub async fn run(
         })
         .reconcile_all_on(futures::stream::select(
             futures::stream::select(node_changes, provisioning_changes),
-            namespace_changes,
+            futures::stream::select(namespace_changes, refused_writes),
         ))
         .graceful_shutdown_on(stopped(stop_rx.clone()));
     let group_controller = Controller::new(Api::<HostGroup>::all(client.clone()), watcher::Config::default())

@@ -12,6 +12,7 @@ use hostprocess_sim::SimOptions;
 use hostprocess_sim::wait::until;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams};
 use serde_json::{Value, json};
 
@@ -237,6 +238,63 @@ async fn a_node_joining_later_gets_the_task_and_a_new_revision_rolls_out_again()
     }
 }
 
+#[tokio::test]
+async fn refused_admission_label_writes_are_decided_again_and_never_exceed_max_concurrent() {
+    use hostprocess_sim::faults::{FaultProxy, Matcher};
+
+    let mut fx = Fixture::start(6, "privileged").await;
+    // The operator talks to the API server through a proxy that refuses its next three node
+    // patches (the admission labels a reconcile queues and does not wait for).
+    fx.operator.abort();
+    let proxy = FaultProxy::start(&fx.sim.cluster).await.unwrap();
+    proxy.faults.fail_next(
+        3,
+        Matcher::new(Some(hyper::Method::PATCH), "/api/v1/nodes/"),
+        hyper::StatusCode::INTERNAL_SERVER_ERROR,
+    );
+    let metrics = hostprocess_operator::metrics::Metrics::new();
+    let runtime = hostprocess_operator::Runtime { metrics: metrics.clone(), ..Default::default() };
+    fx.operator = spawn_operator_with(proxy.client().await.unwrap(), runtime);
+    fx.apply("patch", json!({"script": "sleep 1\n", "rollout": {"maxConcurrent": 2}})).await;
+    let started = std::time::Instant::now();
+    let done = loop {
+        let task = fx.task("patch").await;
+        if let Some(status) = &task.status {
+            assert!(status.nodes.running <= 2, "status reported {} running", status.nodes.running);
+        }
+        if is(&task, "Ready", "True") {
+            break task;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the rollout did not complete: {:?}",
+            task.status
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(proxy.faults.injected(), 3, "three label patches were refused");
+    assert!(
+        metrics.encode().contains("hostprocess_node_label_writes_failed_total 3"),
+        "{}",
+        metrics.encode()
+    );
+    let status = done.status.as_ref().unwrap();
+    assert_eq!((status.nodes.succeeded, status.nodes.failed), (6, 0), "every node ran despite the refusals");
+    // Each node ran once, and never more than two at a time (the executors' own records).
+    let runs: Vec<(Timestamp, Timestamp)> = (0..6)
+        .map(|node| {
+            let record = record(&fx.sim, node, &done);
+            let attempts = record["attempts"].as_array().unwrap();
+            assert_eq!(attempts.len(), 1, "node {node} ran once");
+            let time = |field: &str| attempts[0][field].as_str().unwrap().parse::<Timestamp>().unwrap();
+            (time("startTime"), time("endTime"))
+        })
+        .collect();
+    let most_at_once =
+        runs.iter().map(|(start, _)| runs.iter().filter(|(s, e)| s <= start && start < e).count()).max();
+    assert!(most_at_once <= Some(2), "at most maxConcurrent payloads at once, saw {most_at_once:?}");
+}
+
 fn reconciles(metrics: &hostprocess_operator::metrics::Metrics) -> u64 {
     metrics
         .encode()
@@ -263,7 +321,7 @@ async fn two_replicas_never_act_at_once_and_the_standby_takes_over() {
             leader: Some(leader),
             ..Default::default()
         };
-        (spawn_operator_with(&fx.sim, runtime), metrics)
+        (spawn_operator_with(fx.sim.client.clone(), runtime), metrics)
     };
     let (first, first_metrics) = replica("replica-a");
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -254,9 +254,21 @@ pub async fn release_all(
     Ok(())
 }
 
+/// How long a writer waits after a refused write before `refused` is called (the tasks then
+/// decide again): what a failed reconcile waits, so a node the API keeps refusing is not retried
+/// in a tight loop.
+const REFUSED_BACKOFF: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The writers: a few node patches in flight at once, each with every label change queued for
-/// its node; a write the API refused is taken back out of `written`.
-pub async fn run_writers(client: Client, queue: &Queue, written: &Written, metrics: &Metrics) {
+/// its node; a write the API refused is counted, taken back out of `written`, and `refused` is
+/// called once the writer waited `REFUSED_BACKOFF`.
+pub async fn run_writers(
+    client: Client,
+    queue: &Queue,
+    written: &Written,
+    metrics: &Metrics,
+    refused: impl Fn(),
+) {
     let api: Api<Node> = Api::all(client);
     let params = PatchParams { field_manager: Some(labels::FIELD_MANAGER.into()), ..PatchParams::default() };
     let writer = || async {
@@ -279,9 +291,14 @@ pub async fn run_writers(client: Client, queue: &Queue, written: &Written, metri
                     written.take_back(key, &node, value.as_deref());
                 }
             }
+            let failed = result.is_err();
             let result = result.map_err(Arc::new);
             for done in waiters {
                 let _ = done.send(result.clone());
+            }
+            if failed {
+                tokio::time::sleep(REFUSED_BACKOFF).await;
+                refused();
             }
         }
     };

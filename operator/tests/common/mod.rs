@@ -119,11 +119,12 @@ pub async fn admitted_nodes(client: &kube::Client, task_uid: &str, ds: &DaemonSe
 }
 
 pub fn spawn_operator(sim: &Simulation) -> tokio::task::JoinHandle<()> {
-    spawn_operator_with(sim, hostprocess_operator::Runtime::default())
+    spawn_operator_with(sim.client.clone(), hostprocess_operator::Runtime::default())
 }
 
+/// The operator with its own metrics (or lease), talking to the API server through `client`.
 pub fn spawn_operator_with(
-    sim: &Simulation,
+    client: kube::Client,
     runtime: hostprocess_operator::Runtime,
 ) -> tokio::task::JoinHandle<()> {
     let config = Config {
@@ -133,7 +134,6 @@ pub fn spawn_operator_with(
         group_namespace: Config::DEFAULT_GROUP_NAMESPACE.into(),
         concurrency: Config::DEFAULT_CONCURRENCY,
     };
-    let client = sim.client.clone();
     tokio::spawn(async move {
         hostprocess_operator::run(client, config, runtime, std::future::pending()).await;
     })
