@@ -182,17 +182,11 @@ async fn an_operator_restart_mid_rollout_resumes_without_exceeding_max_concurren
     .unwrap();
     fx.restart_operator();
     let mut most_running = 0;
-    let started = std::time::Instant::now();
-    let done = loop {
-        let task = fx.task("patch").await;
-        let status = task.status.clone().unwrap();
-        most_running = most_running.max(status.nodes.running);
-        if is(&task, "Ready", "True") {
-            break task;
-        }
-        assert!(started.elapsed() < Duration::from_secs(90), "the rollout did not complete: {status:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let done = fx
+        .watch_until_ready("patch", Duration::from_secs(90), |task| {
+            most_running = most_running.max(task.status.as_ref().unwrap().nodes.running);
+        })
+        .await;
     assert!(most_running <= 1, "maxConcurrent held across the restart, saw {most_running}");
     assert_eq!(done.status.as_ref().unwrap().nodes.succeeded, 4);
     for node in 0..4 {
@@ -256,22 +250,12 @@ async fn refused_admission_label_writes_are_decided_again_and_never_exceed_max_c
     let runtime = hostprocess_operator::Runtime { metrics: metrics.clone(), ..Default::default() };
     fx.operator = spawn_operator_with(proxy.client().await.unwrap(), runtime);
     fx.apply("patch", json!({"script": "sleep 1\n", "rollout": {"maxConcurrent": 2}})).await;
-    let started = std::time::Instant::now();
-    let done = loop {
-        let task = fx.task("patch").await;
-        if let Some(status) = &task.status {
-            assert!(status.nodes.running <= 2, "status reported {} running", status.nodes.running);
-        }
-        if is(&task, "Ready", "True") {
-            break task;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "the rollout did not complete: {:?}",
-            task.status
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let done = fx
+        .watch_until_ready("patch", Duration::from_secs(120), |task| {
+            let running = task.status.as_ref().map_or(0, |s| s.nodes.running);
+            assert!(running <= 2, "status reported {running} running");
+        })
+        .await;
     assert_eq!(proxy.faults.injected(), 3, "three label patches were refused");
     assert!(
         metrics.encode().contains("hostprocess_node_label_writes_failed_total 3"),

@@ -75,6 +75,26 @@ impl Fixture {
         .unwrap()
     }
 
+    /// Reads the task every 100 ms until it is Ready, handing each read to `observe`; fails the
+    /// test after `limit`.
+    pub async fn watch_until_ready(
+        &self,
+        name: &str,
+        limit: Duration,
+        mut observe: impl FnMut(&HostTask),
+    ) -> HostTask {
+        let started = std::time::Instant::now();
+        loop {
+            let task = self.task(name).await;
+            observe(&task);
+            if is(&task, "Ready", "True") {
+                return task;
+            }
+            assert!(started.elapsed() < limit, "the rollout did not complete: {:?}", task.status);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub fn tasks(&self) -> Api<HostTask> {
         Api::namespaced(self.sim.client.clone(), NS)
     }
