@@ -175,21 +175,25 @@ impl Queue {
         self.waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Queues one label change; with `wait`, the receiver hears when the node has it.
     fn push(
         &self,
         node: &str,
         key: &str,
         value: Option<&str>,
-    ) -> tokio::sync::oneshot::Receiver<Result<(), Arc<kube::Error>>> {
-        let (done, written) = tokio::sync::oneshot::channel();
+        wait: bool,
+    ) -> Option<tokio::sync::oneshot::Receiver<Result<(), Arc<kube::Error>>>> {
         let mut waiting = self.lock();
         if !waiting.nodes.contains_key(node) {
             waiting.order.push_back(node.to_string());
         }
         let write = waiting.nodes.entry(node.to_string()).or_default();
         write.labels.insert(key.to_string(), value.map(String::from));
-        write.waiters.push(done);
-        written
+        wait.then(|| {
+            let (done, written) = tokio::sync::oneshot::channel();
+            write.waiters.push(done);
+            written
+        })
     }
 
     fn take(&self) -> Option<(String, NodeWrite)> {
@@ -201,26 +205,31 @@ impl Queue {
 }
 
 /// Queues `changes` (label `key` = `revision` on `admit`, off `release`) for the writers and
-/// records them as written at once; the receivers hear when each node has them.
-pub fn submit(
+/// records them as written at once; with `wait`, one receiver per node hears when it has them.
+fn enqueue(
     queue: &Queue,
     written: &Written,
     key: &str,
     revision: &str,
     changes: &Changes,
+    wait: bool,
 ) -> Vec<tokio::sync::oneshot::Receiver<Result<(), Arc<kube::Error>>>> {
     let values =
         changes.admit.iter().map(|n| (n, Some(revision))).chain(changes.release.iter().map(|n| (n, None)));
-    let done: Vec<_> = values
-        .map(|(node, value)| {
-            written.record(key, node, value);
-            queue.push(node, key, value)
-        })
-        .collect();
-    if !done.is_empty() {
+    let mut done = Vec::new();
+    for (node, value) in values {
+        written.record(key, node, value);
+        done.extend(queue.push(node, key, value, wait));
+    }
+    if !changes.is_empty() {
         queue.wake.notify_waiters();
     }
     done
+}
+
+/// Queues `changes` without waiting for them (see `enqueue`).
+pub fn submit(queue: &Queue, written: &Written, key: &str, revision: &str, changes: &Changes) {
+    enqueue(queue, written, key, revision, changes, false);
 }
 
 /// Writes `changes` through the queue and waits until every node has them. A node deleted
@@ -232,7 +241,7 @@ pub async fn write(
     revision: &str,
     changes: &Changes,
 ) -> Result<(), Arc<kube::Error>> {
-    for done in submit(queue, written, key, revision, changes) {
+    for done in enqueue(queue, written, key, revision, changes, true) {
         // A dropped sender: the writers stopped (the operator is shutting down).
         done.await.unwrap_or(Ok(()))?;
     }
@@ -363,8 +372,7 @@ mod tests {
         let (queue, written) = (Queue::default(), Written::default());
         let key = label_key("uid-1");
         let admit = Changes { admit: names(&["win-1", "win-2"]), release: Vec::new() };
-        let done = submit(&queue, &written, &key, "rev-a", &admit);
-        assert_eq!(done.len(), 2);
+        submit(&queue, &written, &key, "rev-a", &admit);
         assert_eq!(
             current(&key, &[], &written),
             labelled(&[("win-1", "rev-a"), ("win-2", "rev-a")]),
@@ -372,7 +380,7 @@ mod tests {
         );
         // win-1's write fails; meanwhile win-2 was released by a later reconcile.
         let release = Changes { admit: Vec::new(), release: names(&["win-2"]) };
-        drop(submit(&queue, &written, &key, "rev-a", &release));
+        submit(&queue, &written, &key, "rev-a", &release);
         written.take_back(&key, "win-1", Some("rev-a"));
         written.take_back(&key, "win-2", Some("rev-a"));
         assert!(
@@ -380,15 +388,25 @@ mod tests {
             "win-1 is decided again; win-2's later release still stands"
         );
         assert_eq!(written.of(&key), BTreeMap::from([("win-2".to_string(), None)]));
+        let (node, write) = queue.take().unwrap_or_else(|| panic!("win-1 is queued"));
+        assert_eq!((node.as_str(), write.waiters.len()), ("win-1", 0), "nobody waits for a submit");
+        let (node, write) = queue.take().unwrap_or_else(|| panic!("win-2 is queued"));
+        assert_eq!(node, "win-2");
+        assert_eq!(
+            write.labels,
+            BTreeMap::from([(key.clone(), None)]),
+            "the later release replaced the admit"
+        );
+        assert!(queue.take().is_none());
     }
 
     #[test]
     fn tasks_admitting_the_same_node_share_one_write() {
         let queue = Queue::default();
         let (a, b) = (label_key("uid-a"), label_key("uid-b"));
-        let _first = queue.push("win-1", &a, Some("rev-a"));
-        let _second = queue.push("win-2", &a, Some("rev-a"));
-        let _third = queue.push("win-1", &b, None);
+        let _first = queue.push("win-1", &a, Some("rev-a"), true);
+        let _second = queue.push("win-2", &a, Some("rev-a"), true);
+        let _third = queue.push("win-1", &b, None, true);
         let (node, write) = queue.take().unwrap_or_else(|| panic!("a node waits"));
         assert_eq!(node, "win-1", "first come, first written");
         assert_eq!(write.labels, BTreeMap::from([(a.clone(), Some("rev-a".to_string())), (b, None)]));

@@ -417,7 +417,7 @@ pub async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action,
     // The labels go to the writers, counted as written from now on: the next reconcile neither
     // admits these nodes again nor more than maxConcurrent beside them. The DaemonSet selects only
     // the nodes labelled for this revision, so the labels and the DaemonSet may land in any order.
-    drop(admission::submit(&ctx.node_labels, &ctx.admissions, &admission_label, &revision, &label_changes));
+    admission::submit(&ctx.node_labels, &ctx.admissions, &admission_label, &revision, &label_changes);
     apply_script(&ctx, &task, &revision, runs_revision).await?;
     if pinned && decision.admitted.is_empty() {
         // Nothing may run yet (paused from the start, no node targeted or eligible): no
