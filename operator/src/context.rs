@@ -55,6 +55,8 @@ pub struct Context {
     pub admissions: crate::hosttask::admission::Written,
     /// Admission label writes waiting for the writers (merged per node).
     pub node_labels: crate::hosttask::admission::Queue,
+    /// HostTask statuses decided and not yet in the cache, and the queue of those to write.
+    pub statuses: crate::hosttask::status_writes::StatusWrites,
     /// The script ConfigMaps already applied or found.
     pub script_maps: crate::hosttask::ScriptMaps,
     pub events: crate::events::Events,

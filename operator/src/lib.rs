@@ -48,6 +48,9 @@ pub struct Runtime {
     pub leader: Option<leader::LeaderElection>,
 }
 
+/// How long a stopping operator waits for the statuses it decided to be written.
+const STATUS_FLUSH: Duration = Duration::from_secs(5);
+
 /// Why `run` returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stopped {
@@ -250,6 +253,7 @@ pub async fn run(
         nodes: nodes.clone(),
         admissions: hosttask::admission::Written::default(),
         node_labels: hosttask::admission::Queue::default(),
+        statuses: hosttask::status_writes::StatusWrites::default(),
         script_maps: hosttask::ScriptMaps::default(),
         events,
         metrics: runtime.metrics.clone(),
@@ -267,6 +271,12 @@ pub async fn run(
                 .await
         }
     };
+    let write_statuses = {
+        let (client, ctx) = (client.clone(), ctx.clone());
+        async move { hosttask::status_writes::run_writers(client, &ctx.statuses, &ctx.metrics).await }
+    };
+    tokio::pin!(write_statuses);
+    let statuses = ctx.clone();
     // The controllers stop when told to: on shutdown, or when the lease is lost. Everything
     // below runs inside this future (no detached task), so dropping it stops it all.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -366,11 +376,23 @@ pub async fn run(
         _ = drive_nodes => {}
         _ = write_events => {}
         _ = write_node_labels => {}
+        _ = &mut write_statuses => {}
         _ = run => {}
         _ = signal_shutdown => {}
     }
     if lost_lease.load(std::sync::atomic::Ordering::SeqCst) {
         return Stopped::LostLease;
+    }
+    // Still the leader: the statuses decided last are written before the lease goes (a while at
+    // most; a restarted operator decides them again anyway).
+    let flushed = tokio::time::timeout(STATUS_FLUSH, async {
+        tokio::select! {
+            _ = &mut write_statuses => {}
+            _ = statuses.statuses.idle() => {}
+        }
+    });
+    if flushed.await.is_err() {
+        warn!("stopping with HostTask statuses not yet written");
     }
     // A clean stop hands the lease over at once instead of after its duration.
     if let Some(leader) = &runtime.leader

@@ -40,6 +40,8 @@ pub struct Metrics {
     task_nodes: Family<NodeLabels, Gauge>,
     events_dropped: Counter,
     node_label_writes_failed: Counter,
+    status_writes_failed: Counter,
+    status_write_lag: Histogram,
 }
 
 impl Default for Metrics {
@@ -71,6 +73,18 @@ impl Default for Metrics {
             "Admission label patches to nodes the API server refused (their tasks decide those nodes again)",
             node_label_writes_failed.clone(),
         );
+        let status_writes_failed = Counter::default();
+        registry.register(
+            "status_writes_failed",
+            "HostTask status writes the API server refused (sent again after a back-off)",
+            status_writes_failed.clone(),
+        );
+        let status_write_lag = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        registry.register(
+            "status_write_lag_seconds",
+            "From a reconcile deciding a HostTask status to the API server accepting it (a status decided meanwhile replaces one not yet sent)",
+            status_write_lag.clone(),
+        );
         Metrics {
             registry,
             reconciles,
@@ -79,6 +93,8 @@ impl Default for Metrics {
             task_nodes,
             events_dropped,
             node_label_writes_failed,
+            status_writes_failed,
+            status_write_lag,
         }
     }
 }
@@ -104,6 +120,15 @@ impl Metrics {
 
     pub fn node_label_write_failed(&self) {
         self.node_label_writes_failed.inc();
+    }
+
+    pub fn status_write_failed(&self) {
+        self.status_writes_failed.inc();
+    }
+
+    /// A status was written `lag` after it was decided.
+    pub fn status_written(&self, lag: Duration) {
+        self.status_write_lag.observe(lag.as_secs_f64());
     }
 
     /// Records a task's node counts; `None` forgets the task (it was deleted).

@@ -233,18 +233,24 @@ async fn a_node_joining_later_gets_the_task_and_a_new_revision_rolls_out_again()
 }
 
 #[tokio::test]
-async fn refused_admission_label_writes_are_decided_again_and_never_exceed_max_concurrent() {
+async fn refused_label_and_status_writes_are_sent_again_and_never_exceed_max_concurrent() {
     use hostprocess_sim::faults::{FaultProxy, Matcher};
 
     let mut fx = Fixture::start(6, "privileged").await;
     // The operator talks to the API server through a proxy that refuses its next three node
-    // patches (the admission labels a reconcile queues and does not wait for).
+    // patches (the admission labels a reconcile queues and does not wait for) and its next two
+    // status writes (also queued).
     fx.operator.abort();
     let proxy = FaultProxy::start(&fx.sim.cluster).await.unwrap();
     proxy.faults.fail_next(
         3,
         Matcher::new(Some(hyper::Method::PATCH), "/api/v1/nodes/"),
         hyper::StatusCode::INTERNAL_SERVER_ERROR,
+    );
+    proxy.faults.fail_next(
+        2,
+        Matcher::new(Some(hyper::Method::PATCH), "/hosttasks/patch/status"),
+        hyper::StatusCode::SERVICE_UNAVAILABLE,
     );
     let metrics = hostprocess_operator::metrics::Metrics::new();
     let runtime = hostprocess_operator::Runtime { metrics: metrics.clone(), ..Default::default() };
@@ -256,12 +262,10 @@ async fn refused_admission_label_writes_are_decided_again_and_never_exceed_max_c
             assert!(running <= 2, "status reported {running} running");
         })
         .await;
-    assert_eq!(proxy.faults.injected(), 3, "three label patches were refused");
-    assert!(
-        metrics.encode().contains("hostprocess_node_label_writes_failed_total 3"),
-        "{}",
-        metrics.encode()
-    );
+    assert_eq!(proxy.faults.injected(), 5, "three label patches and two status writes were refused");
+    let text = metrics.encode();
+    assert!(text.contains("hostprocess_node_label_writes_failed_total 3"), "{text}");
+    assert!(text.contains("hostprocess_status_writes_failed_total 2"), "{text}");
     let status = done.status.as_ref().unwrap();
     assert_eq!((status.nodes.succeeded, status.nodes.failed), (6, 0), "every node ran despite the refusals");
     // Each node ran once, and never more than two at a time (the executors' own records).
@@ -277,6 +281,43 @@ async fn refused_admission_label_writes_are_decided_again_and_never_exceed_max_c
     let most_at_once =
         runs.iter().map(|(start, _)| runs.iter().filter(|(s, e)| s <= start && start < e).count()).max();
     assert!(most_at_once <= Some(2), "at most maxConcurrent payloads at once, saw {most_at_once:?}");
+}
+
+#[tokio::test]
+async fn a_stopping_operator_writes_the_status_it_decided_before_it_returns() {
+    use hostprocess_sim::faults::FaultProxy;
+
+    let fx = Fixture::start(1, "privileged").await;
+    fx.operator.abort();
+    let proxy = FaultProxy::start(&fx.sim.cluster).await.unwrap();
+    let runtime = hostprocess_operator::Runtime::default();
+    let (health, metrics) = (runtime.health.clone(), runtime.metrics.clone());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let operator = spawn_operator_until(proxy.client().await.unwrap(), runtime, async {
+        let _ = stopped.await;
+    });
+    until("the operator's caches", Duration::from_secs(60), || async { health.is_ready().then_some(()) })
+        .await
+        .unwrap();
+    // From now on every request takes 1.5 s: the status write is still in flight when the
+    // operator is told to stop.
+    proxy.faults.set_latency(Duration::from_millis(1500));
+    let name = "a".repeat(60);
+    fx.apply(&name, json!({"script": "exit 0\n"})).await;
+    until("the first reconcile", Duration::from_secs(30), || async {
+        (reconciles(&metrics) > 0).then_some(())
+    })
+    .await
+    .unwrap();
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(20), operator).await.unwrap().unwrap();
+    let task: hostprocess_crds::HostTask =
+        Api::namespaced(fx.sim.client.clone(), NS).get(&name).await.unwrap();
+    assert_eq!(
+        condition(&task, "Stalled"),
+        Some(("True".into(), "InvalidName".into())),
+        "the status decided before the stop is written when the operator returns"
+    );
 }
 
 fn reconciles(metrics: &hostprocess_operator::metrics::Metrics) -> u64 {

@@ -8,6 +8,7 @@ pub mod pods;
 pub mod reboot;
 pub mod rollout;
 pub mod status;
+pub mod status_writes;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -50,8 +51,6 @@ pub enum Error {
     DeletePod(#[source] kube::Error),
     #[error("reading or applying the script ConfigMap: {0}")]
     ApplyConfigMap(#[source] kube::Error),
-    #[error("writing status: {0}")]
-    PatchStatus(#[source] kube::Error),
     #[error("reading or cordoning a node to reboot: {0}")]
     Node(#[source] kube::Error),
     #[error("draining a node to reboot: {0}")]
@@ -78,7 +77,6 @@ impl Error {
             Error::DeleteDaemonSet(_) => "delete_daemonset",
             Error::ApplyConfigMap(_) => "apply_configmap",
             Error::DeletePod(_) => "delete_pod",
-            Error::PatchStatus(_) => "patch_status",
             Error::Node(_) => "node",
             Error::Drain(_) => "drain",
             Error::RebootPod(_) => "reboot_pod",
@@ -348,6 +346,7 @@ pub async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action,
         // admission labels are taken off the nodes before the finalizer lets it go.
         ctx.metrics.task_nodes(&task.namespace().unwrap_or_default(), &task.name_any(), None);
         ctx.script_maps.forget(&task.uid().unwrap_or_default());
+        ctx.statuses.forget(&task.uid().unwrap_or_default());
         if finalizer::has(&*task) {
             admission::release_all(&ctx.node_labels, &ctx.admissions, &admission_label, &ctx.nodes.state())
                 .await
@@ -369,13 +368,17 @@ pub async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action,
     let sets: Api<DaemonSet> = Api::namespaced(ctx.client.clone(), &namespace);
     let ds_name = labels::daemon_set_name(&name);
     let existing = daemon_set(&ctx, &sets, &namespace, &ds_name).await?;
-    let now = Timestamp::now();
+    // Whole seconds: what the API keeps of a time, so a status read back equals the one written.
+    let now = Timestamp::from_second(Timestamp::now().as_second()).unwrap_or_else(|_| Timestamp::now());
+    // The newest status decided (written or still queued): times, conditions and events follow
+    // on from it.
+    let previous = ctx.statuses.current(&task);
 
     // Validate: bad input becomes a condition, never a retry storm.
     let account = account(&ctx, &task);
     if let Some(blocked) = blocked(&task, ns.as_deref()).or_else(|| account.as_ref().err().cloned()) {
         let status = status::status(
-            task.status.as_ref(),
+            previous.as_ref(),
             generation,
             &revision,
             None,
@@ -383,7 +386,7 @@ pub async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action,
             task.spec.rollout.paused,
             now,
         );
-        write_status(&ctx, &task, status).await?;
+        ctx.statuses.submit(&task, status);
         // A missing HostGroup may appear: the group watch triggers a reconcile, this is a net.
         return Ok(Action::requeue(Duration::from_secs(300)));
     }
@@ -460,16 +463,15 @@ pub async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action,
     }
 
     // Status.
-    let previous_phase_halted = task
-        .status
+    let previous_phase_halted = previous
         .as_ref()
         .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Stalled" && c.status == "True"));
-    let previous_complete = task.status.as_ref().is_some_and(|s| {
+    let previous_complete = previous.as_ref().is_some_and(|s| {
         s.revision.as_deref() == Some(revision.as_str())
             && s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
     });
     let new_status = status::status(
-        task.status.as_ref(),
+        previous.as_ref(),
         generation,
         &revision,
         Some(&decision),
@@ -500,7 +502,7 @@ pub async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action,
         );
     }
     for failure in decision.failures.iter().filter(|f| {
-        !task.status.as_ref().is_some_and(|s| {
+        !previous.as_ref().is_some_and(|s| {
             s.revision.as_deref() == Some(revision.as_str()) && s.failures.iter().any(|p| p.node == f.node)
         })
     }) {
@@ -517,7 +519,8 @@ pub async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action,
             ),
         );
     }
-    write_status(&ctx, &task, new_status).await?;
+    // The writers send it; a reconcile does not wait for the API server (see `status_writes`).
+    ctx.statuses.submit(&task, new_status);
     ctx.metrics.task_nodes(&namespace, &name, Some(&decision.counts));
     Ok(match decision.phase {
         // Node status (boot id, Ready) is not watched: look again soon.
@@ -567,20 +570,4 @@ fn short_list(nodes: &[String]) -> String {
 
 pub(crate) fn publish(ctx: &Context, task: &HostTask, type_: EventType, reason: &str, note: String) {
     ctx.events.publish(task.object_ref(&()), type_, "Rollout", reason, note);
-}
-
-async fn write_status(
-    ctx: &Context,
-    task: &HostTask,
-    status: hostprocess_crds::HostTaskStatus,
-) -> Result<(), Error> {
-    if task.status.as_ref() == Some(&status) {
-        return Ok(());
-    }
-    let api: Api<HostTask> = Api::namespaced(ctx.client.clone(), &task.namespace().unwrap_or_default());
-    let patch = json!({"apiVersion": "hostprocess.dev/v1alpha1", "kind": "HostTask", "status": status});
-    api.patch_status(&task.name_any(), &apply_params(), &Patch::Apply(&patch))
-        .await
-        .map_err(Error::PatchStatus)?;
-    Ok(())
 }

@@ -147,6 +147,15 @@ pub fn spawn_operator_with(
     client: kube::Client,
     runtime: hostprocess_operator::Runtime,
 ) -> tokio::task::JoinHandle<()> {
+    spawn_operator_until(client, runtime, std::future::pending())
+}
+
+/// `spawn_operator_with`, stopping gracefully when `shutdown` completes.
+pub fn spawn_operator_until(
+    client: kube::Client,
+    runtime: hostprocess_operator::Runtime,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) -> tokio::task::JoinHandle<()> {
     let config = Config {
         executor_image: "sim/node-executor:test".into(),
         executor_version: "0.1.0".into(),
@@ -155,7 +164,7 @@ pub fn spawn_operator_with(
         concurrency: Config::DEFAULT_CONCURRENCY,
     };
     tokio::spawn(async move {
-        hostprocess_operator::run(client, config, runtime, std::future::pending()).await;
+        hostprocess_operator::run(client, config, runtime, shutdown).await;
     })
 }
 
