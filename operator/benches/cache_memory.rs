@@ -144,7 +144,7 @@ fn main() {
         let events = std::iter::once(Ok(watcher::Event::Init))
             .chain(listed)
             .chain(std::iter::once(Ok(watcher::Event::InitDone)));
-        futures::executor::block_on(index.follow(futures::stream::iter(events)));
+        futures::executor::block_on(index.follow(futures::stream::iter(events), |_| {}));
         index
     });
     let task: HostTask = serde_json::from_value(json!({

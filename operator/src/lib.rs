@@ -127,8 +127,9 @@ pub async fn run(
     // Caches: task pods (what the rollout reads of them), setup pods (their statuses are the
     // results), DaemonSets, nodes (metadata only) and HostGroups (a task running as one needs it).
     let pods = Arc::new(hosttask::pods::PodIndex::default());
-    let pod_events = watcher(scoped::<CachedPod>(&client, namespace.as_deref()), task_pods_selected.clone())
-        .default_backoff();
+    let pod_events =
+        watcher(scoped::<CachedPod>(&client, namespace.as_deref()), task_pods_selected).default_backoff();
+    let (pod_changed, pod_changes) = futures::channel::mpsc::unbounded::<hosttask::pods::Changed>();
     let (daemon_sets, daemon_set_writer) = reflector::store();
     let daemon_set_stream = reflector::reflector(
         daemon_set_writer,
@@ -294,9 +295,8 @@ pub async fn run(
             scoped::<DaemonSet>(&client, namespace.as_deref()),
             watcher::Config::default().labels(&labels::managed_selector()),
         )
-        .watches(scoped::<CachedPod>(&client, namespace.as_deref()), task_pods_selected, |pod: CachedPod| {
-            Some(ObjectRef::<HostTask>::new(pod.label(labels::TASK)?).within(&pod.namespace()?))
-        })
+        // The pod index's one watch says which tasks' pods changed as the rollout reads them.
+        .reconcile_on(pod_changes)
         .reconcile_all_on(futures::stream::select(
             futures::stream::select(node_changes, provisioning_changes),
             futures::stream::select(namespace_changes, refused_writes),
@@ -311,7 +311,9 @@ pub async fn run(
         .graceful_shutdown_on(stopped(stop_rx));
 
     // Decide nothing before the caches hold what the cluster holds.
-    let drive_pods = pods.follow(pod_events);
+    let drive_pods = pods.follow(pod_events, |task| {
+        let _ = pod_changed.unbounded_send(task);
+    });
     let drive_daemon_sets = daemon_set_stream.for_each(|_| futures::future::ready(()));
     let health = runtime.health.clone();
     let leader = runtime.leader.clone();

@@ -14,6 +14,7 @@ use std::sync::{PoisonError, RwLock};
 
 use futures::{Stream, StreamExt};
 use hostprocess_crds::HostTask;
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 
 use super::reboot::{self, Step};
@@ -55,52 +56,71 @@ type Revisions = HashMap<Box<str>, HashMap<Box<str>, TaskPod>>;
 #[derive(Debug, Default)]
 struct Pods(HashMap<Box<str>, HashMap<Box<str>, Revisions>>);
 
+/// A task whose pods changed as the rollout reads them: its reconcile has something new to read.
+pub type Changed = ObjectRef<HostTask>;
+
 impl Pods {
-    fn apply(&mut self, pod: &CachedPod) {
+    /// Takes in a pod's new state; returns the tasks whose pods now read differently (none when
+    /// only what the rollout ignores changed: a condition's time, an IP, the kubelet's heartbeat
+    /// of a running container).
+    fn apply(&mut self, pod: &CachedPod) -> Vec<Changed> {
         let (Some(namespace), Some(name)) = (pod.metadata.namespace.as_deref(), pod.metadata.name.as_deref())
         else {
-            return;
+            return Vec::new();
         };
         let (Some(task), Some(revision)) = (pod.label(labels::TASK), pod.label(labels::REVISION)) else {
             // Not (or no longer) a pod of a task's revision.
-            self.delete(namespace, name);
-            return;
+            return self.delete(namespace, name);
         };
+        let now = TaskPod::of(pod);
         let tasks = self.0.entry(namespace.into()).or_default();
         let known = tasks.get_mut(task).and_then(|r| r.get_mut(revision)).and_then(|p| p.get_mut(name));
         if let Some(known) = known {
-            *known = TaskPod::of(pod);
-            return;
+            if *known == now {
+                return Vec::new();
+            }
+            *known = now;
+            return vec![ObjectRef::new(task).within(namespace)];
         }
         // New here: if its labels changed, it leaves where it was.
-        remove(tasks, name);
-        tasks
-            .entry(task.into())
-            .or_default()
-            .entry(revision.into())
-            .or_default()
-            .insert(name.into(), TaskPod::of(pod));
+        let mut changed = remove(tasks, name, namespace);
+        tasks.entry(task.into()).or_default().entry(revision.into()).or_default().insert(name.into(), now);
+        changed.push(ObjectRef::new(task).within(namespace));
+        changed
     }
 
-    fn delete(&mut self, namespace: &str, name: &str) {
-        if let Some(tasks) = self.0.get_mut(namespace) {
-            remove(tasks, name);
-            if tasks.is_empty() {
-                self.0.remove(namespace);
-            }
+    /// Forgets a pod; returns the task it belonged to.
+    fn delete(&mut self, namespace: &str, name: &str) -> Vec<Changed> {
+        let Some(tasks) = self.0.get_mut(namespace) else { return Vec::new() };
+        let changed = remove(tasks, name, namespace);
+        if tasks.is_empty() {
+            self.0.remove(namespace);
         }
+        changed
+    }
+
+    /// Every task that has pods.
+    fn tasks(&self) -> impl Iterator<Item = Changed> + '_ {
+        self.0.iter().flat_map(|(namespace, tasks)| {
+            tasks.keys().map(move |task| ObjectRef::new(task).within(namespace))
+        })
     }
 }
 
-/// Removes a pod by name from a namespace's tasks, and what it leaves empty.
-fn remove(tasks: &mut HashMap<Box<str>, Revisions>, name: &str) {
-    tasks.retain(|_, revisions| {
+/// Removes a pod by name from a namespace's tasks, and what it leaves empty; returns the tasks
+/// that had it.
+fn remove(tasks: &mut HashMap<Box<str>, Revisions>, name: &str, namespace: &str) -> Vec<Changed> {
+    let mut had = Vec::new();
+    tasks.retain(|task, revisions| {
         revisions.retain(|_, pods| {
-            pods.remove(name);
+            if pods.remove(name).is_some() {
+                had.push(ObjectRef::new(task).within(namespace));
+            }
             !pods.is_empty()
         });
         !revisions.is_empty()
     });
+    had
 }
 
 /// A pod on a node whose reboot the operator carries out.
@@ -137,33 +157,48 @@ impl Default for PodIndex {
 }
 
 impl PodIndex {
-    /// Keeps the index in step with a watch of the task pods, until the watch ends.
+    /// Keeps the index in step with a watch of the task pods, until the watch ends, and tells
+    /// `changed` each task whose pods read differently after an event (after a relist: every
+    /// task the old or the new index has).
     pub async fn follow(
         &self,
         events: impl Stream<Item = Result<watcher::Event<CachedPod>, watcher::Error>>,
+        changed: impl Fn(Changed),
     ) {
         // A relist fills a new index; reads see the old one until it is complete.
         let mut relisting: Option<Pods> = None;
         events
             .for_each(|event| {
-                match event {
-                    Ok(watcher::Event::Init) => relisting = Some(Pods::default()),
-                    Ok(watcher::Event::InitApply(pod)) => relisting.get_or_insert_default().apply(&pod),
+                let tasks = match event {
+                    Ok(watcher::Event::Init) => {
+                        relisting = Some(Pods::default());
+                        Vec::new()
+                    }
+                    Ok(watcher::Event::InitApply(pod)) => {
+                        relisting.get_or_insert_default().apply(&pod);
+                        Vec::new()
+                    }
                     Ok(watcher::Event::InitDone) => {
-                        *self.write() = relisting.take().unwrap_or_default();
+                        let listed = relisting.take().unwrap_or_default();
+                        let mut tasks: Vec<Changed> = listed.tasks().collect();
+                        let before = std::mem::replace(&mut *self.write(), listed);
+                        tasks.extend(before.tasks());
                         self.ready.send_replace(true);
+                        tasks
                     }
                     Ok(watcher::Event::Apply(pod)) => self.write().apply(&pod),
-                    Ok(watcher::Event::Delete(pod)) => {
-                        if let (Some(namespace), Some(name)) =
-                            (pod.metadata.namespace.as_deref(), pod.metadata.name.as_deref())
-                        {
-                            self.write().delete(namespace, name);
-                        }
-                    }
+                    Ok(watcher::Event::Delete(pod)) => match (pod.metadata.namespace, pod.metadata.name) {
+                        (Some(namespace), Some(name)) => self.write().delete(&namespace, &name),
+                        _ => Vec::new(),
+                    },
                     // The watcher retries with back-off; the index keeps what it had.
-                    Err(error) => tracing::debug!(%error, "task pod watch"),
-                }
+                    Err(error) => {
+                        tracing::debug!(%error, "task pod watch");
+                        Vec::new()
+                    }
+                };
+                // Told once the index shows the change, so the reconcile reads it.
+                tasks.into_iter().for_each(&changed);
                 futures::future::ready(())
             })
             .await;
@@ -248,8 +283,20 @@ mod tests {
         .unwrap_or_else(|e| panic!("pod: {e}"))
     }
 
-    fn follow(index: &PodIndex, events: Vec<watcher::Event<CachedPod>>) {
-        futures::executor::block_on(index.follow(futures::stream::iter(events.into_iter().map(Ok))));
+    /// Feeds `events` to the index; returns the tasks it said changed, in order.
+    fn follow(index: &PodIndex, events: Vec<watcher::Event<CachedPod>>) -> Vec<String> {
+        let changed = std::sync::Mutex::new(Vec::new());
+        futures::executor::block_on(index.follow(
+            futures::stream::iter(events.into_iter().map(Ok)),
+            |task| {
+                let namespace = task.namespace.unwrap_or_default();
+                changed
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(format!("{namespace}/{}", task.name));
+            },
+        ));
+        changed.into_inner().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn listed(pods: Vec<CachedPod>) -> Vec<watcher::Event<CachedPod>> {
@@ -368,6 +415,30 @@ mod tests {
         .unwrap_or_else(|e| panic!("task: {e}"));
         assert!(index.task(&other, "r1").results.is_empty());
         assert!(index.pods.read().map(|p| p.0.is_empty()).unwrap_or(false), "nothing left behind");
+    }
+
+    #[test]
+    fn only_a_change_the_rollout_reads_reconciles_the_task() {
+        let index = PodIndex::default();
+        let changed = follow(&index, listed(vec![pod("patch-a", "patch", "r1", "win-001", None)]));
+        assert_eq!(changed, ["ops/patch"], "the first list: every task");
+        let mut heartbeat = pod("patch-a", "patch", "r1", "win-001", None);
+        heartbeat.metadata.resource_version = Some("8".into());
+        assert!(
+            follow(&index, vec![watcher::Event::Apply(heartbeat)]).is_empty(),
+            "nothing the rollout reads"
+        );
+        let finished = pod("patch-a", "patch", "r1", "win-001", Some(OK));
+        assert_eq!(follow(&index, vec![watcher::Event::Apply(finished)]).len(), 1, "a result");
+        let moved = pod("patch-a", "other", "r1", "win-001", Some(OK));
+        assert_eq!(
+            follow(&index, vec![watcher::Event::Apply(moved.clone())]),
+            ["ops/patch", "ops/other"],
+            "relabelled: the task it left and the one it joined"
+        );
+        assert_eq!(follow(&index, vec![watcher::Event::Delete(moved)]), ["ops/other"]);
+        let relisted = follow(&index, listed(vec![pod("patch-b", "patch", "r1", "win-002", None)]));
+        assert_eq!(relisted, ["ops/patch"]);
     }
 
     #[test]
