@@ -138,6 +138,16 @@ fn peak_rss_mib(pid: u32) -> f64 {
     kib / 1024.0
 }
 
+/// The CPU time the process used so far (user + system), in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name (which may hold spaces) start at the state, field 3.
+    let fields: Vec<&str> = stat.rsplit(") ").next().unwrap_or_default().split_whitespace().collect();
+    let ticks = |field: usize| fields.get(field - 3).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime, in clock ticks of 1/100 s (USER_HZ on Linux).
+    (ticks(14) + ticks(15)) / 100.0
+}
+
 fn writes(log: &[(hyper::Method, String)]) -> Vec<String> {
     log.iter().filter(|(m, _)| m != hyper::Method::GET).map(|(m, p)| format!("{m} {p}")).collect()
 }
@@ -258,6 +268,7 @@ async fn main() {
 
     // 1. The fleet: every task on every fleet node, all at once.
     let tasks: Api<HostTask> = Api::namespaced(client.clone(), NS);
+    let cpu_before = cpu_seconds(pid);
     let applied = Instant::now();
     let mut slowest_create = Duration::ZERO;
     for i in 0..fleet_tasks {
@@ -294,6 +305,11 @@ async fn main() {
         "reconcile latency over {reconciles} HostTask reconciles: p50 {:.1} ms, p99 {:.1} ms (target p99 < 50 ms)",
         quantile(&histogram, 0.50) * 1000.0,
         quantile(&histogram, 0.99) * 1000.0
+    );
+    println!(
+        "operator CPU time during the rollout: {:.1} s in {:.1} s",
+        cpu_seconds(pid) - cpu_before,
+        rollout.as_secs_f64()
     );
     // A reconcile hands the status over; how far behind the decisions the status in the API was.
     let lag = histogram_buckets(admin, "hostprocess_status_write_lag_seconds_bucket", "").await;

@@ -296,7 +296,7 @@ pub async fn run(
             watcher::Config::default().labels(&labels::managed_selector()),
         )
         // The pod index's one watch says which tasks' pods changed as the rollout reads them.
-        .reconcile_on(pod_changes)
+        .reconcile_on(hosttask::pods::paced(pod_changes, hosttask::pods::PACE))
         .reconcile_all_on(futures::stream::select(
             futures::stream::select(node_changes, provisioning_changes),
             futures::stream::select(namespace_changes, refused_writes),
@@ -366,6 +366,7 @@ pub async fn run(
     };
     let signal_shutdown = async {
         shutdown.await;
+        info!("stopping: the controllers finish the reconciles they run");
         stop_tx.send_replace(true);
         futures::future::pending::<()>().await;
     };
@@ -385,6 +386,7 @@ pub async fn run(
     if lost_lease.load(std::sync::atomic::Ordering::SeqCst) {
         return Stopped::LostLease;
     }
+    info!("controllers stopped");
     // Still the leader: the statuses decided last are written before the lease goes (a while at
     // most; a restarted operator decides them again anyway).
     let flushed = tokio::time::timeout(STATUS_FLUSH, async {

@@ -59,6 +59,40 @@ struct Pods(HashMap<Box<str>, HashMap<Box<str>, Revisions>>);
 /// A task whose pods changed as the rollout reads them: its reconcile has something new to read.
 pub type Changed = ObjectRef<HostTask>;
 
+/// How often at most a task's pod changes reconcile it. While a fleet rolls, each of a task's
+/// thousand pods changes a few times; a reconcile reads all of them, so one per change would
+/// spend the operator's CPU (and the API server's, on status writes) re-reading the same
+/// rollout. The first change after a quiet spell passes at once, so a wave's next node is
+/// admitted as soon as the last one finishes.
+pub const PACE: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Passes on each task's changes at most once per `every`: a change within `every` of the task's
+/// last one passed waits until then, together with any others that come meanwhile.
+pub fn paced(
+    changes: impl Stream<Item = Changed>,
+    every: std::time::Duration,
+) -> impl Stream<Item = Changed> {
+    use kube::runtime::scheduler::ScheduleRequest;
+    use std::sync::{Arc, Mutex};
+    use tokio::time::Instant;
+
+    let passed: Arc<Mutex<HashMap<Changed, Instant>>> = Arc::default();
+    let last = passed.clone();
+    let requests = changes.map(move |task| {
+        let now = Instant::now();
+        let last = last.lock().unwrap_or_else(PoisonError::into_inner).get(&task).copied();
+        ScheduleRequest { run_at: last.map_or(now, |at| (at + every).max(now)), message: task }
+    });
+    kube::runtime::scheduler(requests).map(move |task| {
+        let now = Instant::now();
+        let mut passed = passed.lock().unwrap_or_else(PoisonError::into_inner);
+        // Only the tasks passed within `every` can hold a change back.
+        passed.retain(|_, at| now.duration_since(*at) < every);
+        passed.insert(task.clone(), now);
+        task
+    })
+}
+
 impl Pods {
     /// Takes in a pod's new state; returns the tasks whose pods now read differently (none when
     /// only what the rollout ignores changed: a condition's time, an IP, the kubelet's heartbeat
@@ -439,6 +473,46 @@ mod tests {
         assert_eq!(follow(&index, vec![watcher::Event::Delete(moved)]), ["ops/other"]);
         let relisted = follow(&index, listed(vec![pod("patch-b", "patch", "r1", "win-002", None)]));
         assert_eq!(relisted, ["ops/patch"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_task_s_changes_pass_at_once_after_a_quiet_spell_and_at_most_once_per_pace() {
+        use tokio::time::{Duration, Instant, sleep};
+        let (tx, rx) = futures::channel::mpsc::unbounded();
+        let start = Instant::now();
+        let patch = || ObjectRef::<HostTask>::new("patch").within("ops");
+        let other = || ObjectRef::<HostTask>::new("other").within("ops");
+        let send = move |at: u64, task: Changed| {
+            let tx = tx.clone();
+            async move {
+                sleep(Duration::from_millis(at)).await;
+                let _ = tx.unbounded_send(task);
+            }
+        };
+        let changes = futures::future::join_all([
+            send(0, patch()),
+            send(10, patch()),
+            send(50, patch()),
+            send(60, other()),
+            send(300, patch()),
+            send(1000, patch()),
+        ]);
+        let passed = paced(rx, Duration::from_millis(200))
+            .map(|task| (task.name, start.elapsed().as_millis()))
+            .take(5)
+            .collect::<Vec<_>>();
+        let (_, passed) = futures::future::join(changes, passed).await;
+        assert_eq!(
+            passed,
+            [
+                ("patch".to_string(), 0),
+                ("other".to_string(), 60),
+                ("patch".to_string(), 200),
+                ("patch".to_string(), 400),
+                ("patch".to_string(), 1000)
+            ],
+            "10 and 50 ms pass together at 200; 300 waits for 400; another task is not held back"
+        );
     }
 
     #[test]
