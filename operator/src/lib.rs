@@ -48,6 +48,9 @@ pub struct Runtime {
     pub leader: Option<leader::LeaderElection>,
 }
 
+/// How long a stopping operator waits for the reconciles it runs to finish.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
 /// How long a stopping operator waits for the statuses it decided to be written.
 const STATUS_FLUSH: Duration = Duration::from_secs(5);
 
@@ -308,7 +311,7 @@ pub async fn run(
             pod.label(labels::HOST_GROUP).map(ObjectRef::<HostGroup>::new)
         })
         .reconcile_all_on(futures::stream::select(group_node_changes, group_namespace_changes))
-        .graceful_shutdown_on(stopped(stop_rx));
+        .graceful_shutdown_on(stopped(stop_rx.clone()));
 
     // Decide nothing before the caches hold what the cluster holds.
     let drive_pods = pods.follow(pod_events, |task| {
@@ -359,9 +362,18 @@ pub async fn run(
             // Keep waiting: the controller finishes its reconciles, then `reconciling` ends.
             futures::future::pending::<()>().await;
         };
+        // A controller told to stop before its own watch has listed never stops (kube-runtime
+        // 5.0's runner waits for its store, whose watch the stop has ended): the reconciles get
+        // a while to finish, then the controllers are dropped.
+        let deadline = async {
+            stopped(stop_rx).await;
+            tokio::time::sleep(STOP_GRACE).await;
+            warn!(grace = ?STOP_GRACE, "the controllers did not stop in time; stopping them");
+        };
         tokio::select! {
             _ = reconciling => {}
             _ = renewing => {}
+            _ = deadline => {}
         }
     };
     let signal_shutdown = async {

@@ -320,6 +320,43 @@ async fn a_stopping_operator_writes_the_status_it_decided_before_it_returns() {
     );
 }
 
+#[tokio::test]
+async fn an_operator_told_to_stop_before_its_controllers_have_listed_still_stops() {
+    use hostprocess_sim::faults::{FaultProxy, Matcher};
+
+    let fx = Fixture::start(1, "privileged").await;
+    fx.operator.abort();
+    let proxy = FaultProxy::start(&fx.sim.cluster).await.unwrap();
+    // Only the HostTask controller's own watch reads HostTasks: it never lists.
+    proxy.faults.fail_next(
+        1_000_000,
+        Matcher::new(Some(hyper::Method::GET), "/hosttasks"),
+        hyper::StatusCode::SERVICE_UNAVAILABLE,
+    );
+    let runtime = hostprocess_operator::Runtime::default();
+    let health = runtime.health.clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let operator = spawn_operator_until(proxy.client().await.unwrap(), runtime, async {
+        let _ = stopped.await;
+    });
+    until("the operator's caches", Duration::from_secs(60), || async { health.is_ready().then_some(()) })
+        .await
+        .unwrap();
+    let hosttask_reads = Matcher::new(Some(hyper::Method::GET), "/hosttasks");
+    until("the task controller's first list", Duration::from_secs(30), || async {
+        (proxy.faults.seen(&hosttask_reads) > 0).then_some(())
+    })
+    .await
+    .unwrap();
+    let _ = stop.send(());
+    let stopping = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(30), operator)
+        .await
+        .expect("the operator returns although its controllers never listed")
+        .unwrap();
+    assert!(stopping.elapsed() < Duration::from_secs(20), "stopped after {:?}", stopping.elapsed());
+}
+
 fn reconciles(metrics: &hostprocess_operator::metrics::Metrics) -> u64 {
     metrics
         .encode()
