@@ -290,27 +290,18 @@ async fn a_stopping_operator_writes_the_status_it_decided_before_it_returns() {
     let fx = Fixture::start(1, "privileged").await;
     fx.operator.abort();
     let proxy = FaultProxy::start(&fx.sim.cluster).await.unwrap();
-    let runtime = hostprocess_operator::Runtime::default();
-    let (health, metrics) = (runtime.health.clone(), runtime.metrics.clone());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let operator = spawn_operator_until(proxy.client().await.unwrap(), runtime, async {
-        let _ = stopped.await;
-    });
-    until("the operator's caches", Duration::from_secs(60), || async { health.is_ready().then_some(()) })
-        .await
-        .unwrap();
+    let operator = Stoppable::start(proxy.client().await.unwrap()).await;
     // From now on every request takes 1.5 s: the status write is still in flight when the
     // operator is told to stop.
     proxy.faults.set_latency(Duration::from_millis(1500));
     let name = "a".repeat(60);
     fx.apply(&name, json!({"script": "exit 0\n"})).await;
     until("the first reconcile", Duration::from_secs(30), || async {
-        (reconciles(&metrics) > 0).then_some(())
+        (reconciles(&operator.metrics) > 0).then_some(())
     })
     .await
     .unwrap();
-    let _ = stop.send(());
-    tokio::time::timeout(Duration::from_secs(20), operator).await.unwrap().unwrap();
+    operator.stop(Duration::from_secs(20)).await;
     let task: hostprocess_crds::HostTask =
         Api::namespaced(fx.sim.client.clone(), NS).get(&name).await.unwrap();
     assert_eq!(
@@ -333,28 +324,15 @@ async fn an_operator_told_to_stop_before_its_controllers_have_listed_still_stops
         Matcher::new(Some(hyper::Method::GET), "/hosttasks"),
         hyper::StatusCode::SERVICE_UNAVAILABLE,
     );
-    let runtime = hostprocess_operator::Runtime::default();
-    let health = runtime.health.clone();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let operator = spawn_operator_until(proxy.client().await.unwrap(), runtime, async {
-        let _ = stopped.await;
-    });
-    until("the operator's caches", Duration::from_secs(60), || async { health.is_ready().then_some(()) })
-        .await
-        .unwrap();
+    let operator = Stoppable::start(proxy.client().await.unwrap()).await;
     let hosttask_reads = Matcher::new(Some(hyper::Method::GET), "/hosttasks");
     until("the task controller's first list", Duration::from_secs(30), || async {
         (proxy.faults.seen(&hosttask_reads) > 0).then_some(())
     })
     .await
     .unwrap();
-    let _ = stop.send(());
-    let stopping = std::time::Instant::now();
-    tokio::time::timeout(Duration::from_secs(30), operator)
-        .await
-        .expect("the operator returns although its controllers never listed")
-        .unwrap();
-    assert!(stopping.elapsed() < Duration::from_secs(20), "stopped after {:?}", stopping.elapsed());
+    // Ten seconds for the reconciles to finish, then the controllers are dropped.
+    operator.stop(Duration::from_secs(20)).await;
 }
 
 fn reconciles(metrics: &hostprocess_operator::metrics::Metrics) -> u64 {

@@ -168,6 +168,35 @@ pub fn spawn_operator_until(
     })
 }
 
+/// An operator that stops gracefully when told to.
+pub struct Stoppable {
+    pub metrics: std::sync::Arc<hostprocess_operator::metrics::Metrics>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    operator: tokio::task::JoinHandle<()>,
+}
+
+impl Stoppable {
+    /// Starts the operator, talking through `client`, and waits until its caches are ready.
+    pub async fn start(client: kube::Client) -> Self {
+        let runtime = hostprocess_operator::Runtime::default();
+        let (health, metrics) = (runtime.health.clone(), runtime.metrics.clone());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let operator = spawn_operator_until(client, runtime, async {
+            let _ = stopped.await;
+        });
+        until("the operator's caches", Duration::from_secs(60), || async { health.is_ready().then_some(()) })
+            .await
+            .unwrap();
+        Stoppable { metrics, stop, operator }
+    }
+
+    /// Tells it to stop; fails unless it has returned `within`.
+    pub async fn stop(self, within: Duration) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(within, self.operator).await.expect("the operator returns").unwrap();
+    }
+}
+
 pub fn record(sim: &Simulation, node: usize, task: &HostTask) -> Value {
     let status = task.status.as_ref().unwrap();
     let path = sim.kubelets[node].config.state_dir().join(format!(
