@@ -321,23 +321,34 @@ pub async fn run(
     let health = runtime.health.clone();
     let leader = runtime.leader.clone();
     let run = async {
-        let ((), s, g, n, ns, d) = futures::join!(
-            pods.wait_until_ready(),
-            setup_pods.wait_until_ready(),
-            groups.wait_until_ready(),
-            nodes.wait_until_ready(),
-            namespaces.wait_until_ready(),
-            daemon_sets.wait_until_ready()
-        );
-        if s.is_err() || g.is_err() || n.is_err() || ns.is_err() || d.is_err() {
-            warn!("the caches were dropped before they were ready");
+        let able_to_act = async {
+            let ((), s, g, n, ns, d) = futures::join!(
+                pods.wait_until_ready(),
+                setup_pods.wait_until_ready(),
+                groups.wait_until_ready(),
+                nodes.wait_until_ready(),
+                namespaces.wait_until_ready(),
+                daemon_sets.wait_until_ready()
+            );
+            if s.is_err() || g.is_err() || n.is_err() || ns.is_err() || d.is_err() {
+                warn!("the caches were dropped before they were ready");
+                return false;
+            }
+            // Ready means able to act: a standby with synced caches can take over at once.
+            health.set_ready(true);
+            if let Some(leader) = &leader {
+                info!("caches ready; waiting for the lease");
+                leader.acquire().await;
+            }
+            true
+        };
+        // A standby (or an operator still filling its caches) told to stop has nothing to finish.
+        let acting = tokio::select! {
+            acting = able_to_act => acting,
+            () = stopped(stop_rx.clone()) => false,
+        };
+        if !acting {
             return;
-        }
-        // Ready means able to act: a standby with synced caches can take over at once.
-        health.set_ready(true);
-        if let Some(leader) = &leader {
-            info!("caches ready; waiting for the lease");
-            leader.acquire().await;
         }
         info!("caches ready; reconciling HostTasks and HostGroups");
         let tasks = task_controller.run(reconcile_task, error_policy, ctx.clone()).for_each(|result| {

@@ -347,8 +347,7 @@ fn reconciles(metrics: &hostprocess_operator::metrics::Metrics) -> u64 {
 async fn two_replicas_never_act_at_once_and_the_standby_takes_over() {
     let mut fx = Fixture::start(3, "privileged").await;
     fx.operator.abort();
-    let replica = |name: &str| {
-        let metrics = hostprocess_operator::metrics::Metrics::new();
+    let leased = |name: &str| {
         let leader = hostprocess_operator::leader::LeaderElection::new(
             fx.sim.client.clone(),
             NS,
@@ -356,11 +355,11 @@ async fn two_replicas_never_act_at_once_and_the_standby_takes_over() {
             name,
         )
         .with_timing(Duration::from_secs(2), Duration::from_millis(300));
-        let runtime = hostprocess_operator::Runtime {
-            metrics: metrics.clone(),
-            leader: Some(leader),
-            ..Default::default()
-        };
+        hostprocess_operator::Runtime { leader: Some(leader), ..Default::default() }
+    };
+    let replica = |name: &str| {
+        let runtime = leased(name);
+        let metrics = runtime.metrics.clone();
         (spawn_operator_with(fx.sim.client.clone(), runtime), metrics)
     };
     let (first, first_metrics) = replica("replica-a");
@@ -381,6 +380,13 @@ async fn two_replicas_never_act_at_once_and_the_standby_takes_over() {
     let spec = lease.spec.unwrap();
     assert_eq!(spec.holder_identity.as_deref(), Some("replica-b"));
     assert_eq!(spec.lease_transitions, Some(1));
+
+    // A standby told to stop (SIGTERM on a rolling update) returns at once, the lease untouched.
+    let standby = Stoppable::start_with(fx.sim.client.clone(), leased("replica-c")).await;
+    standby.stop(Duration::from_secs(5)).await;
+    let lease: k8s_openapi::api::coordination::v1::Lease =
+        Api::namespaced(fx.sim.client.clone(), NS).get("hostprocess-operator").await.unwrap();
+    assert_eq!(lease.spec.unwrap().holder_identity.as_deref(), Some("replica-b"));
     fx.operator = second;
 }
 

@@ -178,7 +178,11 @@ pub struct Stoppable {
 impl Stoppable {
     /// Starts the operator, talking through `client`, and waits until its caches are ready.
     pub async fn start(client: kube::Client) -> Self {
-        let runtime = hostprocess_operator::Runtime::default();
+        Self::start_with(client, hostprocess_operator::Runtime::default()).await
+    }
+
+    /// `start` with this runtime (a lease to hold, say).
+    pub async fn start_with(client: kube::Client, runtime: hostprocess_operator::Runtime) -> Self {
         let (health, metrics) = (runtime.health.clone(), runtime.metrics.clone());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let operator = spawn_operator_until(client, runtime, async {
