@@ -107,6 +107,16 @@ pub(crate) fn ignore_not_found<T>(result: Result<T, kube::Error>) -> Result<(), 
     }
 }
 
+/// A hash of what a HostTask reconcile acts on: all of the task but its status and the
+/// bookkeeping every write changes (resourceVersion, managedFields).
+fn acted_on(task: &HostTask) -> Option<u64> {
+    let meta = &task.metadata;
+    let mut hasher = std::hash::DefaultHasher::new();
+    (&meta.uid, meta.generation, meta.deletion_timestamp.is_some(), &meta.finalizers).hash(&mut hasher);
+    (&meta.labels, &meta.annotations).hash(&mut hasher);
+    Some(hasher.finish())
+}
+
 fn error_policy(task: Arc<HostTask>, error: &hosttask::Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.failed("hosttask", error.metric_label());
     warn!(task = %task.name_any(), step = error.metric_label(), %error, "reconcile failed");
@@ -288,11 +298,18 @@ pub async fn run(
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let lost_lease = std::sync::atomic::AtomicBool::new(false);
-    let tasks = scoped::<HostTask>(&client, namespace.as_deref());
+    // The tasks: every change is cached; a change of the status alone (the operator's own writes)
+    // reconciles nothing.
+    let (task_store, task_writer) = reflector::store();
+    let task_changes = watcher(scoped::<HostTask>(&client, namespace.as_deref()), watcher::Config::default())
+        .default_backoff()
+        .reflect(task_writer)
+        .applied_objects()
+        .predicate_filter(acted_on, kube::runtime::PredicateConfig::default());
     // The DaemonSets: the cache above (read by reconciles) and the controller's own watch (a
     // change of a task's DaemonSet reconciles the task); two watches of a few small objects.
     let concurrency = controller::Config::default().concurrency(ctx.config.concurrency);
-    let task_controller = Controller::new(tasks, watcher::Config::default())
+    let task_controller = Controller::for_stream(task_changes, task_store)
         .with_config(concurrency.clone())
         .owns(
             scoped::<DaemonSet>(&client, namespace.as_deref()),
@@ -428,4 +445,33 @@ pub async fn run(
         warn!(error = %e, "cannot release the lease");
     }
     Stopped::Shutdown
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_write_reconciles_nothing_but_a_spec_finalizer_or_deletion_does() {
+        let mut task: HostTask = serde_json::from_value(serde_json::json!({
+            "apiVersion": "hostprocess.dev/v1alpha1", "kind": "HostTask",
+            "metadata": {"name": "patch", "namespace": "ops", "uid": "u", "generation": 1,
+                "resourceVersion": "10"},
+            "spec": {"script": "exit 0"}}))
+        .unwrap_or_else(|e| panic!("task: {e}"));
+        let first = acted_on(&task);
+        task.status =
+            Some(hostprocess_crds::HostTaskStatus { observed_generation: Some(1), ..Default::default() });
+        task.metadata.resource_version = Some("11".into());
+        assert_eq!(acted_on(&task), first, "the operator's own status write");
+        task.metadata.generation = Some(2);
+        let spec_changed = acted_on(&task);
+        assert_ne!(spec_changed, first, "a spec change");
+        task.metadata.finalizers = Some(vec![finalizer::FINALIZER.into()]);
+        let finalized = acted_on(&task);
+        assert_ne!(finalized, spec_changed, "the finalizer the operator adds before the first label");
+        task.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
+        assert_ne!(acted_on(&task), finalized, "deletion");
+    }
 }
