@@ -99,14 +99,16 @@ impl StatusWrites {
         }
     }
 
-    /// Hands `status` to the writers unless it is the task's current status.
+    /// Hands `status` to the writers unless it is the task's current status (the reconcile read
+    /// that with `current` first, so an entry left here is newer than the cache).
     pub fn submit(&self, task: &HostTask, status: HostTaskStatus) {
-        if self.current(task).as_ref() == Some(&status) {
-            return;
-        }
         let uid = task.uid().unwrap_or_default();
         let now = Instant::now();
         let mut tasks = self.lock();
+        let current = tasks.entries.get(&uid).map_or(task.status.as_ref(), |e| Some(&e.status));
+        if current == Some(&status) {
+            return;
+        }
         // Written statuses the cache never showed (their tasks were deleted) go in time.
         tasks
             .entries
