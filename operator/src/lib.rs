@@ -155,12 +155,10 @@ pub async fn run(
     .default_backoff()
     .touched_objects();
     let (setup_pods, setup_writer) = reflector::store();
-    let setup_stream = reflector::reflector(
-        setup_writer,
-        watcher(setup_api.clone(), setup_pods_selected.clone()).modify(cache::strip_pod),
-    )
-    .default_backoff()
-    .touched_objects();
+    let setup_stream =
+        reflector::reflector(setup_writer, watcher(setup_api, setup_pods_selected).modify(cache::strip_pod))
+            .default_backoff()
+            .touched_objects();
     let (groups, group_writer) = reflector::store();
     let group_stream = reflector::reflector(
         group_writer,
@@ -226,13 +224,20 @@ pub async fn run(
         }
         futures::future::ready(())
     });
-    // Tasks that run as a HostGroup start where it is provisioned: tell the task controller when
-    // a setup pod succeeds or goes, or a HostGroup changes.
+    // The setup pods' one watch tells the HostGroup controller of every change, once the cache
+    // shows it (a second watch of its own could deliver it first: the reconcile would read the pod
+    // as it was, then wait minutes for the next change). Tasks that run as a HostGroup start where
+    // it is provisioned: it tells the task controller when a setup pod succeeds or goes, or a
+    // HostGroup changes.
+    let (setup_changed, setup_changes) = futures::channel::mpsc::unbounded::<ObjectRef<HostGroup>>();
     let (provisioning_tx, provisioning_changes) = futures::channel::mpsc::unbounded::<()>();
     let mut succeeded: HashMap<String, bool> = HashMap::new();
     let tx = provisioning_tx.clone();
     let drive_setup_pods = setup_stream.for_each(move |pod| {
         if let Ok(pod) = pod {
+            if let Some(group) = pod.label(labels::HOST_GROUP) {
+                let _ = setup_changed.unbounded_send(ObjectRef::new(group));
+            }
             let done = pod.phase() == Some("Succeeded") && pod.metadata.deletion_timestamp.is_none();
             if succeeded.insert(pod.uid().unwrap_or_default(), done).unwrap_or(false) != done {
                 let _ = tx.unbounded_send(());
@@ -290,7 +295,7 @@ pub async fn run(
         async move { hosttask::status_writes::run_writers(client, &ctx.statuses, &ctx.metrics).await }
     };
     tokio::pin!(write_statuses);
-    let statuses = ctx.clone();
+    let flushing = ctx.clone();
     // The controllers stop when told to: on shutdown, or when the lease is lost. Everything
     // below runs inside this future (no detached task), so dropping it stops it all.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -324,9 +329,7 @@ pub async fn run(
         .graceful_shutdown_on(stopped(stop_rx.clone()));
     let group_controller = Controller::new(Api::<HostGroup>::all(client.clone()), watcher::Config::default())
         .with_config(concurrency)
-        .watches(setup_api, setup_pods_selected, |pod: CachedPod| {
-            pod.label(labels::HOST_GROUP).map(ObjectRef::<HostGroup>::new)
-        })
+        .reconcile_on(setup_changes)
         .reconcile_all_on(futures::stream::select(group_node_changes, group_namespace_changes))
         .graceful_shutdown_on(stopped(stop_rx.clone()));
 
@@ -432,7 +435,7 @@ pub async fn run(
     let flushed = tokio::time::timeout(STATUS_FLUSH, async {
         tokio::select! {
             _ = &mut write_statuses => {}
-            _ = statuses.statuses.idle() => {}
+            _ = flushing.statuses.idle() => {}
         }
     });
     if flushed.await.is_err() {
