@@ -279,7 +279,8 @@ pub enum Known<K> {
     Unsure,
 }
 
-fn resource_version<K: Resource>(object: &K) -> Option<u64> {
+/// An object's resourceVersion as a number (etcd's revision), to order two versions of it.
+pub(crate) fn resource_version<K: Resource>(object: &K) -> Option<u64> {
     object.meta().resource_version.as_deref()?.parse().ok()
 }
 

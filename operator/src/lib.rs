@@ -97,6 +97,20 @@ where
     }
 }
 
+/// Waits until `ready` gives something, looking again each time `wake` is notified (registered
+/// before each look, so a notification that comes meanwhile is not missed).
+pub(crate) async fn when_notified<T>(wake: &tokio::sync::Notify, mut ready: impl FnMut() -> Option<T>) -> T {
+    loop {
+        let notified = wake.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if let Some(value) = ready() {
+            return value;
+        }
+        notified.await;
+    }
+}
+
 /// A call's outcome where an object that is gone already leaves nothing to do (a delete, a label
 /// on a node that left): controller-runtime's `IgnoreNotFound`.
 pub(crate) fn ignore_not_found<T>(result: Result<T, kube::Error>) -> Result<(), kube::Error> {

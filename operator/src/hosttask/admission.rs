@@ -282,14 +282,8 @@ pub async fn run_writers(
     let params = PatchParams { field_manager: Some(labels::FIELD_MANAGER.into()), ..PatchParams::default() };
     let writer = || async {
         loop {
-            let wake = queue.wake.notified();
-            tokio::pin!(wake);
-            // Registered before looking, so a change queued meanwhile is not missed.
-            wake.as_mut().enable();
-            let Some((node, NodeWrite { labels, waiters })) = queue.take() else {
-                wake.await;
-                continue;
-            };
+            let (node, NodeWrite { labels, waiters }) =
+                crate::when_notified(&queue.wake, || queue.take()).await;
             let patch = json!({"metadata": {"labels": &labels}});
             let result =
                 crate::ignore_not_found(api.patch_metadata(&node, &params, &Patch::Merge(&patch)).await);

@@ -64,10 +64,6 @@ pub struct StatusWrites {
     wake: tokio::sync::Notify,
 }
 
-fn resource_version(task: &HostTask) -> Option<u64> {
-    task.resource_version()?.parse().ok()
-}
-
 /// One status to send: the task's uid, name and namespace, the status, and since when it waits.
 struct Write {
     uid: String,
@@ -90,7 +86,8 @@ impl StatusWrites {
         let Some(entry) = tasks.entries.get(&uid) else { return task.status.clone() };
         match entry.state {
             State::Written { resource_version: written, at }
-                if resource_version(task) >= Some(written) || at.elapsed() > TRUST_WRITE_FOR =>
+                if crate::cache::resource_version(task) >= Some(written)
+                    || at.elapsed() > TRUST_WRITE_FOR =>
             {
                 tasks.entries.remove(&uid);
                 task.status.clone()
@@ -191,15 +188,7 @@ impl StatusWrites {
     /// Completes once every status decided is written (or its task is gone); the writers must
     /// be running.
     pub async fn idle(&self) {
-        loop {
-            let wake = self.wake.notified();
-            tokio::pin!(wake);
-            wake.as_mut().enable();
-            if self.is_idle() {
-                return;
-            }
-            wake.await;
-        }
+        crate::when_notified(&self.wake, || self.is_idle().then_some(())).await;
     }
 }
 
@@ -209,21 +198,14 @@ pub async fn run_writers(client: Client, writes: &StatusWrites, metrics: &Metric
     let params = PatchParams::apply(labels::FIELD_MANAGER).force();
     let writer = || async {
         loop {
-            let wake = writes.wake.notified();
-            tokio::pin!(wake);
-            // Registered before looking, so a status queued meanwhile is not missed.
-            wake.as_mut().enable();
-            let Some(write) = writes.take() else {
-                wake.await;
-                continue;
-            };
+            let write = crate::when_notified(&writes.wake, || writes.take()).await;
             let api: Api<HostTask> = Api::namespaced(client.clone(), &write.namespace);
             let patch =
                 json!({"apiVersion": "hostprocess.dev/v1alpha1", "kind": "HostTask", "status": write.status});
             match api.patch_status(&write.name, &params, &Patch::Apply(&patch)).await {
                 Ok(task) => {
                     metrics.status_written(write.since.elapsed());
-                    writes.written(&write.uid, Some(resource_version(&task).unwrap_or(0)));
+                    writes.written(&write.uid, Some(crate::cache::resource_version(&task).unwrap_or(0)));
                 }
                 Err(kube::Error::Api(status)) if status.code == 404 => writes.written(&write.uid, None),
                 Err(error) => {
