@@ -16,16 +16,11 @@ pub use hostgroup::{AppliesTo, DeletionPolicy, Grant, HostGroup, HostGroupSpec, 
 pub use hosttask::{
     Account, HostTask, HostTaskSpec, HostTaskStatus, Limits, Mode, RebootPolicy, Retries, Rollout, RunAs,
 };
-pub use manifest::{Manifest, ManifestError, parse_manifests};
+pub use manifest::{GROUP, Manifest, ManifestError, VERSION, parse_manifests};
 pub use validate::{FieldError, ValidationErrors};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
-
-/// The API group of every type here.
-pub const GROUP: &str = "hostprocess.dev";
-/// The API version of every type here.
-pub const VERSION: &str = "v1alpha1";
 
 /// Both CRDs, HostGroup first (a HostTask may refer to a HostGroup).
 pub fn crds() -> Vec<CustomResourceDefinition> {

@@ -4,8 +4,14 @@
 
 use serde_json::Value;
 
+use crate::hostgroup::HostGroup;
+use crate::hosttask::HostTask;
 use crate::validate::ValidationErrors;
-use crate::{GROUP, HostGroup, HostTask, VERSION};
+
+/// The API group of every type here.
+pub const GROUP: &str = "hostprocess.dev";
+/// The API version of every type here.
+pub const VERSION: &str = "v1alpha1";
 
 /// One parsed object.
 #[derive(Debug, Clone, PartialEq)]

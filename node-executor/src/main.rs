@@ -3,6 +3,7 @@
 //! Every subcommand prints a one-line JSON result on stdout (for `run`, after the payload's own
 //! output: it is the last line) and human-readable progress and errors on stderr.
 
+mod atomic_file;
 #[cfg(any(windows, test))]
 mod cmdline;
 mod payload;
@@ -23,7 +24,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use hostprocess_crds::{AppliesTo, Grant, HostGroupSpec, Mode, Rights, format, units};
 use serde_json::{Value, json};
 
-use crate::platform::{Host, JobLimits, Launch, Platform};
+use crate::platform::host::Host;
+use crate::platform::{JobLimits, Launch, Platform};
 use crate::run::{EXIT_EXECUTOR_ERROR, RunRequest};
 use crate::shutdown::Shutdown;
 

@@ -50,7 +50,8 @@ pub enum Payload {
 pub fn run(payload: Payload) -> i32 {
     match payload {
         Payload::Alive { pids } => {
-            let alive: Vec<u32> = pids.into_iter().filter(|p| crate::platform::process_alive(*p)).collect();
+            let alive: Vec<u32> =
+                pids.into_iter().filter(|p| crate::platform::host::process_alive(*p)).collect();
             println!("{alive:?}");
             i32::from(!alive.is_empty())
         }
@@ -68,7 +69,7 @@ pub fn run(payload: Payload) -> i32 {
             }
         }
         Payload::Describe => {
-            println!("{}", crate::platform::describe());
+            println!("{}", crate::platform::host::describe());
             0
         }
         Payload::Exit { code } => code,

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use hostprocess_crds::{AppliesTo, Grant, HostGroupSpec, ValidationErrors, messages};
 use serde::{Deserialize, Serialize};
 
+use crate::atomic_file;
 use crate::platform::{AccountId, Ace, PathKind, Platform, PlatformError};
-use crate::record::write_atomically;
 
 /// One change made on the host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -93,7 +93,7 @@ impl OwnershipFile {
 
     fn save(&self, ownership: &Ownership) -> Result<(), ProvisionError> {
         let bytes = serde_json::to_vec_pretty(ownership).map_err(|e| self.err(e))?;
-        write_atomically(&self.0, &bytes).map_err(|e| self.err(e))
+        atomic_file::write(&self.0, &bytes).map_err(|e| self.err(e))
     }
 
     fn remove(&self) -> Result<(), ProvisionError> {

@@ -6,11 +6,11 @@
 //! task's UID, so a task deleted and created again under the same name runs again.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::atomic_file;
 use crate::platform::JobStats;
 
 /// How a task stands on this node.
@@ -160,23 +160,8 @@ impl RecordPath {
     pub fn save(&self, record: &Record) -> Result<(), RecordError> {
         let write_err = |source| RecordError::Write { path: self.0.clone(), source };
         let bytes = serde_json::to_vec_pretty(record).map_err(|e| write_err(std::io::Error::other(e)))?;
-        write_atomically(&self.0, &bytes).map_err(write_err)
+        atomic_file::write(&self.0, &bytes).map_err(write_err)
     }
-}
-
-/// Writes a file so that a reader sees the old or the new content, never a torn one
-/// (write a sibling, flush it to disk, rename it over the target).
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    {
-        let mut file = fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-    }
-    fs::rename(&tmp, path)
 }
 
 /// Now, as RFC 3339 with seconds.

@@ -1,5 +1,5 @@
 //! What the operator's caches hold per object, measured by a counting allocator: task pods as
-//! the task pod index keeps them (`hosttask::pods::PodIndex`) against the same pods as stripped
+//! the task pod index keeps them (`state::task_pods::PodIndex`) against the same pods as stripped
 //! `CachedPod`s in a reflector store (how setup pods are cached) and as full `Pod`s, and nodes
 //! carrying one admission label per task. The figures say how the
 //! operator's memory grows with a fleet (one pod per node and task); the fleet bench measures the
@@ -11,9 +11,8 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark: a failed step should stop it
 
 use hostprocess_crds::HostTask;
-use hostprocess_operator::cache::{self, CachedPod};
-use hostprocess_operator::hosttask::pods::PodIndex;
-use hostprocess_operator::hosttask::{admission, build};
+use hostprocess_operator::admission_label;
+use hostprocess_operator::bench::{self as build, CachedPod, PodIndex};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::core::PartialObjectMeta;
 use kube::runtime::{reflector, watcher};
@@ -39,7 +38,7 @@ fn task_pod(i: usize) -> serde_json::Value {
             "nodeSelector": {"matchLabels": {"bench": "fleet"}}, "rollout": {"maxConcurrent": "10%"}}}))
     .unwrap();
     let revision = REVISION;
-    let key = admission::label_key("6f1c0a52-3b9e-4c1a-9d55-0c2b1f8e7a10");
+    let key = admission_label("6f1c0a52-3b9e-4c1a-9d55-0c2b1f8e7a10");
     let inputs = build::BuildInputs {
         executor_image: "ghcr.io/hostprocess-operator/node-executor:0.1.0",
         executor_version: "0.1.0",
@@ -94,7 +93,7 @@ fn node(i: usize, tasks: usize) -> serde_json::Value {
         "kubernetes.io/hostname": format!("fleet-{i:05}"), "node.kubernetes.io/windows-build": "10.0.20348",
         "topology.kubernetes.io/zone": "westeurope-1", "agentpool": "win22", "bench": "fleet"});
     for t in 0..tasks {
-        labels[admission::label_key(&format!("6f1c0a52-3b9e-4c1a-9d55-{t:012}"))] = json!("7d9c4e1f2a");
+        labels[admission_label(&format!("6f1c0a52-3b9e-4c1a-9d55-{t:012}"))] = json!("7d9c4e1f2a");
     }
     json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
         "metadata": {"name": format!("fleet-{i:05}"), "resourceVersion": "42", "labels": labels,
@@ -151,7 +150,7 @@ fn main() {
         "apiVersion": "hostprocess.dev/v1alpha1", "kind": "HostTask",
         "metadata": {"name": "fleet-07", "namespace": "hostprocess-tasks"}, "spec": {"script": "exit 0"}}))
     .unwrap();
-    assert_eq!(index.task(&task, REVISION).results.len(), pods);
+    assert_eq!(build::read_task_pods(&index, &task, REVISION).results.len(), pods);
     println!(
         "task pod index: {pods} task pods: {:.1} MiB, {} bytes per pod",
         mib(indexed),
@@ -159,7 +158,7 @@ fn main() {
     );
     drop(index);
 
-    let (store, cached) = measure(|| fill_store::<CachedPod>(&wire, cache::strip_pod));
+    let (store, cached) = measure(|| fill_store::<CachedPod>(&wire, build::strip_pod));
     assert_eq!(store.0.state().len(), pods);
     println!(
         "for comparison, the same pods as stripped CachedPods in a reflector store: {:.1} MiB, {} bytes per pod",
@@ -179,7 +178,7 @@ fn main() {
 
     let wire: Vec<String> = (0..nodes).map(|i| node(i, tasks).to_string()).collect();
     let (store, node_bytes) =
-        measure(|| fill_store::<PartialObjectMeta<Node>>(&wire, cache::names_and_labels::<Node>));
+        measure(|| fill_store::<PartialObjectMeta<Node>>(&wire, build::names_and_labels::<Node>));
     assert_eq!(store.0.state().len(), nodes);
     println!(
         "node cache: {nodes} nodes with {tasks} admission labels each: {:.1} MiB, {} bytes per node",

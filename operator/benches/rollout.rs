@@ -6,8 +6,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use hostprocess_crds::HostTask;
-use hostprocess_operator::hosttask::build::{self, BuildInputs};
-use hostprocess_operator::hosttask::rollout::{self, Limits, NodeResult};
+use hostprocess_operator::bench::{self as build, BuildInputs, Limits, NodeResult};
 
 fn per_call(label: &str, runs: u32, mut f: impl FnMut()) {
     f();
@@ -42,12 +41,7 @@ fn main() {
             paused: false,
         };
         per_call(&format!("plan a wave, {fleet} nodes"), 200, || {
-            black_box(rollout::plan_once(
-                black_box(&nodes),
-                black_box(&admitted),
-                black_box(&results),
-                limits,
-            ));
+            black_box(build::plan_once(black_box(&nodes), black_box(&admitted), black_box(&results), limits));
         });
         let task: HostTask = serde_json::from_value(serde_json::json!({
             "apiVersion": "hostprocess.dev/v1alpha1", "kind": "HostTask",

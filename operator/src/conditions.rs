@@ -9,6 +9,14 @@ pub const RECONCILING: &str = "Reconciling";
 pub const STALLED: &str = "Stalled";
 pub const PAUSED: &str = "Paused";
 
+/// Why an object cannot be acted on at all (bad input the schema could not catch, a namespace
+/// that refuses HostProcess pods, a missing HostGroup): Stalled, with this reason and message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Blocked {
+    pub reason: &'static str,
+    pub message: String,
+}
+
 /// One condition as the operator wants it now.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Wanted {

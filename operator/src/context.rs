@@ -1,11 +1,14 @@
 //! What every reconcile shares: the client, the operator's settings, the caches of what it
-//! watches, and the queue of events to write.
+//! watches, its writes the caches may not show yet, and the queue of events to write.
 
-use hostprocess_crds::HostGroup;
-use k8s_openapi::api::core::v1::{Namespace, Node};
+use std::sync::Arc;
+
 use kube::Client;
-use kube::core::PartialObjectMeta;
-use kube::runtime::reflector::Store;
+
+use crate::events::Events;
+use crate::metrics::Metrics;
+use crate::state::Caches;
+use crate::writes::Writes;
 
 /// The operator's settings (flags and environment).
 #[derive(Debug, Clone)]
@@ -35,32 +38,15 @@ impl Config {
     }
 }
 
-pub struct Context {
+pub(crate) struct Context {
     pub client: Client,
     pub config: Config,
-    /// The tasks' DaemonSets (label-selected), and the operator's writes the cache may not show yet.
-    pub daemon_sets: Store<k8s_openapi::api::apps::v1::DaemonSet>,
-    pub daemon_set_writes: crate::cache::OwnWrites<k8s_openapi::api::apps::v1::DaemonSet>,
-    /// Task pods (label-selected), as the rollout reads them.
-    pub pods: std::sync::Arc<crate::hosttask::pods::PodIndex>,
-    /// HostGroup setup pods (label-selected, in `config.group_namespace`).
-    pub setup_pods: Store<crate::cache::CachedPod>,
-    /// HostGroups: a task that runs as one needs its group name and where it is provisioned.
-    pub groups: Store<HostGroup>,
-    /// Namespaces, metadata only: their Pod Security labels.
-    pub namespaces: Store<PartialObjectMeta<Namespace>>,
-    /// Nodes, metadata only: names and labels are all the rollout needs.
-    pub nodes: Store<PartialObjectMeta<Node>>,
-    /// The operator's own admission label writes, until the node cache shows them.
-    pub admissions: crate::hosttask::admission::Written,
-    /// Admission label writes waiting for the writers (merged per node).
-    pub node_labels: crate::hosttask::admission::Queue,
-    /// HostTask statuses decided and not yet in the cache, and the queue of those to write.
-    pub statuses: crate::hosttask::status_writes::StatusWrites,
-    /// The script ConfigMaps already applied or found.
-    pub script_maps: crate::hosttask::ScriptMaps,
-    pub events: crate::events::Events,
-    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// What the watches fill (`state`).
+    pub cache: Caches,
+    /// What the operator wrote or queued and the caches may not show yet (`writes`).
+    pub writes: Writes,
+    pub events: Events,
+    pub metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for Context {

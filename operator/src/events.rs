@@ -8,9 +8,15 @@
 use std::future::Future;
 
 use k8s_openapi::api::core::v1::ObjectReference;
+use kube::Resource;
 use kube::runtime::events::{Event, EventType, Recorder};
 use tokio::sync::mpsc;
 use tracing::warn;
+
+/// The `action` of every Event about a HostTask.
+pub const ROLLOUT: &str = "Rollout";
+/// The `action` of every Event about a HostGroup.
+pub const PROVISION: &str = "Provision";
 
 /// Events waiting to be written, at most (client-go's `maxQueuedEvents`).
 const QUEUE: usize = 1000;
@@ -39,20 +45,32 @@ impl Events {
     }
 
     /// Queues an event about `object` (dropped, and counted, when the queue is full).
-    pub fn publish(
-        &self,
-        object: ObjectReference,
-        type_: EventType,
-        action: &str,
-        reason: &str,
-        note: String,
-    ) {
-        let event =
-            Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: None };
-        if self.queue.try_send((event, object)).is_err() {
+    pub fn publish<K: Resource<DynamicType = ()>>(&self, object: &K, action: &str, note: Note) {
+        let Note { type_, reason, message } = note;
+        let event = Event { type_, reason, note: Some(message), action: action.into(), secondary: None };
+        if let Err(refused) = self.queue.try_send((event, object.object_ref(&()))) {
             self.metrics.event_dropped();
-            warn!(reason, "the event queue is full; event dropped");
+            let (event, _) = refused.into_inner();
+            warn!(reason = %event.reason, "the event queue is full; event dropped");
         }
+    }
+}
+
+/// What an Event says: decided by the pure stages, published by the reconcile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Note {
+    pub type_: EventType,
+    pub reason: String,
+    pub message: String,
+}
+
+impl Note {
+    pub fn normal(reason: &str, message: impl Into<String>) -> Note {
+        Note { type_: EventType::Normal, reason: reason.into(), message: message.into() }
+    }
+
+    pub fn warning(reason: &str, message: impl Into<String>) -> Note {
+        Note { type_: EventType::Warning, reason: reason.into(), message: message.into() }
     }
 }
 
@@ -69,9 +87,10 @@ mod tests {
         let reporter = Reporter { controller: "test".into(), instance: None };
         // The writer is never run: nothing leaves the queue.
         let (events, _writer) = Events::new(Recorder::new(client, reporter), metrics.clone());
-        let object = ObjectReference { name: Some("patch".into()), ..ObjectReference::default() };
+        let spec = serde_json::from_value(serde_json::json!({"script": "exit 0"}));
+        let task = hostprocess_crds::HostTask::new("patch", spec.unwrap_or_else(|e| panic!("spec: {e}")));
         for i in 0..=QUEUE {
-            events.publish(object.clone(), EventType::Warning, "Rollout", "NodeFailed", format!("win-{i}"));
+            events.publish(&task, "Rollout", Note::warning("NodeFailed", format!("win-{i}")));
         }
         assert!(metrics.encode().contains("hostprocess_events_dropped_total 1"), "{}", metrics.encode());
     }

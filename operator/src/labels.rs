@@ -24,6 +24,14 @@ pub fn is_admission_label(key: &str) -> bool {
     key.strip_prefix(ADMITTED_PREFIX).is_some_and(|rest| rest.starts_with('/'))
 }
 
+/// On a task pod: where its node's reboot stands (`hosttask::reboot::step`).
+pub const REBOOT_STEP: &str = "hostprocess.dev/reboot";
+
+/// On a node: the task (`namespace/name`) that cordoned it, so only that task uncordons it.
+pub const CORDONED_BY: &str = "hostprocess.dev/cordoned-by";
+/// On a reboot pod: the task it reboots a node for.
+pub const REBOOT_FOR: &str = "hostprocess.dev/reboot-for";
+
 /// The HostGroup a setup pod or its spec ConfigMap belongs to (its name).
 pub const HOST_GROUP: &str = "hostprocess.dev/hostgroup";
 /// What a setup pod does: `provision` or `cleanup`.

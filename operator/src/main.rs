@@ -4,8 +4,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, ValueEnum};
-use hostprocess_operator::leader::LeaderElection;
-use hostprocess_operator::{Config, Runtime, Stopped, admin, metrics};
+use hostprocess_operator::{Config, Health, LeaderElection, Metrics, Runtime, Stopped, serve_admin};
 
 /// Reconciles HostTask objects into HostProcess DaemonSets rolled out in waves across Windows
 /// nodes, and HostGroup objects into per-node setup pods.
@@ -77,9 +76,9 @@ async fn main() -> ExitCode {
         group_namespace: args.hostgroup_namespace,
         concurrency: args.concurrency,
     };
-    let health = Arc::new(admin::Health::default());
-    let metrics = metrics::Metrics::new();
-    let admin = match admin::serve(args.admin_address, health.clone(), metrics.clone()).await {
+    let health = Arc::new(Health::default());
+    let metrics = Metrics::new();
+    let admin = match serve_admin(args.admin_address, health.clone(), metrics.clone()).await {
         Ok((address, task)) => {
             tracing::info!(%address, "serving /healthz, /readyz and /metrics");
             task

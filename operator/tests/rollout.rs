@@ -19,7 +19,6 @@ use serde_json::{Value, json};
 #[tokio::test]
 async fn a_patch_rollout_over_20_nodes_never_runs_more_than_max_concurrent_and_runs_each_once() {
     use futures::StreamExt;
-    use hostprocess_operator::hosttask::rollout::{NodeResult, observe};
     use k8s_openapi::api::core::v1::Pod;
     use kube::runtime::{WatchStreamExt, watcher};
 
@@ -38,8 +37,7 @@ async fn a_patch_rollout_over_20_nodes_never_runs_more_than_max_concurrent_and_r
             );
             while let Some(Ok(pod)) = stream.next().await {
                 let name = pod.metadata.name.clone().unwrap_or_default();
-                let busy = pod.metadata.deletion_timestamp.is_none()
-                    && observe(&pod).is_some_and(|(_, r)| r == NodeResult::Running);
+                let busy = pod.metadata.deletion_timestamp.is_none() && runs_its_payload(&pod);
                 running.insert(name, busy);
                 let now = running.values().filter(|b| **b).count();
                 most_running.fetch_max(now, std::sync::atomic::Ordering::SeqCst);
@@ -112,7 +110,7 @@ async fn a_patch_rollout_over_20_nodes_never_runs_more_than_max_concurrent_and_r
     .unwrap();
 
     // Deleting the task takes its admission labels off every node before it goes.
-    let key = hostprocess_operator::hosttask::admission::label_key(&uid);
+    let key = hostprocess_operator::admission_label(&uid);
     let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(fx.sim.client.clone());
     let labelled = |list: kube::api::ObjectList<k8s_openapi::api::core::v1::Node>| {
         list.items.iter().filter(|n| n.metadata.labels.as_ref().is_some_and(|l| l.contains_key(&key))).count()
@@ -252,7 +250,7 @@ async fn refused_label_and_status_writes_are_sent_again_and_never_exceed_max_con
         Matcher::new(Some(hyper::Method::PATCH), "/hosttasks/patch/status"),
         hyper::StatusCode::SERVICE_UNAVAILABLE,
     );
-    let metrics = hostprocess_operator::metrics::Metrics::new();
+    let metrics = hostprocess_operator::Metrics::new();
     let runtime = hostprocess_operator::Runtime { metrics: metrics.clone(), ..Default::default() };
     fx.operator = spawn_operator_with(proxy.client().await.unwrap(), runtime);
     fx.apply("patch", json!({"script": "sleep 1\n", "rollout": {"maxConcurrent": 2}})).await;
@@ -335,7 +333,7 @@ async fn an_operator_told_to_stop_before_its_controllers_have_listed_still_stops
     operator.stop(Duration::from_secs(20)).await;
 }
 
-fn reconciles(metrics: &hostprocess_operator::metrics::Metrics) -> u64 {
+fn reconciles(metrics: &hostprocess_operator::Metrics) -> u64 {
     metrics
         .encode()
         .lines()
@@ -348,7 +346,7 @@ async fn two_replicas_never_act_at_once_and_the_standby_takes_over() {
     let mut fx = Fixture::start(3, "privileged").await;
     fx.operator.abort();
     let leased = |name: &str| {
-        let leader = hostprocess_operator::leader::LeaderElection::new(
+        let leader = hostprocess_operator::LeaderElection::new(
             fx.sim.client.clone(),
             NS,
             "hostprocess-operator",
@@ -544,4 +542,21 @@ async fn changed_secret_content_rolls_out_again_only_when_the_task_tracks_it() {
     let untracked = fx.task("untracked").await;
     assert_eq!(revision(&untracked), untracked_before, "a rotating Secret does not re-run an untracked task");
     assert!(is(&untracked, "Ready", "True"));
+}
+
+/// Whether a task pod's node is running the payload as a user would read it: the pod is bound,
+/// not Ready, and its `task` container has not ended once yet (a success exits once, then the
+/// restarted container idles Ready; a failure leaves a terminated state).
+fn runs_its_payload(pod: &k8s_openapi::api::core::v1::Pod) -> bool {
+    let bound = pod.spec.as_ref().is_some_and(|s| s.node_name.is_some());
+    let status = pod.status.as_ref();
+    let ready = status
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    let ended = status.and_then(|s| s.container_statuses.as_ref()).into_iter().flatten().any(|c| {
+        c.name == "task"
+            && (c.state.as_ref().is_some_and(|s| s.terminated.is_some())
+                || c.last_state.as_ref().is_some_and(|s| s.terminated.is_some()))
+    });
+    bound && !ready && !ended
 }

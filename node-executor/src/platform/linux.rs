@@ -129,7 +129,7 @@ fn save<T: Serialize>(path: &Path, value: &T) -> Result<(), PlatformError> {
     let err =
         |e: &dyn std::fmt::Display| PlatformError::new("write test store", path.display().to_string(), e);
     let bytes = serde_json::to_vec_pretty(value).map_err(|e| err(&e))?;
-    crate::record::write_atomically(path, &bytes).map_err(|e| err(&e))
+    crate::atomic_file::write(path, &bytes).map_err(|e| err(&e))
 }
 
 impl Platform for Host {
@@ -271,6 +271,10 @@ impl Platform for Host {
         fs::write(&path, message).map_err(|e| PlatformError::new("write", path.display().to_string(), e))?;
         let _ = fs::remove_file(self.store.join(REBOOT_REQUIRED));
         Ok(())
+    }
+
+    fn process_alive(&self, pid: u32) -> bool {
+        process_alive(pid)
     }
 
     fn describe(&self) -> String {

@@ -12,16 +12,12 @@ use std::time::Duration;
 use hostprocess_crds::{AppliesTo, Rights};
 use serde::Serialize;
 
+pub mod host;
 #[cfg(unix)]
 pub mod linux;
 #[cfg(windows)]
 #[allow(unsafe_code)]
 pub mod windows;
-
-#[cfg(unix)]
-pub use linux::{Host, describe, process_alive};
-#[cfg(windows)]
-pub use windows::{Host, describe, process_alive};
 
 /// What to start.
 #[derive(Debug, Clone)]
@@ -151,9 +147,7 @@ pub trait Platform {
     fn request_reboot(&self, message: &str) -> Result<(), PlatformError>;
 
     /// Whether a process is alive (not exited, not a zombie).
-    fn process_alive(&self, pid: u32) -> bool {
-        process_alive(pid)
-    }
+    fn process_alive(&self, pid: u32) -> bool;
     /// What this host is, for reports: "Linux (test platform)", "Windows", "Wine 8.0".
     fn describe(&self) -> String;
     /// Whether this is Wine, which implements some calls only as stubs.

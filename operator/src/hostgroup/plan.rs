@@ -11,8 +11,8 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 
 use super::build::Setup;
-use crate::hosttask::rollout::{last_terminated, result_line, shorten};
 use crate::labels;
+use crate::state::pod_result::{last_terminated, result_line, shorten};
 
 /// Where a setup pod stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,6 +121,7 @@ impl Plan {
     }
 
     /// Nodes where the group is in place at the current revision.
+    #[cfg(test)]
     pub fn provisioned(&self) -> impl Iterator<Item = &String> {
         self.provisioning.iter().filter(|(_, r)| **r == SetupResult::Done).map(|(n, _)| n)
     }

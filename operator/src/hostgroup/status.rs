@@ -5,26 +5,14 @@ use hostprocess_crds::hostgroup::{GroupNodeCounts, GroupNodeFailure, HostGroupSt
 use k8s_openapi::jiff::Timestamp;
 
 use super::plan::{Plan, SetupResult};
-use crate::conditions::{self, READY, RECONCILING, STALLED, Wanted};
+use crate::conditions::{self, Blocked, READY, RECONCILING, STALLED, Wanted};
+use crate::names::name_list;
 
 /// The failing nodes listed in status, at most.
 pub const LISTED_FAILURES: usize = 20;
 
-/// Why the group cannot be provisioned at all (Stalled with this message).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Blocked {
-    pub reason: &'static str,
-    pub message: String,
-}
-
-fn node_list<'a>(nodes: impl Iterator<Item = &'a String>) -> String {
-    let nodes: Vec<&String> = nodes.collect();
-    let shown: Vec<&str> = nodes.iter().take(5).map(|n| n.as_str()).collect();
-    match nodes.len() {
-        n if n <= 5 => shown.join(", "),
-        n => format!("{} and {} more", shown.join(", "), n - 5),
-    }
-}
+/// Nodes named in a condition message, at most.
+const NAMED_IN_CONDITIONS: usize = 5;
 
 fn failures<'a>(results: impl Iterator<Item = (&'a String, &'a SetupResult)>) -> Vec<GroupNodeFailure> {
     results
@@ -62,9 +50,13 @@ pub fn status(
         }
         (None, Some(plan)) if deleting => {
             let mut failed = failures(plan.cleaning.iter());
-            let waiting = plan.cleaning.iter().filter(|(_, r)| **r != SetupResult::Done).map(|(n, _)| n);
-            let message =
-                format!("removing the group from {} nodes: {}", plan.cleaning.len(), node_list(waiting));
+            let waiting: Vec<&String> =
+                plan.cleaning.iter().filter(|(_, r)| **r != SetupResult::Done).map(|(n, _)| n).collect();
+            let message = format!(
+                "removing the group from {} nodes: {}",
+                plan.cleaning.len(),
+                name_list(&waiting, NAMED_IN_CONDITIONS)
+            );
             failed.truncate(LISTED_FAILURES);
             status.failures = failed;
             vec![
@@ -84,7 +76,8 @@ pub fn status(
                 failed: count(|r| matches!(r, SetupResult::Failed { .. })),
             };
             let mut failed = failures(plan.provisioning.iter());
-            let failing = node_list(failed.iter().map(|f| &f.node));
+            let failing: Vec<&str> = failed.iter().map(|f| f.node.as_str()).collect();
+            let failing = name_list(&failing, NAMED_IN_CONDITIONS);
             failed.extend(failures(plan.cleaning.iter()));
             failed.truncate(LISTED_FAILURES);
             status.failures = failed;

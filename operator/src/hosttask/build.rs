@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use hostprocess_crds::{Account, HostTask, Mode};
+use hostprocess_crds::{HostTask, Mode};
 use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec, DaemonSetUpdateStrategy, RollingUpdateDaemonSet};
 use k8s_openapi::api::core::v1::{
     Affinity, ConfigMap, ConfigMapVolumeSource, Container, ExecAction, NodeAffinity, NodeSelector,
@@ -300,9 +300,4 @@ pub fn daemon_set(task: &HostTask, inputs: &BuildInputs<'_>) -> DaemonSet {
 /// The revision a DaemonSet runs (its pod template's label).
 pub fn daemon_set_revision(ds: &DaemonSet) -> Option<String> {
     ds.spec.as_ref()?.template.metadata.as_ref()?.labels.as_ref()?.get(labels::REVISION).cloned()
-}
-
-/// Whether `account` needs a HostGroup looked up.
-pub fn runs_as_group(task: &HostTask) -> bool {
-    task.spec.run_as.account == Account::HostGroup
 }

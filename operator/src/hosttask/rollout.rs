@@ -9,27 +9,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use hostprocess_crds::hosttask::{NodeCounts, NodeFailure};
-use k8s_openapi::api::core::v1::{ContainerStateTerminated, ContainerStatus, Pod};
-use serde_json::Value;
+
+pub use crate::state::pod_result::NodeResult;
 
 /// The failing nodes listed in status, at most (the counts carry the rest).
 pub const LISTED_FAILURES: usize = 10;
-const MESSAGE_LIMIT: usize = 512;
-
-/// What the pod of the current revision on a node says.
-#[derive(Debug, Clone, PartialEq)]
-pub enum NodeResult {
-    /// Admitted, not finished (starting, running, retrying).
-    Running,
-    Succeeded {
-        reboot_required: bool,
-    },
-    /// Succeeded and asked for a reboot that the operator is carrying out (`reboot:
-    /// IfRequired`): cordoned, drained, rebooting. Holds a `maxConcurrent` slot.
-    Rebooting,
-    /// Boxed: results are kept per pod, and most are not failures.
-    Failed(Box<NodeFailure>),
-}
 
 /// How the rollout stands after this decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,142 +178,9 @@ fn len<T>(items: &[T]) -> u32 {
     u32::try_from(items.len()).unwrap_or(u32::MAX)
 }
 
-/// A message cut to what status holds (512 bytes, on a character boundary).
-pub(crate) fn shorten(text: &str) -> String {
-    if text.len() <= MESSAGE_LIMIT {
-        return text.to_string();
-    }
-    let mut end = MESSAGE_LIMIT - 3;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &text[..end])
-}
-
-/// The executor's result line: the last line of a termination message that parses as JSON.
-pub(crate) fn result_line(message: &str) -> Option<Value> {
-    message.lines().rev().find_map(|l| serde_json::from_str::<Value>(l.trim()).ok().filter(Value::is_object))
-}
-
-/// The payload's last words: the last line of its output before the result line, skipping the
-/// executor's own progress lines.
-fn last_output_line(message: &str) -> Option<&str> {
-    message
-        .lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| !l.is_empty() && !l.starts_with("node-executor") && !l.starts_with('{'))
-}
-
-/// How a container last ended: its current state if terminated, else its last state.
-pub(crate) fn last_terminated(status: &ContainerStatus) -> Option<ContainerStateTerminated> {
-    status
-        .state
-        .as_ref()
-        .and_then(|s| s.terminated.clone())
-        .or_else(|| status.last_state.as_ref().and_then(|s| s.terminated.clone()))
-}
-
-/// How a container ended, from its current or last terminated state.
-fn failure_of(node: &str, status: &ContainerStatus) -> Option<NodeFailure> {
-    let terminated = last_terminated(status)?;
-    if terminated.exit_code == 0 {
-        return None;
-    }
-    let message = terminated.message.clone().unwrap_or_default();
-    let failure = match result_line(&message) {
-        // The executor's own account: state, exit code, the last attempt's outcome.
-        Some(result) if result["state"] == "Failed" => {
-            let attempts = result["attempts"].as_array().cloned().unwrap_or_default();
-            let last = attempts.last().cloned().unwrap_or(Value::Null);
-            let code = result["exitCode"].as_i64().unwrap_or(i64::from(terminated.exit_code));
-            let account = last["message"]
-                .as_str()
-                .filter(|m| !m.is_empty())
-                .map_or_else(|| format!("exited with code {code}"), str::to_string);
-            let message = match last_output_line(&message) {
-                Some(output) => format!("{account}: {output}"),
-                None => account.to_string(),
-            };
-            NodeFailure {
-                node: node.to_string(),
-                exit_code: Some(code),
-                reason: last["outcome"].as_str().unwrap_or("Failed").to_string(),
-                message: shorten(&message),
-                attempts: u32::try_from(attempts.len()).unwrap_or(u32::MAX),
-            }
-        }
-        // A success that exits once (a reboot is needed): not a failure.
-        Some(result) if result["ok"] == true => return None,
-        Some(result) => NodeFailure {
-            node: node.to_string(),
-            exit_code: Some(i64::from(terminated.exit_code)),
-            reason: "ExecutorError".into(),
-            message: shorten(result["error"].as_str().unwrap_or("the node-executor refused the task")),
-            attempts: 0,
-        },
-        None => NodeFailure {
-            node: node.to_string(),
-            exit_code: Some(i64::from(terminated.exit_code)),
-            reason: terminated.reason.clone().unwrap_or_else(|| "Error".into()),
-            message: shorten(if message.is_empty() { "the container failed" } else { &message }),
-            attempts: 0,
-        },
-    };
-    Some(failure)
-}
-
-/// What a pod of the current revision says about its node, or `None` when it is not bound.
-pub fn observe(pod: &Pod) -> Option<(String, NodeResult)> {
-    let node = pod.spec.as_ref()?.node_name.clone()?;
-    let status = pod.status.as_ref();
-    let ready = status
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-    let task =
-        status.and_then(|s| s.container_statuses.as_ref()).and_then(|c| c.iter().find(|c| c.name == "task"));
-    if ready {
-        let reboot_required = task
-            .and_then(|t| t.last_state.as_ref()?.terminated.as_ref()?.message.clone())
-            .and_then(|m| result_line(&m))
-            .is_some_and(|r| r["state"] == "RebootRequired" || r["state"] == "RebootInitiated");
-        return Some((node, NodeResult::Succeeded { reboot_required }));
-    }
-    // The executor's install step failing keeps the payload from starting at all.
-    let init_failure =
-        status.and_then(|s| s.init_container_statuses.as_ref()).into_iter().flatten().find_map(|c| {
-            failure_of(&node, c)
-                .filter(|_| c.restart_count >= 1 || c.state.as_ref().is_some_and(|s| s.terminated.is_some()))
-        });
-    if let Some(failure) = init_failure {
-        return Some((node, NodeResult::Failed(Box::new(failure))));
-    }
-    if let Some(failure) = task.and_then(|t| failure_of(&node, t)) {
-        return Some((node, NodeResult::Failed(Box::new(failure))));
-    }
-    // The container that ran the payload exits once with its result (`--idle-after`): a success
-    // shows there before the restarted container's readiness probe says so.
-    if let Some(reboot_required) = task.and_then(completion_of) {
-        return Some((node, NodeResult::Succeeded { reboot_required }));
-    }
-    Some((node, NodeResult::Running))
-}
-
-/// A success the container reported by exiting: `Some(reboot required)`.
-fn completion_of(status: &ContainerStatus) -> Option<bool> {
-    let terminated = last_terminated(status)?;
-    if terminated.exit_code == 0 {
-        return Some(false);
-    }
-    let result = result_line(terminated.message.as_deref().unwrap_or_default())?;
-    let reboot = result["state"] == "RebootRequired" || result["state"] == "RebootInitiated";
-    (result["ok"] == true && reboot).then_some(true)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     fn nodes(n: usize) -> Vec<String> {
         (0..n).map(|i| format!("win-{i:03}")).collect()
@@ -462,44 +313,5 @@ mod tests {
         let results: BTreeMap<String, NodeResult> = many.iter().map(|n| (n.clone(), failed(n))).collect();
         let d = plan_once(&many, &many, &results, limits(50, 100));
         assert_eq!((d.counts.failed, d.failures.len()), (50, LISTED_FAILURES));
-    }
-
-    fn pod(status: Value) -> Pod {
-        serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {"nodeName": "win-007",
-            "containers": [{"name": "task"}]}, "status": status}))
-        .unwrap_or_else(|e| panic!("pod: {e}"))
-    }
-
-    #[test]
-    fn pods_say_running_succeeded_or_failed_with_the_executors_account() {
-        let running = pod(json!({"phase": "Running", "containerStatuses": [{"name": "task", "ready": false,
-            "restartCount": 0, "image": "x", "imageID": "", "state": {"running": {}}}]}));
-        assert_eq!(observe(&running), Some(("win-007".into(), NodeResult::Running)));
-
-        let result = json!({"ok": false, "state": "Failed", "exitCode": 3010_i64 + 7,
-            "attempts": [{"outcome": "ExitCode", "message": "exited with 3017"}, {"outcome": "TimedOut", "message": "killed after 1h"}]});
-        let failed = pod(json!({"phase": "Running", "containerStatuses": [{"name": "task", "ready": false,
-            "restartCount": 1, "image": "x", "imageID": "", "state": {"running": {}},
-            "lastState": {"terminated": {"exitCode": 193, "message": format!("payload output\n{result}")}}}]}));
-        let Some((_, NodeResult::Failed(f))) = observe(&failed) else { panic!("failed") };
-        assert_eq!((f.exit_code, f.reason.as_str(), f.attempts), (Some(3017), "TimedOut", 2));
-        assert_eq!(f.message, "killed after 1h: payload output");
-
-        let reboot = json!({"ok": true, "state": "RebootRequired", "exitCode": 3010});
-        let ready = pod(json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}],
-            "containerStatuses": [{"name": "task", "ready": true, "restartCount": 1, "image": "x", "imageID": "",
-                "lastState": {"terminated": {"exitCode": 194, "message": reboot.to_string()}}}]}));
-        assert_eq!(
-            observe(&ready),
-            Some(("win-007".into(), NodeResult::Succeeded { reboot_required: true }))
-        );
-
-        let cannot_start = pod(
-            json!({"phase": "Running", "containerStatuses": [{"name": "task", "ready": false,
-            "restartCount": 2, "image": "x", "imageID": "", "state": {"waiting": {"reason": "CrashLoopBackOff"}},
-            "lastState": {"terminated": {"exitCode": 128, "reason": "StartError", "message": "executable file not found"}}}]}),
-        );
-        let Some((_, NodeResult::Failed(f))) = observe(&cannot_start) else { panic!("failed") };
-        assert_eq!((f.exit_code, f.reason.as_str()), (Some(128), "StartError"));
     }
 }

@@ -6,25 +6,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
 use super::rollout::{Decision, Phase};
-use crate::conditions::{self, PAUSED, READY, RECONCILING, STALLED, Wanted};
+use crate::conditions::{self, Blocked, PAUSED, READY, RECONCILING, STALLED, Wanted};
+use crate::names::name_list;
 
-/// A reason the task cannot run at all (bad input the schema could not catch, a namespace
-/// that refuses HostProcess pods, a missing HostGroup): Stalled with this message.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Blocked {
-    pub reason: &'static str,
-    pub message: String,
-}
-
-fn node_list(nodes: impl Iterator<Item = String>) -> String {
-    let nodes: Vec<String> = nodes.collect();
-    let shown: Vec<&str> = nodes.iter().take(5).map(String::as_str).collect();
-    match nodes.len() {
-        0 => String::new(),
-        n if n <= 5 => shown.join(", "),
-        n => format!("{} and {} more", shown.join(", "), n - 5),
-    }
-}
+/// Nodes named in a condition message, at most.
+const NAMED_IN_CONDITIONS: usize = 5;
 
 /// The status to write.
 pub fn status(
@@ -79,7 +65,8 @@ pub fn status(
                 ]
             }
             Phase::Halted => {
-                let failing = node_list(d.failures.iter().map(|f| f.node.clone()));
+                let failing: Vec<&str> = d.failures.iter().map(|f| f.node.as_str()).collect();
+                let failing = name_list(&failing, NAMED_IN_CONDITIONS);
                 let message = format!(
                     "halted: {} nodes failed, more than maxFailures allows ({failing}); fix the payload (a new revision rolls out again) or raise maxFailures",
                     c.failed
@@ -99,7 +86,7 @@ pub fn status(
                 let message = format!(
                     "{progress}; {} nodes wait for the HostGroup to be provisioned: {}",
                     d.waiting.len(),
-                    node_list(d.waiting.iter().cloned())
+                    name_list(&d.waiting, NAMED_IN_CONDITIONS)
                 );
                 vec![
                     Wanted::new(READY, false, "WaitingForHostGroup", message.clone()),

@@ -125,15 +125,16 @@ impl Fixture {
 
 /// The nodes that carry a task's admission label with the revision `ds` runs.
 pub async fn admitted_nodes(client: &kube::Client, task_uid: &str, ds: &DaemonSet) -> BTreeSet<String> {
-    use hostprocess_operator::hosttask::{admission, build};
-    let key = admission::label_key(task_uid);
-    let revision = build::daemon_set_revision(ds);
+    use hostprocess_operator::labels;
+    let key = hostprocess_operator::admission_label(task_uid);
+    let template = ds.spec.as_ref().and_then(|s| s.template.metadata.as_ref());
+    let revision = template.and_then(|m| m.labels.as_ref()).and_then(|l| l.get(labels::REVISION));
     let nodes =
         Api::<k8s_openapi::api::core::v1::Node>::all(client.clone()).list(&Default::default()).await.unwrap();
     nodes
         .items
         .into_iter()
-        .filter(|n| n.metadata.labels.as_ref().and_then(|l| l.get(&key)) == revision.as_ref())
+        .filter(|n| n.metadata.labels.as_ref().and_then(|l| l.get(&key)) == revision)
         .filter_map(|n| n.metadata.name)
         .collect()
 }
@@ -170,7 +171,7 @@ pub fn spawn_operator_until(
 
 /// An operator that stops gracefully when told to.
 pub struct Stoppable {
-    pub metrics: std::sync::Arc<hostprocess_operator::metrics::Metrics>,
+    pub metrics: std::sync::Arc<hostprocess_operator::Metrics>,
     stop: tokio::sync::oneshot::Sender<()>,
     operator: tokio::task::JoinHandle<()>,
 }

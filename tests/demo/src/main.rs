@@ -3,7 +3,7 @@
 //! task as that group, shown live (waves, per-node results, progress bars). It says what is
 //! simulated.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
@@ -11,12 +11,10 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use hostprocess_crds::{HostGroup, HostTask};
-use hostprocess_operator::hosttask::rollout::{self, NodeResult};
-use hostprocess_operator::hosttask::{admission, build};
-use hostprocess_operator::{Config, labels};
+use hostprocess_operator::Config;
 use hostprocess_sim::{SimOptions, Simulation};
-use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams};
@@ -303,69 +301,48 @@ async fn follow_group(groups: &Api<HostGroup>, name: &str) -> Result<bool, Error
     }
 }
 
-/// Shows a task's rollout live until it completes or stalls: (completed, the condition's message).
+/// Shows a task's rollout live until it completes or stalls, as a user would follow it: the
+/// HostTask's status (counts and conditions) and the Events the operator publishes about it
+/// (waves, failures, reboots). Returns (completed, the condition's message).
 async fn follow(
     sim: &Simulation,
     tasks: &Api<HostTask>,
     name: &str,
     namespace: &str,
 ) -> Result<(bool, String), Error> {
-    let name = name.to_string();
-    let sets: Api<DaemonSet> = Api::namespaced(sim.client.clone(), namespace);
-    let pods: Api<Pod> = Api::namespaced(sim.client.clone(), namespace);
-    let nodes: Api<Node> = Api::all(sim.client.clone());
-    let mut admitted: BTreeSet<String> = BTreeSet::new();
-    let mut results: BTreeMap<String, String> = BTreeMap::new();
+    let events: Api<Event> = Api::namespaced(sim.client.clone(), namespace);
+    let mut told: BTreeSet<String> = BTreeSet::new();
     let mut wave = 0;
     let mut last_bar = String::new();
     let deadline = Instant::now() + Duration::from_secs(300);
     let outcome = loop {
-        let current = tasks.get(&name).await?;
+        let current = tasks.get(name).await?;
         let status = current.status.clone().unwrap_or_default();
-        let revision = status.revision.clone().unwrap_or_default();
-        let mut wave_started = false;
-        if let Some(ds) = sets.get_opt(&labels::daemon_set_name(&name)).await? {
-            // Admitted: the nodes labelled for the revision the DaemonSet runs.
-            let key = admission::label_key(&current.uid().unwrap_or_default());
-            let revision = build::daemon_set_revision(&ds);
-            let now: BTreeSet<String> = nodes
-                .list_metadata(&ListParams::default())
-                .await?
-                .items
-                .into_iter()
-                .filter(|n| n.labels().get(&key) == revision.as_ref())
-                .map(|n| n.name_any())
-                .collect();
-            let new: Vec<String> = now.difference(&admitted).cloned().collect();
-            if !new.is_empty() {
-                wave_started = true;
-                wave += 1;
-                say(&format!("wave {wave}: starting on {}", new.join(", ")));
-                admitted = now;
-            }
-        }
-        let mut said = wave_started;
-        let selector = format!("{}={name},{}={revision}", labels::TASK, labels::REVISION);
-        for pod in pods.list(&ListParams::default().labels(&selector)).await?.items {
-            let Some((node, observed)) = rollout::observe(&pod) else { continue };
-            use hostprocess_operator::hosttask::reboot;
-            let step = reboot::Step::of(pod.annotations().get(reboot::STEP).map(String::as_str));
-            let result = reboot::result(&current, &step, &node, observed);
-            let text = match result {
-                NodeResult::Running => continue,
-                NodeResult::Rebooting => "rebooting".to_string(),
-                NodeResult::Succeeded { .. } => "succeeded".to_string(),
-                NodeResult::Failed(f) => format!(
-                    "FAILED, exit code {}: {}",
-                    f.exit_code.map_or("-".into(), |c| c.to_string()),
-                    f.message
-                ),
+        let mut new: Vec<Event> = events
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.uid.as_deref()) == current.uid().as_deref())
+            .filter(|e| told.insert(e.name_any()))
+            .collect();
+        new.sort_by_key(|e| e.metadata.creation_timestamp.clone().map(|t| t.0));
+        let mut said = false;
+        for event in new {
+            let note = event.note.unwrap_or_default();
+            let line = match event.reason.as_deref().unwrap_or_default() {
+                "WaveStarted" => {
+                    wave += 1;
+                    format!("wave {wave}: {note}")
+                }
+                "NodeFailed" => format!("  FAILED {note}"),
+                "NodeDraining" | "NodeRebooting" | "NodeRebooted" | "EvictionBlocked" | "RebootFailed" => {
+                    format!("  {note}")
+                }
+                _ => continue,
             };
-            if results.get(&node) != Some(&text) {
-                said = true;
-                say(&format!("  {node}: {text}"));
-                results.insert(node, text);
-            }
+            said = true;
+            say(&line);
         }
         let n = &status.nodes;
         let line = bar(n.succeeded, n.failed, n.running + n.rebooting, n.targeted);

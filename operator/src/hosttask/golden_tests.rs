@@ -1,14 +1,14 @@
 //! Golden files: what the builder makes of each example (`operator/tests/golden/`). A change to
 //! the pods the operator creates shows up as a diff here, to be read and accepted on purpose:
-//! `UPDATE_GOLDEN=1 cargo test -p hostprocess-operator --test golden` rewrites them.
-#![allow(clippy::expect_used, clippy::unwrap_used)] // tests: a failed step should stop the test
+//! `UPDATE_GOLDEN=1 cargo test -p hostprocess-operator golden` rewrites them.
 
 use std::path::Path;
 
 use hostprocess_crds::{Manifest, parse_manifests};
-use hostprocess_operator::hashing;
-use hostprocess_operator::hosttask::admission;
-use hostprocess_operator::hosttask::build::{self, BuildInputs};
+
+use super::admission;
+use super::build::{self, BuildInputs};
+use crate::hashing;
 
 fn rendered(example: &str) -> String {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -27,7 +27,7 @@ fn rendered(example: &str) -> String {
         let run_as = build::builtin_user(&task).map(str::to_string).or(group_name.clone()).unwrap();
         // Pinned tasks (`Once`, or running as a HostGroup) require their admission label.
         let label = admission::label_key(task.metadata.uid.as_deref().unwrap());
-        let pinned = task.spec.mode == hostprocess_crds::Mode::Once || build::runs_as_group(&task);
+        let pinned = task.spec.mode == hostprocess_crds::Mode::Once || build::builtin_user(&task).is_none();
         let inputs = BuildInputs {
             executor_image: "ghcr.io/hostprocess-operator/node-executor:0.1.0",
             executor_version: "0.1.0",
@@ -62,16 +62,16 @@ fn check(example: &str) {
 }
 
 #[test]
-fn the_patch_rollout_example() {
+fn golden_the_patch_rollout_example() {
     check("patch-rollout.yaml");
 }
 
 #[test]
-fn the_log_readers_example() {
+fn golden_the_log_readers_example() {
     check("log-readers.yaml");
 }
 
 #[test]
-fn the_host_agent_example() {
+fn golden_the_host_agent_example() {
     check("host-agent.yaml");
 }

@@ -13,12 +13,13 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use hostprocess_crds::{HostTask, HostTaskStatus};
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::{Client, ResourceExt};
-use serde_json::json;
 use tracing::warn;
 
-use crate::labels;
+use super::apply::apply_status;
+use super::own_writes::resource_version;
+use super::wake::when_notified;
 use crate::metrics::Metrics;
 
 /// How many status writes (of different tasks) are in flight at once.
@@ -86,8 +87,7 @@ impl StatusWrites {
         let Some(entry) = tasks.entries.get(&uid) else { return task.status.clone() };
         match entry.state {
             State::Written { resource_version: written, at }
-                if crate::cache::resource_version(task) >= Some(written)
-                    || at.elapsed() > TRUST_WRITE_FOR =>
+                if resource_version(task) >= Some(written) || at.elapsed() > TRUST_WRITE_FOR =>
             {
                 tasks.entries.remove(&uid);
                 task.status.clone()
@@ -188,42 +188,43 @@ impl StatusWrites {
     /// Completes once every status decided is written (or its task is gone); the writers must
     /// be running.
     pub async fn idle(&self) {
-        crate::when_notified(&self.wake, || self.is_idle().then_some(())).await;
+        when_notified(&self.wake, || self.is_idle().then_some(())).await;
     }
 }
 
-/// The writers: `WRITERS` status writes in flight at once, each with the newest status of its
-/// task. A refused write is counted and sent again after `RETRY_AFTER`.
-pub async fn run_writers(client: Client, writes: &StatusWrites, metrics: &Metrics) {
-    let params = PatchParams::apply(labels::FIELD_MANAGER).force();
-    let writer = || async {
-        loop {
-            let write = crate::when_notified(&writes.wake, || writes.take()).await;
-            let api: Api<HostTask> = Api::namespaced(client.clone(), &write.namespace);
-            let patch =
-                json!({"apiVersion": "hostprocess.dev/v1alpha1", "kind": "HostTask", "status": write.status});
-            match api.patch_status(&write.name, &params, &Patch::Apply(&patch)).await {
-                Ok(task) => {
-                    metrics.status_written(write.since.elapsed());
-                    writes.written(&write.uid, Some(crate::cache::resource_version(&task).unwrap_or(0)));
-                }
-                Err(kube::Error::Api(status)) if status.code == 404 => writes.written(&write.uid, None),
-                Err(error) => {
-                    warn!(task = %write.name, namespace = %write.namespace, %error, "writing status failed; trying again");
-                    metrics.status_write_failed();
-                    tokio::time::sleep(RETRY_AFTER).await;
-                    writes.retry(&write.uid, write.since);
+impl StatusWrites {
+    /// The writers: `WRITERS` status writes in flight at once, each with the newest status of its
+    /// task. A refused write is counted and sent again after `RETRY_AFTER`.
+    pub async fn run_writers(&self, client: Client, metrics: &Metrics) {
+        let writes = self;
+        let writer = || async {
+            loop {
+                let write = when_notified(&writes.wake, || writes.take()).await;
+                let api: Api<HostTask> = Api::namespaced(client.clone(), &write.namespace);
+                match apply_status(&api, &write.name, &write.status).await {
+                    Ok(task) => {
+                        metrics.status_written(write.since.elapsed());
+                        writes.written(&write.uid, Some(resource_version(&task).unwrap_or(0)));
+                    }
+                    Err(kube::Error::Api(status)) if status.code == 404 => writes.written(&write.uid, None),
+                    Err(error) => {
+                        warn!(task = %write.name, namespace = %write.namespace, %error, "writing status failed; trying again");
+                        metrics.status_write_failed();
+                        tokio::time::sleep(RETRY_AFTER).await;
+                        writes.retry(&write.uid, write.since);
+                    }
                 }
             }
-        }
-    };
-    futures::future::join_all((0..WRITERS).map(|_| writer())).await;
+        };
+        futures::future::join_all((0..WRITERS).map(|_| writer())).await;
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use hostprocess_crds::hosttask::NodeCounts;
+    use serde_json::json;
 
     fn task(resource_version: &str, status: Option<HostTaskStatus>) -> HostTask {
         let mut task = HostTask::new("patch", serde_json::from_value(json!({"script": "x"})).unwrap());

@@ -3,16 +3,15 @@
 //! use) and (b) the Argo CD health check shipped in deploy/argocd, run by a real Lua
 //! interpreter (mlua, Lua 5.4; Argo CD runs gopher-lua, Lua 5.1 — the script uses only what both
 //! have).
-#![allow(clippy::expect_used, clippy::unwrap_used)] // tests: a failed step should stop the test
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::conditions::Blocked;
+use crate::hostgroup::plan::{Plan, SetupResult};
+use crate::hosttask::rollout::{Limits, NodeResult, plan_once};
+use crate::{hostgroup, hosttask};
 use hostprocess_crds::{HostGroup, HostTask};
-use hostprocess_operator::hostgroup::plan::{Plan, SetupResult};
-use hostprocess_operator::hosttask::rollout::{Limits, NodeResult, plan_once};
-use hostprocess_operator::hosttask::status::Blocked;
-use hostprocess_operator::{hostgroup, hosttask};
 use k8s_openapi::jiff::Timestamp;
 use mlua::{Lua, LuaSerdeExt};
 use serde_json::{Value, json};

@@ -1,0 +1,7 @@
+//! The platform this build runs on: the Win32 implementation on Windows, the Linux stand-in
+//! (process groups, a file-backed account and ACL store) everywhere else.
+
+#[cfg(unix)]
+pub use super::linux::{Host, describe, process_alive};
+#[cfg(windows)]
+pub use super::windows::{Host, describe, process_alive};

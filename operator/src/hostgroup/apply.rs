@@ -1,0 +1,97 @@
+//! Apply: the finalizer (present exactly while deletion has work on the nodes), the spec
+//! ConfigMap and setup pods the plan asks for, the status.
+
+use hostprocess_crds::{DeletionPolicy, HostGroup, HostGroupStatus};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, PostParams};
+
+use super::build::{self, Setup, SetupInputs};
+use super::error::Error;
+use super::plan::Plan;
+use crate::context::Context;
+use crate::events::Note;
+use crate::writes::{self, ignore_not_found};
+use crate::{finalizer, labels};
+
+/// What the finalizer asks of this reconcile.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Finalizer {
+    /// In place as it should be: go on.
+    Settled,
+    /// Added, removed, or the deletion released: the patch is a change the next reconcile sees.
+    Changed,
+}
+
+/// Keeps the finalizer present exactly while deletion has something to do: policy `Delete`
+/// until the nodes are clean; policy `Retain` never (a deletion is released at once).
+pub async fn finalizer(ctx: &Context, group: &HostGroup) -> Result<Finalizer, Error> {
+    let deleting = group.metadata.deletion_timestamp.is_some();
+    let has = finalizer::has(group);
+    let delete = group.spec.deletion_policy == DeletionPolicy::Delete;
+    match (deleting, has, delete) {
+        (true, false, _) => Ok(Finalizer::Changed),
+        (true, true, false) => {
+            let note = Note::normal("Retained", "deletion policy Retain: the group stays on the nodes");
+            ctx.events.publish(group, crate::events::PROVISION, note);
+            remove_finalizer(ctx, group).await?;
+            Ok(Finalizer::Changed)
+        }
+        (false, true, false) => {
+            remove_finalizer(ctx, group).await?;
+            Ok(Finalizer::Changed)
+        }
+        (false, false, true) => {
+            finalizer::add(&Api::all(ctx.client.clone()), group).await.map_err(Error::PatchFinalizer)?;
+            Ok(Finalizer::Changed)
+        }
+        _ => Ok(Finalizer::Settled),
+    }
+}
+
+pub async fn remove_finalizer(ctx: &Context, group: &HostGroup) -> Result<(), Error> {
+    finalizer::remove(&Api::all(ctx.client.clone()), group).await.map_err(Error::PatchFinalizer)
+}
+
+/// Creates the ConfigMap and pods the plan needs, then deletes what it supersedes (in this
+/// order: a node's cleanup pod exists before the pods that show it needs one go).
+pub async fn apply(
+    ctx: &Context,
+    group: &HostGroup,
+    plan: &Plan,
+    inputs: &SetupInputs<'_>,
+) -> Result<(), Error> {
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), inputs.namespace);
+    if plan.create.iter().any(|(_, s)| *s == Setup::Provision) {
+        let cm = build::spec_config_map(group, inputs)
+            .map_err(|e| Error::ApplyConfigMap(kube::Error::SerdeError(e)))?;
+        let maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), inputs.namespace);
+        writes::apply(&maps, &cm).await.map_err(Error::ApplyConfigMap)?;
+    }
+    let create = PostParams { field_manager: Some(labels::FIELD_MANAGER.into()), ..PostParams::default() };
+    for (node, setup) in &plan.create {
+        match pods.create(&create, &build::setup_pod(group, node, *setup, inputs)).await {
+            Ok(_) => {}
+            // Created by an earlier reconcile that the cache has not shown yet.
+            Err(kube::Error::Api(status)) if status.code == 409 => {}
+            Err(e) => return Err(Error::CreatePod(e)),
+        }
+    }
+    for pod in &plan.delete {
+        ignore_not_found(pods.delete(pod, &DeleteParams::default()).await).map_err(Error::DeletePod)?;
+    }
+    Ok(())
+}
+
+/// Writes `status` unless it is the one in the cache already.
+pub async fn status(ctx: &Context, group: &HostGroup, status: HostGroupStatus) -> Result<(), Error> {
+    if group.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    let api: Api<HostGroup> = Api::all(ctx.client.clone());
+    match writes::apply_status(&api, &group.name_any(), &status).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(Error::PatchStatus(e)),
+    }
+}

@@ -1,0 +1,159 @@
+//! Apply: what the decision asks of the API — the finalizer before the first label, the admission
+//! labels (queued for the writers), the script ConfigMap, the DaemonSet, the pods of an older
+//! revision on newly admitted nodes, the reboots — and the cleanup when the task goes.
+
+use std::collections::BTreeMap;
+
+use futures::{StreamExt, TryStreamExt};
+use hostprocess_crds::{HostTask, Mode};
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
+
+use super::decide::Decided;
+use super::error::Error;
+use super::resolve::Resolved;
+use super::{admission, build, reboot};
+use crate::context::Context;
+use crate::writes::{self, ignore_not_found};
+use crate::{finalizer, hashing, labels};
+
+/// On a DaemonSet: a hash of what the operator applied, so the same content is not applied again.
+const APPLIED_HASH: &str = "hostprocess.dev/applied-hash";
+/// How many pods of an older revision a wave deletes at once.
+const PARALLEL_DELETES: usize = 8;
+
+/// Adds the finalizer before the first node is labelled (the labels must come off when the task
+/// goes). `true`: it was added; the patch changes the task, whose next reconcile admits.
+pub async fn finalizer_first(ctx: &Context, task: &HostTask, decided: &Decided) -> Result<bool, Error> {
+    if decided.label_changes.admit.is_empty() || finalizer::has(task) {
+        return Ok(false);
+    }
+    let api: Api<HostTask> = Api::namespaced(ctx.client.clone(), &task.namespace().unwrap_or_default());
+    finalizer::add(&api, task).await.map_err(Error::PatchFinalizer)?;
+    Ok(true)
+}
+
+/// Carries out the decision; `daemon_set` is what should run (`None`: nothing may run yet).
+pub async fn apply(
+    ctx: &Context,
+    task: &HostTask,
+    resolved: &Resolved,
+    decided: &Decided,
+    daemon_set: Option<DaemonSet>,
+) -> Result<(), Error> {
+    let revision = &resolved.revision;
+    // The labels go to the writers, counted as written from now on: the next reconcile neither
+    // admits these nodes again nor more than maxConcurrent beside them. The DaemonSet selects only
+    // the nodes labelled for this revision, so the labels and the DaemonSet may land in any order.
+    ctx.writes.node_labels.submit(&resolved.admission_label, decided.label_changes.values(revision));
+    if !resolved.runs_revision {
+        apply_script(ctx, task, revision).await?;
+    }
+    match daemon_set {
+        Some(ds) => apply_daemon_set(ctx, resolved.daemon_set.as_ref(), ds).await?,
+        None if resolved.daemon_set.is_some() => delete_daemon_set(ctx, task).await?,
+        None => {}
+    }
+    // Only now: a pod deleted before the DaemonSet runs the new revision would come back as the
+    // old one.
+    if task.spec.mode == Mode::Once {
+        replace_outdated_pods(ctx, task, &resolved.pods.outdated, &decided.decision.admitted).await?;
+    }
+    // Reboots the payloads asked for, each as far as it can go now.
+    for pod in &resolved.pods.rebooting {
+        reboot::advance(ctx, task, pod, revision).await?;
+    }
+    Ok(())
+}
+
+/// The task is being deleted: the DaemonSet, its pods and the ConfigMaps go with it (owner
+/// references); the admission labels are taken off the nodes before the finalizer lets it go.
+pub async fn finalize(ctx: &Context, task: &HostTask) -> Result<Action, Error> {
+    let (namespace, uid) = (task.namespace().unwrap_or_default(), task.uid().unwrap_or_default());
+    ctx.metrics.task_nodes(&namespace, &task.name_any(), None);
+    ctx.writes.script_maps.forget(&uid);
+    ctx.writes.task_status.forget(&uid);
+    if finalizer::has(task) {
+        let nodes = ctx.cache.nodes.state();
+        admission::release_all(&ctx.writes.node_labels, &admission::label_key(&uid), &nodes)
+            .await
+            .map_err(Error::Admit)?;
+        let api: Api<HostTask> = Api::namespaced(ctx.client.clone(), &namespace);
+        finalizer::remove(&api, task).await.map_err(Error::PatchFinalizer)?;
+    }
+    Ok(Action::await_change())
+}
+
+/// Writes the script ConfigMap of the revision unless it exists (it is immutable: looked up or
+/// written once per process).
+async fn apply_script(ctx: &Context, task: &HostTask, revision: &str) -> Result<(), Error> {
+    let Some(cm) = build::script_config_map(task, revision) else { return Ok(()) };
+    let (uid, name) = (task.uid().unwrap_or_default(), cm.name_any());
+    if ctx.writes.script_maps.has(&uid, &name) {
+        return Ok(());
+    }
+    let maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &task.namespace().unwrap_or_default());
+    if maps.get_opt(&name).await.map_err(Error::ApplyConfigMap)?.is_none() {
+        writes::apply(&maps, &cm).await.map_err(Error::ApplyConfigMap)?;
+    }
+    ctx.writes.script_maps.applied(&uid, &name);
+    Ok(())
+}
+
+/// Applies the DaemonSet unless the one in the API was applied from the same content.
+async fn apply_daemon_set(
+    ctx: &Context,
+    existing: Option<&DaemonSet>,
+    mut ds: DaemonSet,
+) -> Result<(), Error> {
+    let content = serde_json::to_value(&ds).map_err(|e| Error::ApplyDaemonSet(kube::Error::SerdeError(e)))?;
+    let hash = hashing::content_hash(&content);
+    if existing.and_then(|e| e.annotations().get(APPLIED_HASH)) == Some(&hash) {
+        return Ok(());
+    }
+    ds.metadata.annotations.get_or_insert_with(BTreeMap::new).insert(APPLIED_HASH.into(), hash);
+    let api: Api<DaemonSet> = Api::namespaced(ctx.client.clone(), &ds.namespace().unwrap_or_default());
+    let applied = writes::apply(&api, &ds).await.map_err(Error::ApplyDaemonSet)?;
+    ctx.writes.daemon_sets.wrote(ObjectRef::from_obj(&applied), Some(applied));
+    Ok(())
+}
+
+async fn delete_daemon_set(ctx: &Context, task: &HostTask) -> Result<(), Error> {
+    let namespace = task.namespace().unwrap_or_default();
+    let name = labels::daemon_set_name(&task.name_any());
+    let api: Api<DaemonSet> = Api::namespaced(ctx.client.clone(), &namespace);
+    ignore_not_found(api.delete(&name, &DeleteParams::background()).await).map_err(Error::DeleteDaemonSet)?;
+    ctx.writes.daemon_sets.wrote(ObjectRef::new(&name).within(&namespace), None);
+    Ok(())
+}
+
+/// `Once` DaemonSets use `OnDelete`: the operator replaces a pod of an older revision once its
+/// node is admitted for the new one (the DaemonSet controller then creates the new pod).
+async fn replace_outdated_pods(
+    ctx: &Context,
+    task: &HostTask,
+    outdated: &[(String, String)],
+    admitted: &[String],
+) -> Result<(), Error> {
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &task.namespace().unwrap_or_default());
+    let replaced: Vec<String> = outdated
+        .iter()
+        .filter(|(_, node)| admitted.binary_search(node).is_ok())
+        .map(|(pod, _)| pod.clone())
+        .collect();
+    // A wave's pods at once, a few in flight (as the node labels are written).
+    futures::stream::iter(replaced)
+        .map(|pod| {
+            let pods = pods.clone();
+            async move {
+                ignore_not_found(pods.delete(&pod, &DeleteParams::default()).await).map_err(Error::DeletePod)
+            }
+        })
+        .buffer_unordered(PARALLEL_DELETES)
+        .try_collect()
+        .await
+}

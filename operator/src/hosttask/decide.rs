@@ -1,0 +1,170 @@
+//! Decide: from what `resolve` read, which nodes run now (the rollout decision), which admission
+//! labels change, and which Events tell the story. Pure: unit-tested without a cluster.
+
+use std::time::Duration;
+
+use hostprocess_crds::units::CountOrPercent;
+use hostprocess_crds::{HostTask, HostTaskStatus, Mode};
+use kube::runtime::controller::Action;
+
+use super::admission::{self, Changes};
+use super::resolve::{Account, Resolved};
+use super::rollout::{self, Decision, Limits, Phase};
+use crate::conditions::{READY, STALLED};
+use crate::events::Note;
+use crate::names::name_list;
+
+/// Nodes named in a `WaveStarted` Event, at most.
+const NAMED_IN_EVENTS: usize = 10;
+
+/// What this reconcile does.
+#[derive(Debug)]
+pub struct Decided {
+    pub decision: Decision,
+    pub limits: Limits,
+    /// The task runs only on nodes labelled for it (`Once`, or as a HostGroup).
+    pub pinned: bool,
+    pub label_changes: Changes,
+}
+
+impl Decided {
+    /// Whether a DaemonSet should exist: a pinned task with no node admitted must have none,
+    /// so labels left from an earlier rollout of this revision admit nothing.
+    pub fn runs_anywhere(&self) -> bool {
+        !self.pinned || !self.decision.admitted.is_empty()
+    }
+}
+
+pub fn decide(task: &HostTask, resolved: &Resolved, account: &Account) -> Decided {
+    let pinned = task.spec.mode == Mode::Once || account.eligible.is_some();
+    let admitted = admission::admitted(&resolved.labelled, &resolved.revision, resolved.runs_revision);
+    let limits = limits(task, resolved.targeted.len());
+    let results = &resolved.pods.results;
+    let eligible = account.eligible.as_ref();
+    let decision = match task.spec.mode {
+        Mode::Once => rollout::plan_once_where(&resolved.targeted, &admitted, results, limits, eligible),
+        Mode::Continuous => rollout::plan_continuous(&resolved.targeted, results, limits.paused, eligible),
+    };
+    let desired = pinned.then_some(decision.admitted.as_slice());
+    let label_changes = admission::changes(&resolved.labelled, desired, &resolved.revision);
+    Decided { decision, limits, pinned, label_changes }
+}
+
+/// The task's rollout limits resolved against the number of targeted nodes.
+fn limits(task: &HostTask, targeted: usize) -> Limits {
+    let total = u32::try_from(targeted).unwrap_or(u32::MAX);
+    let rollout = &task.spec.rollout;
+    let of = |value, fallback| CountOrPercent::parse(value).map_or(fallback, |c| c.of(total));
+    Limits {
+        max_concurrent: of(&rollout.max_concurrent, 1).max(1),
+        max_failures: of(&rollout.max_failures, 0),
+        paused: rollout.paused,
+    }
+}
+
+/// The Events this decision tells, given the status decided before it: the wave that starts,
+/// the halt and the completion once each, each node's failure once per revision.
+pub fn events(previous: Option<&HostTaskStatus>, revision: &str, decision: &Decision) -> Vec<Note> {
+    let mut notes = Vec::new();
+    if !decision.starting.is_empty() {
+        let (n, nodes) = (decision.starting.len(), name_list(&decision.starting, NAMED_IN_EVENTS));
+        notes.push(Note::normal("WaveStarted", format!("starting on {n} nodes: {nodes}")));
+    }
+    let was = |type_: &str| {
+        previous.is_some_and(|s| s.conditions.iter().any(|c| c.type_ == type_ && c.status == "True"))
+    };
+    let same_revision = previous.is_some_and(|s| s.revision.as_deref() == Some(revision));
+    let counts = &decision.counts;
+    if decision.phase == Phase::Halted && !was(STALLED) {
+        let message = format!("{} nodes failed, more than maxFailures allows", counts.failed);
+        notes.push(Note::warning("RolloutHalted", message));
+    }
+    if decision.phase == Phase::Complete && !(same_revision && was(READY)) && counts.targeted > 0 {
+        let message =
+            format!("revision {revision}: {} nodes succeeded, {} failed", counts.succeeded, counts.failed);
+        notes.push(Note::normal("RolloutComplete", message));
+    }
+    let known_failure =
+        |node: &str| same_revision && previous.is_some_and(|s| s.failures.iter().any(|p| p.node == node));
+    for failure in decision.failures.iter().filter(|f| !known_failure(&f.node)) {
+        let code = failure.exit_code.map_or("none".into(), |c| c.to_string());
+        let message = format!("{}: {} (exit code {code})", failure.node, failure.message);
+        notes.push(Note::warning("NodeFailed", message));
+    }
+    notes
+}
+
+/// When to look again: node status (boot id, Ready) is not watched, so a reboot is polled.
+pub fn requeue(decided: &Decided, rebooting: bool) -> Action {
+    Action::requeue(Duration::from_secs(match decided.decision.phase {
+        _ if rebooting => 2,
+        Phase::Progressing => 30,
+        _ => 300,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hostprocess_crds::hosttask::NodeFailure;
+    use rollout::{NodeResult, plan_once};
+    use std::collections::BTreeMap;
+
+    fn nodes(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("win-{i:03}")).collect()
+    }
+
+    fn failed(node: &str) -> NodeResult {
+        let failure = NodeFailure {
+            node: node.into(),
+            exit_code: Some(1),
+            reason: "ExitCode".into(),
+            message: "exit code 1".into(),
+            attempts: 1,
+        };
+        NodeResult::Failed(Box::new(failure))
+    }
+
+    fn reasons(notes: &[Note]) -> Vec<&str> {
+        notes.iter().map(|n| n.reason.as_str()).collect()
+    }
+
+    #[test]
+    fn a_wave_a_failure_and_the_halt_are_each_told_once() {
+        let limits = Limits { max_concurrent: 2, max_failures: 0, paused: false };
+        let first = plan_once(&nodes(4), &[], &BTreeMap::new(), limits);
+        let notes = events(None, "r1", &first);
+        assert_eq!(reasons(&notes), ["WaveStarted"]);
+        assert_eq!(notes[0].message, "starting on 2 nodes: win-000, win-001");
+
+        let results = BTreeMap::from([("win-000".to_string(), failed("win-000"))]);
+        let halted = plan_once(&nodes(4), &nodes(2), &results, limits);
+        let notes = events(None, "r1", &halted);
+        assert_eq!(reasons(&notes), ["RolloutHalted", "NodeFailed"]);
+        assert_eq!(notes[1].message, "win-000: exit code 1 (exit code 1)");
+
+        let now = k8s_openapi::jiff::Timestamp::now();
+        let told = super::super::status::status(None, Some(1), "r1", Some(&halted), None, false, now);
+        assert!(
+            events(Some(&told), "r1", &halted).is_empty(),
+            "the same halt and failure again: nothing new"
+        );
+        assert_eq!(reasons(&events(Some(&told), "r2", &halted)), ["NodeFailed"], "a new revision's failure");
+    }
+
+    #[test]
+    fn completion_is_told_once_and_never_for_a_task_that_targets_nothing() {
+        let limits = Limits { max_concurrent: 2, max_failures: 0, paused: false };
+        let done =
+            BTreeMap::from([("win-000".to_string(), NodeResult::Succeeded { reboot_required: false })]);
+        let complete = plan_once(&nodes(1), &nodes(1), &done, limits);
+        let notes = events(None, "r1", &complete);
+        assert_eq!(reasons(&notes), ["RolloutComplete"]);
+        assert_eq!(notes[0].message, "revision r1: 1 nodes succeeded, 0 failed");
+        let now = k8s_openapi::jiff::Timestamp::now();
+        let told = super::super::status::status(None, Some(1), "r1", Some(&complete), None, false, now);
+        assert!(events(Some(&told), "r1", &complete).is_empty());
+        let nothing = plan_once(&[], &[], &BTreeMap::new(), limits);
+        assert!(events(None, "r1", &nothing).is_empty());
+    }
+}

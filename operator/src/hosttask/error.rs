@@ -1,0 +1,52 @@
+//! How a HostTask reconcile fails: one variant per step that calls the API. Bad input is never
+//! an error here — it becomes a Stalled condition (`validate`).
+
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("reading the DaemonSet: {0}")]
+    GetDaemonSet(#[source] kube::Error),
+    #[error("applying the DaemonSet: {0}")]
+    ApplyDaemonSet(#[source] kube::Error),
+    #[error("deleting the DaemonSet: {0}")]
+    DeleteDaemonSet(#[source] kube::Error),
+    #[error("deleting a pod of an older revision: {0}")]
+    DeletePod(#[source] kube::Error),
+    #[error("reading or applying the script ConfigMap: {0}")]
+    ApplyConfigMap(#[source] kube::Error),
+    #[error("reading or cordoning a node to reboot: {0}")]
+    Node(#[source] kube::Error),
+    #[error("draining a node to reboot: {0}")]
+    Drain(#[source] kube::Error),
+    #[error("the reboot pod: {0}")]
+    RebootPod(#[source] kube::Error),
+    #[error("recording a reboot step on the task pod: {0}")]
+    PatchPod(#[source] kube::Error),
+    #[error("reading a Secret or ConfigMap the task references (rollout.trackReferencedData): {0}")]
+    ReadReferenced(#[source] kube::Error),
+    #[error("labelling nodes admitted to the rollout: {0}")]
+    Admit(#[source] Arc<kube::Error>),
+    #[error("updating the finalizer: {0}")]
+    PatchFinalizer(#[source] kube::Error),
+}
+
+impl Error {
+    /// The failing step, as the `reason` label of `hostprocess_reconcile_errors_total`.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::GetDaemonSet(_) => "get_daemonset",
+            Error::ApplyDaemonSet(_) => "apply_daemonset",
+            Error::DeleteDaemonSet(_) => "delete_daemonset",
+            Error::ApplyConfigMap(_) => "apply_configmap",
+            Error::DeletePod(_) => "delete_pod",
+            Error::Node(_) => "node",
+            Error::Drain(_) => "drain",
+            Error::RebootPod(_) => "reboot_pod",
+            Error::PatchPod(_) => "patch_pod",
+            Error::ReadReferenced(_) => "read_referenced",
+            Error::Admit(_) => "admit",
+            Error::PatchFinalizer(_) => "patch_finalizer",
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! `reboot: IfRequired`: a node whose `Once` payload exited 3010 is cordoned, drained (through
+//! the Eviction API, so PodDisruptionBudgets hold), rebooted by a HostProcess pod running
+//! `node-executor reboot`, waited for (a new boot id and Ready), then uncordoned — only if the
+//! operator cordoned it. The node keeps its `maxConcurrent` slot throughout.
+//!
+//! Where each node stands lives in the API, so a restarted operator resumes: the step in an
+//! annotation on the node's task pod (the pod is per node and revision, as the reboot is), and
+//! on the node which task cordoned it. `step` is the pure state machine, `pod` the reboot pod;
+//! this module is the driver, one function per step.
+
+pub(crate) mod pod;
+pub(crate) mod step;
+
+use hostprocess_crds::HostTask;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, EvictParams, ListParams, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+use super::error::Error;
+use super::pods::Rebooting;
+use crate::context::Context;
+use crate::events::Note;
+use crate::labels::{CORDONED_BY, REBOOT_STEP};
+use crate::writes::ignore_not_found;
+use step::Step;
+
+/// How long one eviction may take before it counts as refused for now.
+const EVICTION_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Moves one node's reboot a step further, as far as it can go now.
+pub async fn advance(ctx: &Context, task: &HostTask, pod: &Rebooting, revision: &str) -> Result<(), Error> {
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
+    let Some(node) = nodes.get_opt(&pod.node).await.map_err(Error::Node)? else { return Ok(()) };
+    let namespace = task.namespace().unwrap_or_default();
+    let driver = Driver {
+        ctx,
+        task,
+        pod,
+        owner: format!("{namespace}/{}", task.name_any()),
+        nodes,
+        pods: Api::namespaced(ctx.client.clone(), &namespace),
+    };
+    tracing::debug!(node = %pod.node, step = ?pod.step, "reboot step");
+    match &pod.step {
+        Step::Required => driver.cordon(&node).await,
+        Step::Draining => driver.drain(&node, revision).await,
+        Step::Rebooting { boot_id } if step::is_back(&node, boot_id) => driver.uncordon(&node).await,
+        Step::Rebooting { .. } => driver.wait_for_new_boot().await,
+        Step::Done | Step::Failed(_) => Ok(()),
+    }
+}
+
+/// One node's reboot, for one task.
+struct Driver<'a> {
+    ctx: &'a Context,
+    task: &'a HostTask,
+    pod: &'a Rebooting,
+    /// `namespace/name` of the task: what the node's `CORDONED_BY` says when the task cordoned it.
+    owner: String,
+    nodes: Api<Node>,
+    pods: Api<Pod>,
+}
+
+impl Driver<'_> {
+    /// Cordons the node and records it, unless another task is rebooting it (its turn first) or
+    /// an administrator cordoned it (drained, but never uncordoned by the operator).
+    async fn cordon(&self, node: &Node) -> Result<(), Error> {
+        let cordoned_by = node.annotations().get(CORDONED_BY);
+        let unschedulable = node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false);
+        match (cordoned_by, unschedulable) {
+            (Some(other), _) if *other != self.owner => return Ok(()),
+            (None, true) => {}
+            _ => {
+                let patch = json!({
+                    "metadata": {"resourceVersion": node.resource_version(), "annotations": {CORDONED_BY: self.owner}},
+                    "spec": {"unschedulable": true},
+                });
+                match self.nodes.patch(&self.pod.node, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                    Ok(_) => {}
+                    // Changed meanwhile (another task may have cordoned it): decide again later.
+                    Err(kube::Error::Api(s)) if s.code == 409 => return Ok(()),
+                    Err(e) => return Err(Error::Node(e)),
+                }
+            }
+        }
+        self.set_step(&Step::Draining).await?;
+        let message =
+            format!("{}: cordoned, draining before the reboot the payload asked for", self.pod.node);
+        self.publish(Note::normal("NodeDraining", message));
+        Ok(())
+    }
+
+    /// Evicts what runs on the node; once nothing is left, starts the reboot.
+    async fn drain(&self, node: &Node, revision: &str) -> Result<(), Error> {
+        let on_node = Api::<Pod>::all(self.ctx.client.clone())
+            .list(&ListParams::default().fields(&format!("spec.nodeName={}", self.pod.node)))
+            .await
+            .map_err(Error::Drain)?;
+        let mut blocked = Vec::new();
+        let mut remaining = 0;
+        for victim in step::evictable(&on_node.items) {
+            remaining += 1;
+            if victim.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
+            let victim_name = format!("{}/{}", victim.namespace().unwrap_or_default(), victim.name_any());
+            let api: Api<Pod> =
+                Api::namespaced(self.ctx.client.clone(), &victim.namespace().unwrap_or_default());
+            // A client that retries 429 itself would hold this reconcile: bound the wait.
+            let evicted =
+                tokio::time::timeout(EVICTION_WAIT, api.evict(&victim.name_any(), &EvictParams::default()))
+                    .await;
+            match evicted {
+                Err(_elapsed) => blocked.push(victim_name),
+                Ok(Ok(_)) => {}
+                Ok(Err(kube::Error::Api(s))) if s.code == 404 => remaining -= 1,
+                // A PodDisruptionBudget does not allow it now: try again later.
+                Ok(Err(kube::Error::Api(s))) if s.code == 429 => blocked.push(victim_name),
+                Ok(Err(e)) => return Err(Error::Drain(e)),
+            }
+        }
+        if !blocked.is_empty() {
+            let message = format!(
+                "{}: a PodDisruptionBudget does not allow evicting {} yet",
+                self.pod.node,
+                blocked.join(", ")
+            );
+            self.publish(Note::warning("EvictionBlocked", message));
+        }
+        if remaining > 0 {
+            return Ok(());
+        }
+        self.start(node, revision).await
+    }
+
+    /// Creates the reboot pod and records the boot the node had before it.
+    async fn start(&self, node: &Node, revision: &str) -> Result<(), Error> {
+        let reboot = pod::build(self.task, &self.pod.node, &self.ctx.config.executor_image, revision);
+        match self.pods.create(&PostParams::default(), &reboot).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => return Err(Error::RebootPod(e)),
+        }
+        self.set_step(&Step::Rebooting { boot_id: step::boot_id(node) }).await?;
+        self.publish(Note::normal("NodeRebooting", format!("{}: drained, rebooting", self.pod.node)));
+        Ok(())
+    }
+
+    /// The node is not back yet: the reboot pod may say why it never will be.
+    async fn wait_for_new_boot(&self) -> Result<(), Error> {
+        let reboot_pod = pod::name(&self.task.name_any(), &self.pod.node);
+        let reboot_pod = self.pods.get_opt(&reboot_pod).await.map_err(Error::RebootPod)?;
+        if let Some(message) = reboot_pod.as_ref().and_then(pod::failure) {
+            self.set_step(&Step::Failed(message.clone())).await?;
+            let message = format!("{}: {message}; the node stays cordoned", self.pod.node);
+            self.publish(Note::warning("RebootFailed", message));
+        }
+        Ok(())
+    }
+
+    /// The node is back: uncordoned if this task cordoned it, the reboot pod deleted.
+    async fn uncordon(&self, node: &Node) -> Result<(), Error> {
+        if node.annotations().get(CORDONED_BY) == Some(&self.owner) {
+            let patch =
+                json!({"metadata": {"annotations": {CORDONED_BY: null}}, "spec": {"unschedulable": null}});
+            self.nodes
+                .patch(&self.pod.node, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map_err(Error::Node)?;
+        }
+        let reboot_pod = pod::name(&self.task.name_any(), &self.pod.node);
+        ignore_not_found(self.pods.delete(&reboot_pod, &DeleteParams::default()).await)
+            .map_err(Error::RebootPod)?;
+        self.set_step(&Step::Done).await?;
+        self.publish(Note::normal(
+            "NodeRebooted",
+            format!("{}: back after the reboot and Ready", self.pod.node),
+        ));
+        Ok(())
+    }
+
+    async fn set_step(&self, step: &Step) -> Result<(), Error> {
+        let patch = json!({"metadata": {"annotations": {REBOOT_STEP: step.annotation()}}});
+        self.pods
+            .patch(&self.pod.pod, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(Error::PatchPod)?;
+        Ok(())
+    }
+
+    fn publish(&self, note: Note) {
+        self.ctx.events.publish(self.task, crate::events::ROLLOUT, note);
+    }
+}

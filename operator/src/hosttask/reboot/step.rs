@@ -1,0 +1,162 @@
+//! Where a node's reboot stands, and what that means for the rollout. Pure: the driver
+//! (`reboot::advance`) reads the node and pods and moves the step on.
+
+use hostprocess_crds::hosttask::NodeFailure;
+use hostprocess_crds::{HostTask, Mode, RebootPolicy};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::ResourceExt;
+
+use crate::labels::REBOOT_FOR;
+use crate::state::pod_result::NodeResult;
+
+/// Where a node's reboot stands, as the task pod's `REBOOT_STEP` annotation records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// The payload asked for a reboot; nothing done yet.
+    Required,
+    /// Cordoned; pods are being evicted.
+    Draining,
+    /// The reboot pod runs; the node had this boot id before.
+    Rebooting { boot_id: String },
+    /// Back, Ready, uncordoned.
+    Done,
+    /// The reboot could not be carried out.
+    Failed(String),
+}
+
+impl Step {
+    /// The step a task pod's annotation records.
+    pub fn of(annotation: Option<&str>) -> Step {
+        match annotation {
+            None => Step::Required,
+            Some("draining") => Step::Draining,
+            Some("done") => Step::Done,
+            Some(other) => match other.split_once(':') {
+                Some(("rebooting", id)) => Step::Rebooting { boot_id: id.to_string() },
+                Some(("failed", message)) => Step::Failed(message.to_string()),
+                _ => Step::Required,
+            },
+        }
+    }
+
+    /// The annotation value that records this step.
+    pub fn annotation(&self) -> String {
+        match self {
+            Step::Required => String::new(),
+            Step::Draining => "draining".into(),
+            Step::Rebooting { boot_id } => format!("rebooting:{boot_id}"),
+            Step::Done => "done".into(),
+            Step::Failed(message) => format!("failed:{message}"),
+        }
+    }
+}
+
+/// A node's result once the reboot policy is applied: with `IfRequired`, a success that needs a
+/// reboot is `Rebooting` until the reboot is done.
+pub fn result(task: &HostTask, step: &Step, node: &str, observed: NodeResult) -> NodeResult {
+    let applies = task.spec.reboot == RebootPolicy::IfRequired && task.spec.mode == Mode::Once;
+    if !applies {
+        return observed;
+    }
+    let reboot_required = observed == NodeResult::Succeeded { reboot_required: true };
+    match (step.clone(), observed) {
+        (Step::Done, NodeResult::Succeeded { .. }) => NodeResult::Succeeded { reboot_required: false },
+        (Step::Failed(message), _) => NodeResult::Failed(Box::new(NodeFailure {
+            node: node.to_string(),
+            exit_code: Some(3010),
+            reason: "RebootFailed".into(),
+            message,
+            attempts: 1,
+        })),
+        (Step::Required, _) if reboot_required => NodeResult::Rebooting,
+        // Once started, the reboot goes on whatever the restarted container says meanwhile.
+        (Step::Draining | Step::Rebooting { .. }, NodeResult::Succeeded { .. } | NodeResult::Running) => {
+            NodeResult::Rebooting
+        }
+        (_, observed) => observed,
+    }
+}
+
+/// The pods a drain evicts: not DaemonSet pods (they would come back; the task's own is one),
+/// not mirror pods, not finished ones, not the reboot pod.
+pub fn evictable(pods: &[Pod]) -> Vec<&Pod> {
+    pods.iter()
+        .filter(|p| !p.owner_references().iter().any(|o| o.kind == "DaemonSet"))
+        .filter(|p| !p.annotations().contains_key("kubernetes.io/config.mirror"))
+        .filter(|p| !p.labels().contains_key(REBOOT_FOR))
+        .filter(|p| {
+            let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
+            !matches!(phase, Some("Succeeded" | "Failed"))
+        })
+        .collect()
+}
+
+/// The node's boot id: a new one means it rebooted.
+pub fn boot_id(node: &Node) -> String {
+    node.status.as_ref().and_then(|s| s.node_info.as_ref()).map(|i| i.boot_id.clone()).unwrap_or_default()
+}
+
+fn ready(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// The node came back: another boot, and Ready.
+pub fn is_back(node: &Node, before: &str) -> bool {
+    let now = boot_id(node);
+    !now.is_empty() && now != before && ready(node)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(value: serde_json::Value) -> Pod {
+        serde_json::from_value(value).unwrap_or_else(|e| panic!("pod: {e}"))
+    }
+
+    #[test]
+    fn the_step_round_trips_through_the_annotation() {
+        for step in [
+            Step::Draining,
+            Step::Rebooting { boot_id: "b-1".into() },
+            Step::Done,
+            Step::Failed("no privilege".into()),
+        ] {
+            assert_eq!(Step::of(Some(&step.annotation())), step);
+        }
+        assert_eq!(Step::of(None), Step::Required);
+    }
+
+    #[test]
+    fn a_drain_evicts_workloads_but_not_daemonset_mirror_or_finished_pods() {
+        let pods = [
+            pod(json!({"metadata": {"name": "web"}})),
+            pod(
+                json!({"metadata": {"name": "ds", "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "x", "uid": "u"}]}}),
+            ),
+            pod(json!({"metadata": {"name": "mirror", "annotations": {"kubernetes.io/config.mirror": "h"}}})),
+            pod(json!({"metadata": {"name": "done"}, "status": {"phase": "Succeeded"}})),
+            pod(json!({"metadata": {"name": "reboot", "labels": {REBOOT_FOR: "t"}}})),
+        ];
+        let names: Vec<String> = evictable(&pods).iter().map(|p| p.name_any()).collect();
+        assert_eq!(names, ["web"]);
+    }
+
+    #[test]
+    fn a_node_is_back_after_a_new_boot_once_ready() {
+        let node = |boot: &str, ready: &str| -> Node {
+            serde_json::from_value(json!({"metadata": {"name": "n"}, "status": {
+                "nodeInfo": {"bootID": boot, "machineID": "", "systemUUID": "", "kernelVersion": "", "osImage": "",
+                    "containerRuntimeVersion": "", "kubeletVersion": "", "kubeProxyVersion": "", "operatingSystem": "", "architecture": ""},
+                "conditions": [{"type": "Ready", "status": ready}]}}))
+            .unwrap_or_else(|e| panic!("node: {e}"))
+        };
+        assert!(!is_back(&node("b-1", "True"), "b-1"), "same boot");
+        assert!(!is_back(&node("b-2", "False"), "b-1"), "not Ready yet");
+        assert!(is_back(&node("b-2", "True"), "b-1"));
+    }
+}

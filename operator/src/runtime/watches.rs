@@ -1,0 +1,190 @@
+//! The operator's watches, one function each. Every watch is label-selected or metadata-only
+//! where it can be, so memory follows what the operator manages, not the size of the cluster.
+//! Each function returns what the watch fills (a store or the pod index) and the future that
+//! drives it; the triggers it feeds are passed in.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
+use futures::{Stream, StreamExt};
+use hostprocess_crds::{HostGroup, HostTask};
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::{Namespace, Node};
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client};
+
+use super::triggers::{self, Broadcast, GroupGeneration, NamespaceLabels, NodeTargeting, SetupSucceeded};
+use crate::labels;
+use crate::state::cached_pod::{self, CachedPod};
+use crate::state::task_pods::{Changed, PodIndex};
+
+/// An API for `K` in `namespace`, or in every namespace.
+pub(crate) fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// HostTasks: every change is cached; only a change a reconcile acts on passes (`acted_on`).
+pub(crate) fn tasks(
+    client: &Client,
+    namespace: Option<&str>,
+) -> (Store<HostTask>, impl Stream<Item = Result<HostTask, watcher::Error>> + Send + 'static) {
+    let (store, writer) = reflector::store();
+    let changes = watcher(scoped::<HostTask>(client, namespace), watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(triggers::acted_on, kube::runtime::PredicateConfig::default());
+    (store, changes)
+}
+
+/// Task pods, into the pod index; each task whose pods changed as its rollout reads them is
+/// sent on the returned stream.
+pub(crate) fn task_pods(
+    client: &Client,
+    namespace: Option<&str>,
+) -> (Arc<PodIndex>, impl Future<Output = ()> + Send + 'static, UnboundedReceiver<Changed>) {
+    let index = Arc::new(PodIndex::default());
+    let selected = watcher::Config::default().labels(&labels::task_selector());
+    let events = watcher(scoped::<CachedPod>(client, namespace), selected).default_backoff();
+    let (changed, changes) = unbounded::<Changed>();
+    let follow = index.clone();
+    let drive = async move {
+        follow
+            .follow(events, |task| {
+                let _ = changed.unbounded_send(task);
+            })
+            .await;
+    };
+    (index, drive, changes)
+}
+
+/// The tasks' DaemonSets (the operator's, by label), without their managed fields.
+pub(crate) fn daemon_sets(
+    client: &Client,
+    namespace: Option<&str>,
+) -> (Store<DaemonSet>, impl Future<Output = ()> + Send + 'static) {
+    let (store, writer) = reflector::store();
+    let selected = watcher::Config::default().labels(&labels::managed_selector());
+    let drive = reflector::reflector(
+        writer,
+        watcher(scoped::<DaemonSet>(client, namespace), selected)
+            .modify(|ds| ds.metadata.managed_fields = None),
+    )
+    .default_backoff()
+    .touched_objects()
+    .for_each(|_| futures::future::ready(()));
+    (store, drive)
+}
+
+/// HostGroup setup pods in `namespace`, packed (`strip_pod`). Every change is sent to the
+/// HostGroup controller once the cache shows it; a success (or a succeeded pod going) tells the
+/// tasks through `provisioning`.
+pub(crate) fn setup_pods(
+    client: &Client,
+    namespace: &str,
+    setup_changed: UnboundedSender<ObjectRef<HostGroup>>,
+    provisioning: Broadcast,
+) -> (Store<CachedPod>, impl Future<Output = ()> + Send + 'static) {
+    let (store, writer) = reflector::store();
+    let selected = watcher::Config::default().labels(&labels::setup_selector());
+    let api = Api::<CachedPod>::namespaced(client.clone(), namespace);
+    let mut succeeded = SetupSucceeded::default();
+    let drive = reflector::reflector(writer, watcher(api, selected).modify(cached_pod::strip_pod))
+        .default_backoff()
+        .touched_objects()
+        .for_each(move |pod| {
+            if let Ok(pod) = pod {
+                if let Some(group) = pod.label(labels::HOST_GROUP) {
+                    let _ = setup_changed.unbounded_send(ObjectRef::new(group));
+                }
+                if succeeded.changed(&pod) {
+                    provisioning.send();
+                }
+            }
+            futures::future::ready(())
+        });
+    (store, drive)
+}
+
+/// HostGroups: a new generation or a deletion tells the tasks through `provisioning`.
+pub(crate) fn groups(
+    client: &Client,
+    provisioning: Broadcast,
+) -> (Store<HostGroup>, impl Future<Output = ()> + Send + 'static) {
+    let (store, writer) = reflector::store();
+    let mut generations = GroupGeneration::default();
+    let drive = reflector::reflector(
+        writer,
+        watcher(Api::<HostGroup>::all(client.clone()), watcher::Config::default()),
+    )
+    .default_backoff()
+    .touched_objects()
+    .for_each(move |group| {
+        if let Ok(group) = group
+            && generations.changed(&group)
+        {
+            provisioning.send();
+        }
+        futures::future::ready(())
+    });
+    (store, drive)
+}
+
+/// Namespaces, metadata only (names and labels): a label change tells `changed`.
+pub(crate) fn namespaces(
+    client: &Client,
+    changed: Broadcast,
+) -> (Store<PartialObjectMeta<Namespace>>, impl Future<Output = ()> + Send + 'static) {
+    let (store, writer) = reflector::store();
+    let mut labels = NamespaceLabels::default();
+    let api = Api::<PartialObjectMeta<Namespace>>::all(client.clone());
+    let drive = reflector::reflector(
+        writer,
+        watcher(api, watcher::Config::default()).modify(cached_pod::names_and_labels),
+    )
+    .default_backoff()
+    .touched_objects()
+    .for_each(move |ns| {
+        if let Ok(ns) = ns
+            && labels.changed(&ns)
+        {
+            changed.send();
+        }
+        futures::future::ready(())
+    });
+    (store, drive)
+}
+
+/// Nodes, metadata only (names and labels): only an arrival, a departure or a label change that
+/// targeting reads tells `changed`, not heartbeats.
+pub(crate) fn nodes(
+    client: &Client,
+    changed: Broadcast,
+) -> (Store<PartialObjectMeta<Node>>, impl Future<Output = ()> + Send + 'static) {
+    let (store, writer) = reflector::store();
+    let mut targeting = NodeTargeting::default();
+    let api = Api::<PartialObjectMeta<Node>>::all(client.clone());
+    let drive = reflector::reflector(
+        writer,
+        watcher(api, watcher::Config::default()).modify(cached_pod::names_and_labels),
+    )
+    .default_backoff()
+    .for_each(move |event| {
+        if let Ok(event) = event
+            && targeting.changed(&event)
+        {
+            changed.send();
+        }
+        futures::future::ready(())
+    });
+    (store, drive)
+}
