@@ -36,7 +36,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 log "clippy (x86_64-pc-windows-gnu): the crates that run on Windows nodes"
 # The operator runs on Linux nodes and the simulated cluster is a Linux test harness.
-cargo clippy -p hostprocess-crds -p node-executor --all-targets --locked --target x86_64-pc-windows-gnu -- -D warnings
+cargo clippy -p hostprocess-crds -p hostprocess-protocol -p node-executor --all-targets --locked --target x86_64-pc-windows-gnu -- -D warnings
 
 log "CRDs are up to date"
 crds="$(cargo run -q --locked -p hostprocess-crds --bin crdgen)"
@@ -65,7 +65,7 @@ tail -6 /tmp/hostprocess-demo.log
 log "node-executor's Windows build under Wine"
 eval "$(bash tests/wine/setup.sh)"
 trap 'wineserver -k >/dev/null 2>&1 || true' EXIT
-cargo test --locked -p node-executor --target x86_64-pc-windows-gnu
+cargo test --locked -p node-executor -p hostprocess-protocol --target x86_64-pc-windows-gnu
 
 log "the image Dockerfiles copy what a release build makes"
 bash tests/images.sh

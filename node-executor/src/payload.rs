@@ -2,50 +2,9 @@
 //! under Wine), so the tests need no PowerShell and no other tools. Hidden from `--help`.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Subcommand;
-
-#[derive(Debug, Subcommand)]
-pub enum Payload {
-    /// Exit with a code.
-    Exit { code: i32 },
-    /// Sleep, then exit 0.
-    Sleep { seconds: u64 },
-    /// Append a line to a file (counts runs), then exit with a code.
-    Count {
-        file: PathBuf,
-        #[arg(long, default_value_t = 0)]
-        code: i32,
-    },
-    /// Start a child that starts a child … `depth` levels deep, each writing its pid to
-    /// `pid_dir`, then every process sleeps.
-    SpawnTree {
-        depth: u32,
-        pid_dir: PathBuf,
-        #[arg(long, default_value_t = 3600)]
-        seconds: u64,
-    },
-    /// Ignore the stop requests the executor can catch (SIGTERM/SIGINT, console events), sleep.
-    IgnoreStop {
-        pid_dir: PathBuf,
-        #[arg(long, default_value_t = 3600)]
-        seconds: u64,
-    },
-    /// Allocate and touch `mb` MiB, 8 MiB at a time, then hold it.
-    Alloc {
-        mb: usize,
-        #[arg(long, default_value_t = 30)]
-        seconds: u64,
-    },
-    /// Print the pids (of this OS) still alive among these; exit 0 when none is.
-    Alive { pids: Vec<u32> },
-    /// Write the time this process started running `main` (ns since the epoch) to a file.
-    Stamp { file: PathBuf },
-    /// Print what host this is ("Wine 8.0", "Windows", "Linux (test platform)").
-    Describe,
-}
+pub use hostprocess_protocol::TestPayload as Payload;
 
 pub fn run(payload: Payload) -> i32 {
     match payload {

@@ -14,40 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::atomic_file;
 use crate::platform::{AccountId, Ace, PathKind, Platform, PlatformError};
 
-/// One change made on the host.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "change", rename_all = "camelCase")]
-pub enum Change {
-    CreateGroup {
-        group: String,
-    },
-    SetDescription {
-        group: String,
-        description: String,
-    },
-    AddMember {
-        group: String,
-        member: String,
-    },
-    RemoveMember {
-        group: String,
-        member: String,
-    },
-    DeleteGroup {
-        group: String,
-    },
-    #[serde(rename_all = "camelCase")]
-    SetGrant {
-        path: String,
-        group: String,
-        rights: hostprocess_crds::Rights,
-        applies_to: AppliesTo,
-    },
-    RevokeGrant {
-        path: String,
-        group: String,
-    },
-}
+pub use hostprocess_protocol::Change;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use hostprocess_crds::Mode;
-use serde::Serialize;
+use hostprocess_protocol::RunReport;
 
 use crate::platform::{Job, JobLimits, Launch, LimitKind, Platform};
 use crate::record::{self, Attempt, AttemptOutcome, Record, RecordError, RecordPath, State};
@@ -43,17 +43,10 @@ pub struct RunRequest {
     pub state_dir: PathBuf,
 }
 
-/// The one-line JSON result of `run`.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RunReport {
-    /// True when the record says this revision already finished, so nothing ran.
-    pub skipped: bool,
-    pub record_path: PathBuf,
-    #[serde(flatten)]
-    pub record: Record,
-    /// What the executor exits with.
-    #[serde(skip)]
+/// What `run` did: the report for the result line, and the code the executor exits with.
+#[derive(Debug)]
+pub struct Ran {
+    pub report: RunReport,
     pub exit_code: i32,
 }
 
@@ -71,7 +64,7 @@ pub fn backoff_delay(base: Duration, failures: u32) -> Duration {
     base.saturating_mul(factor).min(MAX_BACKOFF)
 }
 
-pub fn run<P: Platform>(platform: &P, req: &RunRequest, shutdown: &Shutdown) -> Result<RunReport, RunError> {
+pub fn run<P: Platform>(platform: &P, req: &RunRequest, shutdown: &Shutdown) -> Result<Ran, RunError> {
     let path = RecordPath::new(&req.state_dir, &req.task_uid, &req.revision);
     let mut record = match path.load()? {
         Some(done) if req.mode == Mode::Once && done.state.is_final() => {
@@ -80,7 +73,8 @@ pub fn run<P: Platform>(platform: &P, req: &RunRequest, shutdown: &Shutdown) -> 
                 req.revision, done.state
             ));
             let exit_code = final_exit_code(&done);
-            return Ok(RunReport { skipped: true, record_path: path.path().into(), record: done, exit_code });
+            let report = RunReport { skipped: true, record_path: path.path().into(), record: done };
+            return Ok(Ran { report, exit_code });
         }
         Some(mut earlier) => {
             // An attempt still marked running was cut short by a crash of the executor or the node.
@@ -104,7 +98,7 @@ pub fn run<P: Platform>(platform: &P, req: &RunRequest, shutdown: &Shutdown) -> 
         Mode::Once => run_once(platform, req, shutdown, &path, &mut record)?,
         Mode::Continuous => run_continuous(platform, req, shutdown, &path, &mut record)?,
     };
-    Ok(RunReport { skipped: false, record_path: path.path().into(), record, exit_code })
+    Ok(Ran { report: RunReport { skipped: false, record_path: path.path().into(), record }, exit_code })
 }
 
 fn run_once<P: Platform>(

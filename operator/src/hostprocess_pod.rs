@@ -9,6 +9,15 @@ use k8s_openapi::api::core::v1::{
 /// The built-in account setup and reboot pods run as.
 pub const SYSTEM: &str = r"NT AUTHORITY\SYSTEM";
 
+/// The executor inside its own image (HostProcess resolves a relative program in the image).
+pub const IMAGE_EXECUTOR: &str = "node-executor.exe";
+
+/// The program and arguments of a container that runs `command` with the executor at `executor`:
+/// the invocation comes from the protocol types the executor parses with, never from strings.
+pub fn invocation(executor: &str, command: &hostprocess_protocol::Command) -> Vec<String> {
+    std::iter::once(executor.to_string()).chain(command.to_args()).collect()
+}
+
 /// The taints Windows node pools usually carry, tolerated by every pod the operator makes.
 pub fn windows_tolerations() -> Vec<Toleration> {
     ["os", "node.kubernetes.io/os"]

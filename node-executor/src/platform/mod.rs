@@ -35,28 +35,7 @@ pub struct JobLimits {
     pub processes: Option<u32>,
 }
 
-/// Which limit a job ran into.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum LimitKind {
-    Memory,
-    Processes,
-}
-
-/// Accounting of a job, from the OS's job accounting where there is one.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct JobStats {
-    /// The most memory the job's processes used at once, in bytes.
-    pub peak_memory_bytes: u64,
-    /// User plus kernel CPU time of every process of the job, in milliseconds.
-    pub cpu_time_ms: u64,
-    /// Processes of the job alive now.
-    pub active_processes: u32,
-    /// A limit the job ran into, if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub limit_exceeded: Option<LimitKind>,
-}
+pub use hostprocess_protocol::{JobStats, LimitKind};
 
 /// A payload running in its own job: the payload and every process it starts.
 pub trait Job {

@@ -3,15 +3,17 @@
 //! up). Pure functions of the HostGroup and their inputs; no client.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use hostprocess_crds::HostGroup;
+use hostprocess_protocol::Command;
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapVolumeSource, Container, Pod, PodSpec, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, ResourceExt};
 
-use crate::hostprocess_pod::{self, windows_tolerations};
+use crate::hostprocess_pod::{self, IMAGE_EXECUTOR, invocation, windows_tolerations};
 use crate::{hashing, labels};
 
 /// Where the group's spec is mounted in the setup container.
@@ -117,7 +119,7 @@ pub fn setup_pod(group: &HostGroup, node: &str, setup: Setup, inputs: &SetupInpu
     let name = group.name_any();
     let (args, volumes, mounts) = match setup {
         Setup::Provision => (
-            vec!["provision".to_string(), "--spec".into(), format!(r"{SPEC_DIR}\{SPEC_FILE}")],
+            Command::Provision { spec: PathBuf::from(format!(r"{SPEC_DIR}\{SPEC_FILE}")) },
             Some(vec![Volume {
                 name: "spec".into(),
                 config_map: Some(ConfigMapVolumeSource {
@@ -134,12 +136,9 @@ pub fn setup_pod(group: &HostGroup, node: &str, setup: Setup, inputs: &SetupInpu
             }]),
         ),
         // Group names are validated (no separators, no quotes); the word stays one argument.
-        Setup::Cleanup => {
-            (vec!["deprovision".to_string(), "--group".into(), group.spec.group_name.clone()], None, None)
-        }
+        Setup::Cleanup => (Command::Deprovision { group: group.spec.group_name.clone() }, None, None),
     };
-    let mut command = vec!["node-executor.exe".to_string()];
-    command.extend(args);
+    let command = invocation(IMAGE_EXECUTOR, &args);
     let mut tolerations = windows_tolerations();
     tolerations.extend(group.spec.tolerations.iter().cloned());
     let revision = (setup == Setup::Provision).then_some(inputs.revision);
@@ -174,6 +173,14 @@ mod tests {
     use hostprocess_crds::HostGroupSpec;
     use serde_json::json;
 
+    /// The executor's own parser on a container's command (the program first).
+    fn executor_command(command: Option<&[String]>) -> Command {
+        let command = command.unwrap_or_default();
+        assert_eq!(command.first().map(String::as_str), Some(IMAGE_EXECUTOR));
+        let parsed = hostprocess_protocol::Cli::parse_args(&command[1..]).unwrap_or_else(|e| panic!("{e}"));
+        parsed.command
+    }
+
     fn group() -> HostGroup {
         let spec: HostGroupSpec = serde_json::from_value(json!({
             "groupName": "AppOperators",
@@ -196,17 +203,21 @@ mod tests {
         let windows = spec.security_context.as_ref().and_then(|s| s.windows_options.as_ref());
         assert_eq!(windows.and_then(|w| w.host_process), Some(true));
         assert_eq!(windows.and_then(|w| w.run_as_user_name.as_deref()), Some(SYSTEM));
+        let provision = PathBuf::from(r"C:\hostprocess\group\spec.json");
         assert_eq!(
-            spec.containers[0].command.as_deref().unwrap_or_default(),
-            ["node-executor.exe", "provision", "--spec", r"C:\hostprocess\group\spec.json"]
+            executor_command(spec.containers[0].command.as_deref()),
+            Command::Provision { spec: provision }
         );
         let owner = &pod.metadata.owner_references.as_ref().unwrap_or_else(|| panic!("owner"))[0];
         assert_eq!((owner.kind.as_str(), owner.controller), ("HostGroup", Some(true)));
         assert_eq!(pod.labels().get(labels::REVISION).map(String::as_str), Some("abc"));
 
         let cleanup = setup_pod(&group(), "win-007", Setup::Cleanup, &inputs);
-        let command = cleanup.spec.and_then(|s| s.containers[0].command.clone()).unwrap_or_default();
-        assert_eq!(command, ["node-executor.exe", "deprovision", "--group", "AppOperators"]);
+        let command = cleanup.spec.and_then(|s| s.containers[0].command.clone());
+        assert_eq!(
+            executor_command(command.as_deref()),
+            Command::Deprovision { group: "AppOperators".into() }
+        );
         assert!(cleanup.metadata.name.unwrap_or_default().ends_with("-cleanup"));
     }
 }

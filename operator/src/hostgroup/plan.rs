@@ -7,12 +7,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use hostprocess_crds::DeletionPolicy;
+use hostprocess_protocol::ResultLine;
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 
 use super::build::Setup;
 use crate::labels;
-use crate::state::pod_result::{last_terminated, result_line, shorten};
+use crate::state::pod_result::{last_terminated, shorten};
 
 /// Where a setup pod stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,9 +38,9 @@ pub struct SetupPod {
     pub result: SetupResult,
 }
 
-/// The executor's `{"ok": false, "error": …}` line, the last JSON line of a termination message.
+/// Why the executor refused, from its result line at the end of a termination message.
 fn executor_error(message: &str) -> Option<String> {
-    result_line(message).and_then(|v| v["error"].as_str().map(str::to_string))
+    ResultLine::parse_last(message).and_then(|line| line.error().map(str::to_string))
 }
 
 /// A setup pod's state from its status; `None` for a pod that is not a bound setup pod or is

@@ -2,8 +2,11 @@
 //! ConfigMap per revision. Pure functions of the task and the rollout decision; no client.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::PathBuf;
 
 use hostprocess_crds::{HostTask, Mode};
+use hostprocess_protocol::{Command, ProbeArgs, RunArgs};
 use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec, DaemonSetUpdateStrategy, RollingUpdateDaemonSet};
 use k8s_openapi::api::core::v1::{
     Affinity, ConfigMap, ConfigMapVolumeSource, Container, ExecAction, NodeAffinity, NodeSelector,
@@ -13,7 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 
-use crate::hostprocess_pod::{self, windows_tolerations};
+use crate::hostprocess_pod::{self, IMAGE_EXECUTOR, invocation, windows_tolerations};
 use crate::labels;
 
 /// Where the inline script is mounted in the container.
@@ -21,8 +24,6 @@ const SCRIPT_DIR: &str = r"C:\hostprocess\task";
 const SCRIPT_FILE: &str = "script.ps1";
 /// Where `node-executor install` puts the executor on the host (`%ProgramData%`), by version.
 const INSTALLED_EXECUTOR_DIR: &str = r"C:\ProgramData\hostprocess-operator\bin";
-/// The executor inside its own image (HostProcess resolves a relative program in the image).
-const IMAGE_EXECUTOR: &str = "node-executor.exe";
 /// Long enough for the executor to stop the payload's job and record the result.
 const GRACE_SECONDS: i64 = 60;
 
@@ -86,54 +87,28 @@ pub fn script_config_map(task: &HostTask, revision: &str) -> Option<ConfigMap> {
     })
 }
 
-/// The executor's arguments for the task: `run` with its limits, then the payload.
-fn executor_args(task: &HostTask, revision: &str) -> Vec<String> {
+/// The executor's invocation for the task: `run` with its limits, then the payload.
+fn run_command(task: &HostTask, revision: &str) -> Command {
     let spec = &task.spec;
-    let mode = match spec.mode {
-        Mode::Once => "once",
-        Mode::Continuous => "continuous",
-    };
-    let mut args: Vec<String> = vec![
-        "run".into(),
-        "--task".into(),
-        format!("{}/{}", task.namespace().unwrap_or_default(), task.name_any()),
-        "--task-uid".into(),
-        task.uid().unwrap_or_default(),
-        "--revision".into(),
-        revision.into(),
-        "--mode".into(),
-        mode.into(),
-        "--retries".into(),
-        spec.retries.limit.to_string(),
-        "--backoff".into(),
-        spec.retries.backoff.clone(),
-    ];
-    if let Some(timeout) = &spec.timeout {
-        args.extend(["--timeout".into(), timeout.clone()]);
-    }
-    if let Some(limits) = &spec.limits {
-        if let Some(memory) = &limits.memory {
-            args.extend(["--memory".into(), memory.clone()]);
-        }
-        if let Some(cpu) = &limits.cpu {
-            args.extend(["--cpu".into(), cpu.clone()]);
-        }
-        if let Some(processes) = limits.processes {
-            args.extend(["--processes".into(), processes.to_string()]);
-        }
-    }
-    if spec.mode == Mode::Once {
-        args.push("--idle-after".into());
-    }
-    if spec.script.is_some() {
-        args.extend(["--script".into(), format!(r"{SCRIPT_DIR}\{SCRIPT_FILE}")]);
-    } else {
-        // Each word stays one argument: nothing reaches a shell.
-        args.push("--".into());
-        args.extend(spec.command.iter().flatten().cloned());
-        args.extend(spec.args.iter().flatten().cloned());
-    }
-    args
+    let limits = spec.limits.as_ref();
+    let script = spec.script.as_ref().map(|_| PathBuf::from(format!(r"{SCRIPT_DIR}\{SCRIPT_FILE}")));
+    // Each word stays one argument: nothing reaches a shell.
+    let payload = spec.command.iter().flatten().chain(spec.args.iter().flatten());
+    Command::Run(RunArgs {
+        task: format!("{}/{}", task.namespace().unwrap_or_default(), task.name_any()),
+        task_uid: task.uid().unwrap_or_default(),
+        revision: revision.into(),
+        mode: spec.mode.into(),
+        timeout: spec.timeout.clone(),
+        memory: limits.and_then(|l| l.memory.clone()),
+        cpu: limits.and_then(|l| l.cpu.clone()),
+        processes: limits.and_then(|l| l.processes),
+        retries: spec.retries.limit,
+        backoff: spec.retries.backoff.clone(),
+        idle_after: spec.mode == Mode::Once,
+        command: if script.is_some() { Vec::new() } else { payload.map(OsString::from).collect() },
+        script,
+    })
 }
 
 /// Node affinity: every term of the task's selector (ANDed), and for a pinned task the admission
@@ -198,23 +173,16 @@ pub fn daemon_set(task: &HostTask, inputs: &BuildInputs<'_>) -> DaemonSet {
             Some(vec![Container {
                 name: "install-executor".into(),
                 image: Some(inputs.executor_image.into()),
-                command: Some(vec![IMAGE_EXECUTOR.into(), "install".into()]),
+                command: Some(invocation(IMAGE_EXECUTOR, &Command::Install)),
                 termination_message_policy: Some("FallbackToLogsOnError".into()),
                 ..Container::default()
             }]),
         ),
         None => (IMAGE_EXECUTOR.to_string(), None),
     };
-    let mut command = vec![executor.clone()];
-    command.extend(executor_args(task, inputs.revision));
-    let probe_command = vec![
-        executor.clone(),
-        "probe".into(),
-        "--task-uid".into(),
-        task.uid().unwrap_or_default(),
-        "--revision".into(),
-        inputs.revision.into(),
-    ];
+    let command = invocation(&executor, &run_command(task, inputs.revision));
+    let probe = ProbeArgs { task_uid: task.uid().unwrap_or_default(), revision: inputs.revision.into() };
+    let probe_command = invocation(&executor, &Command::Probe(probe));
     let mut volumes = Vec::new();
     let mut mounts = Vec::new();
     if spec.script.is_some() {

@@ -70,6 +70,8 @@ mod tests {
     use super::*;
     use crate::labels;
     use crate::state::cached_pod::CachedPod;
+    use crate::state::pod_result::lines;
+    use hostprocess_protocol::{AttemptOutcome, State};
     use kube::runtime::watcher;
     use serde_json::json;
     use std::sync::PoisonError;
@@ -123,7 +125,9 @@ mod tests {
         events
     }
 
-    const OK: &str = r#"{"state":"Succeeded","ok":true}"#;
+    fn ok() -> String {
+        lines::ran(State::Succeeded, 0, &[(AttemptOutcome::Succeeded, "")])
+    }
 
     #[test]
     fn a_task_reads_its_own_pods_by_revision() {
@@ -134,11 +138,11 @@ mod tests {
         follow(
             &index,
             listed(vec![
-                pod("patch-a", "patch", "r2", "win-001", Some(OK)),
+                pod("patch-a", "patch", "r2", "win-001", Some(&ok())),
                 pod("patch-b", "patch", "r2", "win-002", None),
                 going,
-                pod("patch-d", "patch", "r1", "win-004", Some(OK)),
-                pod("other-a", "other", "r2", "win-005", Some(OK)),
+                pod("patch-d", "patch", "r1", "win-004", Some(&ok())),
+                pod("other-a", "other", "r2", "win-005", Some(&ok())),
             ]),
         );
         let seen = read(&index, &task("Never"), "r2");
@@ -161,7 +165,7 @@ mod tests {
     #[test]
     fn a_reboot_the_payload_asks_for_is_read_with_its_step() {
         let index = PodIndex::default();
-        let asks = r#"{"state":"RebootRequired","ok":true}"#;
+        let asks = &lines::ran(State::RebootRequired, 3010, &[(AttemptOutcome::RebootRequired, "")]);
         let mut draining = pod("patch-b", "patch", "r1", "win-002", Some(asks));
         draining.metadata.annotations =
             Some([(labels::REBOOT_STEP.to_string(), "draining".to_string())].into());
@@ -187,7 +191,7 @@ mod tests {
         follow(
             &index,
             vec![
-                watcher::Event::Apply(pod("patch-a", "patch", "r1", "win-001", Some(OK))),
+                watcher::Event::Apply(pod("patch-a", "patch", "r1", "win-001", Some(&ok()))),
                 watcher::Event::Apply(pod("patch-b", "patch", "r1", "win-002", None)),
             ],
         );
@@ -246,9 +250,9 @@ mod tests {
             follow(&index, vec![watcher::Event::Apply(heartbeat)]).is_empty(),
             "nothing the rollout reads"
         );
-        let finished = pod("patch-a", "patch", "r1", "win-001", Some(OK));
+        let finished = pod("patch-a", "patch", "r1", "win-001", Some(&ok()));
         assert_eq!(follow(&index, vec![watcher::Event::Apply(finished)]).len(), 1, "a result");
-        let moved = pod("patch-a", "other", "r1", "win-001", Some(OK));
+        let moved = pod("patch-a", "other", "r1", "win-001", Some(&ok()));
         assert_eq!(
             follow(&index, vec![watcher::Event::Apply(moved.clone())]),
             ["ops/patch", "ops/other"],

@@ -278,7 +278,8 @@ mod tests {
                 "containerStatuses": [{"name": "task", "image": "i", "imageID": "", "ready": false, "restartCount": 1,
                     "state": {"waiting": {"reason": "CrashLoopBackOff"}},
                     "lastState": {"terminated": {"exitCode": 3, "reason": "Error",
-                        "message": "{\"state\":\"Failed\",\"exitCode\":3,\"attempts\":[{\"outcome\":\"Exited\"}]}"}}}]},
+                        "message": crate::state::pod_result::lines::ran(
+                            hostprocess_protocol::State::Failed, 3, &[(hostprocess_protocol::AttemptOutcome::ExitCode, "")])}}}]},
         });
         let pod: Pod = serde_json::from_value(full.clone()).unwrap_or_else(|e| panic!("{e}"));
         let mut cached: CachedPod = serde_json::from_value(full).unwrap_or_else(|e| panic!("{e}"));
@@ -287,7 +288,7 @@ mod tests {
         assert_eq!(crate::state::pod_result::observe(&seen), crate::state::pod_result::observe(&pod));
         assert!(matches!(
             crate::state::pod_result::observe(&seen),
-            Some((_, crate::hosttask::rollout::NodeResult::Failed(_)))
+            Some((_, crate::state::pod_result::NodeResult::Failed(_)))
         ));
         assert_eq!(cached.node_name(), Some("win-001"));
         assert_eq!(cached.label("hostprocess.dev/task"), Some("patch"));

@@ -3,8 +3,8 @@
 //! with the executor's own account. Setup pods are read with the same helpers.
 
 use hostprocess_crds::hosttask::NodeFailure;
+use hostprocess_protocol::{Outcome, ResultLine, State};
 use k8s_openapi::api::core::v1::{ContainerStateTerminated, ContainerStatus, Pod};
-use serde_json::Value;
 
 /// A message in status is cut to this many bytes.
 const MESSAGE_LIMIT: usize = 512;
@@ -36,11 +36,6 @@ pub fn shorten(text: &str) -> String {
     format!("{}...", &text[..end])
 }
 
-/// The executor's result line: the last line of a termination message that parses as JSON.
-pub fn result_line(message: &str) -> Option<Value> {
-    message.lines().rev().find_map(|l| serde_json::from_str::<Value>(l.trim()).ok().filter(Value::is_object))
-}
-
 /// The payload's last words: the last line of its output before the result line, skipping the
 /// executor's own progress lines.
 fn last_output_line(message: &str) -> Option<&str> {
@@ -67,35 +62,35 @@ fn failure_of(node: &str, status: &ContainerStatus) -> Option<NodeFailure> {
         return None;
     }
     let message = terminated.message.clone().unwrap_or_default();
-    let failure = match result_line(&message) {
+    let failure = match ResultLine::parse_last(&message) {
         // The executor's own account: state, exit code, the last attempt's outcome.
-        Some(result) if result["state"] == "Failed" => {
-            let attempts = result["attempts"].as_array().cloned().unwrap_or_default();
-            let last = attempts.last().cloned().unwrap_or(Value::Null);
-            let code = result["exitCode"].as_i64().unwrap_or(i64::from(terminated.exit_code));
-            let account = last["message"]
-                .as_str()
+        Some(ResultLine { outcome: Outcome::Ran(report), .. }) if report.record.state == State::Failed => {
+            let record = report.record;
+            let last = record.attempts.last();
+            let code = record.exit_code.unwrap_or(i64::from(terminated.exit_code));
+            let account = last
+                .map(|a| a.message.as_str())
                 .filter(|m| !m.is_empty())
                 .map_or_else(|| format!("exited with code {code}"), str::to_string);
             let message = match last_output_line(&message) {
                 Some(output) => format!("{account}: {output}"),
-                None => account.to_string(),
+                None => account,
             };
             NodeFailure {
                 node: node.to_string(),
                 exit_code: Some(code),
-                reason: last["outcome"].as_str().unwrap_or("Failed").to_string(),
+                reason: last.and_then(|a| a.outcome).map_or("Failed", |o| o.name()).to_string(),
                 message: shorten(&message),
-                attempts: u32::try_from(attempts.len()).unwrap_or(u32::MAX),
+                attempts: u32::try_from(record.attempts.len()).unwrap_or(u32::MAX),
             }
         }
         // A success that exits once (a reboot is needed): not a failure.
-        Some(result) if result["ok"] == true => return None,
-        Some(result) => NodeFailure {
+        Some(line) if line.ok => return None,
+        Some(line) => NodeFailure {
             node: node.to_string(),
             exit_code: Some(i64::from(terminated.exit_code)),
             reason: "ExecutorError".into(),
-            message: shorten(result["error"].as_str().unwrap_or("the node-executor refused the task")),
+            message: shorten(line.error().unwrap_or("the node-executor refused the task")),
             attempts: 0,
         },
         None => NodeFailure {
@@ -121,8 +116,8 @@ pub fn observe(pod: &Pod) -> Option<(String, NodeResult)> {
     if ready {
         let reboot_required = task
             .and_then(|t| t.last_state.as_ref()?.terminated.as_ref()?.message.clone())
-            .and_then(|m| result_line(&m))
-            .is_some_and(|r| r["state"] == "RebootRequired" || r["state"] == "RebootInitiated");
+            .and_then(|m| ResultLine::parse_last(&m))
+            .is_some_and(|line| line.asks_for_reboot());
         return Some((node, NodeResult::Succeeded { reboot_required }));
     }
     // The executor's install step failing keeps the payload from starting at all.
@@ -151,15 +146,58 @@ fn completion_of(status: &ContainerStatus) -> Option<bool> {
     if terminated.exit_code == 0 {
         return Some(false);
     }
-    let result = result_line(terminated.message.as_deref().unwrap_or_default())?;
-    let reboot = result["state"] == "RebootRequired" || result["state"] == "RebootInitiated";
-    (result["ok"] == true && reboot).then_some(true)
+    let line = ResultLine::parse_last(terminated.message.as_deref().unwrap_or_default())?;
+    (line.ok && line.asks_for_reboot()).then_some(true)
+}
+
+/// Result lines as the executor prints them, for tests: built from the protocol types.
+#[cfg(test)]
+pub(crate) mod lines {
+    use hostprocess_protocol::{Attempt, AttemptOutcome, Outcome, Record, ResultLine, RunReport, State};
+
+    /// `run`'s line for a record in `state`, the attempts ending as given (outcome, message).
+    pub fn ran(state: State, exit_code: i64, attempts: &[(AttemptOutcome, &str)]) -> String {
+        let attempts = attempts
+            .iter()
+            .enumerate()
+            .map(|(i, (outcome, message))| Attempt {
+                number: u32::try_from(i + 1).unwrap_or(u32::MAX),
+                start_time: "2026-12-01T00:00:00Z".into(),
+                end_time: None,
+                pid: None,
+                exit_code: Some(exit_code),
+                outcome: Some(*outcome),
+                timed_out: *outcome == AttemptOutcome::TimedOut,
+                stats: None,
+                message: message.to_string(),
+            })
+            .collect();
+        let record = Record {
+            task: "ops/patch".into(),
+            task_uid: "u-1".into(),
+            revision: "r1".into(),
+            mode: hostprocess_crds::Mode::Once,
+            state,
+            exit_code: Some(exit_code),
+            attempts,
+        };
+        let report = RunReport { skipped: false, record_path: "/state/tasks/u-1/r1.json".into(), record };
+        let line =
+            ResultLine { ok: state.is_success(), command: "run".into(), outcome: Outcome::Ran(report) };
+        serde_json::to_string(&line).unwrap_or_default()
+    }
+
+    /// A refusal of `command`.
+    pub fn refused(command: &str, error: &str) -> String {
+        serde_json::to_string(&ResultLine::refused(command, error)).unwrap_or_default()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use hostprocess_protocol::AttemptOutcome;
+    use serde_json::{Value, json};
 
     fn pod(status: Value) -> Pod {
         serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {"nodeName": "win-007",
@@ -173,8 +211,9 @@ mod tests {
             "restartCount": 0, "image": "x", "imageID": "", "state": {"running": {}}}]}));
         assert_eq!(observe(&running), Some(("win-007".into(), NodeResult::Running)));
 
-        let result = json!({"ok": false, "state": "Failed", "exitCode": 3010_i64 + 7,
-            "attempts": [{"outcome": "ExitCode", "message": "exited with 3017"}, {"outcome": "TimedOut", "message": "killed after 1h"}]});
+        let attempts =
+            [(AttemptOutcome::ExitCode, "exited with 3017"), (AttemptOutcome::TimedOut, "killed after 1h")];
+        let result = lines::ran(State::Failed, 3017, &attempts);
         let failed = pod(json!({"phase": "Running", "containerStatuses": [{"name": "task", "ready": false,
             "restartCount": 1, "image": "x", "imageID": "", "state": {"running": {}},
             "lastState": {"terminated": {"exitCode": 193, "message": format!("payload output\n{result}")}}}]}));
@@ -182,10 +221,10 @@ mod tests {
         assert_eq!((f.exit_code, f.reason.as_str(), f.attempts), (Some(3017), "TimedOut", 2));
         assert_eq!(f.message, "killed after 1h: payload output");
 
-        let reboot = json!({"ok": true, "state": "RebootRequired", "exitCode": 3010});
+        let reboot = lines::ran(State::RebootRequired, 3010, &[(AttemptOutcome::RebootRequired, "")]);
         let ready = pod(json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}],
             "containerStatuses": [{"name": "task", "ready": true, "restartCount": 1, "image": "x", "imageID": "",
-                "lastState": {"terminated": {"exitCode": 194, "message": reboot.to_string()}}}]}));
+                "lastState": {"terminated": {"exitCode": 194, "message": reboot}}}]}));
         assert_eq!(
             observe(&ready),
             Some(("win-007".into(), NodeResult::Succeeded { reboot_required: true }))
@@ -198,5 +237,15 @@ mod tests {
         );
         let Some((_, NodeResult::Failed(f))) = observe(&cannot_start) else { panic!("failed") };
         assert_eq!((f.exit_code, f.reason.as_str()), (Some(128), "StartError"));
+
+        let refused = lines::refused("run", "retries must be between 0 and 10");
+        let refusing = pod(json!({"phase": "Running", "containerStatuses": [{"name": "task", "ready": false,
+            "restartCount": 1, "image": "x", "imageID": "", "state": {"running": {}},
+            "lastState": {"terminated": {"exitCode": 125, "message": refused}}}]}));
+        let Some((_, NodeResult::Failed(f))) = observe(&refusing) else { panic!("failed") };
+        assert_eq!(
+            (f.reason.as_str(), f.message.as_str()),
+            ("ExecutorError", "retries must be between 0 and 10")
+        );
     }
 }

@@ -1,12 +1,13 @@
 //! The reboot pod: a SYSTEM HostProcess pod pinned to the node that runs `node-executor reboot`.
 
 use hostprocess_crds::HostTask;
+use hostprocess_protocol::{Command, ResultLine};
 use k8s_openapi::api::core::v1::{Container, Pod, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, ResourceExt};
 
+use crate::hostprocess_pod::IMAGE_EXECUTOR;
 use crate::labels::{self, REBOOT_FOR};
-use crate::state::pod_result;
 use crate::{hashing, hostprocess_pod};
 
 /// The reboot pod of `task` for `node` (one at a time per node and task).
@@ -41,7 +42,7 @@ pub fn build(task: &HostTask, node: &str, executor_image: &str, revision: &str) 
             Container {
                 name: "reboot".into(),
                 image: Some(executor_image.into()),
-                command: Some(vec!["node-executor.exe".into(), "reboot".into(), "--reason".into(), reason]),
+                command: Some(hostprocess_pod::invocation(IMAGE_EXECUTOR, &Command::Reboot { reason })),
                 termination_message_policy: Some("FallbackToLogsOnError".into()),
                 ..Container::default()
             },
@@ -58,7 +59,7 @@ pub fn failure(pod: &Pod) -> Option<String> {
     if terminated.exit_code == 0 {
         return None;
     }
-    let error = pod_result::result_line(terminated.message.as_deref().unwrap_or_default())
-        .and_then(|v| v["error"].as_str().map(str::to_string));
+    let line = ResultLine::parse_last(terminated.message.as_deref().unwrap_or_default());
+    let error = line.as_ref().and_then(ResultLine::error).map(str::to_string);
     Some(error.unwrap_or_else(|| format!("the reboot pod exited with code {}", terminated.exit_code)))
 }

@@ -1,0 +1,275 @@
+//! One function per subcommand: checks its input, calls the module that does the work, and says
+//! what to print and which code to exit with.
+
+use std::path::Path;
+use std::time::Duration;
+
+use hostprocess_crds::{Grant, HostGroupSpec, Mode, format, units};
+use hostprocess_protocol::{
+    Cli, Command, GrantCommand, GroupCommand, Outcome, ProbeArgs, ResultLine, RunArgs,
+};
+
+use crate::platform::host::Host;
+use crate::platform::{JobLimits, Launch, Platform};
+use crate::provision::Change;
+use crate::run::RunRequest;
+use crate::shutdown::Shutdown;
+use crate::{install, payload, provision, record, run, sandbox, selftest};
+
+/// What a subcommand prints on stdout, last.
+#[derive(Debug)]
+pub enum Output {
+    Result(ResultLine),
+    /// `self-test` prints its report.
+    SelfTest(selftest::Report),
+    /// A test payload's output is the payload's own.
+    Nothing,
+}
+
+/// What a subcommand reports: its output and the exit code.
+#[derive(Debug)]
+pub struct Reply {
+    pub output: Output,
+    pub code: i32,
+}
+
+impl Reply {
+    fn ok(command: &str, outcome: Outcome) -> Reply {
+        Reply { output: Output::Result(ResultLine::ok(command, outcome)), code: 0 }
+    }
+
+    fn changes(command: &str, changes: Vec<Change>) -> Reply {
+        Reply::ok(command, Outcome::Changed { changed: !changes.is_empty(), changes })
+    }
+}
+
+/// A refusal or failure: the message for stderr and the result line.
+#[derive(Debug)]
+pub struct Failure(pub String);
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure(e.to_string())
+    }
+}
+
+pub fn execute(cli: Cli) -> Result<Reply, Failure> {
+    let state_dir = cli.state_dir.clone();
+    if !matches!(cli.command, Command::Payload(_) | Command::Probe(_)) {
+        std::fs::create_dir_all(&state_dir).map_err(|e| {
+            Failure(format!("cannot create the state directory {}: {e}", state_dir.display()))
+        })?;
+    }
+    match &cli.command {
+        Command::Payload(payload) => {
+            Ok(Reply { output: Output::Nothing, code: payload::run(payload.clone()) })
+        }
+        Command::Run(args) => run(&host(&cli)?, args, &state_dir),
+        Command::Reboot { reason } => reboot(&host(&cli)?, reason),
+        Command::Install => {
+            let (path, installed) = install::install(&state_dir).map_err(Failure)?;
+            Ok(Reply::ok("install", Outcome::Installed { path, installed }))
+        }
+        Command::Probe(args) => probe(args, &state_dir),
+        Command::Group(GroupCommand::Ensure { name, description, members }) => {
+            let spec = HostGroupSpec {
+                group_name: name.clone(),
+                description: description.clone(),
+                node_selector: None,
+                tolerations: vec![],
+                grants: vec![],
+                members: members.clone(),
+                deletion_policy: Default::default(),
+            };
+            Ok(Reply::changes("group ensure", provision::provision(&host(&cli)?, &spec, &state_dir)?))
+        }
+        Command::Group(GroupCommand::Remove { name }) => {
+            Ok(Reply::changes("group remove", provision::deprovision(&host(&cli)?, name, &state_dir)?))
+        }
+        Command::Grant(GrantCommand::Apply { group, path, rights, applies_to }) => {
+            let grant = Grant { path: path.clone(), rights: *rights, applies_to: *applies_to };
+            Ok(Reply::changes("grant apply", provision::grant(&host(&cli)?, group, &[grant], &state_dir)?))
+        }
+        Command::Grant(GrantCommand::Revoke { group, path }) => {
+            let done = provision::revoke(&host(&cli)?, group, std::slice::from_ref(path), &state_dir)?;
+            Ok(Reply::changes("grant revoke", done))
+        }
+        Command::Provision { spec } => {
+            // A ConfigMap volume: at its mount path (containerd 1.7+) or under the sandbox (1.6).
+            let spec = &sandbox::resolve_from_env(spec);
+            let text = std::fs::read_to_string(spec)
+                .map_err(|e| Failure(format!("cannot read {}: {e}", spec.display())))?;
+            let spec: HostGroupSpec = serde_json::from_str(&text)
+                .map_err(|e| Failure(format!("{} is not a HostGroup spec: {e}", spec.display())))?;
+            Ok(Reply::changes("provision", provision::provision(&host(&cli)?, &spec, &state_dir)?))
+        }
+        Command::Deprovision { group } => {
+            Ok(Reply::changes("deprovision", provision::deprovision(&host(&cli)?, group, &state_dir)?))
+        }
+        Command::SelfTest { scratch } => self_test(&host(&cli)?, scratch.as_deref(), &state_dir),
+    }
+}
+
+fn host(cli: &Cli) -> Result<Host, Failure> {
+    #[cfg(unix)]
+    {
+        let store = cli.test_store.clone().unwrap_or_else(|| cli.state_dir.join("test-store"));
+        Ok(Host::new(store)?)
+    }
+    #[cfg(windows)]
+    {
+        let _ = cli;
+        Ok(Host::new())
+    }
+}
+
+fn run(platform: &Host, args: &RunArgs, state_dir: &Path) -> Result<Reply, Failure> {
+    let request = run_request(platform, args, state_dir)?;
+    let shutdown = Shutdown::install()?;
+    let ran = run::run(platform, &request, &shutdown)?;
+    let state = ran.report.record.state;
+    let ok = state.is_success() || state == record::State::Interrupted;
+    let skipped = ran.report.skipped;
+    let line = ResultLine { ok, command: "run".into(), outcome: Outcome::Ran(ran.report) };
+    if args.idle_after && request.mode == Mode::Once && !shutdown.requested() {
+        // The container that ran the payload leaves once with its result: the runtime reports
+        // the exit code at once (0: success — no wait for the next readiness probe) and, for any
+        // other code with `terminationMessagePolicy: FallbackToLogsOnError`, this result line.
+        // The next container finds the record, does not run the payload again, and idles; the
+        // probe answers from the record.
+        if !skipped {
+            return Ok(Reply { output: Output::Result(line), code: ran.exit_code });
+        }
+        // Report now; the record answers the probe while we idle.
+        print_line(&line);
+        shutdown.wait();
+        return Ok(Reply::ok("run", Outcome::Stopped { stopped: true }));
+    }
+    Ok(Reply { output: Output::Result(line), code: ran.exit_code })
+}
+
+fn reboot(platform: &Host, reason: &str) -> Result<Reply, Failure> {
+    let pending = platform.reboot_pending()?;
+    platform.request_reboot(reason)?;
+    Ok(Reply::ok("reboot", Outcome::Rebooting { pending_confirmed: pending }))
+}
+
+fn probe(args: &ProbeArgs, state_dir: &Path) -> Result<Reply, Failure> {
+    check_token("task-uid", &args.task_uid)?;
+    check_token("revision", &args.revision)?;
+    let record = record::RecordPath::new(state_dir, &args.task_uid, &args.revision).load()?;
+    let (ready, reason) = record::readiness(record.as_ref());
+    let outcome = Outcome::Probed { ready, reason, state: record.map(|r| r.state) };
+    Ok(Reply { code: if ready { 0 } else { 1 }, ..Reply::ok("probe", outcome) })
+}
+
+fn self_test(platform: &Host, scratch: Option<&Path>, state_dir: &Path) -> Result<Reply, Failure> {
+    let scratch = scratch.map_or_else(|| state_dir.join("self-test"), Path::to_path_buf);
+    let _ = std::fs::remove_dir_all(&scratch);
+    // The grant needs a Windows path; on Linux it lives in the test store.
+    #[cfg(windows)]
+    let (acl_path, acl_dir) = (scratch.join("acl").to_string_lossy().replace('/', r"\"), scratch.join("acl"));
+    #[cfg(unix)]
+    let (acl_path, acl_dir) = {
+        let path = r"C:\ProgramData\hpo-selftest\acl".to_string();
+        let dir = platform.host_path(&path);
+        (path, dir)
+    };
+    std::fs::create_dir_all(&acl_dir)
+        .map_err(|e| Failure(format!("cannot create {}: {e}", acl_dir.display())))?;
+    let report = selftest::run(platform, state_dir, &scratch, &acl_path);
+    let _ = std::fs::remove_dir_all(&acl_dir);
+    eprint!("{}", report.table());
+    let code = if report.passed() { 0 } else { 1 };
+    Ok(Reply { output: Output::SelfTest(report), code })
+}
+
+/// Prints a result line on stdout (the last line of the container's output).
+pub fn print_line(line: &ResultLine) {
+    match serde_json::to_string(line) {
+        Ok(text) => println!("{text}"),
+        Err(e) => eprintln!("node-executor: cannot encode the result line: {e}"),
+    }
+}
+
+/// Task UIDs and revisions become file names: plain tokens only.
+fn check_token(what: &str, value: &str) -> Result<(), Failure> {
+    let ok = !value.is_empty()
+        && value.len() <= 128
+        && value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !value.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(Failure(format!(
+            "{what} {value:?} must be 1 to 128 letters, digits, '-', '_' or '.', not starting with '.'"
+        )))
+    }
+}
+
+fn run_request<P: Platform>(platform: &P, args: &RunArgs, state_dir: &Path) -> Result<RunRequest, Failure> {
+    check_token("task-uid", &args.task_uid)?;
+    check_token("revision", &args.revision)?;
+    let mode = Mode::from(args.mode);
+    let timeout = match &args.timeout {
+        Some(_) if mode == Mode::Continuous => {
+            return Err(Failure(hostprocess_crds::messages::TIMEOUT_ONLY_ONCE.into()));
+        }
+        Some(t) => {
+            format::TIMEOUT.check(t)?;
+            units::parse_duration(t)
+        }
+        None => None,
+    };
+    format::BACKOFF.check(&args.backoff)?;
+    let backoff = units::parse_duration(&args.backoff).unwrap_or(Duration::from_secs(30));
+    if args.retries > 10 {
+        return Err(Failure("retries must be between 0 and 10".into()));
+    }
+    let mut limits = JobLimits::default();
+    if let Some(memory) = &args.memory {
+        format::MEMORY.check(memory)?;
+        limits.memory_bytes = units::parse_memory(memory);
+    }
+    if let Some(cpu) = &args.cpu {
+        format::CPU.check(cpu)?;
+        limits.cpu_millis = units::parse_cpu(cpu);
+    }
+    if let Some(processes) = args.processes {
+        if !(1..=10_000).contains(&processes) {
+            return Err(Failure("processes must be between 1 and 10000".into()));
+        }
+        limits.processes = Some(processes);
+    }
+    let launch = match (&args.script, args.command.split_first()) {
+        (Some(script), _) => {
+            let script = sandbox::resolve_from_env(script);
+            if !script.is_file() {
+                return Err(Failure(format!("the script {} does not exist", script.display())));
+            }
+            platform.script_command(script)
+        }
+        (None, Some((program, rest))) => {
+            if program.is_empty() {
+                return Err(Failure(hostprocess_crds::messages::COMMAND_EMPTY.into()));
+            }
+            Launch {
+                program: sandbox::resolve_from_env(Path::new(program)).into_os_string(),
+                args: rest.to_vec(),
+            }
+        }
+        (None, None) => return Err(Failure("give the program to run after `--`, or --script".into())),
+    };
+    Ok(RunRequest {
+        task: args.task.clone(),
+        task_uid: args.task_uid.clone(),
+        revision: args.revision.clone(),
+        mode,
+        launch,
+        limits,
+        timeout,
+        retries: args.retries,
+        backoff,
+        state_dir: state_dir.to_path_buf(),
+    })
+}

@@ -1,0 +1,331 @@
+//! Job objects: the payload starts suspended, is assigned to a new job with its limits and a
+//! completion port, then resumed; the job is waited on, accounted and killed as a whole.
+//! cargo's `util/job.rs` is the model.
+
+use std::ffi::c_void;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use windows::Win32::Foundation::{GetLastError, INVALID_HANDLE_VALUE, WAIT_OBJECT_0};
+use windows::Win32::System::Console::{GetStdHandle, STD_ERROR_HANDLE, STD_INPUT_HANDLE, STD_OUTPUT_HANDLE};
+use windows::Win32::System::IO::{CreateIoCompletionPort, GetQueuedCompletionStatus, OVERLAPPED};
+use windows::Win32::System::JobObjects::{
+    AssignProcessToJobObject, CreateJobObjectW, JOB_OBJECT_CPU_RATE_CONTROL_ENABLE,
+    JOB_OBJECT_CPU_RATE_CONTROL_HARD_CAP, JOB_OBJECT_LIMIT_ACTIVE_PROCESS, JOB_OBJECT_LIMIT_JOB_MEMORY,
+    JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE, JOBOBJECT_ASSOCIATE_COMPLETION_PORT,
+    JOBOBJECT_BASIC_ACCOUNTING_INFORMATION, JOBOBJECT_CPU_RATE_CONTROL_INFORMATION,
+    JOBOBJECT_EXTENDED_LIMIT_INFORMATION, JobObjectAssociateCompletionPortInformation,
+    JobObjectBasicAccountingInformation, JobObjectCpuRateControlInformation,
+    JobObjectExtendedLimitInformation, QueryInformationJobObject, SetInformationJobObject,
+    TerminateJobObject,
+};
+use windows::Win32::System::Threading::{
+    ALL_PROCESSOR_GROUPS, CREATE_NEW_PROCESS_GROUP, CREATE_SUSPENDED, CreateProcessW,
+    GetActiveProcessorCount, GetExitCodeProcess, PROCESS_INFORMATION, ResumeThread, STARTF_USESTDHANDLES,
+    STARTUPINFOW, TerminateProcess, WaitForSingleObject,
+};
+use windows::core::{PCWSTR, PWSTR};
+
+use crate::platform::{Job, JobLimits, JobStats, Launch, LimitKind, PlatformError};
+
+use super::handles::*;
+
+// Job object messages (winnt.h JOB_OBJECT_MSG_*).
+pub(super) const MSG_ACTIVE_PROCESS_LIMIT: u32 = 3;
+pub(super) const MSG_ACTIVE_PROCESS_ZERO: u32 = 4;
+pub(super) const MSG_JOB_MEMORY_LIMIT: u32 = 10;
+
+/// The exit code of processes killed with their job.
+pub(super) const KILLED_EXIT_CODE: u32 = 1;
+
+pub(super) fn set_limits(job: &Owned, limits: &JobLimits) -> Result<(), PlatformError> {
+    let mut info = JOBOBJECT_EXTENDED_LIMIT_INFORMATION::default();
+    info.BasicLimitInformation.LimitFlags = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE;
+    if let Some(bytes) = limits.memory_bytes {
+        info.BasicLimitInformation.LimitFlags |= JOB_OBJECT_LIMIT_JOB_MEMORY;
+        info.JobMemoryLimit = usize::try_from(bytes).unwrap_or(usize::MAX);
+    }
+    if let Some(processes) = limits.processes {
+        info.BasicLimitInformation.LimitFlags |= JOB_OBJECT_LIMIT_ACTIVE_PROCESS;
+        info.BasicLimitInformation.ActiveProcessLimit = processes;
+    }
+    // SAFETY: the structure is valid for the call and its size is passed.
+    unsafe {
+        SetInformationJobObject(
+            job.0,
+            JobObjectExtendedLimitInformation,
+            &info as *const _ as *const c_void,
+            size_of::<JOBOBJECT_EXTENDED_LIMIT_INFORMATION>() as u32,
+        )
+    }
+    .map_err(|e| win_err("SetInformationJobObject(limits)", "job", e))?;
+
+    if let Some(millis) = limits.cpu_millis {
+        // SAFETY: a plain query of the active processors in all groups.
+        let cpus = u64::from(unsafe { GetActiveProcessorCount(ALL_PROCESSOR_GROUPS) }.max(1));
+        // CpuRate is the share of all processors' cycles, in 1/10000.
+        let rate = (millis * 10 / cpus).clamp(1, 10_000) as u32;
+        let mut cpu = JOBOBJECT_CPU_RATE_CONTROL_INFORMATION {
+            ControlFlags: JOB_OBJECT_CPU_RATE_CONTROL_ENABLE | JOB_OBJECT_CPU_RATE_CONTROL_HARD_CAP,
+            ..Default::default()
+        };
+        cpu.Anonymous.CpuRate = rate;
+        // SAFETY: the structure is valid for the call and its size is passed.
+        unsafe {
+            SetInformationJobObject(
+                job.0,
+                JobObjectCpuRateControlInformation,
+                &cpu as *const _ as *const c_void,
+                size_of::<JOBOBJECT_CPU_RATE_CONTROL_INFORMATION>() as u32,
+            )
+        }
+        .map_err(|e| {
+            let err = win_err("SetInformationJobObject(CPU rate)", "job", e);
+            let code = err.code.unwrap_or_default();
+            PlatformError::new(
+                "SetInformationJobObject(CPU rate)",
+                format!("{millis}m"),
+                format!("the OS refused the CPU rate limit (error {code}: {}); the payload was not started — remove limits.cpu or run on a Windows version with job CPU rate control", err.detail),
+            )
+            .with_code(code)
+        })?;
+    }
+    Ok(())
+}
+
+/// Starts the command line suspended, with the executor's standard handles.
+pub(super) fn spawn_suspended(line: &str) -> Result<(Owned, Owned, u32), PlatformError> {
+    let mut startup = STARTUPINFOW {
+        cb: size_of::<STARTUPINFOW>() as u32,
+        dwFlags: STARTF_USESTDHANDLES,
+        ..Default::default()
+    };
+    // SAFETY: plain queries of this process's standard handles (not owned: no close).
+    unsafe {
+        startup.hStdInput = GetStdHandle(STD_INPUT_HANDLE).unwrap_or_default();
+        startup.hStdOutput = GetStdHandle(STD_OUTPUT_HANDLE).unwrap_or_default();
+        startup.hStdError = GetStdHandle(STD_ERROR_HANDLE).unwrap_or_default();
+    }
+    let mut cmdline: Vec<u16> = wide(line);
+    let mut info = PROCESS_INFORMATION::default();
+    // SAFETY: the command line buffer is writable and NUL-terminated as CreateProcessW needs;
+    // the returned handles are owned below.
+    unsafe {
+        CreateProcessW(
+            PCWSTR::null(),
+            Some(PWSTR(cmdline.as_mut_ptr())),
+            None,
+            None,
+            true,
+            CREATE_SUSPENDED | CREATE_NEW_PROCESS_GROUP,
+            None,
+            PCWSTR::null(),
+            &startup,
+            &mut info,
+        )
+    }
+    .map_err(|e| win_err("CreateProcessW", line, e))?;
+    Ok((Owned(info.hProcess), Owned(info.hThread), info.dwProcessId))
+}
+
+/// The payload's job object; closing it (on drop) kills whatever is left in it.
+#[derive(Debug)]
+pub struct NativeJob {
+    job: Owned,
+    port: Owned,
+    process: Owned,
+    pid: u32,
+    stats: JobStats,
+    exit: Option<i64>,
+}
+
+impl NativeJob {
+    /// Reads the job's messages queued so far, waiting at most `wait`.
+    fn drain_messages(&mut self, wait: Duration) {
+        let mut timeout = u32::try_from(wait.as_millis()).unwrap_or(u32::MAX);
+        loop {
+            let (mut message, mut key, mut overlapped) = (0u32, 0usize, std::ptr::null_mut::<OVERLAPPED>());
+            // SAFETY: out-pointers are valid; job messages carry no buffer to free.
+            let got = unsafe {
+                GetQueuedCompletionStatus(self.port.0, &mut message, &mut key, &mut overlapped, timeout)
+            };
+            if got.is_err() {
+                return;
+            }
+            match message {
+                MSG_JOB_MEMORY_LIMIT => self.stats.limit_exceeded = Some(LimitKind::Memory),
+                MSG_ACTIVE_PROCESS_LIMIT => self.stats.limit_exceeded = Some(LimitKind::Processes),
+                MSG_ACTIVE_PROCESS_ZERO => {}
+                _ => {}
+            }
+            timeout = 0;
+        }
+    }
+
+    fn active_processes(&self) -> u32 {
+        let mut info = JOBOBJECT_BASIC_ACCOUNTING_INFORMATION::default();
+        // SAFETY: the structure is writable and its size is passed.
+        let ok = unsafe {
+            QueryInformationJobObject(
+                Some(self.job.0),
+                JobObjectBasicAccountingInformation,
+                &mut info as *mut _ as *mut c_void,
+                size_of::<JOBOBJECT_BASIC_ACCOUNTING_INFORMATION>() as u32,
+                None,
+            )
+        };
+        if ok.is_ok() { info.ActiveProcesses } else { 0 }
+    }
+}
+
+impl Job for NativeJob {
+    fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    fn poll(&mut self, slice: Duration) -> Result<Option<i64>, PlatformError> {
+        if self.exit.is_some() {
+            return Ok(self.exit);
+        }
+        let ms = u32::try_from(slice.as_millis()).unwrap_or(u32::MAX);
+        // SAFETY: the process handle is valid.
+        let waited = unsafe { WaitForSingleObject(self.process.0, ms) };
+        self.drain_messages(Duration::ZERO);
+        if waited != WAIT_OBJECT_0 {
+            return Ok(None);
+        }
+        let mut code = 0u32;
+        // SAFETY: the handle is valid and `code` is writable.
+        unsafe { GetExitCodeProcess(self.process.0, &mut code) }
+            .map_err(|e| win_err("GetExitCodeProcess", &self.pid.to_string(), e))?;
+        self.exit = Some(i64::from(code));
+        Ok(self.exit)
+    }
+
+    fn kill(&mut self) -> Result<(), PlatformError> {
+        // SAFETY: the job handle is valid; every process in the job is terminated.
+        unsafe { TerminateJobObject(self.job.0, KILLED_EXIT_CODE) }
+            .map_err(|e| win_err("TerminateJobObject", &self.pid.to_string(), e))?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.active_processes() > 0 {
+            if Instant::now() > deadline {
+                return Err(PlatformError::new(
+                    "TerminateJobObject",
+                    self.pid.to_string(),
+                    "processes of the job are still alive after 10s",
+                ));
+            }
+            self.drain_messages(Duration::from_millis(10));
+        }
+        self.poll(Duration::from_secs(5))?;
+        Ok(())
+    }
+
+    fn stats(&mut self) -> JobStats {
+        self.drain_messages(Duration::ZERO);
+        let mut basic = JOBOBJECT_BASIC_ACCOUNTING_INFORMATION::default();
+        // SAFETY: the structure is writable and its size is passed.
+        let ok = unsafe {
+            QueryInformationJobObject(
+                Some(self.job.0),
+                JobObjectBasicAccountingInformation,
+                &mut basic as *mut _ as *mut c_void,
+                size_of::<JOBOBJECT_BASIC_ACCOUNTING_INFORMATION>() as u32,
+                None,
+            )
+        };
+        if ok.is_ok() {
+            // 100-nanosecond units.
+            self.stats.cpu_time_ms = ((basic.TotalUserTime + basic.TotalKernelTime) / 10_000) as u64;
+            self.stats.active_processes = basic.ActiveProcesses;
+        }
+        let mut extended = JOBOBJECT_EXTENDED_LIMIT_INFORMATION::default();
+        // SAFETY: the structure is writable and its size is passed.
+        let ok = unsafe {
+            QueryInformationJobObject(
+                Some(self.job.0),
+                JobObjectExtendedLimitInformation,
+                &mut extended as *mut _ as *mut c_void,
+                size_of::<JOBOBJECT_EXTENDED_LIMIT_INFORMATION>() as u32,
+                None,
+            )
+        };
+        if ok.is_ok() {
+            self.stats.peak_memory_bytes = extended.PeakJobMemoryUsed as u64;
+        }
+        self.stats
+    }
+}
+
+pub(super) fn launch(launch: &Launch, limits: &JobLimits) -> Result<NativeJob, PlatformError> {
+    let program = launch.program.to_str().ok_or_else(|| {
+        PlatformError::new(
+            "launch",
+            launch.program.to_string_lossy(),
+            "the program path is not valid Unicode",
+        )
+    })?;
+    let args: Vec<&str> = launch
+        .args
+        .iter()
+        .map(|a| {
+            a.to_str().ok_or_else(|| {
+                PlatformError::new("launch", a.to_string_lossy(), "an argument is not valid Unicode")
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let line =
+        crate::cmdline::command_line(program, &args).map_err(|e| PlatformError::new("launch", program, e))?;
+
+    // SAFETY: an anonymous job with default security; owned below.
+    let job = Owned(
+        unsafe { CreateJobObjectW(None, PCWSTR::null()) }
+            .map_err(|e| win_err("CreateJobObjectW", program, e))?,
+    );
+    set_limits(&job, limits)?;
+    // SAFETY: a new completion port not bound to a file; owned below.
+    let port = Owned(
+        unsafe { CreateIoCompletionPort(INVALID_HANDLE_VALUE, None, 0, 1) }
+            .map_err(|e| win_err("CreateIoCompletionPort", program, e))?,
+    );
+    let associate = JOBOBJECT_ASSOCIATE_COMPLETION_PORT { CompletionKey: job.0.0, CompletionPort: port.0 };
+    // SAFETY: the structure is valid for the call and its size is passed.
+    unsafe {
+        SetInformationJobObject(
+            job.0,
+            JobObjectAssociateCompletionPortInformation,
+            &associate as *const _ as *const c_void,
+            size_of::<JOBOBJECT_ASSOCIATE_COMPLETION_PORT>() as u32,
+        )
+    }
+    .map_err(|e| win_err("SetInformationJobObject(completion port)", program, e))?;
+
+    let (process, thread, pid) = spawn_suspended(&line)?;
+    // SAFETY: both handles are valid; a process may be assigned to the job only before it runs.
+    if let Err(e) = unsafe { AssignProcessToJobObject(job.0, process.0) } {
+        // SAFETY: the suspended process is ours to end.
+        let _ = unsafe { TerminateProcess(process.0, KILLED_EXIT_CODE) };
+        return Err(win_err("AssignProcessToJobObject", program, e));
+    }
+    // SAFETY: the thread handle is valid; resuming the suspended main thread starts the payload.
+    if unsafe { ResumeThread(thread.0) } == u32::MAX {
+        // SAFETY: reading the thread's last error right after the failed call.
+        let code = unsafe { GetLastError() };
+        // SAFETY: the job handle is valid; it holds only the payload that never ran.
+        let _ = unsafe { TerminateJobObject(job.0, KILLED_EXIT_CODE) };
+        return Err(net_err("ResumeThread", program, code.0));
+    }
+    Ok(NativeJob { job, port, process, pid, stats: JobStats::default(), exit: None })
+}
+
+pub(super) fn script_command(script: PathBuf) -> Launch {
+    let system_root = std::env::var("SystemRoot").unwrap_or_else(|_| r"C:\Windows".into());
+    Launch {
+        program: format!(r"{system_root}\System32\WindowsPowerShell\v1.0\powershell.exe").into(),
+        args: ["-NoLogo", "-NoProfile", "-NonInteractive", "-ExecutionPolicy", "Bypass", "-File"]
+            .into_iter()
+            .map(Into::into)
+            .chain(std::iter::once(script.into_os_string()))
+            .collect(),
+    }
+}

@@ -1,0 +1,133 @@
+//! The system itself: pending-reboot keys, the shutdown privilege and the restart, processes by
+//! id, and whether this is Wine.
+
+use windows::Win32::Foundation::{
+    ERROR_FILE_NOT_FOUND, ERROR_NOT_ALL_ASSIGNED, ERROR_SUCCESS, GetLastError, HANDLE, LUID, STILL_ACTIVE,
+};
+use windows::Win32::Security::{
+    AdjustTokenPrivileges, LUID_AND_ATTRIBUTES, LookupPrivilegeValueW, SE_PRIVILEGE_ENABLED,
+    TOKEN_ADJUST_PRIVILEGES, TOKEN_PRIVILEGES, TOKEN_QUERY,
+};
+use windows::Win32::System::LibraryLoader::{GetModuleHandleW, GetProcAddress};
+use windows::Win32::System::Registry::{HKEY, HKEY_LOCAL_MACHINE, KEY_READ, RegCloseKey, RegOpenKeyExW};
+use windows::Win32::System::Shutdown::{
+    InitiateSystemShutdownExW, SHTDN_REASON_FLAG_PLANNED, SHTDN_REASON_MAJOR_OPERATINGSYSTEM,
+    SHTDN_REASON_MINOR_UPGRADE,
+};
+use windows::Win32::System::Threading::{
+    GetCurrentProcess, GetExitCodeProcess, OpenProcess, OpenProcessToken, PROCESS_QUERY_LIMITED_INFORMATION,
+};
+use windows::core::{PCSTR, PCWSTR};
+
+use crate::platform::PlatformError;
+
+use super::handles::*;
+
+/// Enables a privilege the process token holds but has disabled (SYSTEM holds SeShutdownPrivilege).
+pub(super) fn enable_privilege(name: &str) -> Result<(), PlatformError> {
+    let mut token = HANDLE::default();
+    // SAFETY: the current process's pseudo-handle; the token handle is owned below.
+    unsafe { OpenProcessToken(GetCurrentProcess(), TOKEN_ADJUST_PRIVILEGES | TOKEN_QUERY, &mut token) }
+        .map_err(|e| PlatformError::new("OpenProcessToken", "self", e))?;
+    let token = Owned(token);
+    let mut luid = LUID::default();
+    let wide_name = wide(name);
+    // SAFETY: a NUL-terminated privilege name and an out pointer to a local.
+    unsafe { LookupPrivilegeValueW(PCWSTR::null(), PCWSTR(wide_name.as_ptr()), &mut luid) }
+        .map_err(|e| PlatformError::new("LookupPrivilegeValueW", name, e))?;
+    let privileges = TOKEN_PRIVILEGES {
+        PrivilegeCount: 1,
+        Privileges: [LUID_AND_ATTRIBUTES { Luid: luid, Attributes: SE_PRIVILEGE_ENABLED }],
+    };
+    // SAFETY: the token is open with TOKEN_ADJUST_PRIVILEGES; the new state is a local.
+    unsafe { AdjustTokenPrivileges(token.0, false, Some(&privileges), 0, None, None) }
+        .map_err(|e| PlatformError::new("AdjustTokenPrivileges", name, e))?;
+    // AdjustTokenPrivileges succeeds without enabling a privilege the token does not hold.
+    // SAFETY: reads the calling thread's last error.
+    let last = unsafe { GetLastError() };
+    if last == ERROR_NOT_ALL_ASSIGNED {
+        return Err(PlatformError::new(
+            "AdjustTokenPrivileges",
+            name,
+            "the account does not hold this privilege (run as SYSTEM)",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a process is alive (has not exited).
+pub fn process_alive(pid: u32) -> bool {
+    // SAFETY: opening a process by id for a query; the handle is owned below.
+    let Ok(handle) = (unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, false, pid) }) else {
+        return false;
+    };
+    let handle = Owned(handle);
+    let mut code = 0u32;
+    // SAFETY: the handle is valid and `code` is writable.
+    unsafe { GetExitCodeProcess(handle.0, &mut code) }.is_ok() && code == STILL_ACTIVE.0 as u32
+}
+
+pub fn describe() -> String {
+    match wine_version() {
+        Some(version) => format!("Wine {version}"),
+        None => "Windows".to_string(),
+    }
+}
+
+/// Wine's version, when running under Wine (its ntdll exports `wine_get_version`).
+pub(super) fn wine_version() -> Option<String> {
+    let ntdll = wide("ntdll.dll");
+    // SAFETY: ntdll is loaded in every process; the handle is not owned (no FreeLibrary).
+    let module = unsafe { GetModuleHandleW(PCWSTR(ntdll.as_ptr())) }.ok()?;
+    // SAFETY: the name is a NUL-terminated ASCII string.
+    let proc = unsafe { GetProcAddress(module, PCSTR(c"wine_get_version".as_ptr() as *const u8)) }?;
+    // SAFETY: Wine documents `const char *wine_get_version(void)`.
+    let get_version: unsafe extern "C" fn() -> *const std::ffi::c_char = unsafe { std::mem::transmute(proc) };
+    // SAFETY: the function returns a static NUL-terminated string.
+    let version = unsafe { std::ffi::CStr::from_ptr(get_version()) };
+    Some(version.to_string_lossy().into_owned())
+}
+
+pub(super) fn reboot_pending() -> Result<bool, PlatformError> {
+    // Keys whose existence means a reboot is pending (values do not matter).
+    const KEYS: [&str; 2] = [
+        r"SOFTWARE\Microsoft\Windows\CurrentVersion\Component Based Servicing\RebootPending",
+        r"SOFTWARE\Microsoft\Windows\CurrentVersion\WindowsUpdate\Auto Update\RebootRequired",
+    ];
+    for key in KEYS {
+        let name = wide(key);
+        let mut opened = HKEY::default();
+        // SAFETY: a NUL-terminated key name and an out pointer to a local; closed below.
+        let status = unsafe {
+            RegOpenKeyExW(HKEY_LOCAL_MACHINE, PCWSTR(name.as_ptr()), Some(0), KEY_READ, &mut opened)
+        };
+        if status == ERROR_SUCCESS {
+            // SAFETY: the key was opened above and is closed once.
+            let _ = unsafe { RegCloseKey(opened) };
+            return Ok(true);
+        }
+        if status != ERROR_FILE_NOT_FOUND {
+            return Err(PlatformError::new(
+                "RegOpenKeyExW",
+                key,
+                windows::core::Error::from(status.to_hresult()),
+            )
+            .with_code(i64::from(status.0)));
+        }
+    }
+    Ok(false)
+}
+
+pub(super) fn request_reboot(message: &str) -> Result<(), PlatformError> {
+    enable_privilege("SeShutdownPrivilege")?;
+    let text = wide(message);
+    // Planned, for an update; 30 s for applications to close (the node is drained already).
+    let reason = SHTDN_REASON_MAJOR_OPERATINGSYSTEM | SHTDN_REASON_MINOR_UPGRADE | SHTDN_REASON_FLAG_PLANNED;
+    // SAFETY: NUL-terminated message; no machine name (this host).
+    unsafe { InitiateSystemShutdownExW(PCWSTR::null(), PCWSTR(text.as_ptr()), 30, false, true, reason) }
+        .map_err(|e| PlatformError::new("InitiateSystemShutdownExW", "this host", e))
+}
+
+pub(super) fn is_wine() -> bool {
+    wine_version().is_some()
+}

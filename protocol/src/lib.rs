@@ -1,0 +1,14 @@
+//! The wire contract between the operator and the node-executor, defined once: the executor's
+//! command line (`cli`: the very parser the executor runs, and `to_args` for whoever builds an
+//! invocation) and the JSON result line every subcommand prints last (`result`). The operator
+//! builds pod commands from these types and reads termination messages into them; renaming a
+//! flag or a key is a compile error on both sides, and a test round-trips every invocation the
+//! operator builds through the executor's parser.
+
+pub mod cli;
+pub mod result;
+
+pub use cli::{Cli, Command, GrantCommand, GroupCommand, ModeArg, ProbeArgs, RunArgs, TestPayload};
+pub use result::{
+    Attempt, AttemptOutcome, Change, JobStats, LimitKind, Outcome, Record, ResultLine, RunReport, State,
+};

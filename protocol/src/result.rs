@@ -1,0 +1,377 @@
+//! The one JSON line every subcommand prints last on stdout, and the record of a task revision
+//! it carries. The kubelet keeps the end of a container's output as its termination message
+//! (`FallbackToLogsOnError`), so the operator reads a node's result from the pod's status:
+//! `ResultLine::parse_last` finds the line, and its types say what it holds.
+
+use std::path::PathBuf;
+
+use hostprocess_crds::{AppliesTo, Rights};
+use serde::{Deserialize, Serialize};
+
+/// The result line: whether the subcommand did what it was asked, which one it was, and what it
+/// has to say.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResultLine {
+    pub ok: bool,
+    /// The subcommand, as typed: `run`, `group ensure`, `provision`, …
+    pub command: String,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+/// What a subcommand has to say; which one is told by the fields present.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Outcome {
+    /// The executor refused its input or could not do what it was asked.
+    Refused { error: String },
+    /// `run`: the record of the revision on this node.
+    Ran(RunReport),
+    /// `run --idle-after`: stopped while idling after the payload.
+    Stopped { stopped: bool },
+    /// `probe`: whether the container is ready, and why.
+    Probed { ready: bool, reason: String, state: Option<State> },
+    /// `group`, `grant`, `provision`, `deprovision`: what changed on the host.
+    Changed { changed: bool, changes: Vec<Change> },
+    /// `reboot`: the restart was requested; whether the OS itself said one was pending.
+    Rebooting {
+        #[serde(rename = "pendingConfirmed")]
+        pending_confirmed: bool,
+    },
+    /// `install`: where the executor is on the host, and whether this call copied it there.
+    Installed { path: PathBuf, installed: bool },
+}
+
+impl ResultLine {
+    /// A success of `command`.
+    pub fn ok(command: &str, outcome: Outcome) -> Self {
+        ResultLine { ok: true, command: command.into(), outcome }
+    }
+
+    /// A refusal of `command`.
+    pub fn refused(command: &str, error: impl Into<String>) -> Self {
+        ResultLine { ok: false, command: command.into(), outcome: Outcome::Refused { error: error.into() } }
+    }
+
+    /// The last line of `output` that is a result line (a termination message holds the end of
+    /// the payload's output, then the result).
+    pub fn parse_last(output: &str) -> Option<ResultLine> {
+        output.lines().rev().find_map(|line| serde_json::from_str(line.trim()).ok())
+    }
+
+    /// The refusal's reason, if the executor refused.
+    pub fn error(&self) -> Option<&str> {
+        match &self.outcome {
+            Outcome::Refused { error } => Some(error),
+            _ => None,
+        }
+    }
+
+    /// The record, if this is `run`'s result.
+    pub fn run(&self) -> Option<&RunReport> {
+        match &self.outcome {
+            Outcome::Ran(report) => Some(report),
+            _ => None,
+        }
+    }
+
+    /// Whether the payload succeeded and asked for a reboot (3010) or started one (1641).
+    pub fn asks_for_reboot(&self) -> bool {
+        self.run().is_some_and(|r| matches!(r.record.state, State::RebootRequired | State::RebootInitiated))
+    }
+}
+
+/// `run`'s result: the record, and whether this call ran anything.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunReport {
+    /// True when the record says this revision already finished, so nothing ran.
+    pub skipped: bool,
+    pub record_path: PathBuf,
+    #[serde(flatten)]
+    pub record: Record,
+}
+
+/// How a task stands on this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum State {
+    /// An attempt is running now.
+    Running,
+    /// Waiting before the next attempt.
+    BackingOff,
+    /// The payload exited 0.
+    Succeeded,
+    /// The payload succeeded and asked for a reboot (3010).
+    RebootRequired,
+    /// The payload succeeded and started a reboot (1641).
+    RebootInitiated,
+    /// Every attempt failed.
+    Failed,
+    /// The executor was stopped (signal, container stop) before the payload finished; the
+    /// next start runs it again.
+    Interrupted,
+}
+
+impl State {
+    /// Whether a `Once` payload is done for this revision (never to run again).
+    pub fn is_final(self) -> bool {
+        matches!(self, State::Succeeded | State::RebootRequired | State::RebootInitiated | State::Failed)
+    }
+
+    /// Whether the payload did what it was asked.
+    pub fn is_success(self) -> bool {
+        matches!(self, State::Succeeded | State::RebootRequired | State::RebootInitiated)
+    }
+}
+
+/// How one attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AttemptOutcome {
+    Succeeded,
+    RebootRequired,
+    RebootInitiated,
+    /// Exited with a failing code.
+    ExitCode,
+    /// Killed at the timeout, with every process of its job.
+    TimedOut,
+    /// Killed for going over a job limit.
+    LimitExceeded,
+    /// Stopped because the executor was stopped.
+    Interrupted,
+    /// Did not start.
+    LaunchFailed,
+}
+
+impl AttemptOutcome {
+    /// What an exit code means when nothing else happened.
+    pub fn from_exit_code(code: i64) -> Self {
+        match code {
+            0 => AttemptOutcome::Succeeded,
+            3010 => AttemptOutcome::RebootRequired,
+            1641 => AttemptOutcome::RebootInitiated,
+            _ => AttemptOutcome::ExitCode,
+        }
+    }
+}
+
+/// One attempt of the payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attempt {
+    pub number: u32,
+    pub start_time: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<AttemptOutcome>,
+    #[serde(default)]
+    pub timed_out: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<JobStats>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+}
+
+/// The record of one task revision on this node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Record {
+    /// `namespace/name` of the HostTask, for people reading the file.
+    pub task: String,
+    pub task_uid: String,
+    pub revision: String,
+    pub mode: hostprocess_crds::Mode,
+    pub state: State,
+    /// The exit code that stands for the result (the last attempt's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i64>,
+    /// Attempts, oldest first (for `Continuous`, the latest 20).
+    pub attempts: Vec<Attempt>,
+}
+
+impl Record {
+    /// Attempts that count against the retry budget (an interrupted one was not the payload's fault).
+    pub fn counted_attempts(&self) -> u32 {
+        let n = self.attempts.iter().filter(|a| a.outcome != Some(AttemptOutcome::Interrupted)).count();
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+}
+
+impl AttemptOutcome {
+    /// Its name as the result line spells it (`ExitCode`, `TimedOut`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            AttemptOutcome::Succeeded => "Succeeded",
+            AttemptOutcome::RebootRequired => "RebootRequired",
+            AttemptOutcome::RebootInitiated => "RebootInitiated",
+            AttemptOutcome::ExitCode => "ExitCode",
+            AttemptOutcome::TimedOut => "TimedOut",
+            AttemptOutcome::LimitExceeded => "LimitExceeded",
+            AttemptOutcome::Interrupted => "Interrupted",
+            AttemptOutcome::LaunchFailed => "LaunchFailed",
+        }
+    }
+}
+
+/// Which limit a job ran into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum LimitKind {
+    Memory,
+    Processes,
+}
+
+/// Accounting of a job, from the OS's job accounting where there is one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobStats {
+    /// The most memory the job's processes used at once, in bytes.
+    pub peak_memory_bytes: u64,
+    /// User plus kernel CPU time of every process of the job, in milliseconds.
+    pub cpu_time_ms: u64,
+    /// Processes of the job alive now.
+    pub active_processes: u32,
+    /// A limit the job ran into, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit_exceeded: Option<LimitKind>,
+}
+
+/// One change made on the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "camelCase")]
+pub enum Change {
+    CreateGroup {
+        group: String,
+    },
+    SetDescription {
+        group: String,
+        description: String,
+    },
+    AddMember {
+        group: String,
+        member: String,
+    },
+    RemoveMember {
+        group: String,
+        member: String,
+    },
+    DeleteGroup {
+        group: String,
+    },
+    #[serde(rename_all = "camelCase")]
+    SetGrant {
+        path: String,
+        group: String,
+        rights: Rights,
+        applies_to: AppliesTo,
+    },
+    RevokeGrant {
+        path: String,
+        group: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(state: State) -> Record {
+        Record {
+            task: "ops/patch".into(),
+            task_uid: "u-1".into(),
+            revision: "r1".into(),
+            mode: hostprocess_crds::Mode::Once,
+            state,
+            exit_code: Some(3010),
+            attempts: vec![Attempt {
+                number: 1,
+                start_time: "2026-12-01T00:00:00Z".into(),
+                end_time: Some("2026-12-01T00:01:00Z".into()),
+                pid: Some(42),
+                exit_code: Some(3010),
+                outcome: Some(AttemptOutcome::RebootRequired),
+                timed_out: false,
+                stats: Some(JobStats {
+                    peak_memory_bytes: 1,
+                    cpu_time_ms: 2,
+                    active_processes: 0,
+                    limit_exceeded: None,
+                }),
+                message: String::new(),
+            }],
+        }
+    }
+
+    #[test]
+    fn every_outcome_round_trips_and_is_told_apart() {
+        let lines = [
+            ResultLine::refused("provision", "the group name is a built-in group"),
+            ResultLine::ok(
+                "run",
+                Outcome::Ran(RunReport {
+                    skipped: false,
+                    record_path: "/r.json".into(),
+                    record: record(State::RebootRequired),
+                }),
+            ),
+            ResultLine::ok("run", Outcome::Stopped { stopped: true }),
+            ResultLine::ok(
+                "probe",
+                Outcome::Probed { ready: true, reason: "done".into(), state: Some(State::Succeeded) },
+            ),
+            ResultLine::ok(
+                "grant apply",
+                Outcome::Changed {
+                    changed: true,
+                    changes: vec![Change::SetGrant {
+                        path: r"C:\logs".into(),
+                        group: "G".into(),
+                        rights: Rights::Modify,
+                        applies_to: AppliesTo::ThisFolderOnly,
+                    }],
+                },
+            ),
+            ResultLine::ok("reboot", Outcome::Rebooting { pending_confirmed: false }),
+            ResultLine::ok("install", Outcome::Installed { path: "/bin/x".into(), installed: true }),
+        ];
+        for line in lines {
+            let text = serde_json::to_string(&line).unwrap_or_default();
+            assert_eq!(ResultLine::parse_last(&format!("payload output\n{text}\n")), Some(line), "{text}");
+        }
+    }
+
+    #[test]
+    fn the_line_keeps_the_keys_the_executor_always_wrote() {
+        let ran = ResultLine::ok(
+            "run",
+            Outcome::Ran(RunReport {
+                skipped: true,
+                record_path: "/r.json".into(),
+                record: record(State::Failed),
+            }),
+        );
+        let value = serde_json::to_value(&ran).unwrap_or_default();
+        for key in [
+            "ok",
+            "command",
+            "skipped",
+            "recordPath",
+            "task",
+            "taskUid",
+            "revision",
+            "state",
+            "exitCode",
+            "attempts",
+        ] {
+            assert!(value.get(key).is_some(), "{key} in {value}");
+        }
+        let refused = serde_json::to_value(ResultLine::refused("run", "no")).unwrap_or_default();
+        assert_eq!(refused, serde_json::json!({"ok": false, "command": "run", "error": "no"}));
+        assert!(ran.run().is_some() && !ran.asks_for_reboot());
+        assert_eq!(ResultLine::parse_last("no result here\n{\"other\": 1}"), None);
+    }
+}
