@@ -29,3 +29,15 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// `until` with the tests' usual bound (20 s), failing the test with what was awaited.
+pub async fn eventually<T, F, Fut>(what: &str, probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    match until(what, Duration::from_secs(20), probe).await {
+        Ok(value) => value,
+        Err(timeout) => panic!("{timeout}"),
+    }
+}

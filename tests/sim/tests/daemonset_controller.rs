@@ -9,13 +9,7 @@ use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
-async fn eventually<T, F, Fut>(what: &str, probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    hostprocess_sim::wait::until(what, Duration::from_secs(20), probe).await.expect(what)
-}
+use hostprocess_sim::wait::eventually;
 
 /// Pods of the DaemonSet by node, with their revision label.
 async fn placement(pods: &Api<Pod>) -> BTreeMap<String, String> {

@@ -22,7 +22,7 @@ where
         let done = probe();
         async move { done.await.then_some(()) }
     };
-    hostprocess_sim::wait::until(what, Duration::from_secs(20), probe).await.expect(what);
+    hostprocess_sim::wait::eventually(what, probe).await
 }
 
 fn daemonset(name: &str) -> DaemonSet {
