@@ -243,18 +243,20 @@ async fn reconcile_task(
     task: Arc<hostprocess_crds::HostTask>,
     ctx: Arc<Context>,
 ) -> Result<Action, hosttask::error::Error> {
-    let started = std::time::Instant::now();
-    let result = hosttask::reconcile(task, ctx.clone()).await;
-    ctx.metrics.reconciled("hosttask", started.elapsed());
-    result
+    timed(&ctx, "hosttask", hosttask::reconcile(task, ctx.clone())).await
 }
 
 async fn reconcile_group(
     group: Arc<HostGroup>,
     ctx: Arc<Context>,
 ) -> Result<Action, hostgroup::error::Error> {
+    timed(&ctx, "hostgroup", hostgroup::reconcile(group, ctx.clone())).await
+}
+
+/// Runs a reconcile and records how long it took.
+async fn timed<T>(ctx: &Context, resource: &str, reconcile: impl Future<Output = T>) -> T {
     let started = std::time::Instant::now();
-    let result = hostgroup::reconcile(group, ctx.clone()).await;
-    ctx.metrics.reconciled("hostgroup", started.elapsed());
+    let result = reconcile.await;
+    ctx.metrics.reconciled(resource, started.elapsed());
     result
 }

@@ -144,24 +144,11 @@ pub(crate) fn namespaces(
     client: &Client,
     changed: Broadcast,
 ) -> (Store<PartialObjectMeta<Namespace>>, impl Future<Output = ()> + Send + 'static) {
-    let (store, writer) = reflector::store();
     let mut labels = NamespaceLabels::default();
-    let api = Api::<PartialObjectMeta<Namespace>>::all(client.clone());
-    let drive = reflector::reflector(
-        writer,
-        watcher(api, watcher::Config::default()).modify(cached_pod::names_and_labels),
-    )
-    .default_backoff()
-    .touched_objects()
-    .for_each(move |ns| {
-        if let Ok(ns) = ns
-            && labels.changed(&ns)
-        {
-            changed.send();
-        }
-        futures::future::ready(())
-    });
-    (store, drive)
+    metadata(client, changed, move |event| match event {
+        watcher::Event::Apply(ns) | watcher::Event::InitApply(ns) => labels.changed(ns),
+        _ => false,
+    })
 }
 
 /// Nodes, metadata only (names and labels): only an arrival, a departure or a label change that
@@ -170,9 +157,24 @@ pub(crate) fn nodes(
     client: &Client,
     changed: Broadcast,
 ) -> (Store<PartialObjectMeta<Node>>, impl Future<Output = ()> + Send + 'static) {
-    let (store, writer) = reflector::store();
     let mut targeting = NodeTargeting::default();
-    let api = Api::<PartialObjectMeta<Node>>::all(client.clone());
+    metadata(client, changed, move |event| targeting.changed(event))
+}
+
+/// A cluster-scoped metadata-only watch of `K`, keeping names and labels; `changed` is told when
+/// `matters` says an event matters.
+fn metadata<K>(
+    client: &Client,
+    changed: Broadcast,
+    mut matters: impl FnMut(&watcher::Event<PartialObjectMeta<K>>) -> bool + Send + 'static,
+) -> (Store<PartialObjectMeta<K>>, impl Future<Output = ()> + Send + 'static)
+where
+    K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + Send + Sync + 'static,
+    PartialObjectMeta<K>:
+        kube::Resource<DynamicType = ()> + serde::de::DeserializeOwned + Clone + std::fmt::Debug,
+{
+    let (store, writer) = reflector::store();
+    let api = Api::<PartialObjectMeta<K>>::all(client.clone());
     let drive = reflector::reflector(
         writer,
         watcher(api, watcher::Config::default()).modify(cached_pod::names_and_labels),
@@ -180,7 +182,7 @@ pub(crate) fn nodes(
     .default_backoff()
     .for_each(move |event| {
         if let Ok(event) = event
-            && targeting.changed(&event)
+            && matters(&event)
         {
             changed.send();
         }
