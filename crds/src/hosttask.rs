@@ -338,8 +338,8 @@ pub struct HostTaskStatus {
     #[serde(default)]
     pub nodes: NodeCounts,
 
-    /// The failing nodes with exit code and message; at most 20 (see `nodes.failed` for the
-    /// total).
+    /// The failing nodes with exit code and message, sorted by node; at most 20 (see
+    /// `nodes.failed` for the total).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 20))]
     pub failures: Vec<NodeFailure>,

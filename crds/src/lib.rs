@@ -22,6 +22,10 @@ pub use validate::{FieldError, ValidationErrors};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
+/// How many failing nodes a status lists, at most (the schema's `maxItems` of
+/// `status.failures`; the counts carry the rest).
+pub const LISTED_FAILURES: usize = 20;
+
 /// Both CRDs, HostGroup first (a HostTask may refer to a HostGroup).
 pub fn crds() -> Vec<CustomResourceDefinition> {
     vec![HostGroup::crd(), HostTask::crd()]
@@ -36,4 +40,18 @@ pub fn crds_yaml() -> Result<String, yaml_serde::Error> {
         out.push_str(&yaml_serde::to_string(&crd)?);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_status_lists_as_many_failures_as_the_schema_allows() {
+        for crd in crds() {
+            let schema = serde_json::to_value(&crd.spec.versions[0].schema).unwrap_or_default();
+            let failures = &schema["openAPIV3Schema"]["properties"]["status"]["properties"]["failures"];
+            assert_eq!(failures["maxItems"], LISTED_FAILURES, "{}", crd.spec.names.kind);
+        }
+    }
 }

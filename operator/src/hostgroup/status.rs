@@ -8,8 +8,7 @@ use super::plan::{Plan, SetupResult};
 use crate::conditions::{self, Blocked, READY, RECONCILING, STALLED, Wanted};
 use crate::names::name_list;
 
-/// The failing nodes listed in status, at most.
-pub const LISTED_FAILURES: usize = 20;
+use hostprocess_crds::LISTED_FAILURES;
 
 /// Nodes named in a condition message, at most.
 const NAMED_IN_CONDITIONS: usize = 5;

@@ -12,8 +12,7 @@ use hostprocess_crds::hosttask::{NodeCounts, NodeFailure};
 
 pub use crate::state::pod_result::NodeResult;
 
-/// The failing nodes listed in status, at most (the counts carry the rest).
-pub const LISTED_FAILURES: usize = 10;
+pub use hostprocess_crds::LISTED_FAILURES;
 
 /// How the rollout stands after this decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
