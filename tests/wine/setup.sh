@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Prepares a private Wine prefix to run the Windows build of the node-executor in tests:
 # installs wine/wine64 and mingw when missing, builds the bcryptprimitives.dll stand-in,
-# creates the prefix once, and starts a persistent wineserver (fast process starts).
+# creates the prefix once — cached outside the repository, keyed by Wine's version — and starts
+# a persistent wineserver (fast process starts).
 # Prints the environment to use: eval "$(bash tests/wine/setup.sh)".
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
-prefix="${HOSTPROCESS_WINEPREFIX:-$root/target/wine-prefix}"
+cache="${HOSTPROCESS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hostprocess-operator}"
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()
@@ -18,6 +19,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+wine_version="$(/usr/lib/wine/wine64 --version 2>/dev/null | tr -c 'A-Za-z0-9.\n-' '_')"
+prefix="${HOSTPROCESS_WINEPREFIX:-$cache/wine-prefix-${wine_version:-unknown}}"
 export WINEPREFIX="$prefix" WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml=" 
 dll="$root/target/wine/bcryptprimitives.dll"
 if [ ! -f "$dll" ] || [ "$here/bcryptprimitives.c" -nt "$dll" ]; then
