@@ -329,6 +329,32 @@ async fn a_rebooted_node_restarts_its_pods_without_running_a_finished_payload_ag
 }
 
 #[tokio::test]
+async fn a_never_pod_running_when_its_node_reboots_is_not_started_again() {
+    let sim = simulation(1).await;
+    let executor = local_executor();
+    let runs = tempfile::tempdir().unwrap();
+    let count = runs.path().join("runs").display().to_string();
+    // A pod that must not restart (as the operator's reboot pod), running when the node goes down.
+    let never = json!({"restartPolicy": "Never"});
+    let command = [executor.as_str(), "payload", "count", &count, "--code", "0"];
+    create(&sim, pod("one-shot", "win-000", &command, never.clone())).await;
+    let long = [executor.as_str(), "payload", "sleep", "3600"];
+    create(&sim, pod("sleeper", "win-000", &long, never)).await;
+    pod_until(&sim, "one-shot", "the one-shot pod to succeed", |p| phase(p) == "Succeeded").await;
+    pod_until(&sim, "sleeper", "the sleeper to run", |p| phase(p) == "Running").await;
+    let kubelet = sim.node("win-000").unwrap();
+    kubelet.reboot();
+    node_turns(&sim, "win-000", "False", Duration::from_secs(10)).await;
+    node_turns(&sim, "win-000", "True", Duration::from_secs(20)).await;
+    let sleeper =
+        pod_until(&sim, "sleeper", "the sleeper to end with its node", |p| phase(p) == "Failed").await;
+    let ended = main_status(&sleeper).unwrap().state.and_then(|s| s.terminated).unwrap();
+    assert_eq!((ended.exit_code, ended.reason.as_deref()), (255, Some("Unknown")));
+    assert_eq!(phase(&get(&sim, "one-shot").await), "Succeeded");
+    assert_eq!(std::fs::read_to_string(&count).unwrap().lines().count(), 1, "the one-shot pod ran once");
+}
+
+#[tokio::test]
 async fn a_lost_node_turns_unknown_and_comes_back() {
     let sim = simulation(1).await;
     let executor = local_executor();

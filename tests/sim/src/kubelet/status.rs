@@ -137,3 +137,31 @@ pub(super) fn initial_status(container: &Container, previous: Option<&ContainerS
     }
     status
 }
+
+/// Whether a container had started before (the pod was running when the node went down).
+pub(super) fn had_started(status: &ContainerStatus) -> bool {
+    status.restart_count > 0 || state_is(status, "running") || state_is(status, "terminated")
+}
+
+/// A container of a `Never` pod after a reboot: not started again. It keeps how it ended, or
+/// ends as the runtime reports a container it lost (exit 255, `Unknown`).
+pub(super) fn ended_at_reboot(container: &Container, previous: Option<&ContainerStatus>) -> ContainerStatus {
+    let mut status = initial_status(container, None);
+    let Some(previous) = previous else { return status };
+    status.restart_count = previous.restart_count;
+    status.last_state = previous.last_state.clone();
+    let terminated = previous.state.as_ref().and_then(|s| s.terminated.clone()).unwrap_or_else(|| {
+        ContainerStateTerminated {
+            exit_code: 255,
+            reason: Some("Unknown".into()),
+            started_at: previous
+                .state
+                .as_ref()
+                .and_then(|s| s.running.as_ref())
+                .and_then(|r| r.started_at.clone()),
+            ..ContainerStateTerminated::default()
+        }
+    });
+    status.state = Some(ContainerState { terminated: Some(terminated), ..ContainerState::default() });
+    status
+}

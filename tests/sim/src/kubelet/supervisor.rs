@@ -53,6 +53,20 @@ pub(super) async fn run_pod(
         conditions: old.conditions.clone().unwrap_or_default(),
         message: None,
     };
+    // A kubelet does not start a pod again that must not restart and already ran (after a reboot
+    // its containers' processes are gone): the pod ends, Failed unless every container had
+    // exited 0 — kubelet's computePodActions creates no new sandbox for it.
+    let mut runtime = runtime;
+    let ended = runtime.restart_policy == "Never" && old.container_statuses.iter().flatten().any(had_started);
+    if ended {
+        runtime.initialized = true;
+        runtime.containers = spec
+            .containers
+            .iter()
+            .map(|c| ended_at_reboot(c, previous(old.container_statuses.as_ref(), &c.name).as_ref()))
+            .collect();
+        runtime.finished = spec.containers.iter().map(|c| c.name.clone()).collect();
+    }
     let uid = pod.uid().unwrap_or_default();
     let pod_dir = config.root.join("pods").join(&uid);
     let ctx = Arc::new(PodCtx {
@@ -64,6 +78,10 @@ pub(super) async fn run_pod(
         runtime: Mutex::new(runtime),
         changed: Notify::new(),
     });
+    if ended {
+        ctx.write_status().await;
+        return;
+    }
     let writer = {
         let ctx = ctx.clone();
         tokio::spawn(async move {
