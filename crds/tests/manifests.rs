@@ -41,6 +41,15 @@ fn every_example_parses_and_validates() {
 }
 
 #[test]
+fn the_readme_example_is_a_valid_host_task() {
+    let readme = fs::read_to_string(repo().join("README.md")).expect("README.md");
+    let block = readme.split("```yaml\n").nth(1).and_then(|rest| rest.split("```").next());
+    let block = block.expect("README.md shows a HostTask in a yaml block");
+    let parsed = parse_manifests(block).unwrap_or_else(|e| panic!("README.md's example: {e}"));
+    assert!(matches!(parsed.as_slice(), [Manifest::HostTask(_)]), "README.md's example: {parsed:?}");
+}
+
+#[test]
 fn the_real_cluster_end_to_end_objects_parse_and_validate() {
     let files = yaml_files("tests/e2e-real");
     assert_eq!(files.len(), 3, "{files:?}");
