@@ -19,7 +19,8 @@ use crate::{install, payload, provision, record, run, sandbox, selftest};
 /// What a subcommand prints on stdout, last.
 #[derive(Debug)]
 pub enum Output {
-    Result(ResultLine),
+    /// The result line; its `command` is the invoked command's name (`Command::name`).
+    Result { ok: bool, outcome: Outcome },
     /// `self-test` prints its report.
     SelfTest(selftest::Report),
     /// A test payload's output is the payload's own.
@@ -34,12 +35,12 @@ pub struct Reply {
 }
 
 impl Reply {
-    fn ok(command: &str, outcome: Outcome) -> Reply {
-        Reply { output: Output::Result(ResultLine::ok(command, outcome)), code: 0 }
+    fn ok(outcome: Outcome) -> Reply {
+        Reply { output: Output::Result { ok: true, outcome }, code: 0 }
     }
 
-    fn changes(command: &str, changes: Vec<Change>) -> Reply {
-        Reply::ok(command, Outcome::Changed { changed: !changes.is_empty(), changes })
+    fn changes(changes: Vec<Change>) -> Reply {
+        Reply::ok(Outcome::Changed { changed: !changes.is_empty(), changes })
     }
 }
 
@@ -64,11 +65,11 @@ pub fn execute(cli: Cli) -> Result<Reply, Failure> {
         Command::Payload(payload) => {
             Ok(Reply { output: Output::Nothing, code: payload::run(payload.clone()) })
         }
-        Command::Run(args) => run(&host(&cli)?, args, &state_dir),
+        Command::Run(args) => run(&host(&cli)?, args, &state_dir, cli.command.name()),
         Command::Reboot { reason } => reboot(&host(&cli)?, reason),
         Command::Install => {
             let (path, installed) = install::install(&state_dir).map_err(Failure)?;
-            Ok(Reply::ok("install", Outcome::Installed { path, installed }))
+            Ok(Reply::ok(Outcome::Installed { path, installed }))
         }
         Command::Probe(args) => probe(args, &state_dir),
         Command::Group(GroupCommand::Ensure { name, description, members }) => {
@@ -81,18 +82,18 @@ pub fn execute(cli: Cli) -> Result<Reply, Failure> {
                 members: members.clone(),
                 deletion_policy: Default::default(),
             };
-            Ok(Reply::changes("group ensure", provision::provision(&host(&cli)?, &spec, &state_dir)?))
+            Ok(Reply::changes(provision::provision(&host(&cli)?, &spec, &state_dir)?))
         }
         Command::Group(GroupCommand::Remove { name }) => {
-            Ok(Reply::changes("group remove", provision::deprovision(&host(&cli)?, name, &state_dir)?))
+            Ok(Reply::changes(provision::deprovision(&host(&cli)?, name, &state_dir)?))
         }
         Command::Grant(GrantCommand::Apply { group, path, rights, applies_to }) => {
             let grant = Grant { path: path.clone(), rights: *rights, applies_to: *applies_to };
-            Ok(Reply::changes("grant apply", provision::grant(&host(&cli)?, group, &[grant], &state_dir)?))
+            Ok(Reply::changes(provision::grant(&host(&cli)?, group, &[grant], &state_dir)?))
         }
         Command::Grant(GrantCommand::Revoke { group, path }) => {
             let done = provision::revoke(&host(&cli)?, group, std::slice::from_ref(path), &state_dir)?;
-            Ok(Reply::changes("grant revoke", done))
+            Ok(Reply::changes(done))
         }
         Command::Provision { spec } => {
             // A ConfigMap volume: at its mount path (containerd 1.7+) or under the sandbox (1.6).
@@ -101,10 +102,10 @@ pub fn execute(cli: Cli) -> Result<Reply, Failure> {
                 .map_err(|e| Failure(format!("cannot read {}: {e}", spec.display())))?;
             let spec: HostGroupSpec = serde_json::from_str(&text)
                 .map_err(|e| Failure(format!("{} is not a HostGroup spec: {e}", spec.display())))?;
-            Ok(Reply::changes("provision", provision::provision(&host(&cli)?, &spec, &state_dir)?))
+            Ok(Reply::changes(provision::provision(&host(&cli)?, &spec, &state_dir)?))
         }
         Command::Deprovision { group } => {
-            Ok(Reply::changes("deprovision", provision::deprovision(&host(&cli)?, group, &state_dir)?))
+            Ok(Reply::changes(provision::deprovision(&host(&cli)?, group, &state_dir)?))
         }
         Command::SelfTest { scratch } => self_test(&host(&cli)?, scratch.as_deref(), &state_dir),
     }
@@ -123,14 +124,14 @@ fn host(cli: &Cli) -> Result<Host, Failure> {
     }
 }
 
-fn run(platform: &Host, args: &RunArgs, state_dir: &Path) -> Result<Reply, Failure> {
+fn run(platform: &Host, args: &RunArgs, state_dir: &Path, name: &str) -> Result<Reply, Failure> {
     let request = run_request(platform, args, state_dir)?;
     let shutdown = Shutdown::install()?;
     let ran = run::run(platform, &request, &shutdown)?;
     let state = ran.report.record.state;
     let ok = state.is_success() || state == record::State::Interrupted;
     let skipped = ran.report.skipped;
-    let line = ResultLine { ok, command: "run".into(), outcome: Outcome::Ran(ran.report) };
+    let outcome = Outcome::Ran(ran.report);
     if args.idle_after && request.mode == Mode::Once && !shutdown.requested() {
         // The container that ran the payload leaves once with its result: the runtime reports
         // the exit code at once (0: success — no wait for the next readiness probe) and, for any
@@ -138,20 +139,20 @@ fn run(platform: &Host, args: &RunArgs, state_dir: &Path) -> Result<Reply, Failu
         // The next container finds the record, does not run the payload again, and idles; the
         // probe answers from the record.
         if !skipped {
-            return Ok(Reply { output: Output::Result(line), code: ran.exit_code });
+            return Ok(Reply { output: Output::Result { ok, outcome }, code: ran.exit_code });
         }
         // Report now; the record answers the probe while we idle.
-        print_line(&line);
+        print_line(&ResultLine { ok, command: name.into(), outcome });
         shutdown.wait();
-        return Ok(Reply::ok("run", Outcome::Stopped { stopped: true }));
+        return Ok(Reply::ok(Outcome::Stopped { stopped: true }));
     }
-    Ok(Reply { output: Output::Result(line), code: ran.exit_code })
+    Ok(Reply { output: Output::Result { ok, outcome }, code: ran.exit_code })
 }
 
 fn reboot(platform: &Host, reason: &str) -> Result<Reply, Failure> {
     let pending = platform.reboot_pending()?;
     platform.request_reboot(reason)?;
-    Ok(Reply::ok("reboot", Outcome::Rebooting { pending_confirmed: pending }))
+    Ok(Reply::ok(Outcome::Rebooting { pending_confirmed: pending }))
 }
 
 fn probe(args: &ProbeArgs, state_dir: &Path) -> Result<Reply, Failure> {
@@ -160,7 +161,7 @@ fn probe(args: &ProbeArgs, state_dir: &Path) -> Result<Reply, Failure> {
     let record = record::RecordPath::new(state_dir, &args.task_uid, &args.revision).load()?;
     let (ready, reason) = record::readiness(record.as_ref());
     let outcome = Outcome::Probed { ready, reason, state: record.map(|r| r.state) };
-    Ok(Reply { code: if ready { 0 } else { 1 }, ..Reply::ok("probe", outcome) })
+    Ok(Reply { code: if ready { 0 } else { 1 }, ..Reply::ok(outcome) })
 }
 
 fn self_test(platform: &Host, scratch: Option<&Path>, state_dir: &Path) -> Result<Reply, Failure> {

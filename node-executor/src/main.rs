@@ -31,7 +31,9 @@ fn main() {
     let code = match dispatch::execute(cli) {
         Ok(Reply { output, code }) => {
             match output {
-                Output::Result(line) => dispatch::print_line(&line),
+                Output::Result { ok, outcome } => {
+                    dispatch::print_line(&ResultLine { ok, command: name.into(), outcome });
+                }
                 Output::SelfTest(report) => match serde_json::to_string(&report) {
                     Ok(text) => println!("{text}"),
                     Err(e) => eprintln!("node-executor self-test: cannot encode the report: {e}"),
