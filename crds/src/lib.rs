@@ -28,7 +28,48 @@ pub const LISTED_FAILURES: usize = 20;
 
 /// Both CRDs, HostGroup first (a HostTask may refer to a HostGroup).
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![HostGroup::crd(), HostTask::crd()]
+    vec![for_the_api_server(HostGroup::crd()), for_the_api_server(HostTask::crd())]
+}
+
+/// What the derived schema leaves to do: formats the API server knows, and a status that says
+/// "not observed yet" from the moment the object exists.
+///
+/// Without a status, kstatus (Flux's health check) and Argo CD judge a new HostTask or HostGroup
+/// healthy before the operator has seen it: a GitOps sync would report a rollout done that has
+/// not started. The API server defaults a missing `status` to `observedGeneration: 0` whenever it
+/// reads the object, so a new object is InProgress (generation 1 is ahead of 0) until the
+/// operator writes its first status.
+fn for_the_api_server(crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    let crd = with_kubernetes_formats(crd);
+    let Ok(mut value) = serde_json::to_value(&crd) else { return crd };
+    for version in value["spec"]["versions"].as_array_mut().into_iter().flatten() {
+        let status = &mut version["schema"]["openAPIV3Schema"]["properties"]["status"];
+        if status.is_object() {
+            status["default"] = serde_json::json!({"observedGeneration": 0});
+        }
+    }
+    serde_json::from_value(value).unwrap_or(crd)
+}
+
+/// schemars writes `format: uint32` for a `u32`; the API server knows `int32` and `int64` only
+/// and warns `unrecognized format "uint32"` on every apply. A `u32` is an `int64` whose
+/// `minimum: 0` schemars writes already.
+fn with_kubernetes_formats(crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    fn rewrite(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(map) => {
+                if map.get("format").and_then(|f| f.as_str()) == Some("uint32") {
+                    map.insert("format".into(), "int64".into());
+                }
+                map.values_mut().for_each(rewrite);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(rewrite),
+            _ => {}
+        }
+    }
+    let Ok(mut value) = serde_json::to_value(&crd) else { return crd };
+    rewrite(&mut value);
+    serde_json::from_value(value).unwrap_or(crd)
 }
 
 /// The CRDs as one multi-document YAML stream, as checked in at `crds/hostprocess.dev.yaml`.
@@ -53,5 +94,32 @@ mod tests {
             let failures = &schema["openAPIV3Schema"]["properties"]["status"]["properties"]["failures"];
             assert_eq!(failures["maxItems"], LISTED_FAILURES, "{}", crd.spec.names.kind);
         }
+    }
+
+    #[test]
+    fn every_format_in_the_schemas_is_one_the_api_server_knows() {
+        // The formats kube-apiserver validates or passes on without an "unrecognized format"
+        // warning (apiextensions' supported formats).
+        const KNOWN: &[&str] =
+            &["int32", "int64", "float", "double", "byte", "date", "date-time", "duration"];
+        fn formats(value: &serde_json::Value, out: &mut Vec<String>) {
+            match value {
+                serde_json::Value::Object(map) => {
+                    if let Some(format) = map.get("format").and_then(|f| f.as_str()) {
+                        out.push(format.to_string());
+                    }
+                    map.values().for_each(|v| formats(v, out));
+                }
+                serde_json::Value::Array(items) => items.iter().for_each(|v| formats(v, out)),
+                _ => {}
+            }
+        }
+        let mut found = Vec::new();
+        for crd in crds() {
+            formats(&serde_json::to_value(&crd).unwrap_or_default(), &mut found);
+        }
+        assert!(found.iter().any(|f| f == "int64"), "the counts are int64: {found:?}");
+        let unknown: Vec<&String> = found.iter().filter(|f| !KNOWN.contains(&f.as_str())).collect();
+        assert!(unknown.is_empty(), "formats the API server warns about: {unknown:?}");
     }
 }

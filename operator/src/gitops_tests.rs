@@ -74,6 +74,11 @@ fn task_object(status: Option<hostprocess_crds::HostTaskStatus>, generation: i64
     serde_json::to_value(&task).unwrap()
 }
 
+/// The status a HostTask has before the operator wrote one: the CRD's default.
+fn not_observed() -> hostprocess_crds::HostTaskStatus {
+    hostprocess_crds::HostTaskStatus { observed_generation: Some(0), ..Default::default() }
+}
+
 fn nodes(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("win-{i:03}")).collect()
 }
@@ -106,7 +111,8 @@ fn task_phases() -> Vec<(&'static str, Value)> {
     let mut deleting = task_object(status(Some(&complete), None, false), 2);
     deleting["metadata"]["deletionTimestamp"] = json!("2026-11-23T10:05:00Z");
     vec![
-        ("not yet seen by the operator", task_object(None, 1)),
+        // The API server defaults a missing status to `observedGeneration: 0` (crds::crds()).
+        ("not yet seen by the operator", task_object(Some(not_observed()), 1)),
         ("rolling out", task_object(status(Some(&rolling), None, false), 2)),
         ("complete", task_object(status(Some(&complete), None, false), 2)),
         ("halted by failures", task_object(status(Some(&halted), None, false), 2)),
@@ -126,7 +132,7 @@ fn kstatus_judges_hosttasks_in_every_phase_as_flux_expects() {
         [
             // kstatus reads a custom resource without status as Current: the operator writes
             // status in its first reconcile, so this lasts until the operator has seen the object.
-            ("not yet seen by the operator", KStatus::Current),
+            ("not yet seen by the operator", KStatus::InProgress),
             ("rolling out", KStatus::InProgress),
             ("complete", KStatus::Current),
             ("halted by failures", KStatus::Failed),
