@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the project, after installing what the tests need when it is missing:
-# the Windows cross target and its linker, Wine for running the Windows build. Safe to run
-# again; CI runs exactly this.
+# the Windows cross target and its linker, Go for building the real control plane, Wine for
+# running the Windows build. Safe to run again; CI runs exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,12 +44,14 @@ for file in crds/hostprocess.dev.yaml deploy/crds.yaml; do
     diff -u "$file" - <<<"$crds" || { echo "$file is stale: regenerate it (see README)" >&2; exit 1; }
 done
 
-log "the simulated cluster's API server (built from Debian's Kubernetes libraries, cached)"
-apiserver_paths="$(bash tests/apiserver/build.sh)"
-export HOSTPROCESS_TEST_APISERVER="$(sed -n 's/^APISERVER=//p' <<<"$apiserver_paths")"
-export HOSTPROCESS_TEST_ETCD="$(sed -n 's/^ETCD=//p' <<<"$apiserver_paths")"
-gofmt="$(dirname "$HOSTPROCESS_TEST_ETCD")/../lib/go-1.27/bin/gofmt"
-unformatted="$("$gofmt" -l tests/apiserver/*.go)"
+log "the real control plane and the kstatus check (built from the Go module proxy, cached outside the clone)"
+command -v go >/dev/null || apt_install golang-go
+control_plane="$(bash tests/control-plane/build.sh)"
+HOSTPROCESS_CONTROL_PLANE_BIN="$(dirname "$(sed -n 's/^KUBECTL=//p' <<<"$control_plane")")"
+export HOSTPROCESS_CONTROL_PLANE_BIN
+HOSTPROCESS_KSTATUS="$(bash tests/kstatus/build.sh | sed -n 's/^KSTATUS=//p')"
+export HOSTPROCESS_KSTATUS
+unformatted="$(gofmt -l tests/control-plane tests/kstatus)"
 [ -z "$unformatted" ] || { echo "gofmt: $unformatted" >&2; exit 1; }
 
 log "cargo test (Linux)"

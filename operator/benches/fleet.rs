@@ -5,13 +5,16 @@
 //! the overhead of a 10-wave rollout beyond the payload's own run time (10 simulated nodes with
 //! kubelets running the real executor, maxConcurrent 1, a 1 s payload).
 //!
-//! The 1,000 fleet nodes have no kubelet process each: a stand-in sets each of their task pods
-//! to what a kubelet reports once the executor finished the payload (the container exited 0 and
-//! restarted, ready). Everything else is the real operator binary and the real API server.
+//! The 1,000 fleet nodes have no kubelet process each: stand-ins keep them Ready to the real
+//! node-lifecycle controller (status and a Lease renewed every 10 s, as a kubelet does) and set
+//! each of their task pods to what a kubelet reports once the executor finished the payload
+//! (the container exited 0 and restarted, ready). Everything else is real: the operator binary
+//! running as its `deploy/` ServiceAccount, and the upstream control plane, whose DaemonSet
+//! controller creates the pods and whose scheduler binds them (both allowed 500 requests/s, as
+//! a large cluster would tune them; upstream's 20/s and 50/s would make them the bottleneck).
 //!
-//! Run: `cargo bench -p hostprocess-operator --bench fleet` (after `bash tests/apiserver/build.sh`
-//! and with `HOSTPROCESS_TEST_APISERVER`/`_ETCD`/`HOSTPROCESS_NODE_EXECUTOR` set as
-//! tests/run-all.sh sets them). Sizes: `FLEET_NODES`, `FLEET_TASKS`, `FLEET_QUIET_SECONDS`;
+//! Run: `cargo bench -p hostprocess-operator --bench fleet` (with `HOSTPROCESS_NODE_EXECUTOR`
+//! set as tests/run-all.sh sets it). Sizes: `FLEET_NODES`, `FLEET_TASKS`, `FLEET_QUIET_SECONDS`;
 //! `FLEET_OPERATOR_WRAPPER` runs the operator under a profiler.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark: a failed step should stop it
@@ -23,9 +26,10 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use hostprocess_crds::HostTask;
 use hostprocess_sim::faults::FaultProxy;
+use hostprocess_sim::nodes::StandIns;
 use hostprocess_sim::wait::until;
-use hostprocess_sim::{SimOptions, Simulation};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Pod};
+use hostprocess_sim::{ClusterOptions, SimOptions, Simulation};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -212,20 +216,23 @@ async fn main() {
     const WAVE_NODES: usize = 10;
 
     let started = Instant::now();
-    let sim = Simulation::start(SimOptions { nodes: WAVE_NODES, ..SimOptions::default() }).await.unwrap();
+    // Upstream's node timing (50 s grace, Leases renewed every 10 s).
+    let cluster =
+        ClusterOptions { node_monitor_grace_period: Duration::from_secs(50), client_qps: Some(500) };
+    let sim =
+        Simulation::start(SimOptions { nodes: WAVE_NODES, cluster, ..SimOptions::default() }).await.unwrap();
     let client = sim.client.clone();
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     for crd in hostprocess_crds::crds() {
         let name = crd.metadata.name.clone().unwrap();
         crds.patch(&name, &PatchParams::apply("bench").force(), &Patch::Apply(&crd)).await.unwrap();
     }
-    let ns =
-        json!({"metadata": {"name": NS, "labels": {"pod-security.kubernetes.io/enforce": "privileged"}}});
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &serde_json::from_value(ns).unwrap())
+    hostprocess_sim::create_namespace(&client, NS, &[("pod-security.kubernetes.io/enforce", "privileged")])
         .await
         .unwrap();
-    let names = hostprocess_sim::add_windows_nodes_from(&client, WAVE_NODES, fleet_nodes).await.unwrap();
+    let stand_ins =
+        StandIns::start(&client, WAVE_NODES, fleet_nodes, sim.options().lease_renewal()).await.unwrap();
+    let names = stand_ins.names.clone();
     let nodes: Api<Node> = Api::all(client.clone());
     futures::stream::iter(names.iter().cloned())
         .for_each_concurrent(16, |name| {
@@ -244,7 +251,7 @@ async fn main() {
     );
 
     // The operator binary, every request through the counting proxy.
-    let proxy = FaultProxy::start(&sim.cluster).await.unwrap();
+    let proxy = FaultProxy::start(&sim.cluster, &sim.operator_kubeconfig().await.unwrap()).await.unwrap();
     let admin = free_port();
     // `FLEET_OPERATOR_WRAPPER` (e.g. `perf record -g`) runs the operator under a
     // profiler; the RSS figure is then the wrapper's.

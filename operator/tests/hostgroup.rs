@@ -167,7 +167,9 @@ async fn deleting_a_hostgroup_cleans_every_node_and_a_node_that_is_gone_does_not
         assert!(host_state(&fx.sim, node).0.contains("appoperators"));
     }
 
-    // One node leaves the cluster for good before the group is deleted.
+    // One node leaves the cluster for good before the group is deleted: it goes down, then
+    // its Node object is removed.
+    fx.sim.kubelets[2].lose();
     Api::<Node>::all(fx.sim.client.clone()).delete("win-002", &DeleteParams::default()).await.unwrap();
     groups(&fx).delete("app-operators", &DeleteParams::default()).await.unwrap();
     until("the HostGroup is gone", Duration::from_secs(60), || async {

@@ -8,18 +8,17 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::*;
-use hostprocess_sim::SimOptions;
 use hostprocess_sim::wait::until;
 use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ListParams};
+use kube::api::{Api, ListParams, PostParams};
 use serde_json::{Value, json};
 
 #[tokio::test]
 async fn a_patch_rollout_over_20_nodes_never_runs_more_than_max_concurrent_and_runs_each_once() {
     use futures::StreamExt;
-    use k8s_openapi::api::core::v1::Pod;
     use kube::runtime::{WatchStreamExt, watcher};
 
     let fx = Fixture::start(20, "privileged").await;
@@ -166,6 +165,27 @@ async fn a_namespace_that_refuses_hostprocess_pods_is_reported_not_retried() {
         stalled.status.unwrap().conditions.into_iter().find(|c| c.type_ == "Stalled").unwrap().message;
     assert!(message.contains("pod-security.kubernetes.io/enforce=privileged"), "{message}");
     assert!(fx.admitted("patch").await.is_empty(), "no DaemonSet was created");
+
+    // The operator's judgement is the real PodSecurity admission plugin's: the pod it builds for
+    // the same task in a privileged namespace is refused here (a server-side dry run).
+    fx.namespace("privileged-tasks", "privileged").await;
+    fx.apply_in("privileged-tasks", "patch", json!({"script": "exit 0"})).await;
+    let sets: Api<DaemonSet> = Api::namespaced(fx.sim.client.clone(), "privileged-tasks");
+    let template = until("the DaemonSet in the privileged namespace", Duration::from_secs(30), || async {
+        Some(sets.get_opt("hostprocess-patch").await.ok()??.spec?.template)
+    })
+    .await
+    .unwrap();
+    let pod = Pod {
+        metadata: kube::api::ObjectMeta { name: Some("probe".into()), ..Default::default() },
+        spec: template.spec,
+        ..Default::default()
+    };
+    let pods: Api<Pod> = Api::namespaced(fx.sim.client.clone(), NS);
+    let refused = pods.create(&PostParams { dry_run: true, ..Default::default() }, &pod).await.unwrap_err();
+    let refused = refused.to_string();
+    assert!(refused.contains("violates PodSecurity \"baseline:latest\""), "{refused}");
+    assert!(refused.contains("hostProcess"), "{refused}");
 }
 
 #[tokio::test]
@@ -203,9 +223,7 @@ async fn a_node_joining_later_gets_the_task_and_a_new_revision_rolls_out_again()
     let v1 = fx.wait_ready("config", "revision 1 on two nodes").await;
     assert_eq!(v1.status.as_ref().unwrap().nodes.succeeded, 2);
 
-    let executor = hostprocess_sim::node_executor_binary().unwrap();
-    let options = SimOptions::default();
-    fx.sim.add_nodes(1, &options, &executor).await.unwrap();
+    fx.sim.add_nodes(1).await.unwrap();
     let joined = until("the new node to get the task", Duration::from_secs(60), || async {
         let task = fx.task("config").await;
         let nodes = &task.status.as_ref()?.nodes;
@@ -239,7 +257,7 @@ async fn refused_label_and_status_writes_are_sent_again_and_never_exceed_max_con
     // patches (the admission labels a reconcile queues and does not wait for) and its next two
     // status writes (also queued).
     fx.operator.abort();
-    let proxy = FaultProxy::start(&fx.sim.cluster).await.unwrap();
+    let proxy = FaultProxy::start(&fx.sim.cluster, &fx.operator_kubeconfig).await.unwrap();
     proxy.faults.fail_next(
         3,
         Matcher::new(Some(hyper::Method::PATCH), "/api/v1/nodes/"),
@@ -287,7 +305,7 @@ async fn a_stopping_operator_writes_the_status_it_decided_before_it_returns() {
 
     let fx = Fixture::start(1, "privileged").await;
     fx.operator.abort();
-    let proxy = FaultProxy::start(&fx.sim.cluster).await.unwrap();
+    let proxy = FaultProxy::start(&fx.sim.cluster, &fx.operator_kubeconfig).await.unwrap();
     let operator = Stoppable::start(proxy.client().await.unwrap()).await;
     // From now on every request takes 1.5 s: the status write is still in flight when the
     // operator is told to stop.
@@ -315,7 +333,7 @@ async fn an_operator_told_to_stop_before_its_controllers_have_listed_still_stops
 
     let fx = Fixture::start(1, "privileged").await;
     fx.operator.abort();
-    let proxy = FaultProxy::start(&fx.sim.cluster).await.unwrap();
+    let proxy = FaultProxy::start(&fx.sim.cluster, &fx.operator_kubeconfig).await.unwrap();
     // Only the HostTask controller's own watch reads HostTasks: it never lists.
     proxy.faults.fail_next(
         1_000_000,
@@ -346,9 +364,10 @@ async fn two_replicas_never_act_at_once_and_the_standby_takes_over() {
     let mut fx = Fixture::start(3, "privileged").await;
     fx.operator.abort();
     let leased = |name: &str| {
+        // The Lease lives in the operator's own namespace, where deploy/ lets it write Leases.
         let leader = hostprocess_operator::LeaderElection::new(
-            fx.sim.client.clone(),
-            NS,
+            fx.operator_client.clone(),
+            hostprocess_sim::operator::NAMESPACE,
             "hostprocess-operator",
             name,
         )
@@ -358,7 +377,7 @@ async fn two_replicas_never_act_at_once_and_the_standby_takes_over() {
     let replica = |name: &str| {
         let runtime = leased(name);
         let metrics = runtime.metrics.clone();
-        (spawn_operator_with(fx.sim.client.clone(), runtime), metrics)
+        (spawn_operator_with(fx.operator_client.clone(), runtime), metrics)
     };
     let (first, first_metrics) = replica("replica-a");
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -374,16 +393,22 @@ async fn two_replicas_never_act_at_once_and_the_standby_takes_over() {
     fx.wait_ready("patch", "the new revision by the standby").await;
     assert!(reconciles(&second_metrics) > 0, "the standby took over");
     let lease: k8s_openapi::api::coordination::v1::Lease =
-        Api::namespaced(fx.sim.client.clone(), NS).get("hostprocess-operator").await.unwrap();
+        Api::namespaced(fx.sim.client.clone(), hostprocess_sim::operator::NAMESPACE)
+            .get("hostprocess-operator")
+            .await
+            .unwrap();
     let spec = lease.spec.unwrap();
     assert_eq!(spec.holder_identity.as_deref(), Some("replica-b"));
     assert_eq!(spec.lease_transitions, Some(1));
 
     // A standby told to stop (SIGTERM on a rolling update) returns at once, the lease untouched.
-    let standby = Stoppable::start_with(fx.sim.client.clone(), leased("replica-c")).await;
+    let standby = Stoppable::start_with(fx.operator_client.clone(), leased("replica-c")).await;
     standby.stop(Duration::from_secs(5)).await;
     let lease: k8s_openapi::api::coordination::v1::Lease =
-        Api::namespaced(fx.sim.client.clone(), NS).get("hostprocess-operator").await.unwrap();
+        Api::namespaced(fx.sim.client.clone(), hostprocess_sim::operator::NAMESPACE)
+            .get("hostprocess-operator")
+            .await
+            .unwrap();
     assert_eq!(lease.spec.unwrap().holder_identity.as_deref(), Some("replica-b"));
     fx.operator = second;
 }
@@ -412,9 +437,9 @@ async fn a_continuous_agent_runs_everywhere_and_updates_roll_through_the_daemons
 
 #[tokio::test]
 async fn a_reboot_required_payload_goes_through_cordon_drain_reboot_and_uncordon() {
-    use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+    use k8s_openapi::api::core::v1::{Namespace, Node};
     use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-    use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+    use kube::api::{DeleteParams, Patch, PatchParams};
 
     let fx = Fixture::start(2, "privileged").await;
     let client = fx.sim.client.clone();
@@ -559,4 +584,34 @@ fn runs_its_payload(pod: &k8s_openapi::api::core::v1::Pod) -> bool {
                 || c.last_state.as_ref().is_some_and(|s| s.terminated.is_some()))
     });
     bound && !ready && !ended
+}
+
+#[tokio::test]
+async fn a_node_lost_mid_payload_keeps_its_slot_until_it_comes_back_then_the_rollout_completes() {
+    let fx = Fixture::start(2, "privileged").await;
+    fx.apply("patch", json!({"script": "sleep 4\n", "rollout": {"maxConcurrent": 1}})).await;
+    let first = until("a node to start the payload", Duration::from_secs(60), || async {
+        let admitted = fx.admitted("patch").await;
+        (admitted.len() == 1).then(|| admitted.into_iter().next().unwrap())
+    })
+    .await
+    .unwrap();
+    let index: usize = first.trim_start_matches("win-").parse().unwrap();
+    fx.sim.kubelets[index].lose();
+    // The real node-lifecycle controller marks it unreachable (10 s grace in the tests)...
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(fx.sim.client.clone());
+    until("the lost node turns Unknown", Duration::from_secs(40), || async {
+        let node = nodes.get(&first).await.ok()?;
+        let ready = node.status?.conditions?.into_iter().find(|c| c.type_ == "Ready")?;
+        (ready.status == "Unknown").then_some(())
+    })
+    .await
+    .unwrap();
+    // ...and the rollout does not start the other node beside it: nobody knows whether the
+    // payload still runs there.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(fx.admitted("patch").await, BTreeSet::from([first.clone()]), "maxConcurrent holds");
+    fx.sim.kubelets[index].recover();
+    let done = fx.wait_ready("patch", "the rollout after the node came back").await;
+    assert_eq!(done.status.as_ref().unwrap().nodes.succeeded, 2);
 }

@@ -1,5 +1,7 @@
-//! The fixture of the operator's integration tests: a simulated cluster with the CRDs, the
-//! task namespace and the operator running. Each test binary uses a part of it.
+//! The fixture of the operator's integration tests: a simulated cluster (the real control
+//! plane, simulated Windows nodes) with the CRDs, the task namespace and the operator running as
+//! the ServiceAccount of `deploy/` — with exactly the permissions `deploy/rbac.yaml` grants.
+//! Each test binary uses a part of it.
 #![allow(dead_code, clippy::expect_used, clippy::unwrap_used)] // shared by several test binaries; tests
 
 use std::collections::BTreeSet;
@@ -10,9 +12,8 @@ use hostprocess_operator::Config;
 use hostprocess_sim::wait::until;
 use hostprocess_sim::{SimOptions, Simulation};
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::wait::{await_condition, conditions};
 use serde_json::{Value, json};
 
@@ -23,6 +24,9 @@ pub const NS: &str = "hostprocess-tasks";
 pub struct Fixture {
     pub sim: Simulation,
     pub operator: tokio::task::JoinHandle<()>,
+    /// The operator's identity: its ServiceAccount's token.
+    pub operator_kubeconfig: std::path::PathBuf,
+    pub operator_client: kube::Client,
 }
 
 impl Drop for Fixture {
@@ -49,19 +53,24 @@ impl Fixture {
             .unwrap()
             .unwrap();
         }
-        let namespaces: Api<Namespace> = Api::all(sim.client.clone());
-        let ns = serde_json::from_value(json!({"metadata": {"name": NS,
-            "labels": {"pod-security.kubernetes.io/enforce": enforce}}}))
+        hostprocess_sim::create_namespace(
+            &sim.client,
+            NS,
+            &[("pod-security.kubernetes.io/enforce", enforce)],
+        )
+        .await
         .unwrap();
-        namespaces.create(&PostParams::default(), &ns).await.unwrap();
-        let operator = spawn_operator(&sim);
-        Fixture { sim, operator }
+        let operator_kubeconfig = sim.operator_kubeconfig().await.expect("the operator's ServiceAccount");
+        let operator_client = hostprocess_sim::client_from_kubeconfig(&operator_kubeconfig).await.unwrap();
+        let operator = spawn_operator_with(operator_client.clone(), hostprocess_operator::Runtime::default());
+        Fixture { sim, operator, operator_kubeconfig, operator_client }
     }
 
     /// Kills the operator and starts a new one, as a crash and a restarted pod would.
     pub fn restart_operator(&mut self) {
         self.operator.abort();
-        self.operator = spawn_operator(&self.sim);
+        self.operator =
+            spawn_operator_with(self.operator_client.clone(), hostprocess_operator::Runtime::default());
     }
 
     pub async fn wait_ready(&self, name: &str, what: &str) -> HostTask {
@@ -100,12 +109,28 @@ impl Fixture {
     }
 
     pub async fn apply(&self, name: &str, spec: Value) {
+        self.apply_in(NS, name, spec).await;
+    }
+
+    /// Applies a HostTask in another namespace (see `namespace`).
+    pub async fn apply_in(&self, namespace: &str, name: &str, spec: Value) {
         let task = json!({"apiVersion": "hostprocess.dev/v1alpha1", "kind": "HostTask",
-            "metadata": {"name": name, "namespace": NS}, "spec": spec});
-        self.tasks()
+            "metadata": {"name": name, "namespace": namespace}, "spec": spec});
+        Api::<HostTask>::namespaced(self.sim.client.clone(), namespace)
             .patch(name, &PatchParams::apply("test").force(), &Patch::Apply(&task))
             .await
             .expect("task applies");
+    }
+
+    /// Another task namespace, with this Pod Security level enforced.
+    pub async fn namespace(&self, name: &str, enforce: &str) {
+        hostprocess_sim::create_namespace(
+            &self.sim.client,
+            name,
+            &[("pod-security.kubernetes.io/enforce", enforce)],
+        )
+        .await
+        .unwrap();
     }
 
     pub async fn task(&self, name: &str) -> HostTask {
@@ -137,10 +162,6 @@ pub async fn admitted_nodes(client: &kube::Client, task_uid: &str, ds: &DaemonSe
         .filter(|n| n.metadata.labels.as_ref().and_then(|l| l.get(&key)) == revision)
         .filter_map(|n| n.metadata.name)
         .collect()
-}
-
-pub fn spawn_operator(sim: &Simulation) -> tokio::task::JoinHandle<()> {
-    spawn_operator_with(sim.client.clone(), hostprocess_operator::Runtime::default())
 }
 
 /// The operator with its own metrics (or lease), talking to the API server through `client`.

@@ -13,7 +13,6 @@ use clap::Parser;
 use hostprocess_crds::{HostGroup, HostTask};
 use hostprocess_operator::Config;
 use hostprocess_sim::{SimOptions, Simulation};
-use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::ResourceExt;
@@ -111,15 +110,10 @@ async fn install(sim: &Simulation) -> Result<(), Error> {
         )
         .await??;
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let namespaces: Api<Namespace> = Api::all(sim.client.clone());
-    let text = std::fs::read_to_string(root.join("deploy/namespaces.yaml"))?;
-    for document in text.split("\n---") {
-        let mut ns: serde_json::Value = yaml_serde::from_str(document)?;
-        let name = ns["metadata"]["name"].as_str().unwrap_or_default().to_string();
-        ns["apiVersion"] = "v1".into();
-        namespaces.patch(&name, &apply, &Patch::Apply(&ns)).await?;
-    }
+    let namespaces =
+        std::fs::read_to_string(hostprocess_sim::operator::deploy_dir().join("namespaces.yaml"))?;
+    hostprocess_sim::operator::apply_manifests(&sim.client, &namespaces, "hostprocess-demo", |_| true)
+        .await?;
     Ok(())
 }
 
@@ -163,13 +157,14 @@ fn prepare_nodes(sim: &Simulation, group: &serde_json::Value) -> Result<(), Erro
 }
 
 async fn run(args: Args) -> Result<bool, Error> {
-    println!("hostprocess-operator demo — on a SIMULATED cluster:");
+    println!("hostprocess-operator demo — on a cluster whose Windows nodes are SIMULATED:");
+    println!("  a real Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager and");
     println!(
-        "  a real Kubernetes API server (built from the upstream libraries) and etcd; {} simulated",
+        "  kube-scheduler, built from upstream); {} simulated Windows nodes whose kubelets run the",
         args.nodes
     );
-    println!("  Windows nodes whose kubelets run the node-executor as Linux processes; the operator runs");
-    println!("  in this process (the same library as its binary). No Windows host is involved.\n");
+    println!("  node-executor as Linux processes; the operator runs in this process (the same library as");
+    println!("  its binary) as the ServiceAccount of deploy/. No Windows host is involved.\n");
     let started = Instant::now();
     let sim = Simulation::start(SimOptions { nodes: args.nodes, ..SimOptions::default() }).await?;
     println!(
@@ -177,6 +172,7 @@ async fn run(args: Args) -> Result<bool, Error> {
         started.elapsed().as_secs_f64()
     );
     install(&sim).await?;
+    let operator_client = sim.operator_client().await?;
     let config = Config {
         executor_image: Config::default_executor_image(),
         executor_version: env!("CARGO_PKG_VERSION").into(),
@@ -185,7 +181,7 @@ async fn run(args: Args) -> Result<bool, Error> {
         concurrency: Config::DEFAULT_CONCURRENCY,
     };
     let operator = tokio::spawn(hostprocess_operator::run(
-        sim.client.clone(),
+        operator_client,
         config,
         hostprocess_operator::Runtime::default(),
         std::future::pending(),
@@ -255,9 +251,17 @@ async fn run(args: Args) -> Result<bool, Error> {
     println!("took {:.1}s in all", started.elapsed().as_secs_f64());
     if args.keep {
         println!("\nthe simulated cluster keeps running; in another terminal:");
-        println!("  KUBECONFIG={} kubectl get ht,hg -A", sim.cluster.kubeconfig_path.display());
-        println!("Ctrl-C stops it.");
-        tokio::signal::ctrl_c().await?;
+        println!(
+            "  KUBECONFIG={} {} get ht,hg -A",
+            sim.cluster.kubeconfig_path.display(),
+            sim.cluster.binaries.kubectl.display()
+        );
+        println!("Ctrl-C (or SIGTERM) stops it.");
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
     } else {
         println!(
             "(run `bash tests/demo.sh --keep` to keep the cluster up and `kubectl get ht,hg -A` against it;"

@@ -3,11 +3,12 @@
 //! requests fail with a status, adds latency to every request, or cuts every open watch.
 //!
 //! The proxy speaks plain HTTP on loopback and forwards with a `kube::Client` to the API server
-//! (TLS, token), so what a client sees is the API server's own answers, except where a fault
-//! was asked for.
+//! (TLS, and the credentials of one identity — the operator's ServiceAccount, say — given at
+//! start), so what a client sees is the API server's own answers to that identity, except where
+//! a fault was asked for.
 
 use std::convert::Infallible;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,7 +24,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::{Cluster, SimError};
+use crate::cluster::Cluster;
+use crate::error::SimError;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
@@ -140,15 +142,16 @@ impl Drop for FaultProxy {
 }
 
 impl FaultProxy {
-    /// Starts a proxy in front of `cluster`'s API server.
-    pub async fn start(cluster: &Cluster) -> Result<Self, SimError> {
-        let upstream = cluster.client().await?;
+    /// Starts a proxy in front of `cluster`'s API server that forwards every request as the
+    /// identity of the kubeconfig `upstream` (the credentials a client sends are dropped).
+    pub async fn start(cluster: &Cluster, upstream: &Path) -> Result<Self, SimError> {
+        let upstream = crate::identity::client_from_kubeconfig(upstream).await?;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
         let (cut, _) = watch::channel(0);
         let faults = Faults { state: Arc::default(), cut: Arc::new(cut) };
         let kubeconfig_path = cluster.dir().join("kubeconfig-faults");
-        std::fs::write(&kubeconfig_path, kubeconfig(&url))?;
+        crate::identity::write_kubeconfig(&kubeconfig_path, &url, None, &crate::identity::Credentials::None)?;
         let shared = faults.clone();
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
@@ -167,15 +170,8 @@ impl FaultProxy {
 
     /// A kube client that goes through the proxy.
     pub async fn client(&self) -> Result<kube::Client, SimError> {
-        crate::client_from_kubeconfig(&self.kubeconfig_path).await
+        crate::identity::client_from_kubeconfig(&self.kubeconfig_path).await
     }
-}
-
-fn kubeconfig(url: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: sim-faults\n  cluster:\n    server: {url}\nusers:\n- name: admin\n  user:\n    token: {}\ncontexts:\n- name: sim-faults\n  context:\n    cluster: sim-faults\n    user: admin\n    namespace: default\ncurrent-context: sim-faults\n",
-        crate::TOKEN
-    )
 }
 
 fn full(bytes: impl Into<Bytes>) -> ProxyBody {

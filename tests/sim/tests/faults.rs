@@ -16,9 +16,11 @@ use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 
 async fn cluster_and_proxy() -> (hostprocess_sim::Cluster, FaultProxy, kube::Client) {
-    let binaries = hostprocess_sim::Binaries::locate().expect("test API server");
-    let cluster = hostprocess_sim::Cluster::start(&binaries).await.expect("cluster");
-    let proxy = FaultProxy::start(&cluster).await.expect("proxy");
+    let binaries = hostprocess_sim::Binaries::locate().expect("control plane");
+    let options = hostprocess_sim::ClusterOptions::default();
+    let cluster = hostprocess_sim::Cluster::start(&binaries, &options).await.expect("cluster");
+    // Forwarding as the administrator: these tests are about the proxy, not permissions.
+    let proxy = FaultProxy::start(&cluster, &cluster.kubeconfig_path).await.expect("proxy");
     let client = proxy.client().await.expect("client through the proxy");
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let ns = serde_json::from_value(json!({"metadata": {"name": "f"}})).unwrap();

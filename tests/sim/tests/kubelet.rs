@@ -9,7 +9,7 @@ use std::time::Duration;
 use hostprocess_sim::wait::until;
 use hostprocess_sim::{SimOptions, Simulation};
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{ConfigMap, ContainerStatus, Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, ContainerStatus, Node, Pod};
 use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::{Value, json};
 
@@ -19,9 +19,7 @@ const EXECUTOR: &str = r"C:\hostprocess\node-executor.exe";
 
 async fn simulation(nodes: usize) -> Simulation {
     let sim = Simulation::start(SimOptions { nodes, ..SimOptions::default() }).await.expect("simulation");
-    let namespaces: Api<Namespace> = Api::all(sim.client.clone());
-    let ns = serde_json::from_value(json!({"metadata": {"name": NS}})).unwrap();
-    namespaces.create(&PostParams::default(), &ns).await.expect("namespace");
+    hostprocess_sim::create_namespace(&sim.client, NS, &[]).await.expect("namespace");
     sim
 }
 
@@ -72,12 +70,15 @@ fn ready(pod: &Pod) -> bool {
 
 /// Waits until the pod satisfies `check`, returning it.
 async fn pod_until(sim: &Simulation, name: &str, what: &str, check: impl Fn(&Pod) -> bool) -> Pod {
-    until(what, Duration::from_secs(30), || async {
+    let found = until(what, Duration::from_secs(30), || async {
         let pod = get(sim, name).await;
         check(&pod).then_some(pod)
     })
-    .await
-    .expect(what)
+    .await;
+    match found {
+        Ok(pod) => pod,
+        Err(timeout) => panic!("{timeout}; the pod is now: {:?}", get(sim, name).await.status),
+    }
 }
 
 fn terminated(status: &ContainerStatus) -> (i32, String, String) {
@@ -362,9 +363,22 @@ async fn a_lost_node_turns_unknown_and_comes_back() {
     pod_until(&sim, "patch", "the pod to be ready", ready).await;
     let kubelet = sim.node("win-000").unwrap();
     kubelet.lose();
-    node_turns(&sim, "win-000", "Unknown", Duration::from_secs(10)).await;
-    // Nobody reports for the node: the pod still says what it said last.
-    assert!(ready(&get(&sim, "patch").await));
+    // The real node-lifecycle controller: the Lease runs out (10 s grace in the tests), the node
+    // turns Unknown and is tainted unreachable, its pods are marked not ready.
+    node_turns(&sim, "win-000", "Unknown", Duration::from_secs(30)).await;
+    // (With its only node down the cluster is in "full disruption": the controller withholds
+    // the NoExecute taint that would evict pods, and keeps the NoSchedule one.)
+    until("the unreachable taint", Duration::from_secs(20), || async {
+        let node: Node = Api::all(sim.client.clone()).get("win-000").await.ok()?;
+        let taints = node.spec?.taints?;
+        taints
+            .iter()
+            .any(|t| t.key == "node.kubernetes.io/unreachable" && t.effect == "NoSchedule")
+            .then_some(())
+    })
+    .await
+    .unwrap();
+    pod_until(&sim, "patch", "the pod marked not ready", |p| !ready(p)).await;
     kubelet.recover();
     pod_until(&sim, "patch", "the container to run again", |p| {
         ready(p) && main_status(p).is_some_and(|s| s.restart_count == 2)

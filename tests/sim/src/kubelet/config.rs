@@ -27,6 +27,8 @@ pub struct KubeletConfig {
     pub restart_backoff_cap: Duration,
     /// How long a reboot keeps the node down.
     pub reboot_downtime: Duration,
+    /// How often the node's Lease is renewed (the real kubelet: every 10 s).
+    pub lease_renewal: Duration,
 }
 
 impl KubeletConfig {
@@ -41,6 +43,7 @@ impl KubeletConfig {
             restart_backoff: Duration::from_secs(10),
             restart_backoff_cap: Duration::from_secs(300),
             reboot_downtime: Duration::from_secs(2),
+            lease_renewal: Duration::from_secs(10),
         }
     }
 

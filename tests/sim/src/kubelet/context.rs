@@ -32,7 +32,16 @@ impl PodCtx {
         let status = self.runtime.lock().unwrap_or_else(|e| e.into_inner()).status();
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.pod.namespace().unwrap_or_default());
         let patch = serde_json::json!({"status": status});
-        // A pod deleted meanwhile answers 404; the worker is being stopped then.
-        let _ = pods.patch_status(&self.pod.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await;
+        match pods.patch_status(&self.pod.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+            Ok(_) => {}
+            // A pod deleted meanwhile: the worker is being stopped.
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            // What the API server refuses is a defect of the simulation: say so in the test's log.
+            Err(e) => eprintln!(
+                "simulated kubelet on {}: pod status of {} refused: {e}",
+                self.config.node,
+                self.pod.name_any()
+            ),
+        }
     }
 }

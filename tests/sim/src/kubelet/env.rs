@@ -88,29 +88,9 @@ pub(super) async fn env_value(
     }
     let Some(from) = &var.value_from else { return Ok(Some(String::new())) };
     if let Some(field) = &from.field_ref {
-        let meta = &ctx.pod.metadata;
-        let path = field.field_path.as_str();
-        let value = match path {
-            "metadata.name" => meta.name.clone(),
-            "metadata.namespace" => meta.namespace.clone(),
-            "metadata.uid" => meta.uid.clone(),
-            "spec.nodeName" => Some(ctx.config.node.clone()),
-            "spec.serviceAccountName" => ctx.pod.spec.as_ref().and_then(|s| s.service_account_name.clone()),
-            "status.hostIP" | "status.podIP" => Some(ctx.config.node_ip.clone()),
-            _ => {
-                let key = |prefix: &str| {
-                    path.strip_prefix(prefix).and_then(|s| s.strip_suffix("']")).map(str::to_string)
-                };
-                if let Some(k) = key("metadata.labels['") {
-                    meta.labels.as_ref().and_then(|l| l.get(&k).cloned())
-                } else if let Some(k) = key("metadata.annotations['") {
-                    meta.annotations.as_ref().and_then(|a| a.get(&k).cloned())
-                } else {
-                    return Err(format!("unsupported fieldRef {path} in env {}", var.name));
-                }
-            }
-        };
-        return Ok(Some(value.unwrap_or_default()));
+        let value = field_value(ctx, &field.field_path)?
+            .ok_or_else(|| format!("unsupported fieldRef {} in env {}", field.field_path, var.name))?;
+        return Ok(Some(value));
     }
     let (kind, data, name, key, optional) = if let Some(r) = &from.config_map_key_ref {
         let optional = r.optional.unwrap_or(false);
@@ -126,6 +106,32 @@ pub(super) async fn env_value(
         None if optional => Ok(None),
         None => Err(format!("couldn't find key {key} in {kind} {namespace}/{name}")),
     }
+}
+
+/// A downward-API field of the pod: `Ok(None)` for a field the simulation does not know.
+pub(super) fn field_value(ctx: &PodCtx, path: &str) -> Result<Option<String>, String> {
+    let meta = &ctx.pod.metadata;
+    let value = match path {
+        "metadata.name" => meta.name.clone(),
+        "metadata.namespace" => meta.namespace.clone(),
+        "metadata.uid" => meta.uid.clone(),
+        "spec.nodeName" => Some(ctx.config.node.clone()),
+        "spec.serviceAccountName" => ctx.pod.spec.as_ref().and_then(|s| s.service_account_name.clone()),
+        "status.hostIP" | "status.podIP" => Some(ctx.config.node_ip.clone()),
+        _ => {
+            let key = |prefix: &str| {
+                path.strip_prefix(prefix).and_then(|s| s.strip_suffix("']")).map(str::to_string)
+            };
+            if let Some(k) = key("metadata.labels['") {
+                meta.labels.as_ref().and_then(|l| l.get(&k).cloned())
+            } else if let Some(k) = key("metadata.annotations['") {
+                meta.annotations.as_ref().and_then(|a| a.get(&k).cloned())
+            } else {
+                return Ok(None);
+            }
+        }
+    };
+    Ok(Some(value.unwrap_or_default()))
 }
 
 pub(super) async fn config_map_data(

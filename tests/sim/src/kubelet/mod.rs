@@ -29,50 +29,59 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use config::{KubeletConfig, REBOOT_REQUEST};
-pub use power::Power;
+pub use power::{NodeControl, Power};
 
 use node::run_node;
-use power::reboot;
 
 /// One running simulated kubelet; dropping it stops the node and kills its containers.
 #[derive(Debug)]
 pub struct Kubelet {
     pub config: Arc<KubeletConfig>,
-    power: Arc<watch::Sender<Power>>,
+    control: NodeControl,
     task: JoinHandle<()>,
-    boots: Arc<Mutex<u32>>,
 }
 
 impl Kubelet {
-    /// Registers nothing: the Node object must exist. Reports it Ready and runs its pods.
+    /// Registers the node through `client` (the node's own credentials: `system:node:<name>`),
+    /// reports it Ready, renews its Lease and runs its pods.
     pub fn start(client: Client, config: KubeletConfig) -> Self {
         let config = Arc::new(config);
         let (power, receiver) = watch::channel(Power::On);
-        let power = Arc::new(power);
-        let boots = Arc::new(Mutex::new(0));
-        let task = tokio::spawn(run_node(client, config.clone(), power.clone(), receiver, boots.clone()));
-        Kubelet { config, power, task, boots }
+        let control = NodeControl {
+            power: Arc::new(power),
+            runtime_ready: Arc::new(watch::channel(true).0),
+            boots: Arc::new(Mutex::new(0)),
+            downtime: config.reboot_downtime,
+        };
+        let task = tokio::spawn(run_node(client, config.clone(), control.clone(), receiver));
+        Kubelet { config, control, task }
     }
 
-    /// Reboots the node: NotReady, containers killed, back Ready after the configured downtime
-    /// with its pods' containers restarted.
+    /// The node's controls, to keep beyond a borrow of the kubelet.
+    pub fn control(&self) -> NodeControl {
+        self.control.clone()
+    }
+
+    /// Reboots the node: NotReady (graceful shutdown), containers killed, silent for the
+    /// configured downtime, back Ready with a new boot id and its pods' containers restarted.
     pub fn reboot(&self) {
-        reboot(&self.power, self.config.reboot_downtime);
+        self.control.reboot();
     }
 
-    /// The node stops answering: Ready=Unknown, its containers are gone.
+    /// The node stops answering: no status, no Lease renewal (the node-lifecycle controller
+    /// marks it unreachable after its grace period); its containers are gone.
     pub fn lose(&self) {
-        self.power.send_replace(Power::Lost);
+        self.control.lose();
     }
 
     /// A lost node comes back.
     pub fn recover(&self) {
-        self.power.send_replace(Power::On);
+        self.control.recover();
     }
 
     /// How many times the node has booted (1 after start).
     pub fn boots(&self) -> u32 {
-        *self.boots.lock().unwrap_or_else(|e| e.into_inner())
+        self.control.boots()
     }
 }
 

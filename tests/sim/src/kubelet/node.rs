@@ -1,26 +1,26 @@
-//! The node itself: each boot reports the node and runs its pods until the power changes.
+//! The node itself: each boot registers the node (once), posts its status with a new boot id,
+//! renews its Lease and runs its pods until the power changes. A rebooting node says NotReady
+//! first (graceful node shutdown); a lost one just falls silent, and the real node-lifecycle
+//! controller marks it unreachable when its Lease runs out.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Node;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use k8s_openapi::jiff::Timestamp;
 use kube::Client;
-use kube::api::{Api, Patch, PatchParams};
 use tokio::sync::watch;
 
 use super::config::*;
 use super::pods::*;
 use super::power::*;
+use crate::nodes::{self, Readiness};
 
 pub(super) async fn run_node(
     client: Client,
     config: Arc<KubeletConfig>,
-    sender: Arc<watch::Sender<Power>>,
+    control: NodeControl,
     mut power: watch::Receiver<Power>,
-    boots: Arc<Mutex<u32>>,
 ) {
+    let uid = retry("registering the node", || nodes::register(&client, &config.node)).await;
     loop {
         while *power.borrow_and_update() != Power::On {
             if power.changed().await.is_err() {
@@ -28,37 +28,66 @@ pub(super) async fn run_node(
             }
         }
         let boot = {
-            let mut boots = boots.lock().unwrap_or_else(|e| e.into_inner());
+            let mut boots = control.boots.lock().unwrap_or_else(|e| e.into_inner());
             *boots += 1;
             *boots
         };
-        report_node(&client, &config, Power::On, boot).await;
-        let state = run_pods(&client, &config, &sender, &mut power).await;
-        report_node(&client, &config, state, boot).await;
+        let boot_id = format!("{}-boot-{boot}", config.node);
+        let heartbeat = {
+            let (client, config, uid, boot_id) =
+                (client.clone(), config.clone(), uid.clone(), boot_id.clone());
+            let mut runtime_ready = control.runtime_ready.subscribe();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(config.lease_renewal);
+                let mut posted = None;
+                loop {
+                    let readiness = if *runtime_ready.borrow_and_update() {
+                        Readiness::Ready
+                    } else {
+                        Readiness::RuntimeDown
+                    };
+                    if posted != Some(readiness) {
+                        retry("posting the node status", || {
+                            nodes::post_status(&client, &config.node, &config.node_ip, &boot_id, readiness)
+                        })
+                        .await;
+                        posted = Some(readiness);
+                    }
+                    let _ = nodes::renew_lease(&client, &config.node, &uid).await;
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = runtime_ready.changed() => {}
+                    }
+                }
+            })
+        };
+        let state = run_pods(&client, &config, &control.power, &mut power).await;
+        heartbeat.abort();
+        if state == Power::Rebooting {
+            let _ =
+                nodes::post_status(&client, &config.node, &config.node_ip, &boot_id, Readiness::ShuttingDown)
+                    .await;
+        }
     }
 }
 
-/// Writes the node's Ready condition (the real node lifecycle controller marks a silent node
-/// Unknown after 40s; the simulation does it at once).
-pub(super) async fn report_node(client: &Client, config: &KubeletConfig, power: Power, boot: u32) {
-    let (status, reason, message) = match power {
-        Power::On => ("True", "KubeletReady", "simulated kubelet is posting ready status"),
-        Power::Rebooting => ("False", "KubeletNotReady", "the node is rebooting"),
-        Power::Lost => ("Unknown", "NodeStatusUnknown", "Kubelet stopped posting node status."),
-    };
-    let now = Time(Timestamp::now());
-    let patch = serde_json::json!({"status": {
-        "conditions": [{"type": "Ready", "status": status, "reason": reason, "message": message,
-            "lastHeartbeatTime": now, "lastTransitionTime": now}],
-        "addresses": [{"type": "InternalIP", "address": config.node_ip}, {"type": "Hostname", "address": config.node}],
-        "nodeInfo": {"bootID": format!("{}-boot-{boot}", config.node)},
-    }});
-    let nodes: Api<Node> = Api::all(client.clone());
-    for _ in 0..50 {
-        if nodes.patch_status(&config.node, &PatchParams::default(), &Patch::Strategic(&patch)).await.is_ok()
-        {
-            return;
+/// Calls `write` until it succeeds, as a kubelet keeps trying to reach its API server.
+async fn retry<T, F, Fut>(what: &str, mut write: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, kube::Error>>,
+{
+    let mut logged = false;
+    loop {
+        match write().await {
+            Ok(value) => return value,
+            Err(e) => {
+                if !logged {
+                    eprintln!("simulated kubelet: {what}: {e} (retrying)");
+                    logged = true;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

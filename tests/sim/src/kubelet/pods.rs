@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::Api;
+use kube::api::{Api, DeleteParams, Preconditions};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use tokio::sync::watch;
@@ -44,6 +44,8 @@ pub(super) async fn run_pods(
     let mut workers: HashMap<String, PodWorker> = HashMap::new();
     let mut stopping: Vec<JoinHandle<()>> = Vec::new();
     let mut listed: HashSet<String> = HashSet::new();
+    // Pods being deleted: their containers are stopped, then the pod object is removed.
+    let mut finalizing: HashSet<String> = HashSet::new();
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let reboot_request = config.test_store().join(REBOOT_REQUEST);
     loop {
@@ -69,7 +71,7 @@ pub(super) async fn run_pods(
                 Some(Ok(watcher::Event::Init)) => listed.clear(),
                 Some(Ok(watcher::Event::InitApply(pod))) => {
                     listed.insert(pod.uid().unwrap_or_default());
-                    sync_pod(client, config, &mut workers, &mut stopping, pod);
+                    sync_pod(client, config, &mut workers, &mut stopping, &mut finalizing, pod);
                 }
                 Some(Ok(watcher::Event::InitDone)) => {
                     let gone: Vec<String> = workers.keys().filter(|uid| !listed.contains(*uid)).cloned().collect();
@@ -77,9 +79,13 @@ pub(super) async fn run_pods(
                         stop_gracefully(&mut workers, &mut stopping, &uid);
                     }
                 }
-                Some(Ok(watcher::Event::Apply(pod))) => sync_pod(client, config, &mut workers, &mut stopping, pod),
+                Some(Ok(watcher::Event::Apply(pod))) => {
+                    sync_pod(client, config, &mut workers, &mut stopping, &mut finalizing, pod);
+                }
                 Some(Ok(watcher::Event::Delete(pod))) => {
-                    stop_gracefully(&mut workers, &mut stopping, &pod.uid().unwrap_or_default());
+                    let uid = pod.uid().unwrap_or_default();
+                    finalizing.remove(&uid);
+                    stop_gracefully(&mut workers, &mut stopping, &uid);
                 }
                 Some(Err(_)) => {}
                 None => return Power::Lost,
@@ -93,11 +99,14 @@ pub(super) fn sync_pod(
     config: &Arc<KubeletConfig>,
     workers: &mut HashMap<String, PodWorker>,
     stopping: &mut Vec<JoinHandle<()>>,
+    finalizing: &mut HashSet<String>,
     pod: Pod,
 ) {
     let uid = pod.uid().unwrap_or_default();
     if pod.metadata.deletion_timestamp.is_some() {
-        stop_gracefully(workers, stopping, &uid);
+        if finalizing.insert(uid.clone()) {
+            stopping.push(finalize(client.clone(), workers.remove(&uid), &pod));
+        }
         return;
     }
     if workers.contains_key(&uid) {
@@ -119,4 +128,28 @@ pub(super) fn stop_gracefully(
             stopping.push(task);
         }
     }
+}
+
+/// A pod being deleted, as a kubelet ends it: its containers stopped within their grace period,
+/// then the pod object deleted for good (grace 0, this pod's uid only). Until then the API
+/// server keeps it, Terminating.
+fn finalize(client: Client, worker: Option<PodWorker>, pod: &Pod) -> JoinHandle<()> {
+    let (namespace, name, uid) = (pod.namespace().unwrap_or_default(), pod.name_any(), pod.uid());
+    tokio::spawn(async move {
+        // Dropping this task (power off) drops the worker, which kills the containers.
+        if let Some(mut worker) = worker {
+            worker.stop.send_replace(true);
+            if let Some(task) = worker.task.as_mut() {
+                let _ = task.await;
+            }
+        }
+        let pods: Api<Pod> = Api::namespaced(client, &namespace);
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions { uid, resource_version: None }),
+            ..DeleteParams::default()
+        };
+        // Gone already (404) or replaced by a pod of the same name (409): nothing to do.
+        let _ = pods.delete(&name, &params).await;
+    })
 }

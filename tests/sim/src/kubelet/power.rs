@@ -1,6 +1,6 @@
 //! Whether the node is up: on, rebooting (back after a downtime) or lost.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -27,4 +27,52 @@ pub(super) fn reboot(power: &Arc<watch::Sender<Power>>, downtime: Duration) {
             power.send_replace(Power::On);
         }
     });
+}
+
+/// What can be done to a running node from outside: a cheap handle, shared with the
+/// simulated cluster's control surface.
+#[derive(Debug, Clone)]
+pub struct NodeControl {
+    pub(super) power: Arc<watch::Sender<Power>>,
+    pub(super) runtime_ready: Arc<watch::Sender<bool>>,
+    pub(super) boots: Arc<Mutex<u32>>,
+    pub(super) downtime: Duration,
+}
+
+impl NodeControl {
+    pub fn reboot(&self) {
+        reboot(&self.power, self.downtime);
+    }
+
+    pub fn lose(&self) {
+        self.power.send_replace(Power::Lost);
+    }
+
+    /// Back on: a lost node answers again, a NotReady one is Ready again.
+    pub fn recover(&self) {
+        self.runtime_ready.send_replace(true);
+        if *self.power.borrow() == Power::Lost {
+            self.power.send_replace(Power::On);
+        }
+    }
+
+    /// The node stays up and keeps its Lease, but its kubelet reports NotReady (a container
+    /// runtime that stopped answering); containers that run keep running.
+    pub fn set_not_ready(&self) {
+        self.runtime_ready.send_replace(false);
+    }
+
+    pub fn boots(&self) -> u32 {
+        *self.boots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// What the node is doing now, in a word: `ready`, `not-ready`, `rebooting` or `lost`.
+    pub fn state(&self) -> &'static str {
+        match *self.power.borrow() {
+            Power::On if *self.runtime_ready.borrow() => "ready",
+            Power::On => "not-ready",
+            Power::Rebooting => "rebooting",
+            Power::Lost => "lost",
+        }
+    }
 }

@@ -6,8 +6,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use k8s_openapi::api::core::v1::{Container, Volume};
+use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{
+    Container, KeyToPath, ServiceAccount, ServiceAccountTokenProjection, Volume, VolumeProjection,
+};
 use kube::ResourceExt;
+use kube::api::{Api, PostParams};
 
 use crate::process::ContainerProcess;
 
@@ -168,6 +172,24 @@ pub(super) async fn volume_source(
         write_files(&data, items)?;
         return Ok(dir);
     }
+    if let Some(projected) = &volume.projected {
+        let mut data = BTreeMap::new();
+        let mut items = Vec::new();
+        for source in projected.sources.iter().flatten() {
+            let (found, pairs) = projected_source(ctx, namespace, source).await?;
+            for (key, path) in pairs {
+                // Keys of different sources may clash: each source's files land under a
+                // unique key, written to the path the pod asked for.
+                let unique = format!("{}:{key}", items.len());
+                if let Some(value) = found.get(&key) {
+                    data.insert(unique.clone(), value.clone());
+                    items.push((unique, path));
+                }
+            }
+        }
+        write_files(&data, Some(items))?;
+        return Ok(dir);
+    }
     if volume.empty_dir.is_some() {
         std::fs::create_dir_all(&dir).map_err(io)?;
         return Ok(dir);
@@ -187,7 +209,78 @@ pub(super) async fn volume_source(
         return Ok(path);
     }
     Err(format!(
-        "volume {}: the simulated kubelet supports configMap, secret, emptyDir and hostPath volumes",
+        "volume {}: the simulated kubelet supports configMap, secret, projected, emptyDir and hostPath volumes",
         volume.name
     ))
+}
+
+/// One source of a projected volume: its data and the (key, path) pairs to write. The
+/// ServiceAccount admission plugin adds such a volume to every pod that does not opt out: a
+/// token the kubelet requests for the pod (bound to it), the cluster's CA bundle, the namespace.
+async fn projected_source(
+    ctx: &PodCtx,
+    namespace: &str,
+    source: &VolumeProjection,
+) -> Result<(BTreeMap<String, String>, Vec<(String, String)>), String> {
+    let keys = |data: &BTreeMap<String, String>, items: Option<&Vec<KeyToPath>>| match items {
+        Some(items) => items.iter().map(|k| (k.key.clone(), k.path.clone())).collect(),
+        None => data.keys().map(|k| (k.clone(), k.clone())).collect(),
+    };
+    if let Some(cm) = &source.config_map {
+        let data = config_map_data(ctx, namespace, &cm.name, cm.optional.unwrap_or(false)).await?;
+        let pairs = keys(&data, cm.items.as_ref());
+        return Ok((data, pairs));
+    }
+    if let Some(secret) = &source.secret {
+        let data = secret_data(ctx, namespace, &secret.name, secret.optional.unwrap_or(false)).await?;
+        let pairs = keys(&data, secret.items.as_ref());
+        return Ok((data, pairs));
+    }
+    if let Some(downward) = &source.downward_api {
+        let mut data = BTreeMap::new();
+        let mut pairs = Vec::new();
+        for item in downward.items.iter().flatten() {
+            let Some(field) = &item.field_ref else { continue };
+            let value = field_value(ctx, &field.field_path)?.unwrap_or_default();
+            data.insert(item.path.clone(), value);
+            pairs.push((item.path.clone(), item.path.clone()));
+        }
+        return Ok((data, pairs));
+    }
+    if let Some(token) = &source.service_account_token {
+        let value = service_account_token(ctx, namespace, token).await?;
+        let data = BTreeMap::from([(token.path.clone(), value)]);
+        return Ok((data, vec![(token.path.clone(), token.path.clone())]));
+    }
+    Ok((BTreeMap::new(), Vec::new()))
+}
+
+/// A token of the pod's ServiceAccount, requested as the node (bound to the pod: the Node
+/// authorizer allows no other).
+async fn service_account_token(
+    ctx: &PodCtx,
+    namespace: &str,
+    projection: &ServiceAccountTokenProjection,
+) -> Result<String, String> {
+    let account =
+        ctx.pod.spec.as_ref().and_then(|s| s.service_account_name.clone()).unwrap_or("default".into());
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: projection.audience.clone().into_iter().collect(),
+            expiration_seconds: projection.expiration_seconds,
+            bound_object_ref: Some(BoundObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                name: Some(ctx.pod.name_any()),
+                uid: ctx.pod.uid(),
+            }),
+        },
+        ..TokenRequest::default()
+    };
+    let accounts: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), namespace);
+    let answer = accounts
+        .create_token_request(&account, &PostParams::default(), &request)
+        .await
+        .map_err(|e| format!("a token for service account {namespace}/{account}: {e}"))?;
+    answer.status.map(|s| s.token).ok_or_else(|| "the TokenRequest came back without a token".into())
 }

@@ -4,8 +4,8 @@
 use std::collections::HashSet;
 
 use k8s_openapi::api::core::v1::{
-    Container, ContainerState, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus,
-    PodCondition, PodStatus,
+    Container, ContainerState, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, HostIP,
+    PodCondition, PodIP, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -69,13 +69,15 @@ impl PodRuntime {
         PodStatus {
             phase: Some(self.phase().into()),
             conditions: Some(conditions),
+            // HostProcess pods use the host's network: the pod's address is the node's.
             host_ip: Some(self.node_ip.clone()),
+            host_ips: Some(vec![HostIP { ip: self.node_ip.clone() }]),
             pod_ip: Some(self.node_ip.clone()),
+            pod_ips: Some(vec![PodIP { ip: self.node_ip.clone() }]),
             start_time: Some(self.start_time.clone()),
             init_container_statuses: (!self.init.is_empty()).then(|| self.init.clone()),
             container_statuses: Some(self.containers.clone()),
             message: self.message.clone(),
-            qos_class: Some("BestEffort".into()),
             ..PodStatus::default()
         }
     }
