@@ -217,6 +217,20 @@ pub static WINDOWS_PATH: Format = Format::new(
     ],
 );
 
+/// The image of a task's payload: the API server refuses a pod whose image has leading or
+/// trailing whitespace, and no image reference holds any, so none is accepted. The class is
+/// Unicode's White_Space spelled out: `\s` is ASCII-only in the API server's RE2 and Unicode in
+/// Rust's regex, and the two checks must agree.
+pub static IMAGE: Format = Format::new(
+    "image",
+    1,
+    512,
+    &[Rule::Excludes(
+        r"[\t\n\x{0B}\f\r\x{85}\p{Z}]",
+        "image must be an image reference without spaces, like mcr.microsoft.com/windows/nanoserver:ltsc2022",
+    )],
+);
+
 /// A memory size for the payload's job object.
 pub static MEMORY: Format = Format::new(
     "memory",

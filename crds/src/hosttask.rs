@@ -57,7 +57,7 @@ pub struct HostTaskSpec {
     /// node-executor image, which is enough for programs and scripts that use only what the
     /// host has (a HostProcess container sees the host's file system).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 512))]
+    #[schemars(schema_with = "image_schema")]
     pub image: Option<String>,
 
     /// The program to run, with fixed arguments: `[program, arg, ...]`. A path inside the
@@ -133,6 +133,10 @@ fn timeout_schema(_: &mut SchemaGenerator) -> Schema {
 
 fn backoff_schema(_: &mut SchemaGenerator) -> Schema {
     format::BACKOFF.schema()
+}
+
+fn image_schema(_: &mut SchemaGenerator) -> Schema {
+    format::IMAGE.schema()
 }
 
 fn memory_schema(_: &mut SchemaGenerator) -> Schema {

@@ -83,10 +83,8 @@ impl HostTaskSpec {
             errors.push("spec", msg::TIMEOUT_ONLY_ONCE);
         }
         errors.at_most("spec.tolerations", self.tolerations.len(), 32);
-        if let Some(image) = &self.image
-            && (image.is_empty() || image.len() > 512)
-        {
-            errors.push("spec.image", "image must be 1 to 512 characters long");
+        if let Some(image) = &self.image {
+            errors.check("spec.image", &format::IMAGE, image);
         }
         if let Some(command) = &self.command {
             match command.first() {

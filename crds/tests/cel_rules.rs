@@ -284,6 +284,25 @@ fn cases() -> Vec<Case> {
     ));
     cases.extend(string_field(
         Task,
+        |v| json!({"image": v}),
+        &["mcr.microsoft.com/windows/nanoserver:ltsc2022", "registry.example/tools@sha256:0123abcd"],
+        &[
+            (
+                " mcr.microsoft.com/windows/nanoserver:ltsc2022",
+                "image must be an image reference without spaces, like mcr.microsoft.com/windows/nanoserver:ltsc2022",
+            ),
+            (
+                "registry.example/tools:1\u{a0}",
+                "image must be an image reference without spaces, like mcr.microsoft.com/windows/nanoserver:ltsc2022",
+            ),
+            (
+                "registry.example/tools:1\n",
+                "image must be an image reference without spaces, like mcr.microsoft.com/windows/nanoserver:ltsc2022",
+            ),
+        ],
+    ));
+    cases.extend(string_field(
+        Task,
         |v| json!({"limits": {"memory": v}}),
         &["512Mi", "2Gi"],
         &[("512MB", "memory must be a whole number of Mi or Gi, like 512Mi or 4Gi")],

@@ -64,6 +64,25 @@ async fn crds_are_served_with_cel_rules_defaults_and_status_subresource() {
         "{message}"
     );
 
+    // An image with a leading space: the real server refuses the pod it would become, so the
+    // HostTask is refused first, saying what to fix.
+    let spaced = task(
+        "spaced",
+        json!({"script": "exit 0", "image": " mcr.microsoft.com/windows/nanoserver:ltsc2022"}),
+    );
+    let message = tasks.create(&PostParams::default(), &spaced).await.expect_err("refused").to_string();
+    assert!(message.contains("image must be an image reference without spaces"), "{message}");
+    // The server's RE2 refuses a no-break space as Rust's regex does (`\s` alone would not).
+    let nbsp = task("nbsp", json!({"script": "exit 0", "image": "registry.example/tools:1\u{a0}"}));
+    let message = tasks.create(&PostParams::default(), &nbsp).await.expect_err("refused").to_string();
+    assert!(message.contains("image must be an image reference without spaces"), "{message}");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "tasks");
+    let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "spaced"}, "spec": {"containers": [
+        {"name": "c", "image": " mcr.microsoft.com/windows/nanoserver:ltsc2022"}]}}))
+    .unwrap();
+    let message = pods.create(&PostParams::default(), &pod).await.expect_err("refused").to_string();
+    assert!(message.contains("must not have leading or trailing whitespace"), "{message}");
+
     // A path rule, evaluated by the server's CEL with the regex it compiled from our table.
     let groups: Api<HostGroup> = Api::all(client.clone());
     let bad: HostGroup = serde_json::from_value(json!({
