@@ -120,8 +120,23 @@ pub struct Cluster {
     pub startup: Duration,
 }
 
+/// A loopback port nothing listens on now, below Linux's ephemeral range (32768 and up) so that
+/// an outgoing connection cannot take it before the component binds it. Another cluster started
+/// at the same moment may still pick it: `Cluster::start` then starts again on new ports.
 fn free_port() -> Result<u16, SimError> {
+    use std::hash::{BuildHasher, RandomState};
+    for attempt in 0u64..64 {
+        let port = 20_000 + (RandomState::new().hash_one(attempt) % 12_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Whether a component failed to start because a port it was given was taken meanwhile.
+fn port_taken(error: &SimError) -> bool {
+    matches!(error, SimError::NotReady { log, .. } if log.contains("address already in use"))
 }
 
 fn spawn(dir: &Path, name: &'static str, program: &Path, args: &[String]) -> Result<Component, SimError> {
@@ -151,6 +166,20 @@ impl Cluster {
     /// the API server is ready and the two controllers hold their leases.
     pub async fn start(binaries: &Binaries, options: &ClusterOptions) -> Result<Self, SimError> {
         let started = Instant::now();
+        let mut attempt = 1;
+        loop {
+            match Self::start_once(binaries, options).await {
+                Err(e) if port_taken(&e) && attempt < 3 => attempt += 1,
+                Ok(mut cluster) => {
+                    cluster.startup = started.elapsed();
+                    return Ok(cluster);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn start_once(binaries: &Binaries, options: &ClusterOptions) -> Result<Self, SimError> {
         // `HOSTPROCESS_SIM_KEEP=1` keeps the directory (logs, etcd data) for a post-mortem.
         let keep = std::env::var_os("HOSTPROCESS_SIM_KEEP").is_some_and(|v| v != "0");
         let dir = tempfile::Builder::new().prefix("hostprocess-sim-").disable_cleanup(keep).tempdir()?;
@@ -271,7 +300,6 @@ impl Cluster {
         let scheduler = spawn(&path, "kube-scheduler", &binaries.kube_scheduler, &scheduler_flags)?;
         cluster.components.push(scheduler);
         cluster.wait_leaders(Duration::from_secs(90)).await?;
-        cluster.startup = started.elapsed();
         Ok(cluster)
     }
 
