@@ -47,11 +47,7 @@ pub fn write_kubeconfig(
     ca: Option<&Path>,
     credentials: &Credentials,
 ) -> Result<PathBuf, SimError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file =
-        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
-    file.write_all(kubeconfig(server, ca, credentials, "default").as_bytes())?;
+    crate::pki::write_private(path, &kubeconfig(server, ca, credentials, "default"))?;
     Ok(path.to_path_buf())
 }
 

@@ -101,8 +101,8 @@ impl Pki {
     }
 }
 
-/// Writes a private key readable by its owner alone.
-fn write_private(path: &Path, pem: &str) -> Result<(), SimError> {
+/// Writes a file readable by its owner alone (a private key, a kubeconfig with a token).
+pub(crate) fn write_private(path: &Path, pem: &str) -> Result<(), SimError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file =

@@ -103,7 +103,7 @@ pub fn kill_tree(root: i32) {
 }
 
 /// `root` and its descendants that are alive, from the parent pids in `/proc/<pid>/stat`.
-fn tree(root: i32) -> Vec<i32> {
+pub fn tree(root: i32) -> Vec<i32> {
     let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
     let mut alive = HashSet::new();
     if let Ok(entries) = std::fs::read_dir("/proc") {

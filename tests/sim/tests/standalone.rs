@@ -11,23 +11,7 @@ use hostprocess_sim::wait::until;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::Api;
 
-/// The children of `pid`, from `/proc/<child>/stat`.
-fn children(pid: u32) -> Vec<u32> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(child) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
-        let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
-        let mut fields = after.split_whitespace();
-        let (state, parent) = (fields.next(), fields.next().and_then(|p| p.parse::<u32>().ok()));
-        if parent == Some(pid) && state != Some("Z") {
-            found.push(child);
-        }
-    }
-    found
-}
-
-fn alive(pid: u32) -> bool {
+fn alive(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| !stat.contains(") Z "))
 }
 
@@ -65,7 +49,8 @@ async fn up_runs_until_sigterm_and_nodes_are_driven_from_outside() {
     let control = env_value(&env, "HOSTPROCESS_SIM_CONTROL=");
     let client =
         hostprocess_sim::client_from_kubeconfig(Path::new(&env_value(&env, "KUBECONFIG="))).await.unwrap();
-    let started = children(up.id());
+    let root = i32::try_from(up.id()).unwrap();
+    let started: Vec<i32> = hostprocess_sim::process::tree(root).into_iter().filter(|p| *p != root).collect();
     assert!(started.len() >= 4, "etcd, kube-apiserver, kube-controller-manager, kube-scheduler: {started:?}");
 
     // NotReady with the node up: the kubelet says why, and says Ready again on recover.
@@ -101,8 +86,7 @@ async fn up_runs_until_sigterm_and_nodes_are_driven_from_outside() {
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no node win-009"));
 
     // SIGTERM: every process it started stops with it.
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(up.id() as i32), nix::sys::signal::Signal::SIGTERM)
-        .unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(root), nix::sys::signal::Signal::SIGTERM).unwrap();
     let status = tokio::task::spawn_blocking(move || up.wait()).await.unwrap().unwrap();
     assert!(status.success(), "{status}");
     until("the control plane to stop", Duration::from_secs(20), || async {
