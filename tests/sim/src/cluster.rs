@@ -335,11 +335,6 @@ impl Cluster {
         )
     }
 
-    /// The CA certificate that signed the API server's serving certificate.
-    pub fn ca(&self) -> &Path {
-        &self.pki.ca
-    }
-
     async fn wait_api_ready(&mut self, within: Duration) -> Result<(), SimError> {
         let until = Instant::now() + within;
         let client = self.client().await?;
