@@ -263,7 +263,19 @@ async fn kubectl_applies_examples_and_shows_the_printer_columns() {
     ] {
         assert!(table.contains(column), "{column} missing from\n{table}");
     }
-    let explain = kubectl(&["explain", "hosttask.spec.rollout.maxConcurrent"]);
+    // The real server publishes a new CRD's OpenAPI schema a moment after it is Established:
+    // until then `kubectl explain` cannot find the resource.
+    let explain =
+        hostprocess_sim::wait::until("the HostTask schema in OpenAPI", Duration::from_secs(30), || async {
+            let out = std::process::Command::new(&cluster.binaries.kubectl)
+                .env("KUBECONFIG", &cluster.kubeconfig_path)
+                .args(["explain", "hosttask.spec.rollout.maxConcurrent"])
+                .output()
+                .ok()?;
+            out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        })
+        .await
+        .expect("kubectl explain finds the HostTask schema");
     assert!(
         explain.contains("(rounded up)") && explain.contains("first wave, not only on updates"),
         "{explain}"
