@@ -64,14 +64,20 @@ fn beyond(grants: Grants, baseline: &Grants) -> Grants {
     grants.into_iter().filter(|(key, verbs)| baseline.get(key) != Some(verbs)).collect()
 }
 
-#[tokio::test]
-async fn the_service_account_of_deploy_can_do_exactly_what_permissions_rs_lists() {
+/// A control plane with one file of `deploy/` applied, and the administrator's client.
+async fn cluster_with(deploy_file: &str) -> (Cluster, kube::Client) {
     let binaries = Binaries::locate().expect("control plane");
     let cluster = Cluster::start(&binaries, &ClusterOptions::default()).await.expect("cluster");
-    // The CRDs first: RBAC rules for resources the server does not serve are not listed.
     let admin = cluster.client().await.unwrap();
-    let crds = std::fs::read_to_string(operator::deploy_dir().join("crds.yaml")).unwrap();
-    operator::apply_manifests(&admin, &crds, "test", |_| true).await.unwrap();
+    let manifest = std::fs::read_to_string(operator::deploy_dir().join(deploy_file)).unwrap();
+    operator::apply_manifests(&admin, &manifest, "test", |_| true).await.unwrap();
+    (cluster, admin)
+}
+
+#[tokio::test]
+async fn the_service_account_of_deploy_can_do_exactly_what_permissions_rs_lists() {
+    // The CRDs first: RBAC rules for resources the server does not serve are not listed.
+    let (cluster, admin) = cluster_with("crds.yaml").await;
     let operator_kubeconfig = operator::install_operator_identity(&cluster).await.unwrap();
 
     // A ServiceAccount nobody bound anything to: what any authenticated identity may do.
@@ -109,11 +115,7 @@ async fn the_service_account_of_deploy_can_do_exactly_what_permissions_rs_lists(
 /// are created for real by the HostGroup and reboot tests.)
 #[tokio::test]
 async fn the_api_server_accepts_what_the_operator_builds_for_every_example() {
-    let binaries = Binaries::locate().expect("control plane");
-    let cluster = Cluster::start(&binaries, &ClusterOptions::default()).await.expect("cluster");
-    let admin = cluster.client().await.unwrap();
-    let namespaces = std::fs::read_to_string(operator::deploy_dir().join("namespaces.yaml")).unwrap();
-    operator::apply_manifests(&admin, &namespaces, "test", |_| true).await.unwrap();
+    let (_cluster, admin) = cluster_with("namespaces.yaml").await;
     let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
     let mut checked = 0;
     for example in ["patch-rollout.yaml", "log-readers.yaml", "host-agent.yaml"] {
