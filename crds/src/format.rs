@@ -304,6 +304,17 @@ pub static OBJECT_NAME: Format = Format::new(
     )],
 );
 
+/// The name of a namespace (a DNS label), e.g. one a HostGroup is offered to.
+pub static NAMESPACE_NAME: Format = Format::new(
+    "namespace",
+    1,
+    63,
+    &[Rule::Matches(
+        r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        "namespace must be a lowercase DNS label: a-z, 0-9 and '-', starting and ending with a letter or digit",
+    )],
+);
+
 /// Free text shown on the host (a group's description).
 pub static DESCRIPTION: Format = Format::new(
     "description",
@@ -327,6 +338,7 @@ mod tests {
             &TIMEOUT,
             &BACKOFF,
             &OBJECT_NAME,
+            &NAMESPACE_NAME,
             &DESCRIPTION,
         ] {
             for pattern in format.rules.iter().filter_map(Rule::pattern) {

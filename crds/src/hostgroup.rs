@@ -70,6 +70,13 @@ pub struct HostGroupSpec {
     #[schemars(schema_with = "members_schema")]
     pub members: Vec<String>,
 
+    /// The namespaces whose HostTasks may run as this group (`runAs.hostGroup`). Default none:
+    /// a group is offered to a namespace by the cluster administrator who owns the HostGroup,
+    /// never taken by whoever writes a task.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "namespaces_schema")]
+    pub namespaces: Vec<String>,
+
     /// What happens on the nodes when the HostGroup is deleted. `Delete` (default): the grants
     /// are revoked, the members removed and the group deleted from every node (a group that
     /// existed before the operator created it is kept). `Retain`: everything stays.
@@ -103,6 +110,25 @@ fn members_schema(_: &mut SchemaGenerator) -> Schema {
         }],
     });
     Schema::try_from(schema).unwrap_or_default()
+}
+
+fn namespaces_schema(_: &mut SchemaGenerator) -> Schema {
+    let mut items = format::NAMESPACE_NAME.schema();
+    items.remove("description");
+    let schema = serde_json::json!({
+        "type": "array",
+        "maxItems": 64,
+        "x-kubernetes-list-type": "set",
+        "items": items,
+    });
+    Schema::try_from(schema).unwrap_or_default()
+}
+
+impl HostGroupSpec {
+    /// Whether HostTasks in `namespace` may run as this group.
+    pub fn offered_to(&self, namespace: &str) -> bool {
+        self.namespaces.iter().any(|n| n == namespace)
+    }
 }
 
 /// Rights on one path for the group.

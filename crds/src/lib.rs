@@ -5,6 +5,7 @@
 //! node-executor must never act on, with the same messages the API server gives.
 
 pub mod format;
+pub mod grant;
 pub mod hostgroup;
 pub mod hosttask;
 pub mod manifest;
@@ -12,6 +13,7 @@ pub mod messages;
 pub mod units;
 pub mod validate;
 
+pub use grant::{BuiltinAccount, HostTaskGrant, HostTaskGrantSpec, Refusal};
 pub use hostgroup::{AppliesTo, DeletionPolicy, Grant, HostGroup, HostGroupSpec, HostGroupStatus, Rights};
 pub use hosttask::{
     Account, HostTask, HostTaskSpec, HostTaskStatus, Limits, Mode, RebootPolicy, Retries, Rollout, RunAs,
@@ -26,9 +28,13 @@ use kube::CustomResourceExt;
 /// `status.failures`; the counts carry the rest).
 pub const LISTED_FAILURES: usize = 20;
 
-/// Both CRDs, HostGroup first (a HostTask may refer to a HostGroup).
+/// The CRDs: the grant and HostGroup first (a HostTask needs both).
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![for_the_api_server(HostGroup::crd()), for_the_api_server(HostTask::crd())]
+    vec![
+        for_the_api_server(HostTaskGrant::crd()),
+        for_the_api_server(HostGroup::crd()),
+        for_the_api_server(HostTask::crd()),
+    ]
 }
 
 /// What the derived schema leaves to do: formats the API server knows, and a status that says
@@ -89,7 +95,7 @@ mod tests {
 
     #[test]
     fn the_status_lists_as_many_failures_as_the_schema_allows() {
-        for crd in crds() {
+        for crd in crds().into_iter().filter(|crd| crd.spec.names.kind != "HostTaskGrant") {
             let schema = serde_json::to_value(&crd.spec.versions[0].schema).unwrap_or_default();
             let failures = &schema["openAPIV3Schema"]["properties"]["status"]["properties"]["failures"];
             assert_eq!(failures["maxItems"], LISTED_FAILURES, "{}", crd.spec.names.kind);

@@ -4,6 +4,7 @@
 
 use serde_json::Value;
 
+use crate::grant::HostTaskGrant;
 use crate::hostgroup::HostGroup;
 use crate::hosttask::HostTask;
 use crate::validate::ValidationErrors;
@@ -18,6 +19,7 @@ pub const VERSION: &str = "v1alpha1";
 pub enum Manifest {
     HostTask(Box<HostTask>),
     HostGroup(Box<HostGroup>),
+    HostTaskGrant(Box<HostTaskGrant>),
 }
 
 /// Why a document was refused. `document` counts from 1.
@@ -26,7 +28,7 @@ pub enum ManifestError {
     #[error("document {document}: not valid YAML: {source}")]
     Yaml { document: usize, source: yaml_serde::Error },
     #[error(
-        "document {document}: apiVersion {api_version:?} kind {kind:?} is not a {GROUP}/{VERSION} HostTask or HostGroup"
+        "document {document}: apiVersion {api_version:?} kind {kind:?} is not a {GROUP}/{VERSION} HostTask, HostGroup or HostTaskGrant"
     )]
     UnknownKind { document: usize, api_version: String, kind: String },
     #[error("document {document} ({kind} {name}): {source}")]
@@ -81,6 +83,16 @@ fn parse_value(document: usize, value: Value) -> Result<Manifest, ManifestError>
                 errors,
             })?;
             Ok(Manifest::HostGroup(Box::new(group)))
+        }
+        "HostTaskGrant" => {
+            let grant: HostTaskGrant = typed(document, "HostTaskGrant", "hosttaskgrants", &name, &value)?;
+            grant.spec.validate().map_err(|errors| ManifestError::Invalid {
+                document,
+                kind: "HostTaskGrant",
+                name,
+                errors,
+            })?;
+            Ok(Manifest::HostTaskGrant(Box::new(grant)))
         }
         _ => Err(ManifestError::UnknownKind { document, api_version, kind }),
     }
@@ -162,6 +174,9 @@ mod tests {
     fn another_kind_is_refused() {
         let yaml = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n";
         let err = parse_manifests(yaml).expect_err("configmap").to_string();
-        assert!(err.contains("is not a hostprocess.dev/v1alpha1 HostTask or HostGroup"), "{err}");
+        assert!(
+            err.contains("is not a hostprocess.dev/v1alpha1 HostTask, HostGroup or HostTaskGrant"),
+            "{err}"
+        );
     }
 }

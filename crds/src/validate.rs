@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use std::fmt;
 
 use crate::format::{self, Format};
+use crate::grant::HostTaskGrantSpec;
 use crate::hostgroup::HostGroupSpec;
 use crate::hosttask::{Account, HostTaskSpec, Mode, RebootPolicy};
 use crate::messages as msg;
@@ -179,6 +180,10 @@ impl HostGroupSpec {
         if duplicate_member {
             errors.push("spec.members", msg::MEMBERS_UNIQUE);
         }
+        errors.at_most("spec.namespaces", self.namespaces.len(), 64);
+        for (i, namespace) in self.namespaces.iter().enumerate() {
+            errors.check(format!("spec.namespaces[{i}]"), &format::NAMESPACE_NAME, namespace);
+        }
         errors.into_result()
     }
 
@@ -188,6 +193,20 @@ impl HostGroupSpec {
         if self.group_name != old.group_name {
             errors.push("spec.groupName", msg::GROUP_NAME_IMMUTABLE);
         }
+        errors.into_result()
+    }
+}
+
+impl HostTaskGrantSpec {
+    /// Checks everything the CRD schema checks, with the same messages.
+    pub fn validate(&self) -> Result<(), ValidationErrors> {
+        let mut errors = ValidationErrors::default();
+        errors.at_most("spec.accounts", self.accounts.len(), 3);
+        match CountOrPercent::parse(&self.max_concurrent) {
+            Some(CountOrPercent::Count(n) | CountOrPercent::Percent(n)) if n >= 1 => {}
+            _ => errors.push("spec.maxConcurrent", msg::MAX_CONCURRENT),
+        }
+        errors.at_most("spec.tolerations", self.tolerations.len(), 32);
         errors.into_result()
     }
 }

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use hostprocess_crds::{HostGroup, HostTask};
+use hostprocess_crds::{HostGroup, HostTask, HostTaskGrant};
 use kube::CustomResourceExt;
 use kube::core::cel::{CompiledSchema, ScopeContext, Validator, WarningKind, analyze_rule, compile_schema};
 use serde_json::{Value, json};
@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 enum Kind {
     Task,
     Group,
+    Grant,
 }
 
 #[derive(Debug)]
@@ -30,6 +31,7 @@ fn schema(kind: Kind) -> Value {
     let crd = match kind {
         Kind::Task => HostTask::crd(),
         Kind::Group => HostGroup::crd(),
+        Kind::Grant => HostTaskGrant::crd(),
     };
     let schema = crd.spec.versions[0].schema.as_ref().and_then(|s| s.open_api_v3_schema.as_ref());
     match schema.map(serde_json::to_value) {
@@ -49,6 +51,11 @@ fn object(kind: Kind, spec: Value) -> Value {
             "apiVersion": "hostprocess.dev/v1alpha1", "kind": "HostGroup",
             "metadata": {"name": "g"},
             "spec": {"groupName": "ops-admins"},
+        }),
+        Kind::Grant => json!({
+            "apiVersion": "hostprocess.dev/v1alpha1", "kind": "HostTaskGrant",
+            "metadata": {"name": "tasks"},
+            "spec": {},
         }),
     };
     json_patch::merge(&mut base, &json!({ "spec": spec }));
@@ -86,7 +93,7 @@ fn string_field(
 }
 
 fn cases() -> Vec<Case> {
-    use Kind::{Group, Task};
+    use Kind::{Grant, Group, Task};
     let mut cases = vec![
         accept("script only", Task, json!({})),
         accept("command with args", Task, json!({"script": null, "command": ["C:\\a.exe"], "args": ["/q"]})),
@@ -283,6 +290,24 @@ fn cases() -> Vec<Case> {
         ],
     ));
     cases.extend(string_field(
+        Group,
+        |v| json!({"namespaces": [v]}),
+        &["hostprocess-tasks", "a"],
+        &[
+            ("Tasks", "namespace must be a lowercase DNS label: a-z, 0-9 and '-', starting and ending with a letter or digit"),
+            ("ops.tasks", "namespace must be a lowercase DNS label: a-z, 0-9 and '-', starting and ending with a letter or digit"),
+        ],
+    ));
+    cases.extend(string_field(
+        Grant,
+        |v| json!({"maxConcurrent": v}),
+        &["5", "10%", "100%"],
+        &[
+            ("0", "maxConcurrent must be a count of at least 1 or a percentage from 1% to 100%, like 5 or \"10%\""),
+            ("101%", "maxConcurrent must be a count of at least 1 or a percentage from 1% to 100%, like 5 or \"10%\""),
+        ],
+    ));
+    cases.extend(string_field(
         Task,
         |v| json!({"image": v}),
         &["mcr.microsoft.com/windows/nanoserver:ltsc2022", "registry.example/tools@sha256:0123abcd"],
@@ -391,6 +416,7 @@ fn typed<T: serde::de::DeserializeOwned>(value: &Value, case: &str) -> T {
 fn rust_messages(case: &Case) -> Vec<String> {
     let result = match case.kind {
         Kind::Task => typed::<HostTask>(&case.object, case.name).spec.validate(),
+        Kind::Grant => typed::<HostTaskGrant>(&case.object, case.name).spec.validate(),
         Kind::Group => {
             let group: HostGroup = typed(&case.object, case.name);
             match &case.old {
@@ -425,7 +451,7 @@ fn compiled_problems(node: &CompiledSchema, path: &str, out: &mut Vec<String>) {
 
 #[test]
 fn every_rule_compiles_in_the_kubernetes_dialect_within_budget() {
-    for kind in [Kind::Task, Kind::Group] {
+    for kind in [Kind::Task, Kind::Group, Kind::Grant] {
         let mut problems = vec![];
         compiled_problems(&compile_schema(&schema(kind)), "", &mut problems);
         assert!(problems.is_empty(), "{kind:?}: {problems:#?}");
@@ -434,7 +460,7 @@ fn every_rule_compiles_in_the_kubernetes_dialect_within_budget() {
 
 #[test]
 fn every_rule_rejects_and_accepts_and_rust_agrees() {
-    let schemas = [(Kind::Task, schema(Kind::Task)), (Kind::Group, schema(Kind::Group))];
+    let schemas = [Kind::Task, Kind::Group, Kind::Grant].map(|kind| (kind, schema(kind)));
     let cases = cases();
     for (kind, schema) in &schemas {
         let mut all = BTreeSet::new();

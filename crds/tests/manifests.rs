@@ -25,7 +25,7 @@ fn yaml_files(dir: &str) -> Vec<PathBuf> {
 fn every_example_parses_and_validates() {
     let files = yaml_files("examples");
     assert!(files.len() >= 3, "expected at least three examples, found {files:?}");
-    let (mut tasks, mut groups) = (0, 0);
+    let (mut tasks, mut groups, mut grants) = (0, 0, 0);
     for file in files {
         let text = fs::read_to_string(&file).expect("readable");
         let parsed = parse_manifests(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
@@ -34,10 +34,11 @@ fn every_example_parses_and_validates() {
             match object {
                 Manifest::HostTask(_) => tasks += 1,
                 Manifest::HostGroup(_) => groups += 1,
+                Manifest::HostTaskGrant(_) => grants += 1,
             }
         }
     }
-    assert!(tasks >= 3 && groups >= 1, "{tasks} tasks, {groups} groups");
+    assert!(tasks >= 3 && groups >= 1 && grants >= 1, "{tasks} tasks, {groups} groups, {grants} grants");
 }
 
 #[test]
@@ -66,13 +67,21 @@ fn the_main_use_cases_are_covered_by_examples() {
         let text = fs::read_to_string(repo().join("examples").join(name)).expect(name);
         parse_manifests(&text).expect(name)
     };
-    let Manifest::HostTask(patch) = &read("patch-rollout.yaml")[0] else { panic!("patch is a task") };
+    // The patch rollout comes with the grant it needs: System and reboots.
+    let patching = read("patch-rollout.yaml");
+    let (Manifest::HostTaskGrant(grant), Manifest::HostTask(patch)) = (&patching[0], &patching[1]) else {
+        panic!("patch-rollout is a grant and a task")
+    };
     assert_eq!(patch.spec.reboot, hostprocess_crds::RebootPolicy::IfRequired);
+    assert_eq!(grant.metadata.name, patch.metadata.namespace);
+    assert_eq!(grant.spec.refusal("hostprocess-tasks", &patch.spec, 100), None);
     let log_readers = read("log-readers.yaml");
     let (Manifest::HostGroup(group), Manifest::HostTask(task)) = (&log_readers[0], &log_readers[1]) else {
         panic!("log-readers is a group and a task")
     };
     assert_eq!(task.spec.run_as.host_group.as_deref(), group.metadata.name.as_deref());
+    let namespace = task.metadata.namespace.as_deref().unwrap_or_default();
+    assert!(group.spec.offered_to(namespace), "the group is offered to the task's namespace");
     let Manifest::HostTask(agent) = &read("host-agent.yaml")[0] else { panic!("agent is a task") };
     assert_eq!(agent.spec.mode, hostprocess_crds::Mode::Continuous);
 }
@@ -131,9 +140,13 @@ fn crd_yaml_has_what_kubectl_users_see() {
         .filter(|d| d.contains("kind: CustomResourceDefinition"))
         .map(|d| yaml_serde::from_str(d).expect("yaml"))
         .collect();
-    assert_eq!(docs.len(), 2);
+    assert_eq!(docs.len(), 3);
+    let grant = &docs[0];
+    assert_eq!(grant["spec"]["names"]["kind"], "HostTaskGrant");
+    assert_eq!(grant["spec"]["names"]["shortNames"][0], "htg");
+    assert_eq!(grant["spec"]["scope"], "Cluster", "only cluster administrators enable namespaces");
     for (doc, kind, short, scope) in
-        [(&docs[0], "HostGroup", "hg", "Cluster"), (&docs[1], "HostTask", "ht", "Namespaced")]
+        [(&docs[1], "HostGroup", "hg", "Cluster"), (&docs[2], "HostTask", "ht", "Namespaced")]
     {
         assert_eq!(doc["spec"]["names"]["kind"], kind);
         assert_eq!(doc["spec"]["names"]["shortNames"][0], short);

@@ -80,6 +80,7 @@ pub fn execute(cli: Cli) -> Result<Reply, Failure> {
                 tolerations: vec![],
                 grants: vec![],
                 members: members.clone(),
+                namespaces: vec![],
                 deletion_policy: Default::default(),
             };
             Ok(Reply::changes(provision::provision(&host(&cli)?, &spec, &state_dir)?))

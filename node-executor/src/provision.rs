@@ -221,6 +221,7 @@ pub fn grant<P: Platform>(
         tolerations: vec![],
         grants: grants.to_vec(),
         members: vec![],
+        namespaces: vec![],
         deletion_policy: Default::default(),
     };
     spec.validate().map_err(ProvisionError::Invalid)?;

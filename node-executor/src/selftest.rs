@@ -188,6 +188,7 @@ fn spec(acl_path: &str) -> HostGroupSpec {
             applies_to: AppliesTo::ThisFolderSubfoldersAndFiles,
         }],
         members: vec![r"NT AUTHORITY\NETWORK SERVICE".into()],
+        namespaces: vec![],
         deletion_policy: Default::default(),
     }
 }

@@ -5,7 +5,11 @@
 
 use std::path::Path;
 
+use hostprocess_crds::{BuiltinAccount, HostTaskGrant, RebootPolicy};
 use hostprocess_operator::{Config, permissions};
+use k8s_openapi::api::admissionregistration::v1::{
+    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
@@ -55,13 +59,52 @@ fn every_manifest_parses_into_its_type_and_rbac_matches_the_code() {
             }
             "Namespace" => serde_json::from_value::<Namespace>(doc.clone()).map(|_| ()),
             "ServiceAccount" => serde_json::from_value::<ServiceAccount>(doc.clone()).map(|_| ()),
-            "ClusterRoleBinding" => serde_json::from_value::<ClusterRoleBinding>(doc.clone()).map(|_| ()),
-            "RoleBinding" => serde_json::from_value::<RoleBinding>(doc.clone()).map(|_| ()),
+            "RoleBinding" => {
+                let binding: RoleBinding = serde_json::from_value(doc.clone()).unwrap();
+                let role = &binding.role_ref.name;
+                assert!(
+                    role == permissions::TASK_NAMESPACE_ROLE
+                        || binding.metadata.namespace.as_deref() == Some("hostprocess-system"),
+                    "{name} binds {role} outside the operator's namespace"
+                );
+                Ok(())
+            }
+            "ClusterRoleBinding" => {
+                let binding: ClusterRoleBinding = serde_json::from_value(doc.clone()).unwrap();
+                assert_ne!(binding.role_ref.name, permissions::TASK_NAMESPACE_ROLE, "bound cluster-wide");
+                Ok(())
+            }
             "Service" => serde_json::from_value::<Service>(doc.clone()).map(|_| ()),
             "Deployment" => serde_json::from_value::<Deployment>(doc.clone()).map(|_| ()),
-            "ClusterRole" => {
+            "ValidatingAdmissionPolicy" => {
+                serde_json::from_value::<ValidatingAdmissionPolicy>(doc.clone()).map(|_| ())
+            }
+            "ValidatingAdmissionPolicyBinding" => {
+                serde_json::from_value::<ValidatingAdmissionPolicyBinding>(doc.clone()).map(|_| ())
+            }
+            "HostTaskGrant" => serde_json::from_value::<HostTaskGrant>(doc.clone()).map(|_| ()),
+            "ClusterRole" if name == "hostprocess-operator" => {
                 let role: ClusterRole = serde_json::from_value(doc.clone()).unwrap();
                 assert_eq!(role.rules.unwrap(), rules(permissions::CLUSTER), "deploy/rbac.yaml ClusterRole");
+                Ok(())
+            }
+            "ClusterRole" if name == permissions::TASK_NAMESPACE_ROLE => {
+                let role: ClusterRole = serde_json::from_value(doc.clone()).unwrap();
+                assert_eq!(
+                    role.rules.unwrap(),
+                    rules(permissions::TASK_NAMESPACE),
+                    "deploy/rbac.yaml {name}"
+                );
+                Ok(())
+            }
+            // The users' roles (deploy/roles.yaml): none may touch the grants but to read them.
+            "ClusterRole" => {
+                let role: ClusterRole = serde_json::from_value(doc.clone()).unwrap();
+                for rule in role.rules.unwrap() {
+                    let grants = rule.resources.unwrap_or_default().contains(&"hosttaskgrants".to_string());
+                    let writes = rule.verbs.iter().any(|v| !["get", "list", "watch"].contains(&v.as_str()));
+                    assert!(!(grants && writes), "{name} may write HostTaskGrants");
+                }
                 Ok(())
             }
             "Role" => {
@@ -74,8 +117,17 @@ fn every_manifest_parses_into_its_type_and_rbac_matches_the_code() {
         parsed.unwrap_or_else(|e| panic!("{kind} {name}: {e}"));
         kinds.push(kind);
     }
-    for expected in ["CustomResourceDefinition", "Namespace", "ClusterRole", "Role", "Deployment", "Service"]
-    {
+    for expected in [
+        "CustomResourceDefinition",
+        "Namespace",
+        "ClusterRole",
+        "Role",
+        "Deployment",
+        "Service",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+        "HostTaskGrant",
+    ] {
         assert!(kinds.iter().any(|k| k == expected), "deploy/ lacks a {expected}");
     }
 }
@@ -106,17 +158,38 @@ fn the_deployment_runs_the_default_images_locked_down_with_two_replicas() {
 }
 
 #[test]
-fn the_optional_admission_policy_parses_into_its_types() {
-    use k8s_openapi::api::admissionregistration::v1::{
-        ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+fn the_install_binds_each_admission_policy_and_enables_only_the_task_namespace() {
+    let docs = rendered();
+    let named = |kind: &str| -> Vec<String> {
+        docs.iter()
+            .filter(|d| d["kind"] == kind)
+            .map(|d| d["metadata"]["name"].as_str().unwrap().to_string())
+            .collect()
     };
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/policy/admission-policy.yaml");
-    let text = std::fs::read_to_string(path).unwrap();
-    let docs: Vec<Value> = text.split("\n---").map(|d| yaml_serde::from_str(d).unwrap()).collect();
-    let policy: ValidatingAdmissionPolicy = serde_json::from_value(docs[0].clone()).unwrap();
-    let binding: ValidatingAdmissionPolicyBinding = serde_json::from_value(docs[1].clone()).unwrap();
-    assert_eq!(binding.spec.unwrap().policy_name, policy.metadata.name);
-    assert_eq!(policy.spec.unwrap().validations.unwrap().len(), 2);
+    let policies = named("ValidatingAdmissionPolicy");
+    assert_eq!(policies, ["hostprocess-task-grants", "hostprocess-task-hostgroups"]);
+    for doc in docs.iter().filter(|d| d["kind"] == "ValidatingAdmissionPolicyBinding") {
+        let binding: ValidatingAdmissionPolicyBinding = serde_json::from_value(doc.clone()).unwrap();
+        let spec = binding.spec.unwrap();
+        assert!(policies.contains(&spec.policy_name.clone().unwrap()), "{spec:?}");
+        assert_eq!(spec.validation_actions, Some(vec!["Deny".to_string()]), "enforced, not audited");
+    }
+    assert_eq!(named("ValidatingAdmissionPolicyBinding"), policies, "every policy is bound");
+    let grant = docs.iter().find(|d| d["kind"] == "HostTaskGrant").unwrap();
+    let grant: HostTaskGrant = serde_json::from_value(grant.clone()).unwrap();
+    assert_eq!(named("HostTaskGrant"), [Config::DEFAULT_GROUP_NAMESPACE]);
+    let bound: Vec<&str> = docs
+        .iter()
+        .filter(|d| d["kind"] == "RoleBinding" && d["roleRef"]["name"] == permissions::TASK_NAMESPACE_ROLE)
+        .map(|d| d["metadata"]["namespace"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        bound,
+        [Config::DEFAULT_GROUP_NAMESPACE],
+        "the operator may create only where a grant enables"
+    );
+    assert!(!grant.spec.accounts.contains(&BuiltinAccount::System), "System is not granted by default");
+    assert_eq!(grant.spec.reboot, RebootPolicy::Never, "reboots are not granted by default");
 }
 
 #[test]

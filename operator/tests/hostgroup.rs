@@ -94,7 +94,7 @@ async fn a_task_running_as_a_hostgroup_starts_only_where_the_group_is_provisione
     apply_group(
         &fx,
         "app-operators",
-        json!({"groupName": "AppOperators", "description": "operates the app",
+        json!({"groupName": "AppOperators", "description": "operates the app", "namespaces": [NS],
             "nodeSelector": {"matchLabels": {"ring": "a"}},
             "grants": [{"path": GRANTED, "rights": "Modify"}]}),
     )
@@ -140,7 +140,7 @@ async fn a_task_running_as_a_hostgroup_starts_only_where_the_group_is_provisione
     apply_group(
         &fx,
         "app-operators",
-        json!({"groupName": "AppOperators", "description": "operates the app",
+        json!({"groupName": "AppOperators", "description": "operates the app", "namespaces": [NS],
             "nodeSelector": {"matchLabels": {"ring": "a"}},
             "grants": [{"path": GRANTED, "rights": "ReadAndExecute"}]}),
     )

@@ -93,10 +93,30 @@ async fn the_service_account_of_deploy_can_do_exactly_what_permissions_rs_lists(
         .token;
     let nobody_kubeconfig = cluster.kubeconfig_for("nobody", &Credentials::Token(token)).unwrap();
 
-    // Any namespace (the tasks' own): the cluster-wide rules.
+    // A namespace nobody enabled: the cluster-wide rules, which create nothing that runs and
+    // read no Secret.
     let baseline = can_i_list(&cluster, &nobody_kubeconfig, "default");
     let granted = beyond(can_i_list(&cluster, &operator_kubeconfig, "default"), &baseline);
     assert_eq!(granted, expected(&[permissions::CLUSTER]), "cluster-wide grants differ from permissions.rs");
+    for (resource, verb) in
+        [("pods", "create"), ("daemonsets", "create"), ("configmaps", "create"), ("secrets", "get")]
+    {
+        let may = granted.iter().any(|((_, r), verbs)| r == resource && verbs.iter().any(|v| v == verb));
+        assert!(!may, "the operator may {verb} {resource} in a namespace that is not enabled");
+    }
+
+    // The namespace the install enables: the task namespace's rules as well.
+    hostprocess_sim::create_namespace(&admin, "hostprocess-tasks", &[]).await.unwrap();
+    let enable =
+        std::fs::read_to_string(operator::deploy_dir().join("enable-hostprocess-tasks.yaml")).unwrap();
+    operator::apply_manifests(&admin, &enable, "test", |_| true).await.unwrap();
+    let baseline = can_i_list(&cluster, &nobody_kubeconfig, "hostprocess-tasks");
+    let granted = beyond(can_i_list(&cluster, &operator_kubeconfig, "hostprocess-tasks"), &baseline);
+    assert_eq!(
+        granted,
+        expected(&[permissions::CLUSTER, permissions::TASK_NAMESPACE]),
+        "grants in the enabled namespace differ from permissions.rs"
+    );
 
     // Its own namespace: the Lease of leader election as well.
     let baseline = can_i_list(&cluster, &nobody_kubeconfig, operator::NAMESPACE);
@@ -138,4 +158,74 @@ async fn the_api_server_accepts_what_the_operator_builds_for_every_example() {
         }
     }
     assert_eq!(checked, 5, "two ConfigMaps and three DaemonSets");
+}
+
+/// `kubectl` as the cluster administrator, in the repository's root; its stdout.
+fn kubectl(cluster: &Cluster, args: &[&str]) -> String {
+    let out = std::process::Command::new(&cluster.binaries.kubectl)
+        .arg("--kubeconfig")
+        .arg(&cluster.kubeconfig_path)
+        .args(args)
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .output()
+        .expect("kubectl runs");
+    assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The install as `docs/operations.md` gives it — the CRDs, then `kubectl apply -k deploy/` —
+/// succeeds on a real API server and leaves the admission policies bound and only
+/// `hostprocess-tasks` enabled, with neither System nor reboots.
+#[tokio::test]
+async fn the_documented_install_applies_with_its_policies_and_one_grant() {
+    let binaries = Binaries::locate().expect("control plane");
+    let cluster = Cluster::start(&binaries, &ClusterOptions::default()).await.expect("cluster");
+    let rendered = kubectl(&cluster, &["kustomize", "deploy/"]);
+    for kind in [
+        "kind: ValidatingAdmissionPolicy\n",
+        "kind: ValidatingAdmissionPolicyBinding\n",
+        "kind: HostTaskGrant\n",
+    ] {
+        assert!(rendered.contains(kind), "kubectl kustomize deploy/ lacks {kind}");
+    }
+    kubectl(&cluster, &["apply", "--server-side", "-f", "deploy/crds.yaml"]);
+    kubectl(&cluster, &["wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"]);
+    kubectl(&cluster, &["apply", "-k", "deploy/"]);
+
+    let bindings = kubectl(&cluster, &["get", "validatingadmissionpolicybindings", "-o", "name"]);
+    assert_eq!(
+        bindings.lines().collect::<Vec<_>>(),
+        [
+            "validatingadmissionpolicybinding.admissionregistration.k8s.io/hostprocess-task-grants",
+            "validatingadmissionpolicybinding.admissionregistration.k8s.io/hostprocess-task-hostgroups"
+        ]
+    );
+    let grants = kubectl(
+        &cluster,
+        &[
+            "get",
+            "hosttaskgrants",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name} {.spec.accounts} {.spec.reboot}{\"\\n\"}{end}",
+        ],
+    );
+    assert_eq!(grants.trim(), r#"hostprocess-tasks ["LocalService","NetworkService"] Never"#);
+    // The policies type-check against the CRDs they read: the API server's checker reports a
+    // misspelt field or a type error as a warning in the status.
+    for policy in ["hostprocess-task-grants", "hostprocess-task-hostgroups"] {
+        let status = hostprocess_sim::wait::until(
+            "the policy is type-checked",
+            std::time::Duration::from_secs(30),
+            || async {
+                let status = kubectl(
+                    &cluster,
+                    &["get", "validatingadmissionpolicy", policy, "-o", "jsonpath={.status}"],
+                );
+                status.contains("typeChecking").then_some(status)
+            },
+        )
+        .await
+        .unwrap();
+        assert!(!status.contains("expressionWarnings"), "{policy}: {status}");
+    }
 }

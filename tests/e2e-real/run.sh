@@ -46,12 +46,14 @@ old="$(kubectl get nodes -l kubernetes.io/os=windows -o jsonpath='{range .items[
 [ -z "$old" ] || fail "HostGroup accounts need containerd 1.7+; found: $old"
 trap cleanup EXIT
 
-say "installing the operator (kubectl apply -k deploy/)"
+say "installing the operator (the CRDs, then kubectl apply -k deploy/)"
+kubectl apply --server-side -f deploy/crds.yaml
+kubectl wait --for=condition=Established crd/hosttasks.hostprocess.dev crd/hostgroups.hostprocess.dev \
+    crd/hosttaskgrants.hostprocess.dev --timeout=2m
 kubectl apply -k deploy/
-kubectl wait --for=condition=Established crd/hosttasks.hostprocess.dev crd/hostgroups.hostprocess.dev --timeout=2m
 kubectl -n hostprocess-system rollout status deployment/hostprocess-operator --timeout=5m
 
-say "a task as SYSTEM prepares a directory on every Windows node"
+say "the task namespace is granted System; a task as SYSTEM prepares a directory on every Windows node"
 kubectl apply -f "$here/prepare.yaml"
 kubectl -n "$ns" wait ht/e2e-prepare --for=condition=Ready --timeout="$timeout" \
     || { kubectl -n "$ns" describe ht/e2e-prepare; fail "e2e-prepare did not complete"; }

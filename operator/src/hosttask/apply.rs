@@ -18,6 +18,7 @@ use super::error::Error;
 use super::resolve::Resolved;
 use super::{admission, build, reboot};
 use crate::context::Context;
+use crate::writes::own_writes::Known;
 use crate::writes::{self, ignore_not_found};
 use crate::{finalizer, hashing, labels};
 
@@ -46,10 +47,6 @@ pub async fn apply(
     daemon_set: Option<DaemonSet>,
 ) -> Result<(), Error> {
     let revision = &resolved.revision;
-    // The labels go to the writers, counted as written from now on: the next reconcile neither
-    // admits these nodes again nor more than maxConcurrent beside them. The DaemonSet selects only
-    // the nodes labelled for this revision, so the labels and the DaemonSet may land in any order.
-    ctx.writes.node_labels.submit(&resolved.admission_label, decided.label_changes.values(revision));
     if !resolved.runs_revision {
         apply_script(ctx, task, revision).await?;
     }
@@ -58,6 +55,11 @@ pub async fn apply(
         None if resolved.daemon_set.is_some() => delete_daemon_set(ctx, task).await?,
         None => {}
     }
+    // The labels go to the writers, counted as written from now on: the next reconcile neither
+    // admits these nodes again nor more than maxConcurrent beside them. The DaemonSet selects only
+    // the nodes labelled for this revision, so it may exist first; a node is labelled only once
+    // what runs there could be written (a namespace where the operator may not create labels none).
+    ctx.writes.node_labels.submit(&resolved.admission_label, decided.label_changes.values(revision));
     // Only now: a pod deleted before the DaemonSet runs the new revision would come back as the
     // old one.
     if task.spec.mode == Mode::Once {
@@ -86,6 +88,21 @@ pub async fn finalize(ctx: &Context, task: &HostTask) -> Result<Action, Error> {
         finalizer::remove(&api, task).await.map_err(Error::PatchFinalizer)?;
     }
     Ok(Action::await_change())
+}
+
+/// Stops whatever the task runs without letting it go: its DaemonSet (and with it every pod,
+/// a payload in flight included) and its admission labels. For a task whose grant was taken
+/// back; the finalizer stays for the deletion.
+pub async fn withdraw(ctx: &Context, task: &HostTask) -> Result<(), Error> {
+    let (namespace, uid) = (task.namespace().unwrap_or_default(), task.uid().unwrap_or_default());
+    let key = ObjectRef::new(&labels::daemon_set_name(&task.name_any())).within(&namespace);
+    if !matches!(ctx.writes.daemon_sets.resolve(&key, ctx.cache.daemon_sets.get(&key)), Known::Is(None)) {
+        delete_daemon_set(ctx, task).await?;
+    }
+    let nodes = ctx.cache.nodes.state();
+    admission::release_all(&ctx.writes.node_labels, &admission::label_key(&uid), &nodes)
+        .await
+        .map_err(Error::Admit)
 }
 
 /// Writes the script ConfigMap of the revision unless it exists (it is immutable: looked up or

@@ -32,6 +32,34 @@ pub enum Error {
 }
 
 impl Error {
+    /// The API server's answer, when the step failed on one.
+    fn api(&self) -> Option<&kube::core::Status> {
+        let source = match self {
+            Error::GetDaemonSet(e)
+            | Error::ApplyDaemonSet(e)
+            | Error::DeleteDaemonSet(e)
+            | Error::DeletePod(e)
+            | Error::ApplyConfigMap(e)
+            | Error::Node(e)
+            | Error::Drain(e)
+            | Error::RebootPod(e)
+            | Error::PatchPod(e)
+            | Error::ReadReferenced(e)
+            | Error::PatchFinalizer(e) => e,
+            Error::Admit(e) => e,
+        };
+        match source {
+            kube::Error::Api(response) => Some(response),
+            _ => None,
+        }
+    }
+
+    /// Whether RBAC refused the step (403): waiting does not help, a cluster administrator
+    /// must bind the operator's role in the namespace.
+    pub fn forbidden(&self) -> bool {
+        self.api().is_some_and(kube::core::Status::is_forbidden)
+    }
+
     /// The failing step, as the `reason` label of `hostprocess_reconcile_errors_total`.
     pub fn metric_label(&self) -> &'static str {
         match self {

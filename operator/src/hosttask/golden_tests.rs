@@ -16,7 +16,7 @@ fn rendered(example: &str) -> String {
     let manifests = parse_manifests(&text).unwrap();
     let group_name = manifests.iter().find_map(|m| match m {
         Manifest::HostGroup(g) => Some(g.spec.group_name.clone()),
-        Manifest::HostTask(_) => None,
+        Manifest::HostTask(_) | Manifest::HostTaskGrant(_) => None,
     });
     let mut out = String::new();
     for manifest in manifests {
@@ -136,6 +136,7 @@ fn every_invocation_the_operator_builds_parses_with_the_executor_s_own_cli() {
                         );
                     }
                 }
+                Manifest::HostTaskGrant(_) => {}
             }
         }
     }

@@ -1,10 +1,12 @@
 //! HostTask reconciliation, a pipeline with one stage per file:
+//! `authorize` (whether a cluster administrator allowed it; nothing else is read before) →
 //! `resolve` (read everything once) → `validate` (bad input becomes Stalled) → `decide` (the
 //! rollout, label changes and Events; pure) → `build` (the DaemonSet; pure) → `apply` (the
 //! writes) → `status` (pure; written behind the reconcile by `writes::task_status`).
 
 pub(crate) mod admission;
 pub(crate) mod apply;
+pub(crate) mod authorize;
 pub(crate) mod build;
 pub(crate) mod decide;
 pub(crate) mod error;
@@ -26,13 +28,30 @@ use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use tracing::{info, instrument, warn};
 
+use crate::conditions::{Blocked, STALLED};
 use crate::context::Context;
+use crate::events::Note;
+use crate::hashing;
+use crate::state::targeting::windows_nodes_matching;
 use error::Error;
+use k8s_openapi::jiff::Timestamp;
+use kube::runtime::reflector::ObjectRef;
 
 #[instrument(skip_all, fields(task = %task.name_any(), namespace = task.namespace().unwrap_or_default()))]
 pub(crate) async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<Action, Error> {
     if task.metadata.deletion_timestamp.is_some() {
         return apply::finalize(&ctx, &task).await;
+    }
+    if let Some(mut refused) = refusal(&ctx, &task) {
+        // Taken back or never given: whatever the task still runs stops.
+        if let Err(error) = apply::withdraw(&ctx, &task).await {
+            warn!(%error, "cannot stop what the task runs");
+            refused.message.push_str(&format!("; what it runs could not be stopped: {error}"));
+        }
+        let revision = hashing::revision(&task.spec, None);
+        report_blocked(&ctx, &task, &revision, &refused, resolve::now());
+        // A grant or a HostGroup changing reconciles every task; nothing to poll.
+        return Ok(Action::await_change());
     }
     let resolved = resolve::resolve(&ctx, &task).await?;
     let (generation, paused) = (task.metadata.generation, task.spec.rollout.paused);
@@ -40,8 +59,7 @@ pub(crate) async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<
     let account = match validate::validate(&task, &resolved) {
         Ok(account) => account,
         Err(blocked) => {
-            let status = status::status(previous, generation, revision, None, Some(&blocked), paused, now);
-            ctx.writes.task_status.submit(&task, status);
+            report_blocked(&ctx, &task, revision, &blocked, now);
             // A missing HostGroup may appear: the group watch triggers a reconcile, this is a net.
             return Ok(Action::requeue(Duration::from_secs(300)));
         }
@@ -53,7 +71,19 @@ pub(crate) async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<
     let daemon_set = decided
         .runs_anywhere()
         .then(|| build::daemon_set(&task, &build_inputs(&ctx, &resolved, &account, &decided)));
-    apply::apply(&ctx, &task, &resolved, &decided, daemon_set).await?;
+    match apply::apply(&ctx, &task, &resolved, &decided, daemon_set).await {
+        Err(error) if error.forbidden() => {
+            // Enabled by a grant, but the operator may not create there: the nodes it just
+            // admitted are released (RoleBindings are not watched: it looks again in a while).
+            let mut blocked = not_permitted(&task, &error);
+            if let Err(error) = apply::withdraw(&ctx, &task).await {
+                blocked.message.push_str(&format!("; what it runs could not be stopped: {error}"));
+            }
+            report_blocked(&ctx, &task, revision, &blocked, now);
+            return Ok(Action::requeue(Duration::from_secs(60)));
+        }
+        result => result?,
+    }
     for note in decide::events(previous, revision, &decided.decision) {
         info!(reason = %note.reason, "{}", note.message);
         ctx.events.publish(&*task, crate::events::ROLLOUT, note);
@@ -63,6 +93,46 @@ pub(crate) async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<
     let counts = &decided.decision.counts;
     ctx.metrics.task_nodes(&task.namespace().unwrap_or_default(), &task.name_any(), Some(counts));
     Ok(decide::requeue(&decided, !resolved.pods.rebooting.is_empty()))
+}
+
+/// Why a cluster administrator's grants do not let the task run, from the caches.
+fn refusal(ctx: &Context, task: &HostTask) -> Option<Blocked> {
+    let grant = ctx.cache.grants.get(&ObjectRef::new(&task.namespace().unwrap_or_default()));
+    let group = task.spec.run_as.host_group.as_ref().and_then(|g| ctx.cache.groups.get(&ObjectRef::new(g)));
+    let targeted = windows_nodes_matching(task.spec.node_selector.as_ref(), &ctx.cache.nodes.state()).len();
+    authorize::refusal(task, grant.as_deref(), group.as_deref(), targeted)
+}
+
+/// Writes the Stalled status of a task that cannot run, and a Warning Event the first time
+/// for this reason.
+fn report_blocked(ctx: &Context, task: &HostTask, revision: &str, blocked: &Blocked, now: Timestamp) {
+    let previous = ctx.writes.task_status.current(task);
+    let (generation, paused) = (task.metadata.generation, task.spec.rollout.paused);
+    let already = previous.as_ref().is_some_and(|p| {
+        p.conditions.iter().any(|c| c.type_ == STALLED && c.status == "True" && c.reason == blocked.reason)
+    });
+    if !already {
+        warn!(reason = blocked.reason, "{}", blocked.message);
+        ctx.events.publish(
+            task,
+            crate::events::ROLLOUT,
+            Note::warning(blocked.reason, blocked.message.clone()),
+        );
+    }
+    let status = status::status(previous.as_ref(), generation, revision, None, Some(blocked), paused, now);
+    ctx.writes.task_status.submit(task, status);
+}
+
+/// Why a task of an enabled namespace cannot run when RBAC refuses the operator there.
+fn not_permitted(task: &HostTask, error: &Error) -> Blocked {
+    let namespace = task.namespace().unwrap_or_default();
+    Blocked {
+        reason: "OperatorNotPermitted",
+        message: format!(
+            "the API server refused the operator in namespace {namespace} ({error}); a cluster administrator enables a namespace with its HostTaskGrant and a RoleBinding of ClusterRole {} to the operator's ServiceAccount (deploy/enable-hostprocess-tasks.yaml)",
+            crate::permissions::TASK_NAMESPACE_ROLE
+        ),
+    }
 }
 
 /// The builder's inputs for this reconcile: the operator's settings, the revision, the account

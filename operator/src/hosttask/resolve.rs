@@ -75,7 +75,7 @@ pub async fn resolve(ctx: &Context, task: &HostTask) -> Result<Resolved, Error> 
         runs_revision,
         daemon_set,
         previous: ctx.writes.task_status.current(task),
-        now: Timestamp::from_second(Timestamp::now().as_second()).unwrap_or_else(|_| Timestamp::now()),
+        now: now(),
         account: account(ctx, task),
         labelled: node_labels.current(&admission_label, &nodes),
         admission_label,
@@ -83,6 +83,12 @@ pub async fn resolve(ctx: &Context, task: &HostTask) -> Result<Resolved, Error> 
         pods: pods::read(&ctx.cache.task_pods, task, &revision),
         revision,
     })
+}
+
+/// Now, in whole seconds: what the API keeps of a time, so a status read back equals the one
+/// written.
+pub fn now() -> Timestamp {
+    Timestamp::from_second(Timestamp::now().as_second()).unwrap_or_else(|_| Timestamp::now())
 }
 
 /// With `rollout.trackReferencedData`: a hash of the content of every Secret and ConfigMap the

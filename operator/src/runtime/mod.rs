@@ -57,12 +57,13 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> Stopped {
     let namespace = config.namespace.clone();
-    let (mut nodes_changed, mut namespaces_changed, mut provisioning) =
-        (Broadcast::default(), Broadcast::default(), Broadcast::default());
+    let (mut nodes_changed, mut namespaces_changed, mut provisioning, mut grants_changed) =
+        (Broadcast::default(), Broadcast::default(), Broadcast::default(), Broadcast::default());
     let task_triggers = futures::stream::select_all([
         nodes_changed.subscribe(),
         namespaces_changed.subscribe(),
         provisioning.subscribe(),
+        grants_changed.subscribe(),
     ]);
     let group_triggers = futures::stream::select(nodes_changed.subscribe(), namespaces_changed.subscribe());
     let (setup_changed, setup_changes) = futures::channel::mpsc::unbounded::<ObjectRef<HostGroup>>();
@@ -73,9 +74,10 @@ pub async fn run(
     let (setup_pods, drive_setup_pods) =
         watches::setup_pods(&client, &config.group_namespace, setup_changed, provisioning.clone());
     let (groups, drive_groups) = watches::groups(&client, provisioning);
+    let (grants, drive_grants) = watches::grants(&client, grants_changed);
     let (namespaces, drive_namespaces) = watches::namespaces(&client, namespaces_changed);
     let (nodes, drive_nodes) = watches::nodes(&client, nodes_changed);
-    let cache = Caches { daemon_sets, task_pods, setup_pods, groups, namespaces, nodes };
+    let cache = Caches { daemon_sets, task_pods, setup_pods, grants, groups, namespaces, nodes };
 
     let reporter =
         Reporter { controller: "hostprocess-operator".into(), instance: std::env::var("POD_NAME").ok() };
@@ -135,6 +137,7 @@ pub async fn run(
         () = drive_daemon_sets => {}
         () = drive_setup_pods => {}
         () = drive_groups => {}
+        () = drive_grants => {}
         () = drive_namespaces => {}
         () = drive_nodes => {}
         () = write_events => {}
@@ -228,15 +231,16 @@ async fn drain<T, E: std::fmt::Display>(results: impl futures::Stream<Item = Res
 
 /// Whether every cache listed once (`false`: a store was dropped first).
 async fn cache_ready(cache: &Caches) -> bool {
-    let ((), s, g, n, ns, d) = futures::join!(
+    let ((), s, gr, g, n, ns, d) = futures::join!(
         cache.task_pods.wait_until_ready(),
         cache.setup_pods.wait_until_ready(),
+        cache.grants.wait_until_ready(),
         cache.groups.wait_until_ready(),
         cache.nodes.wait_until_ready(),
         cache.namespaces.wait_until_ready(),
         cache.daemon_sets.wait_until_ready()
     );
-    s.is_ok() && g.is_ok() && n.is_ok() && ns.is_ok() && d.is_ok()
+    s.is_ok() && gr.is_ok() && g.is_ok() && n.is_ok() && ns.is_ok() && d.is_ok()
 }
 
 async fn reconcile_task(

@@ -8,6 +8,7 @@
 //! | owned DaemonSet | a task's DaemonSet | that task |
 //! | `NodeTargeting` | a node added, removed, or relabelled (not admission labels) | every task and group |
 //! | `NamespaceLabels` | a namespace's labels (Pod Security) | every task and group |
+//! | a HostTaskGrant | created, changed or deleted | every task |
 //! | `SetupSucceeded` | a setup pod succeeding or going; `GroupGeneration`: a HostGroup spec or deletion | every task (where it may run) |
 //! | a setup pod change | a setup pod of a HostGroup | that HostGroup |
 //! | a refused node label write | `writes::node_labels` | every task |

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 use futures::{Stream, StreamExt};
-use hostprocess_crds::{HostGroup, HostTask};
+use hostprocess_crds::{HostGroup, HostTask, HostTaskGrant};
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Namespace, Node};
 use kube::core::PartialObjectMeta;
@@ -133,6 +133,31 @@ pub(crate) fn groups(
             && generations.changed(&group)
         {
             provisioning.send();
+        }
+        futures::future::ready(())
+    });
+    (store, drive)
+}
+
+/// HostTaskGrants (a few cluster-scoped objects): any change tells `changed`, since it may
+/// enable, restrict or stop any task of its namespace.
+pub(crate) fn grants(
+    client: &Client,
+    changed: Broadcast,
+) -> (Store<HostTaskGrant>, impl Future<Output = ()> + Send + 'static) {
+    let (store, writer) = reflector::store();
+    let drive = reflector::reflector(
+        writer,
+        watcher(Api::<HostTaskGrant>::all(client.clone()), watcher::Config::default())
+            .modify(|grant| grant.metadata.managed_fields = None),
+    )
+    .default_backoff()
+    .for_each(move |event| {
+        if matches!(
+            event,
+            Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_) | watcher::Event::InitDone)
+        ) {
+            changed.send();
         }
         futures::future::ready(())
     });

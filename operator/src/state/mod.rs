@@ -6,7 +6,7 @@ pub(crate) mod pod_result;
 pub(crate) mod targeting;
 pub(crate) mod task_pods;
 
-use hostprocess_crds::HostGroup;
+use hostprocess_crds::{HostGroup, HostTaskGrant};
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Namespace, Node};
 use kube::core::PartialObjectMeta;
@@ -24,6 +24,8 @@ pub(crate) struct Caches {
     pub task_pods: std::sync::Arc<PodIndex>,
     /// HostGroup setup pods (label-selected, in the setup namespace).
     pub setup_pods: Store<CachedPod>,
+    /// HostTaskGrants: which namespaces are enabled and what their tasks may do.
+    pub grants: Store<HostTaskGrant>,
     /// HostGroups: a task that runs as one needs its group name and where it is provisioned.
     pub groups: Store<HostGroup>,
     /// Namespaces, metadata only: their Pod Security labels.

@@ -60,6 +60,13 @@ impl Fixture {
         )
         .await
         .unwrap();
+        // The admission policies of the install, and the task namespace enabled for everything:
+        // the rollout, reboot and group tests are not about grants (tests/grants.rs is).
+        for file in ["admission-policy.yaml", "roles.yaml"] {
+            let text = std::fs::read_to_string(hostprocess_sim::operator::deploy_dir().join(file)).unwrap();
+            hostprocess_sim::operator::apply_manifests(&sim.client, &text, "test", |_| true).await.unwrap();
+        }
+        grant(&sim.client, NS, everything_granted()).await;
         let operator_kubeconfig = sim.operator_kubeconfig().await.expect("the operator's ServiceAccount");
         let operator_client = hostprocess_sim::client_from_kubeconfig(&operator_kubeconfig).await.unwrap();
         let operator = spawn_operator_with(operator_client.clone(), hostprocess_operator::Runtime::default());
@@ -122,7 +129,7 @@ impl Fixture {
             .expect("task applies");
     }
 
-    /// Another task namespace, with this Pod Security level enforced.
+    /// Another task namespace, with this Pod Security level enforced, enabled for everything.
     pub async fn namespace(&self, name: &str, enforce: &str) {
         hostprocess_sim::create_namespace(
             &self.sim.client,
@@ -131,6 +138,7 @@ impl Fixture {
         )
         .await
         .unwrap();
+        grant(&self.sim.client, name, everything_granted()).await;
     }
 
     pub async fn task(&self, name: &str) -> HostTask {
@@ -146,6 +154,31 @@ impl Fixture {
         let uid = self.task(name).await.metadata.uid.unwrap();
         admitted_nodes(&self.sim.client, &uid, &ds).await
     }
+}
+
+/// A HostTaskGrant that allows every capability.
+pub fn everything_granted() -> Value {
+    json!({"accounts": ["LocalService", "NetworkService", "System"], "reboot": "IfRequired",
+        "maxConcurrent": "100%", "tolerations": [{"operator": "Exists"}]})
+}
+
+/// Enables `namespace` with a HostTaskGrant of this spec, as a cluster administrator does:
+/// `deploy/enable-hostprocess-tasks.yaml` with the namespace's name in it (the grant, and the
+/// RoleBinding that lets the operator create there).
+pub async fn grant(client: &kube::Client, namespace: &str, spec: Value) {
+    let template = std::fs::read_to_string(
+        hostprocess_sim::operator::deploy_dir().join("enable-hostprocess-tasks.yaml"),
+    )
+    .unwrap();
+    let enable = template.replace("hostprocess-tasks", namespace);
+    let binding = |o: &kube::api::DynamicObject| o.types.as_ref().is_some_and(|t| t.kind == "RoleBinding");
+    hostprocess_sim::operator::apply_manifests(client, &enable, "test", binding).await.unwrap();
+    let grant = json!({"apiVersion": "hostprocess.dev/v1alpha1", "kind": "HostTaskGrant",
+        "metadata": {"name": namespace}, "spec": spec});
+    Api::<hostprocess_crds::HostTaskGrant>::all(client.clone())
+        .patch(namespace, &PatchParams::apply("test").force(), &Patch::Apply(&grant))
+        .await
+        .expect("the grant applies");
 }
 
 /// The nodes that carry a task's admission label with the revision `ds` runs.

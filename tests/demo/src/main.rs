@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use hostprocess_crds::{HostGroup, HostTask};
+use hostprocess_crds::{HostGroup, HostTask, HostTaskGrant};
 use hostprocess_operator::Config;
 use hostprocess_sim::{SimOptions, Simulation};
 use k8s_openapi::api::events::v1::Event;
@@ -110,20 +110,25 @@ async fn install(sim: &Simulation) -> Result<(), Error> {
         )
         .await??;
     }
-    let namespaces =
-        std::fs::read_to_string(hostprocess_sim::operator::deploy_dir().join("namespaces.yaml"))?;
-    hostprocess_sim::operator::apply_manifests(&sim.client, &namespaces, "hostprocess-demo", |_| true)
-        .await?;
+    // As `kubectl apply -k deploy/` does after the CRDs: the namespaces, the admission policies and
+    // the grant that enables hostprocess-tasks (the operator's identity is installed already).
+    for file in ["namespaces.yaml", "admission-policy.yaml", "enable-hostprocess-tasks.yaml"] {
+        let text = std::fs::read_to_string(hostprocess_sim::operator::deploy_dir().join(file))?;
+        hostprocess_sim::operator::apply_manifests(&sim.client, &text, "hostprocess-demo", |_| true).await?;
+    }
     Ok(())
 }
 
-/// The example patch rollout with the simulated payload in place of the PowerShell script.
-fn demo_task(root: &Path) -> Result<serde_json::Value, Error> {
+/// The example patch rollout's grant, and its task with the simulated payload in place of the
+/// PowerShell script.
+fn demo_task(root: &Path) -> Result<(serde_json::Value, serde_json::Value), Error> {
     let text = std::fs::read_to_string(root.join("examples/patch-rollout.yaml"))?;
-    let mut task: serde_json::Value = yaml_serde::from_str(&text)?;
+    let mut docs = text.split("\n---").map(yaml_serde::from_str::<serde_json::Value>);
+    let grant = docs.next().ok_or("patch-rollout.yaml: no HostTaskGrant")??;
+    let mut task = docs.next().ok_or("patch-rollout.yaml: no HostTask")??;
     task["spec"]["script"] = SIMULATED_PATCH.into();
     task["spec"]["retries"] = serde_json::json!({"limit": 0});
-    Ok(task)
+    Ok((grant, task))
 }
 
 /// The example HostGroup and the task that runs as it, the task's script swapped for a stand-in.
@@ -188,11 +193,35 @@ async fn run(args: Args) -> Result<bool, Error> {
     ));
 
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let task = demo_task(&root)?;
+    let (grant, task) = demo_task(&root)?;
     let name = task["metadata"]["name"].as_str().unwrap_or_default().to_string();
     let namespace = task["metadata"]["namespace"].as_str().unwrap_or_default().to_string();
     let tasks: Api<HostTask> = Api::namespaced(sim.client.clone(), &namespace);
-    tasks.patch(&name, &PatchParams::apply("hostprocess-demo").force(), &Patch::Apply(&task)).await?;
+    let apply = PatchParams::apply("hostprocess-demo").force();
+    // The install's grant allows neither System nor reboots: the API server refuses the task (a
+    // new admission policy takes a moment to be in force; dry runs until it is).
+    let refused = hostprocess_sim::wait::until(
+        "the admission policy refuses the task",
+        Duration::from_secs(30),
+        || async {
+            let dry_run = PatchParams { dry_run: true, ..apply.clone() };
+            match tasks.patch(&name, &dry_run, &Patch::Apply(&task)).await {
+                Err(kube::Error::Api(refused)) => Some(refused.message),
+                _ => None,
+            }
+        },
+    )
+    .await?;
+    println!(
+        "\napplied the patch task before its namespace was granted System and reboots: refused\n  {refused}"
+    );
+    let grants: Api<HostTaskGrant> = Api::all(sim.client.clone());
+    grants.patch(&namespace, &apply, &Patch::Apply(&grant)).await?;
+    println!(
+        "a cluster administrator widened HostTaskGrant {namespace} (examples/patch-rollout.yaml): accounts {}, reboot {}",
+        grant["spec"]["accounts"], grant["spec"]["reboot"]
+    );
+    tasks.patch(&name, &apply, &Patch::Apply(&task)).await?;
     println!(
         "applied examples/patch-rollout.yaml as HostTask {namespace}/{name}: maxConcurrent {}, maxFailures {}",
         task["spec"]["rollout"]["maxConcurrent"], task["spec"]["rollout"]["maxFailures"]
