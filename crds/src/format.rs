@@ -145,6 +145,10 @@ fn cel_string_literal(pattern: &str) -> String {
 
 /// A Windows local group name, as it must also pass Kubernetes' validation of
 /// `runAsUserName` (where a HostTask running as the group puts it): at most 104 characters.
+/// Printable ASCII only, so that no look-alike (Cyrillic `А` for `A`) or invisible character
+/// passes for another name, and never a built-in or well-known group: a HostGroup manages a
+/// group of its own. (Built-in names are localized on non-English Windows; the executor's check
+/// by SID on the node is what holds there.)
 pub static GROUP_NAME: Format = Format::new(
     "groupName",
     1,
@@ -154,14 +158,22 @@ pub static GROUP_NAME: Format = Format::new(
             r#"["/\\\[\]:;|=,+*?<>@]"#,
             r#"groupName must not contain any of " / \ [ ] : ; | = , + * ? < > @"#,
         ),
-        Rule::Excludes(r"[[:cntrl:]]", "groupName must not contain control characters"),
+        Rule::Matches(
+            r"^[ -~]+$",
+            "groupName must be printable ASCII: letters, digits, spaces and punctuation (no look-alike, invisible or control characters)",
+        ),
         Rule::Excludes(r"^[. ]+$", "groupName must not consist only of dots and spaces"),
+        Rule::Excludes(r"^ | $", "groupName must not start or end with a space (Windows would trim it)"),
         Rule::Excludes(
-            r"^\s|\s$",
-            "groupName must not start or end with white space (Windows would trim it)",
+            BUILTIN_GROUPS,
+            "groupName must not name a built-in or well-known Windows group (Administrators, Users, Remote Desktop Users, ...): a HostGroup manages a group of its own",
         ),
     ],
 );
+
+/// The built-in local groups of Windows Server (the BUILTIN domain, S-1-5-32-*) and the
+/// well-known principals a group could be confused with, case-insensitively.
+const BUILTIN_GROUPS: &str = r"(?i)^(access control assistance operators|account operators|administrators|backup operators|certificate service dcom access|cryptographic operators|device owners|distributed com users|event log readers|guests|hyper-v administrators|iis_iusrs|incoming forest trust builders|network configuration operators|openssh users|performance log users|performance monitor users|power users|pre-windows 2000 compatible access|print operators|rds endpoint servers|rds management servers|rds remote access servers|remote desktop users|remote management users|replicator|server operators|storage replica administrators|system managed accounts group|terminal server license servers|users|windows authorization access group|everyone|authenticated users|system|local service|network service|interactive|network|anonymous logon|domain admins|domain users|domain computers|domain guests|enterprise admins|schema admins)$";
 
 /// An account to add to a local group: `name` or `DOMAIN\name`.
 pub static ACCOUNT_NAME: Format = Format::new(
@@ -178,10 +190,25 @@ pub static ACCOUNT_NAME: Format = Format::new(
             r#"member must not contain any of " / [ ] : ; | = , + * ? < > @"#,
         ),
         Rule::Excludes(r"[[:cntrl:]]", "member must not contain control characters"),
+        Rule::Excludes(
+            r"[\p{Cf}\p{Zl}\p{Zp}\x{85}\x{A0}\x{1680}\x{2000}-\x{200A}\x{202F}\x{205F}\x{3000}]",
+            "member must not contain invisible characters or spaces other than the ASCII space",
+        ),
         Rule::Excludes(r"(^|\\)[. ]+$", "member must not have a user part of only dots and spaces"),
-        Rule::Excludes(r"^\s|\s$|\s\\|\\\s", "member must not have white space around its name or domain"),
+        Rule::Excludes(
+            r"^[ \t]|[ \t]$|[ \t]\\|\\[ \t]",
+            "member must not have white space around its name or domain",
+        ),
+        Rule::Excludes(
+            BROAD_MEMBERS,
+            r"member must not be a built-in, well-known or broad account (Everyone, Authenticated Users, Administrators, SYSTEM, NT AUTHORITY\..., BUILTIN\..., Domain Users, ...)",
+        ),
     ],
 );
+
+/// Accounts that are everyone, every user of a kind, or already all-powerful: a member of a
+/// HostGroup gets its grants on every node, so none of these may be one.
+const BROAD_MEMBERS: &str = r"(?i)^((nt authority|builtin|nt service|nt virtual machine|window manager|font driver host)\\.*|([^\\]*\\)?(everyone|authenticated users|administrators|administrator|users|guests|system|local system|local service|network service|interactive|network|batch|service|anonymous logon|this organization|domain admins|domain users|domain computers|domain controllers|domain guests|enterprise admins|schema admins))$";
 
 /// An absolute local Windows path, for file-system grants. Everything Windows would
 /// reinterpret (relative parts, device names, streams, trailing dots) is refused, so the
@@ -213,6 +240,16 @@ pub static WINDOWS_PATH: Format = Format::new(
         Rule::Excludes(
             r"[^:][. ](\\|$)",
             "path segments must not end in a space or a dot (Windows would strip it)",
+        ),
+        Rule::Excludes(r"~[0-9]", "path must not use 8.3 short names (like PROGRA~1): write the long name"),
+        Rule::Excludes(r"^.:\\$", r"path must not be a volume root like C:\ (grant a folder of your own)"),
+        Rule::Excludes(
+            r"(?i)^.:\\(windows|program files|program files \(x86\)|programdata\\hostprocess-operator)(\\|$)",
+            r"path must not be in the Windows or Program Files trees or the node-executor's C:\ProgramData\hostprocess-operator",
+        ),
+        Rule::Excludes(
+            r"(?i)^.:\\(programdata|users)$",
+            r"path must not be C:\ProgramData or C:\Users itself (grant a folder inside it)",
         ),
     ],
 );
@@ -366,8 +403,11 @@ mod tests {
             ("a&b|c", "must not contain any of"),
             ("x@y", "must not contain any of"),
             ("..  .", "only of dots and spaces"),
-            (" admins", "white space"),
-            ("admins\n", "control characters"),
+            (" admins", "start or end with a space"),
+            ("admins\n", "printable ASCII"),
+            ("\u{410}dmins", "printable ASCII"),
+            ("ADMINISTRATORS", "built-in or well-known"),
+            ("Hyper-V Administrators", "built-in or well-known"),
         ];
         for (bad, expected) in cases {
             let err = GROUP_NAME.check(bad).expect_err(bad).to_string();
@@ -383,10 +423,9 @@ mod tests {
     #[test]
     fn windows_paths() {
         for good in [
-            r"C:\",
             r"C:\ProgramData\MyApp",
             r"d:\logs\app.v2\current",
-            r"C:\Program Files\Contoso Agent",
+            r"C:\Windows-Tools\agent",
             r"C:\data\console.log",
         ] {
             assert_eq!(WINDOWS_PATH.check(good), Ok(()), "{good}");
@@ -409,6 +448,12 @@ mod tests {
             (r"C:\data\com1.txt", "DOS device"),
             (r"C:\data\dir.", "end in a space or a dot"),
             (r"C:\data\dir \x", "end in a space or a dot"),
+            (r"C:\", "volume root"),
+            (r"C:\Program Files\Contoso Agent", "Program Files trees"),
+            (r"C:\WINDOWS\system32", "Windows or Program Files"),
+            (r"C:\ProgramData\hostprocess-operator", "node-executor's"),
+            (r"C:\Users", "itself"),
+            (r"C:\PROGRA~2\App", "8.3 short names"),
         ];
         for (bad, expected) in cases {
             let err = WINDOWS_PATH.check(bad).expect_err(bad).to_string();
@@ -419,10 +464,22 @@ mod tests {
 
     #[test]
     fn account_names() {
-        for good in ["alice", r"CONTOSO\alice", r"NT AUTHORITY\NETWORK SERVICE", "svc-patch$"] {
+        for good in ["alice", r"CONTOSO\alice", "svc-patch$", r"CONTOSO\Domain Readers", "systemd-user"] {
             assert_eq!(ACCOUNT_NAME.check(good), Ok(()), "{good}");
         }
-        for bad in [r"a\b\c", r"\alice", r"CONTOSO\", "alice@contoso.com", r"CONTOSO\..", " alice", "a;b"] {
+        for bad in [
+            r"a\b\c",
+            r"\alice",
+            r"CONTOSO\",
+            "alice@contoso.com",
+            r"CONTOSO\..",
+            " alice",
+            "a;b",
+            r"NT AUTHORITY\NETWORK SERVICE",
+            "everyone",
+            r"CONTOSO\Domain Admins",
+            "alice\u{2060}",
+        ] {
             assert!(ACCOUNT_NAME.check(bad).is_err(), "{bad:?}");
         }
     }

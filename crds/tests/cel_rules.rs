@@ -92,6 +92,11 @@ fn string_field(
     cases
 }
 
+const ASCII_GROUP: &str = "groupName must be printable ASCII: letters, digits, spaces and punctuation (no look-alike, invisible or control characters)";
+const BUILTIN_GROUP: &str = "groupName must not name a built-in or well-known Windows group (Administrators, Users, Remote Desktop Users, ...): a HostGroup manages a group of its own";
+const BROAD_MEMBER: &str = r"member must not be a built-in, well-known or broad account (Everyone, Authenticated Users, Administrators, SYSTEM, NT AUTHORITY\..., BUILTIN\..., Domain Users, ...)";
+const SYSTEM_TREE: &str = r"path must not be in the Windows or Program Files trees or the node-executor's C:\ProgramData\hostprocess-operator";
+
 fn cases() -> Vec<Case> {
     use Kind::{Grant, Group, Task};
     let mut cases = vec![
@@ -253,19 +258,38 @@ fn cases() -> Vec<Case> {
         &[
             ("ops/admins", r#"groupName must not contain any of " / \ [ ] : ; | = , + * ? < > @"#),
             ("admins;calc", r#"groupName must not contain any of " / \ [ ] : ; | = , + * ? < > @"#),
-            ("tab\there", "groupName must not contain control characters"),
+            ("tab\there", ASCII_GROUP),
+            // Cyrillic А and a zero-width space: look-alike and invisible.
+            ("\u{410}dministrators", ASCII_GROUP),
+            ("Admins\u{200B}", ASCII_GROUP),
             (". .", "groupName must not consist only of dots and spaces"),
-            ("admins ", "groupName must not start or end with white space (Windows would trim it)"),
+            ("admins ", "groupName must not start or end with a space (Windows would trim it)"),
+            ("Administrators", BUILTIN_GROUP),
+            ("remote desktop USERS", BUILTIN_GROUP),
+            ("Everyone", BUILTIN_GROUP),
         ],
     ));
     cases.extend(string_field(
         Group,
         |v| json!({"members": [v]}),
-        &[r"NT AUTHORITY\NETWORK SERVICE"],
+        &[r"CONTOSO\svc-logship", "app-reader", r"CONTOSO\Domain Readers"],
         &[
             (
                 r"a\b\c",
                 r"member must be an account name like alice, CONTOSO\alice or NT AUTHORITY\NETWORK SERVICE",
+            ),
+            ("Everyone", BROAD_MEMBER),
+            (r"NT AUTHORITY\NETWORK SERVICE", BROAD_MEMBER),
+            (r"builtin\Administrators", BROAD_MEMBER),
+            (r"CONTOSO\Domain Users", BROAD_MEMBER),
+            ("SYSTEM", BROAD_MEMBER),
+            (
+                "bob\u{200B}",
+                "member must not contain invisible characters or spaces other than the ASCII space",
+            ),
+            (
+                "bob\u{A0}smith",
+                "member must not contain invisible characters or spaces other than the ASCII space",
             ),
             ("alice@contoso.com", r#"member must not contain any of " / [ ] : ; | = , + * ? < > @"#),
             ("bob\u{1b}", "member must not contain control characters"),
@@ -276,7 +300,7 @@ fn cases() -> Vec<Case> {
     cases.extend(string_field(
         Group,
         |v| json!({"grants": [{"path": v, "rights": "ReadAndExecute"}]}),
-        &[r"C:\", r"C:\Program Files\Contoso Agent\bin"],
+        &[r"D:\data", r"C:\ProgramData\Contoso Agent\logs", r"C:\Users\Public\Reports", r"C:\ProgramData\hostprocess-operator-reports"],
         &[
             (r"logs\app", r"path must be absolute with a drive letter, like C:\ProgramData\MyApp (UNC, device and relative paths are not allowed)"),
             (r"\\server\share", r"path must be absolute with a drive letter, like C:\ProgramData\MyApp (UNC, device and relative paths are not allowed)"),
@@ -287,6 +311,15 @@ fn cases() -> Vec<Case> {
             (r"C:\logs\a.txt:hidden", "path must not contain ':' after the drive letter (alternate data streams are not supported)"),
             (r"C:\logs\AUX.log", "path must not name a DOS device (CON, PRN, AUX, NUL, COM1, LPT1, ...)"),
             (r"C:\logs.", "path segments must not end in a space or a dot (Windows would strip it)"),
+            (r"C:\PROGRA~1\Contoso", "path must not use 8.3 short names (like PROGRA~1): write the long name"),
+            (r"C:\", r"path must not be a volume root like C:\ (grant a folder of your own)"),
+            (r"c:\windows", SYSTEM_TREE),
+            (r"C:\Windows\System32\drivers", SYSTEM_TREE),
+            (r"C:\Program Files\Contoso Agent\bin", SYSTEM_TREE),
+            (r"C:\Program Files (x86)\App", SYSTEM_TREE),
+            (r"C:\ProgramData\hostprocess-operator\tasks", SYSTEM_TREE),
+            (r"C:\ProgramData", r"path must not be C:\ProgramData or C:\Users itself (grant a folder inside it)"),
+            (r"c:\users", r"path must not be C:\ProgramData or C:\Users itself (grant a folder inside it)"),
         ],
     ));
     cases.extend(string_field(

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use hostprocess_crds::{Grant, HostGroupSpec, Mode, format, units};
+use hostprocess_protocol::digest;
 use hostprocess_protocol::{
     Cli, Command, GrantCommand, GroupCommand, Outcome, ProbeArgs, ResultLine, RunArgs,
 };
@@ -96,12 +97,14 @@ pub fn execute(cli: Cli) -> Result<Reply, Failure> {
             let done = provision::revoke(&host(&cli)?, group, std::slice::from_ref(path), &state_dir)?;
             Ok(Reply::changes(done))
         }
-        Command::Provision { spec } => {
+        Command::Provision { spec, spec_sha256 } => {
             // A ConfigMap volume: at its mount path (containerd 1.7+) or under the sandbox (1.6).
             let spec = &sandbox::resolve_from_env(spec);
-            let text = std::fs::read_to_string(spec)
-                .map_err(|e| Failure(format!("cannot read {}: {e}", spec.display())))?;
-            let spec: HostGroupSpec = serde_json::from_str(&text)
+            let bytes =
+                std::fs::read(spec).map_err(|e| Failure(format!("cannot read {}: {e}", spec.display())))?;
+            digest::verify(&format!("the HostGroup spec {}", spec.display()), &bytes, spec_sha256)
+                .map_err(Failure)?;
+            let spec: HostGroupSpec = serde_json::from_slice(&bytes)
                 .map_err(|e| Failure(format!("{} is not a HostGroup spec: {e}", spec.display())))?;
             Ok(Reply::changes(provision::provision(&host(&cli)?, &spec, &state_dir)?))
         }
@@ -166,7 +169,9 @@ fn probe(args: &ProbeArgs, state_dir: &Path) -> Result<Reply, Failure> {
 }
 
 fn self_test(platform: &Host, scratch: Option<&Path>, state_dir: &Path) -> Result<Reply, Failure> {
-    let scratch = scratch.map_or_else(|| state_dir.join("self-test"), Path::to_path_buf);
+    // Beside the state directory, not in it: no grant may reach the executor's own state.
+    let scratch =
+        scratch.map_or_else(|| state_dir.with_file_name("hostprocess-operator-self-test"), Path::to_path_buf);
     let _ = std::fs::remove_dir_all(&scratch);
     // The grant needs a Windows path; on Linux it lives in the test store.
     #[cfg(windows)]
@@ -246,9 +251,10 @@ fn run_request<P: Platform>(platform: &P, args: &RunArgs, state_dir: &Path) -> R
     let launch = match (&args.script, args.command.split_first()) {
         (Some(script), _) => {
             let script = sandbox::resolve_from_env(script);
-            if !script.is_file() {
-                return Err(Failure(format!("the script {} does not exist", script.display())));
-            }
+            let bytes = std::fs::read(&script)
+                .map_err(|e| Failure(format!("cannot read the script {}: {e}", script.display())))?;
+            let expected = args.script_sha256.as_deref().unwrap_or_default();
+            digest::verify(&format!("the script {}", script.display()), &bytes, expected).map_err(Failure)?;
             platform.script_command(script)
         }
         (None, Some((program, rest))) => {

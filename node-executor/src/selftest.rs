@@ -187,7 +187,9 @@ fn spec(acl_path: &str) -> HostGroupSpec {
             rights: Rights::ReadAndExecute,
             applies_to: AppliesTo::ThisFolderSubfoldersAndFiles,
         }],
-        members: vec![r"NT AUTHORITY\NETWORK SERVICE".into()],
+        // A local account every Windows Server since 2016 has, and not a broad one (a HostGroup
+        // may not add NT AUTHORITY\* or Everyone).
+        members: vec!["DefaultAccount".into()],
         namespaces: vec![],
         deletion_policy: Default::default(),
     }

@@ -521,16 +521,20 @@ fn provision_converges_and_removal_keeps_what_others_made() {
             paths.iter().map(|p| serde_json::json!({"path": p, "rights": "Read"})).collect();
         let json = serde_json::json!({"groupName": "Operators", "members": members, "grants": grants});
         fs::write(&file, json.to_string()).expect("spec");
-        file
+        // As the operator's setup pod gives it: the file and the digest of its bytes.
+        (file, hostprocess_protocol::digest::sha256_hex(json.to_string().as_bytes()))
+    };
+    let provision = |(file, digest): &(String, String)| {
+        node.exec(&["provision", "--spec", file, "--spec-sha256", digest])
     };
     let file = spec(&["alice", "bob"], &[r"C:\data\a", r"C:\data\b"]);
-    let first = result(&node.exec(&["provision", "--spec", &file]));
+    let first = result(&provision(&file));
     assert_eq!(first["changes"].as_array().map(Vec::len), Some(4), "{first}");
-    assert_eq!(result(&node.exec(&["provision", "--spec", &file]))["changed"], false);
+    assert_eq!(result(&provision(&file))["changed"], false);
 
     // bob and C:\data\b leave the spec: removed; carol (not ours) stays.
     let file = spec(&["alice"], &[r"C:\data\a"]);
-    let changes = result(&node.exec(&["provision", "--spec", &file]))["changes"].clone();
+    let changes = result(&provision(&file))["changes"].clone();
     let kinds: Vec<&str> =
         changes.as_array().expect("changes").iter().filter_map(|c| c["change"].as_str()).collect();
     assert_eq!(kinds, ["removeMember", "revokeGrant"], "{changes}");
@@ -556,6 +560,8 @@ fn bad_input_is_refused_with_a_clear_message_and_changes_nothing() {
     fs::write(node.path("bad-spec.json"), "{\"groupName\": 5}").expect("spec");
     let long = "g".repeat(105);
     let bad_spec = node.path("bad-spec.json");
+    let bad_spec_digest = hostprocess_protocol::digest::sha256_hex(b"{\"groupName\": 5}");
+    let other_digest = hostprocess_protocol::digest::sha256_hex(b"another spec");
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (
             vec!["group", "ensure", "--name", r#"ops" & net user eve /add"#],
@@ -564,7 +570,28 @@ fn bad_input_is_refused_with_a_clear_message_and_changes_nothing() {
         (vec!["group", "ensure", "--name", "admins;calc"], "groupName must not contain any of"),
         (vec!["group", "ensure", "--name", ""], "groupName must not be empty"),
         (vec!["group", "ensure", "--name", &long], "groupName must be at most 104 characters long"),
-        (vec!["group", "ensure", "--name", " padded"], "must not start or end with white space"),
+        (vec!["group", "ensure", "--name", " padded"], "must not start or end with a space"),
+        (
+            vec!["group", "ensure", "--name", "Administrators"],
+            "must not name a built-in or well-known Windows group",
+        ),
+        (
+            vec!["group", "ensure", "--name", "ok", "--member", "Everyone"],
+            "member must not be a built-in, well-known or broad account",
+        ),
+        (
+            vec![
+                "grant",
+                "apply",
+                "--group",
+                "ok",
+                "--path",
+                r"C:\Windows\System32",
+                "--rights",
+                "FullControl",
+            ],
+            "must not be in the Windows or Program Files trees",
+        ),
         (
             vec!["group", "ensure", "--name", "ok", "--member", "alice@contoso.com"],
             "member must not contain any of",
@@ -714,10 +741,35 @@ fn bad_input_is_refused_with_a_clear_message_and_changes_nothing() {
                 "r",
                 "--script",
                 "/no/such/script.ps1",
+                "--script-sha256",
+                &other_digest,
             ],
-            "does not exist",
+            "cannot read the script /no/such/script.ps1",
         ),
-        (vec!["provision", "--spec", &bad_spec], "is not a HostGroup spec"),
+        (
+            vec![
+                "run",
+                "--task",
+                "t",
+                "--task-uid",
+                "u",
+                "--revision",
+                "r",
+                "--script",
+                &bad_spec,
+                "--script-sha256",
+                &other_digest,
+            ],
+            "is not the one the operator wrote",
+        ),
+        (
+            vec!["provision", "--spec", &bad_spec, "--spec-sha256", &other_digest],
+            "is not the one the operator wrote",
+        ),
+        (
+            vec!["provision", "--spec", &bad_spec, "--spec-sha256", &bad_spec_digest],
+            "is not a HostGroup spec",
+        ),
     ];
     // One grant that is refused only once the host is consulted: a file with inheritance.
     result(&node.exec(&["group", "ensure", "--name", "ok"]));

@@ -201,16 +201,7 @@ fn wine_calls_only_group_and_grant_subcommands_run_and_report() {
     std::fs::create_dir_all(&acl_dir).expect("dir");
     let acl = acl_dir.to_str().expect("utf-8").replace('/', r"\");
     for args in [
-        vec![
-            "group",
-            "ensure",
-            "--name",
-            "hpo-wine",
-            "--description",
-            "wine",
-            "--member",
-            r"NT AUTHORITY\NETWORK SERVICE",
-        ],
+        vec!["group", "ensure", "--name", "hpo-wine", "--description", "wine", "--member", "DefaultAccount"],
         vec!["grant", "apply", "--group", "hpo-wine", "--path", &acl, "--rights", "ReadAndExecute"],
         vec!["grant", "revoke", "--group", "hpo-wine", "--path", &acl],
         vec!["group", "remove", "--name", "hpo-wine"],

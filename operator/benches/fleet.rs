@@ -230,6 +230,17 @@ async fn main() {
     hostprocess_sim::create_namespace(&client, NS, &[("pod-security.kubernetes.io/enforce", "privileged")])
         .await
         .unwrap();
+    // Enabled as the install does, the grant widened to what the bench's tasks ask: System, every
+    // node at once.
+    let enable =
+        std::fs::read_to_string(hostprocess_sim::operator::deploy_dir().join("enable-hostprocess-tasks.yaml")).unwrap();
+    hostprocess_sim::operator::apply_manifests(&client, &enable, "bench", |_| true).await.unwrap();
+    let grant = json!({"apiVersion": "hostprocess.dev/v1alpha1", "kind": "HostTaskGrant", "metadata": {"name": NS},
+        "spec": {"accounts": ["LocalService", "NetworkService", "System"], "maxConcurrent": "100%"}});
+    Api::<hostprocess_crds::HostTaskGrant>::all(client.clone())
+        .patch(NS, &PatchParams::apply("bench").force(), &Patch::Apply(&grant))
+        .await
+        .unwrap();
     let stand_ins =
         StandIns::start(&client, WAVE_NODES, fleet_nodes, sim.options().lease_renewal()).await.unwrap();
     let names = stand_ins.names.clone();

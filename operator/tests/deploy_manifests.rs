@@ -167,7 +167,10 @@ fn the_install_binds_each_admission_policy_and_enables_only_the_task_namespace()
             .collect()
     };
     let policies = named("ValidatingAdmissionPolicy");
-    assert_eq!(policies, ["hostprocess-task-grants", "hostprocess-task-hostgroups"]);
+    assert_eq!(
+        policies,
+        ["hostprocess-task-grants", "hostprocess-task-hostgroups", "hostprocess-hostgroup-owner"]
+    );
     for doc in docs.iter().filter(|d| d["kind"] == "ValidatingAdmissionPolicyBinding") {
         let binding: ValidatingAdmissionPolicyBinding = serde_json::from_value(doc.clone()).unwrap();
         let spec = binding.spec.unwrap();

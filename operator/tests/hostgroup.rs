@@ -204,3 +204,81 @@ async fn deleting_a_hostgroup_cleans_every_node_and_a_node_that_is_gone_does_not
     .await
     .unwrap();
 }
+
+#[tokio::test]
+async fn a_second_hostgroup_naming_a_managed_windows_group_is_refused_and_the_first_keeps_working() {
+    use k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding;
+    use kube::api::PostParams;
+    let fx = Fixture::start(2, "privileged").await;
+    prepare_granted_path(&fx.sim);
+    apply_group(
+        &fx,
+        "dup-grp",
+        json!({"groupName": "DupGrp", "namespaces": [NS], "grants": [{"path": GRANTED, "rights": "Modify"}]}),
+    )
+    .await;
+    group_ready(&fx, "dup-grp").await;
+    fx.apply(
+        "agent",
+        json!({"script": "sleep 3600\n", "mode": "Continuous", "runAs": {"account": "HostGroup", "hostGroup": "dup-grp"}}),
+    )
+    .await;
+    let sets: Api<DaemonSet> = Api::namespaced(fx.sim.client.clone(), NS);
+    let agent_ready = || async {
+        let ds = sets.get_opt("hostprocess-agent").await.ok()??;
+        (ds.status?.number_ready == 2).then_some(())
+    };
+    until("the agent runs as the group on both nodes", Duration::from_secs(60), agent_ready).await.unwrap();
+    let before: Vec<_> = (0..2).map(|n| host_state(&fx.sim, n)).collect();
+
+    // The admission policy refuses the second HostGroup (the same group, another case).
+    let second: HostGroup = serde_json::from_value(json!({"apiVersion": "hostprocess.dev/v1alpha1",
+        "kind": "HostGroup", "metadata": {"name": "dupgrp"}, "spec": {"groupName": "dupgrp"}}))
+    .unwrap();
+    let dry_run = PostParams { dry_run: true, ..PostParams::default() };
+    let refused = until("the admission policy refuses it", Duration::from_secs(30), || async {
+        match groups(&fx).create(&dry_run, &second).await {
+            Err(kube::Error::Api(status)) => Some(status.message),
+            _ => None,
+        }
+    })
+    .await
+    .unwrap();
+    let said = refused.split_once("denied request: ").map(|(_, m)| m.to_string()).unwrap_or(refused.clone());
+    assert!(said.starts_with("Windows group dupgrp is managed by HostGroup dup-grp"), "{refused}");
+
+    // Without the policy, the operator refuses it in the same words and touches no node.
+    let bindings: Api<ValidatingAdmissionPolicyBinding> = Api::all(fx.sim.client.clone());
+    bindings.delete("hostprocess-hostgroup-owner", &DeleteParams::default()).await.unwrap();
+    until("the API server stores it", Duration::from_secs(30), || async {
+        groups(&fx).create(&PostParams::default(), &second).await.ok().map(|_| ())
+    })
+    .await
+    .unwrap();
+    let stalled = until("the second HostGroup is refused", Duration::from_secs(30), || async {
+        let group = groups(&fx).get("dupgrp").await.ok()?;
+        let status = group.status?;
+        let c = status.conditions.into_iter().find(|c| c.type_ == "Stalled" && c.status == "True")?;
+        (c.reason == "GroupNameTaken").then_some(c.message)
+    })
+    .await
+    .unwrap();
+    assert_eq!(stalled, said);
+    let pods: Api<Pod> = Api::namespaced(fx.sim.client.clone(), NS);
+    let setup = pods.list(&ListParams::default().labels("hostprocess.dev/hostgroup=dupgrp")).await.unwrap();
+    assert!(setup.items.is_empty(), "no setup pod for the second HostGroup");
+
+    // Deleting it leaves the first's group, grant and agent alone.
+    groups(&fx).delete("dupgrp", &DeleteParams::default()).await.unwrap();
+    until("the second HostGroup is gone", Duration::from_secs(30), || async {
+        groups(&fx).get_opt("dupgrp").await.unwrap().is_none().then_some(())
+    })
+    .await
+    .unwrap();
+    let after: Vec<_> = (0..2).map(|n| host_state(&fx.sim, n)).collect();
+    assert_eq!(after, before, "the nodes' groups and grants are as the first HostGroup left them");
+    assert!(after[0].0.contains("dupgrp"), "{after:?}");
+    let first = groups(&fx).get("dup-grp").await.unwrap();
+    assert!(first.status.unwrap().conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    until("the agent still runs on both nodes", Duration::from_secs(10), agent_ready).await.unwrap();
+}

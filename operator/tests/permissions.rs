@@ -196,6 +196,7 @@ async fn the_documented_install_applies_with_its_policies_and_one_grant() {
     assert_eq!(
         bindings.lines().collect::<Vec<_>>(),
         [
+            "validatingadmissionpolicybinding.admissionregistration.k8s.io/hostprocess-hostgroup-owner",
             "validatingadmissionpolicybinding.admissionregistration.k8s.io/hostprocess-task-grants",
             "validatingadmissionpolicybinding.admissionregistration.k8s.io/hostprocess-task-hostgroups"
         ]
@@ -212,7 +213,7 @@ async fn the_documented_install_applies_with_its_policies_and_one_grant() {
     assert_eq!(grants.trim(), r#"hostprocess-tasks ["LocalService","NetworkService"] Never"#);
     // The policies type-check against the CRDs they read: the API server's checker reports a
     // misspelt field or a type error as a warning in the status.
-    for policy in ["hostprocess-task-grants", "hostprocess-task-hostgroups"] {
+    for policy in ["hostprocess-task-grants", "hostprocess-task-hostgroups", "hostprocess-hostgroup-owner"] {
         let status = hostprocess_sim::wait::until(
             "the policy is type-checked",
             std::time::Duration::from_secs(30),

@@ -61,6 +61,9 @@ pub enum Command {
         /// A JSON file with the HostGroup's `spec`.
         #[arg(long)]
         spec: PathBuf,
+        /// The SHA-256 (lowercase hex) the spec file must have; any other spec is refused.
+        #[arg(long)]
+        spec_sha256: String,
     },
     /// Undo what `provision` did for a group: revoke its grants, delete the group if this
     /// executor created it (else remove the members it added).
@@ -123,8 +126,11 @@ pub struct RunArgs {
     #[arg(long, default_value = "30s")]
     pub backoff: String,
     /// A PowerShell script file to run instead of a command.
-    #[arg(long, conflicts_with = "command")]
+    #[arg(long, conflicts_with = "command", requires = "script_sha256")]
     pub script: Option<PathBuf>,
+    /// The SHA-256 (lowercase hex) the script file must have; any other script is refused.
+    #[arg(long, requires = "script")]
+    pub script_sha256: Option<String>,
     /// After a `Once` payload finished, stay up (ready per the record) until stopped, as a
     /// DaemonSet pod must: exiting would re-run it. A result other than exit code 0 first
     /// exits once with that code, so the container runtime records it; the restarted
@@ -356,7 +362,9 @@ impl Command {
             Command::Grant(GrantCommand::Revoke { group, path }) => {
                 args.word("grant").word("revoke").flag("--group", group).flag("--path", path)
             }
-            Command::Provision { spec } => args.word("provision").flag("--spec", path(spec)),
+            Command::Provision { spec, spec_sha256 } => {
+                args.word("provision").flag("--spec", path(spec)).flag("--spec-sha256", spec_sha256)
+            }
             Command::Deprovision { group } => args.word("deprovision").flag("--group", group),
             Command::Reboot { reason } => args.word("reboot").flag("--reason", reason),
             Command::Install => args.word("install"),
@@ -388,7 +396,9 @@ impl RunArgs {
             .flag_opt("--processes", self.processes.map(|p| p.to_string()))
             .switch("--idle-after", self.idle_after);
         match &self.script {
-            Some(script) => args.flag("--script", path(script)),
+            Some(script) => {
+                args.flag("--script", path(script)).flag_opt("--script-sha256", self.script_sha256.as_deref())
+            }
             None => {
                 let mut args = args.word("--");
                 args.0.extend(self.command.iter().map(|word| word.to_string_lossy().into_owned()));
@@ -456,9 +466,21 @@ mod tests {
             retries: 2,
             backoff: "10s".into(),
             script: None,
+            script_sha256: None,
             idle_after: true,
             command: vec!["C:\\tools\\patch.exe".into(), "--quiet".into(), "a b \"c\"".into(), "-".into()],
         }
+    }
+
+    #[test]
+    fn a_script_or_a_spec_comes_with_its_digest() {
+        let parse = |args: &[&str]| Cli::parse_args(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>());
+        let script = ["run", "--task", "ops/t", "--task-uid", "u", "--revision", "r", "--script", "s.ps1"];
+        let refused = parse(&script).unwrap_err().to_string();
+        assert!(refused.contains("--script-sha256"), "{refused}");
+        assert!(
+            parse(&["provision", "--spec", "spec.json"]).unwrap_err().to_string().contains("--spec-sha256")
+        );
     }
 
     #[test]
@@ -471,6 +493,7 @@ mod tests {
             cpu: None,
             processes: None,
             script: Some(PathBuf::from(r"C:\hostprocess\task\script.ps1")),
+            script_sha256: Some(crate::digest::sha256_hex(b"exit 0")),
             idle_after: false,
             command: Vec::new(),
             ..run()
@@ -489,7 +512,10 @@ mod tests {
             applies_to: AppliesTo::ThisFolderOnly,
         }));
         round_trip(Command::Grant(GrantCommand::Revoke { group: "G".into(), path: r"C:\logs".into() }));
-        round_trip(Command::Provision { spec: PathBuf::from(r"C:\hostprocess\group\spec.json") });
+        round_trip(Command::Provision {
+            spec: PathBuf::from(r"C:\hostprocess\group\spec.json"),
+            spec_sha256: crate::digest::sha256_hex(b"{}"),
+        });
         round_trip(Command::Deprovision { group: "AppLogReaders".into() });
         round_trip(Command::Reboot { reason: "HostTask ops/patch needs a reboot".into() });
         round_trip(Command::Install);

@@ -6,6 +6,7 @@
 //! operator builds through the executor's parser.
 
 pub mod cli;
+pub mod digest;
 pub mod result;
 
 pub use cli::{Cli, Command, GrantCommand, GroupCommand, ModeArg, ProbeArgs, RunArgs, TestPayload};

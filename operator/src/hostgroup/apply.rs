@@ -11,7 +11,7 @@ use super::error::Error;
 use super::plan::Plan;
 use crate::context::Context;
 use crate::events::Note;
-use crate::writes::{self, ignore_not_found};
+use crate::writes::{self, config_maps, ignore_not_found};
 use crate::{finalizer, labels};
 
 /// What the finalizer asks of this reconcile.
@@ -64,9 +64,9 @@ pub async fn apply(
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), inputs.namespace);
     if plan.create.iter().any(|(_, s)| *s == Setup::Provision) {
         let cm = build::spec_config_map(group, inputs)
-            .map_err(|e| Error::ApplyConfigMap(kube::Error::SerdeError(e)))?;
+            .map_err(|e| Error::ApplyConfigMap(kube::Error::SerdeError(e).into()))?;
         let maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), inputs.namespace);
-        writes::apply(&maps, &cm).await.map_err(Error::ApplyConfigMap)?;
+        config_maps::ensure(&maps, &cm).await.map_err(Error::ApplyConfigMap)?;
     }
     let create = PostParams { field_manager: Some(labels::FIELD_MANAGER.into()), ..PostParams::default() };
     for (node, setup) in &plan.create {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use hostprocess_crds::HostGroup;
-use hostprocess_protocol::Command;
+use hostprocess_protocol::{Command, digest};
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapVolumeSource, Container, Pod, PodSpec, Volume, VolumeMount,
 };
@@ -97,9 +97,14 @@ pub fn setup_pod_name(group: &str, node: &str, setup: Setup, revision: &str) -> 
     }
 }
 
-/// The spec the executor applies, as the `provision` subcommand reads it.
+/// The spec file the executor applies, as the `provision` subcommand reads it.
+fn spec_text(group: &HostGroup) -> Result<String, serde_json::Error> {
+    serde_json::to_string_pretty(&group.spec)
+}
+
+/// The spec the executor applies, in the ConfigMap its setup pods mount.
 pub fn spec_config_map(group: &HostGroup, inputs: &SetupInputs<'_>) -> Result<ConfigMap, serde_json::Error> {
-    let spec = serde_json::to_string_pretty(&group.spec)?;
+    let spec = spec_text(group)?;
     Ok(ConfigMap {
         metadata: owned_meta(
             group,
@@ -119,7 +124,12 @@ pub fn setup_pod(group: &HostGroup, node: &str, setup: Setup, inputs: &SetupInpu
     let name = group.name_any();
     let (args, volumes, mounts) = match setup {
         Setup::Provision => (
-            Command::Provision { spec: PathBuf::from(format!(r"{SPEC_DIR}\{SPEC_FILE}")) },
+            Command::Provision {
+                spec: PathBuf::from(format!(r"{SPEC_DIR}\{SPEC_FILE}")),
+                // A spec that cannot be written has no ConfigMap either: the digest of nothing
+                // then refuses whatever is found.
+                spec_sha256: digest::sha256_hex(spec_text(group).unwrap_or_default().as_bytes()),
+            },
             Some(vec![Volume {
                 name: "spec".into(),
                 config_map: Some(ConfigMapVolumeSource {
@@ -204,9 +214,12 @@ mod tests {
         assert_eq!(windows.and_then(|w| w.host_process), Some(true));
         assert_eq!(windows.and_then(|w| w.run_as_user_name.as_deref()), Some(SYSTEM));
         let provision = PathBuf::from(r"C:\hostprocess\group\spec.json");
+        let map = spec_config_map(&group(), &inputs).unwrap_or_else(|e| panic!("{e}"));
+        let file = map.data.as_ref().and_then(|d| d.get(SPEC_FILE)).unwrap_or_else(|| panic!("spec file"));
         assert_eq!(
             executor_command(spec.containers[0].command.as_deref()),
-            Command::Provision { spec: provision }
+            Command::Provision { spec: provision, spec_sha256: digest::sha256_hex(file.as_bytes()) },
+            "the pod names the digest of exactly what the ConfigMap carries"
         );
         let owner = &pod.metadata.owner_references.as_ref().unwrap_or_else(|| panic!("owner"))[0];
         assert_eq!((owner.kind.as_str(), owner.controller), ("HostGroup", Some(true)));

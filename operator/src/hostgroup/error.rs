@@ -3,8 +3,8 @@
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("applying the spec ConfigMap: {0}")]
-    ApplyConfigMap(#[source] kube::Error),
+    #[error("the spec ConfigMap: {0}")]
+    ApplyConfigMap(#[source] crate::writes::config_maps::ConfigMapError),
     #[error("creating a setup pod: {0}")]
     CreatePod(#[source] kube::Error),
     #[error("deleting a setup pod: {0}")]

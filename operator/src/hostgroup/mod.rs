@@ -24,11 +24,13 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use tracing::{info, instrument, warn};
 
+use crate::conditions::{Blocked, STALLED};
 use crate::context::Context;
 use crate::events::Note;
 use crate::hashing;
 use crate::names::name_list;
 use crate::state::targeting::windows_nodes_matching;
+use crate::writes::config_maps::ConfigMapError;
 use apply::Finalizer;
 use build::SetupInputs;
 use error::Error;
@@ -47,9 +49,15 @@ pub(crate) async fn reconcile(group: Arc<HostGroup>, ctx: Arc<Context>) -> Resul
     let namespace = ctx.config.group_namespace.clone();
     if let Some(blocked) = validate::blocked(
         &group,
+        &ctx.cache.groups.state(),
         &namespace,
         ctx.cache.namespaces.get(&ObjectRef::new(&namespace)).as_deref(),
     ) {
+        if deleting && blocked.reason == validate::GROUP_NAME_TAKEN {
+            // It never provisioned anything: the group on the nodes is its owner's.
+            apply::remove_finalizer(&ctx, &group).await?;
+            return Ok(Action::await_change());
+        }
         if deleting {
             // No setup pod can run: nothing can be cleaned, and deletion must not hang.
             let note = format!("cleanup impossible ({}); the group stays on the nodes", blocked.message);
@@ -57,9 +65,26 @@ pub(crate) async fn reconcile(group: Arc<HostGroup>, ctx: Arc<Context>) -> Resul
             apply::remove_finalizer(&ctx, &group).await?;
             return Ok(Action::await_change());
         }
+        let was = group.status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == STALLED && c.status == "True" && c.reason == blocked.reason)
+        });
+        if !was {
+            ctx.events.publish(
+                &*group,
+                crate::events::PROVISION,
+                Note::warning(blocked.reason, &blocked.message),
+            );
+        }
         let status = status::status(group.status.as_ref(), generation, None, Some(&blocked), false, now);
         apply::status(&ctx, &group, status).await?;
-        return Ok(Action::await_change());
+        // Another HostGroup's deletion frees the name; HostGroups do not reconcile each other.
+        return Ok(if blocked.reason == validate::GROUP_NAME_TAKEN {
+            Action::requeue(Duration::from_secs(30))
+        } else {
+            Action::await_change()
+        });
     }
     let revision = hashing::group_revision(&group.spec);
     let pods = provisioned::setup_pods(&ctx, &group.name_any());
@@ -69,7 +94,21 @@ pub(crate) async fn reconcile(group: Arc<HostGroup>, ctx: Arc<Context>) -> Resul
         executor_image: &ctx.config.executor_image,
         revision: &revision,
     };
-    apply::apply(&ctx, &group, &plan, &inputs).await?;
+    match apply::apply(&ctx, &group, &plan, &inputs).await {
+        Err(Error::ApplyConfigMap(error @ ConfigMapError::NotOurs { .. })) => {
+            // Not written by the operator: refused, not overwritten. ConfigMaps are not watched.
+            let blocked = Blocked { reason: "ForeignConfigMap", message: error.to_string() };
+            ctx.events.publish(
+                &*group,
+                crate::events::PROVISION,
+                Note::warning(blocked.reason, &blocked.message),
+            );
+            let status = status::status(group.status.as_ref(), generation, None, Some(&blocked), false, now);
+            apply::status(&ctx, &group, status).await?;
+            return Ok(Action::requeue(Duration::from_secs(30)));
+        }
+        result => result?,
+    }
     for note in events::notes(&group, &plan, &pods, deleting) {
         ctx.events.publish(&*group, crate::events::PROVISION, note);
     }

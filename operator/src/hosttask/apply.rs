@@ -19,7 +19,7 @@ use super::resolve::Resolved;
 use super::{admission, build, reboot};
 use crate::context::Context;
 use crate::writes::own_writes::Known;
-use crate::writes::{self, ignore_not_found};
+use crate::writes::{self, config_maps, ignore_not_found};
 use crate::{finalizer, hashing, labels};
 
 /// On a DaemonSet: a hash of what the operator applied, so the same content is not applied again.
@@ -114,9 +114,7 @@ async fn apply_script(ctx: &Context, task: &HostTask, revision: &str) -> Result<
         return Ok(());
     }
     let maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &task.namespace().unwrap_or_default());
-    if maps.get_opt(&name).await.map_err(Error::ApplyConfigMap)?.is_none() {
-        writes::apply(&maps, &cm).await.map_err(Error::ApplyConfigMap)?;
-    }
+    config_maps::ensure(&maps, &cm).await.map_err(Error::ApplyConfigMap)?;
     ctx.writes.script_maps.applied(&uid, &name);
     Ok(())
 }

@@ -6,7 +6,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use hostprocess_crds::{HostTask, Mode};
-use hostprocess_protocol::{Command, ProbeArgs, RunArgs};
+use hostprocess_protocol::{Command, ProbeArgs, RunArgs, digest};
 use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetSpec, DaemonSetUpdateStrategy, RollingUpdateDaemonSet};
 use k8s_openapi::api::core::v1::{
     Affinity, ConfigMap, ConfigMapVolumeSource, Container, ExecAction, NodeAffinity, NodeSelector,
@@ -107,6 +107,7 @@ fn run_command(task: &HostTask, revision: &str) -> Command {
         backoff: spec.retries.backoff.clone(),
         idle_after: spec.mode == Mode::Once,
         command: if script.is_some() { Vec::new() } else { payload.map(OsString::from).collect() },
+        script_sha256: spec.script.as_ref().map(|s| digest::sha256_hex(s.as_bytes())),
         script,
     })
 }

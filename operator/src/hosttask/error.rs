@@ -13,8 +13,8 @@ pub enum Error {
     DeleteDaemonSet(#[source] kube::Error),
     #[error("deleting a pod of an older revision: {0}")]
     DeletePod(#[source] kube::Error),
-    #[error("reading or applying the script ConfigMap: {0}")]
-    ApplyConfigMap(#[source] kube::Error),
+    #[error("the script ConfigMap: {0}")]
+    ApplyConfigMap(#[source] crate::writes::config_maps::ConfigMapError),
     #[error("reading or cordoning a node to reboot: {0}")]
     Node(#[source] kube::Error),
     #[error("draining a node to reboot: {0}")]
@@ -39,7 +39,7 @@ impl Error {
             | Error::ApplyDaemonSet(e)
             | Error::DeleteDaemonSet(e)
             | Error::DeletePod(e)
-            | Error::ApplyConfigMap(e)
+            | Error::ApplyConfigMap(crate::writes::config_maps::ConfigMapError::Api(e))
             | Error::Node(e)
             | Error::Drain(e)
             | Error::RebootPod(e)
@@ -47,6 +47,7 @@ impl Error {
             | Error::ReadReferenced(e)
             | Error::PatchFinalizer(e) => e,
             Error::Admit(e) => e,
+            Error::ApplyConfigMap(_) => return None,
         };
         match source {
             kube::Error::Api(response) => Some(response),

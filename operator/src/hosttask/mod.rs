@@ -33,6 +33,7 @@ use crate::context::Context;
 use crate::events::Note;
 use crate::hashing;
 use crate::state::targeting::windows_nodes_matching;
+use crate::writes::config_maps::ConfigMapError;
 use error::Error;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::reflector::ObjectRef;
@@ -81,6 +82,12 @@ pub(crate) async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<
             }
             report_blocked(&ctx, &task, revision, &blocked, now);
             return Ok(Action::requeue(Duration::from_secs(60)));
+        }
+        Err(Error::ApplyConfigMap(error @ ConfigMapError::NotOurs { .. })) => {
+            // Not written by the operator: refused, not overwritten. ConfigMaps are not watched.
+            let blocked = Blocked { reason: "ForeignConfigMap", message: error.to_string() };
+            report_blocked(&ctx, &task, revision, &blocked, now);
+            return Ok(Action::requeue(Duration::from_secs(30)));
         }
         result => result?,
     }

@@ -11,12 +11,15 @@
 //! - `node_labels`: admission labels, queued and sent by a few writers, one patch per node.
 //! - `task_status`: HostTask statuses, the newest one per task, sent by a few writers.
 //! - `script_maps`: the script ConfigMaps already in the API (immutable, written once).
+//! - `config_maps`: a script or spec ConfigMap is used only if the operator's object controls it
+//!   and its content is the operator's.
 //!
 //! HostGroup status is written in its reconcile instead: HostGroups are few, change rarely, and
 //! their reconciles are not on the path of a fleet-wide rollout; the writers exist because 50
 //! tasks × 1,000 nodes change task status faster than the API server takes single writes.
 
 pub(crate) mod apply;
+pub(crate) mod config_maps;
 pub(crate) mod node_labels;
 pub(crate) mod own_writes;
 pub(crate) mod script_maps;

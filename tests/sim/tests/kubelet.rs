@@ -98,6 +98,8 @@ async fn containers_report_exit_codes_start_errors_and_termination_messages() {
     create(&sim, pod("no-such-program", "win-000", &[r"C:\tools\missing.exe"], never.clone())).await;
     // A script from a ConfigMap volume, an env value from the downward API: the executor finds
     // the script under $CONTAINER_SANDBOX_MOUNT_POINT (the containerd 1.6 layout).
+    let script_body = "echo \"running on $NODE\"\nexit 7\n";
+    let script_digest = hostprocess_protocol::digest::sha256_hex(script_body.as_bytes());
     let script = pod(
         "script-fails",
         "win-000",
@@ -112,13 +114,15 @@ async fn containers_report_exit_codes_start_errors_and_termination_messages() {
             "r1",
             "--script",
             r"C:\hostprocess\script\run.ps1",
+            "--script-sha256",
+            &script_digest,
         ],
         json!({
             "restartPolicy": "Never",
             "volumes": [{"name": "script", "configMap": {"name": "script"}}],
             "containers": [{"name": "main", "image": "sim/executor:1",
                 "command": [EXECUTOR, "run", "--task", "sim-test/script", "--task-uid", "u1", "--revision", "r1",
-                    "--script", r"C:\hostprocess\script\run.ps1"],
+                    "--script", r"C:\hostprocess\script\run.ps1", "--script-sha256", script_digest],
                 "env": [{"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
                 "volumeMounts": [{"name": "script", "mountPath": r"C:\hostprocess\script"}],
                 "terminationMessagePolicy": "FallbackToLogsOnError"}],
@@ -144,7 +148,7 @@ async fn containers_report_exit_codes_start_errors_and_termination_messages() {
     assert_eq!(phase(&waiting), "Pending");
     let config_maps: Api<ConfigMap> = Api::namespaced(sim.client.clone(), NS);
     let cm = serde_json::from_value(json!({"metadata": {"name": "script"},
-        "data": {"run.ps1": "echo \"running on $NODE\"\nexit 7\n"}}))
+        "data": {"run.ps1": script_body}}))
     .unwrap();
     config_maps.create(&PostParams::default(), &cm).await.unwrap();
     let failed = pod_until(&sim, "script-fails", "the script pod to fail", |p| phase(p) == "Failed").await;
