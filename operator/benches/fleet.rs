@@ -232,8 +232,10 @@ async fn main() {
         .unwrap();
     // Enabled as the install does, the grant widened to what the bench's tasks ask: System, every
     // node at once.
-    let enable =
-        std::fs::read_to_string(hostprocess_sim::operator::deploy_dir().join("enable-hostprocess-tasks.yaml")).unwrap();
+    let enable = std::fs::read_to_string(
+        hostprocess_sim::operator::deploy_dir().join("enable-hostprocess-tasks.yaml"),
+    )
+    .unwrap();
     hostprocess_sim::operator::apply_manifests(&client, &enable, "bench", |_| true).await.unwrap();
     let grant = json!({"apiVersion": "hostprocess.dev/v1alpha1", "kind": "HostTaskGrant", "metadata": {"name": NS},
         "spec": {"accounts": ["LocalService", "NetworkService", "System"], "maxConcurrent": "100%"}});

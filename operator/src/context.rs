@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use hostprocess_crds::units::CountOrPercent;
 use kube::Client;
 
 use crate::events::Events;
@@ -24,6 +25,9 @@ pub struct Config {
     /// How many HostTasks (and, apart, HostGroups) are reconciled at once: bounds the operator's
     /// load on the API server and its own memory while a whole fleet changes.
     pub concurrency: u16,
+    /// The most Windows nodes in a reboot the operator started, across all tasks: a count, or a
+    /// percentage of the Windows nodes (rounded up, at least 1).
+    pub max_rebooting: CountOrPercent,
 }
 
 impl Config {
@@ -31,6 +35,8 @@ impl Config {
     pub const DEFAULT_GROUP_NAMESPACE: &str = "hostprocess-tasks";
     /// Reconciles at once per kind, by default.
     pub const DEFAULT_CONCURRENCY: u16 = 4;
+    /// Nodes rebooting at once fleet-wide, by default: a tenth of the Windows nodes.
+    pub const DEFAULT_MAX_REBOOTING: CountOrPercent = CountOrPercent::Percent(10);
 
     /// The image the operator defaults to: the executor built from the same sources.
     pub fn default_executor_image() -> String {

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, ValueEnum};
+use hostprocess_crds::units::CountOrPercent;
 use hostprocess_operator::{Config, Health, LeaderElection, Metrics, Runtime, Stopped, serve_admin};
 
 /// Reconciles HostTask objects into HostProcess DaemonSets rolled out in waves across Windows
@@ -21,6 +22,10 @@ struct Args {
     #[arg(long, env = "HOSTPROCESS_CONCURRENCY", default_value_t = Config::DEFAULT_CONCURRENCY,
         value_parser = clap::value_parser!(u16).range(1..))]
     concurrency: u16,
+    /// The most Windows nodes in a reboot the operator started, across all tasks: a count like
+    /// `3` or a percentage of the Windows nodes like `10%` (rounded up, at least 1).
+    #[arg(long, env = "HOSTPROCESS_MAX_REBOOTING", default_value = "10%", value_parser = parse_count_or_percent)]
+    max_rebooting: CountOrPercent,
     /// The node-executor image of the task pods.
     #[arg(long, env = "HOSTPROCESS_EXECUTOR_IMAGE", default_value_t = Config::default_executor_image())]
     executor_image: String,
@@ -75,6 +80,7 @@ async fn main() -> ExitCode {
         namespace: args.namespace,
         group_namespace: args.hostgroup_namespace,
         concurrency: args.concurrency,
+        max_rebooting: args.max_rebooting,
     };
     let health = Arc::new(Health::default());
     let metrics = Metrics::new();
@@ -108,6 +114,17 @@ async fn main() -> ExitCode {
     }
 }
 
+/// A count like `3` or a percentage like `10%`, at least 1.
+fn parse_count_or_percent(text: &str) -> Result<CountOrPercent, String> {
+    let value = k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(text.to_string());
+    match CountOrPercent::parse(&value) {
+        Some(v @ (CountOrPercent::Count(n) | CountOrPercent::Percent(n))) if n >= 1 => Ok(v),
+        _ => Err(format!(
+            "{text:?} is not a count of at least 1 or a percentage from 1% to 100%, like 3 or 10%"
+        )),
+    }
+}
+
 /// The API client, from the in-cluster service account or a kubeconfig. kube's default retry of
 /// 429/503/504 inside the client is off: the controllers requeue failed reconciles with back-off
 /// themselves, and an eviction refused by a PodDisruptionBudget (429) must come back at once
@@ -132,4 +149,21 @@ async fn shutdown_signal() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reboot_budget_is_a_count_or_a_percentage_of_at_least_one() {
+        assert_eq!(parse_count_or_percent("3"), Ok(CountOrPercent::Count(3)));
+        assert_eq!(parse_count_or_percent("10%"), Ok(CountOrPercent::Percent(10)));
+        for bad in ["0", "0%", "101%", "ten", ""] {
+            let refused = parse_count_or_percent(bad).unwrap_err();
+            assert!(refused.contains("like 3 or 10%"), "{bad}: {refused}");
+        }
+        let args = Args::try_parse_from(["hostprocess-operator"]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(args.max_rebooting, Config::DEFAULT_MAX_REBOOTING, "the flag's default is the library's");
+    }
 }

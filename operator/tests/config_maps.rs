@@ -15,25 +15,8 @@ use hostprocess_operator::labels::script_config_map_name;
 use hostprocess_sim::wait::until;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::ConfigMap;
-use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
-
-/// A client for `user`, an editor of the task namespace (the built-in `edit` role).
-async fn namespace_editor(fx: &Fixture, user: &str) -> kube::Client {
-    let binding: RoleBinding = serde_json::from_value(json!({
-        "metadata": {"name": format!("{user}-edit"), "namespace": NS},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
-    }))
-    .unwrap();
-    Api::<RoleBinding>::namespaced(fx.sim.client.clone(), NS)
-        .create(&PostParams::default(), &binding)
-        .await
-        .unwrap();
-    let kubeconfig = fx.sim.cluster.certificate_kubeconfig(user, user, &[]).unwrap();
-    hostprocess_sim::client_from_kubeconfig(&kubeconfig).await.unwrap()
-}
 
 /// The planted script: it leaves `marker` behind if it ever runs.
 fn planted(name: &str, marker: &Path) -> ConfigMap {
@@ -45,7 +28,7 @@ fn planted(name: &str, marker: &Path) -> ConfigMap {
 #[tokio::test]
 async fn a_swapped_or_planted_script_config_map_runs_nothing() {
     let fx = Fixture::start(2, "privileged").await;
-    let bob = namespace_editor(&fx, "bob").await;
+    let bob = common::user_with_role(&fx, NS, "bob", "edit").await;
     let bobs_maps: Api<ConfigMap> = Api::namespaced(bob.clone(), NS);
     let scratch = tempfile::tempdir().unwrap();
     let marker = scratch.path().join("planted-script-ran");

@@ -17,8 +17,7 @@ use k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBindin
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
 use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::api::rbac::v1::RoleBinding;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 
 /// What the API server says before the message of the grants policy, and of the HostGroups one.
@@ -47,18 +46,7 @@ async fn team_namespace(fx: &Fixture, name: &str, grant: Option<Value>) {
 /// A client for `user`, an admin of `namespace` through the built-in `admin` role, once the
 /// role aggregation gave that role the HostTask rules of `deploy/roles.yaml`.
 async fn namespace_admin(fx: &Fixture, namespace: &str, user: &str) -> kube::Client {
-    let binding: RoleBinding = serde_json::from_value(json!({
-        "metadata": {"name": format!("{user}-admin"), "namespace": namespace},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "admin"},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
-    }))
-    .unwrap();
-    Api::<RoleBinding>::namespaced(fx.sim.client.clone(), namespace)
-        .create(&PostParams::default(), &binding)
-        .await
-        .unwrap();
-    let kubeconfig = fx.sim.cluster.certificate_kubeconfig(user, user, &[]).unwrap();
-    let client = hostprocess_sim::client_from_kubeconfig(&kubeconfig).await.unwrap();
+    let client = common::user_with_role(fx, namespace, user, "admin").await;
     let tasks: Api<HostTask> = Api::namespaced(client.clone(), namespace);
     until("the namespace admin may list HostTasks", Duration::from_secs(30), || async {
         tasks.list(&ListParams::default()).await.ok().map(|_| ())

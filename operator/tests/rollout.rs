@@ -615,3 +615,52 @@ async fn a_node_lost_mid_payload_keeps_its_slot_until_it_comes_back_then_the_rol
     let done = fx.wait_ready("patch", "the rollout after the node came back").await;
     assert_eq!(done.status.as_ref().unwrap().nodes.succeeded, 2);
 }
+
+#[tokio::test]
+async fn reboots_across_tasks_never_take_more_nodes_than_the_fleet_wide_budget() {
+    use hostprocess_crds::units::CountOrPercent;
+    use k8s_openapi::api::core::v1::Node;
+
+    let mut fx = Fixture::start(4, "privileged").await;
+    fx.restart_operator_with(|config| config.max_rebooting = CountOrPercent::Count(1));
+    // Two tenants' patches, each allowed two nodes at once: four nodes could be down together.
+    for name in ["kb-a", "kb-b"] {
+        fx.apply(
+            name,
+            json!({"script": "exit 3010\n", "runAs": {"account": "System"}, "reboot": "IfRequired",
+                "retries": {"limit": 0}, "rollout": {"maxConcurrent": 2}}),
+        )
+        .await;
+    }
+    let nodes: Api<Node> = Api::all(fx.sim.client.clone());
+    let mut most_out = 0;
+    let started = std::time::Instant::now();
+    loop {
+        let out = nodes
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .filter(|n| n.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false))
+            .count();
+        most_out = most_out.max(out);
+        let (a, b) = (fx.task("kb-a").await, fx.task("kb-b").await);
+        if is(&a, "Ready", "True") && is(&b, "Ready", "True") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(240),
+            "the reboots did not finish: {:?} {:?}",
+            a.status,
+            b.status
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(most_out, 1, "never more than --max-rebooting nodes cordoned at once");
+    // Each node rebooted for the first task that asked; a reboot after the second's payload ran
+    // serves it too.
+    for kubelet in &fx.sim.kubelets {
+        assert!(kubelet.boots() >= 2, "every node rebooted");
+    }
+}

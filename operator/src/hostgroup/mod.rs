@@ -65,20 +65,7 @@ pub(crate) async fn reconcile(group: Arc<HostGroup>, ctx: Arc<Context>) -> Resul
             apply::remove_finalizer(&ctx, &group).await?;
             return Ok(Action::await_change());
         }
-        let was = group.status.as_ref().is_some_and(|s| {
-            s.conditions
-                .iter()
-                .any(|c| c.type_ == STALLED && c.status == "True" && c.reason == blocked.reason)
-        });
-        if !was {
-            ctx.events.publish(
-                &*group,
-                crate::events::PROVISION,
-                Note::warning(blocked.reason, &blocked.message),
-            );
-        }
-        let status = status::status(group.status.as_ref(), generation, None, Some(&blocked), false, now);
-        apply::status(&ctx, &group, status).await?;
+        report_blocked(&ctx, &group, &blocked, now).await?;
         // Another HostGroup's deletion frees the name; HostGroups do not reconcile each other.
         return Ok(if blocked.reason == validate::GROUP_NAME_TAKEN {
             Action::requeue(Duration::from_secs(30))
@@ -98,13 +85,7 @@ pub(crate) async fn reconcile(group: Arc<HostGroup>, ctx: Arc<Context>) -> Resul
         Err(Error::ApplyConfigMap(error @ ConfigMapError::NotOurs { .. })) => {
             // Not written by the operator: refused, not overwritten. ConfigMaps are not watched.
             let blocked = Blocked { reason: "ForeignConfigMap", message: error.to_string() };
-            ctx.events.publish(
-                &*group,
-                crate::events::PROVISION,
-                Note::warning(blocked.reason, &blocked.message),
-            );
-            let status = status::status(group.status.as_ref(), generation, None, Some(&blocked), false, now);
-            apply::status(&ctx, &group, status).await?;
+            report_blocked(&ctx, &group, &blocked, now).await?;
             return Ok(Action::requeue(Duration::from_secs(30)));
         }
         result => result?,
@@ -121,6 +102,25 @@ pub(crate) async fn reconcile(group: Arc<HostGroup>, ctx: Arc<Context>) -> Resul
     }
     apply::status(&ctx, &group, status).await?;
     Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+/// Writes the Stalled status of a HostGroup that cannot be provisioned, and a Warning Event the
+/// first time for this reason.
+async fn report_blocked(
+    ctx: &Context,
+    group: &HostGroup,
+    blocked: &Blocked,
+    now: Timestamp,
+) -> Result<(), Error> {
+    let was = group.status.as_ref().is_some_and(|s| {
+        s.conditions.iter().any(|c| c.type_ == STALLED && c.status == "True" && c.reason == blocked.reason)
+    });
+    if !was {
+        ctx.events.publish(group, crate::events::PROVISION, Note::warning(blocked.reason, &blocked.message));
+    }
+    let status =
+        status::status(group.status.as_ref(), group.metadata.generation, None, Some(blocked), false, now);
+    apply::status(ctx, group, status).await
 }
 
 pub(crate) fn error_policy(group: Arc<HostGroup>, error: &Error, ctx: Arc<Context>) -> Action {

@@ -170,7 +170,7 @@ pub(crate) fn namespaces(
     changed: Broadcast,
 ) -> (Store<PartialObjectMeta<Namespace>>, impl Future<Output = ()> + Send + 'static) {
     let mut labels = NamespaceLabels::default();
-    metadata(client, changed, move |event| match event {
+    metadata(client, changed, cached_pod::names_and_labels, move |event| match event {
         watcher::Event::Apply(ns) | watcher::Event::InitApply(ns) => labels.changed(ns),
         _ => false,
     })
@@ -183,14 +183,15 @@ pub(crate) fn nodes(
     changed: Broadcast,
 ) -> (Store<PartialObjectMeta<Node>>, impl Future<Output = ()> + Send + 'static) {
     let mut targeting = NodeTargeting::default();
-    metadata(client, changed, move |event| targeting.changed(event))
+    metadata(client, changed, cached_pod::node_metadata, move |event| targeting.changed(event))
 }
 
-/// A cluster-scoped metadata-only watch of `K`, keeping names and labels; `changed` is told when
+/// A cluster-scoped metadata-only watch of `K`, keeping what `keep` leaves; `changed` is told when
 /// `matters` says an event matters.
 fn metadata<K>(
     client: &Client,
     changed: Broadcast,
+    keep: fn(&mut PartialObjectMeta<K>),
     mut matters: impl FnMut(&watcher::Event<PartialObjectMeta<K>>) -> bool + Send + 'static,
 ) -> (Store<PartialObjectMeta<K>>, impl Future<Output = ()> + Send + 'static)
 where
@@ -200,18 +201,15 @@ where
 {
     let (store, writer) = reflector::store();
     let api = Api::<PartialObjectMeta<K>>::all(client.clone());
-    let drive = reflector::reflector(
-        writer,
-        watcher(api, watcher::Config::default()).modify(cached_pod::names_and_labels),
-    )
-    .default_backoff()
-    .for_each(move |event| {
-        if let Ok(event) = event
-            && matters(&event)
-        {
-            changed.send();
-        }
-        futures::future::ready(())
-    });
+    let drive = reflector::reflector(writer, watcher(api, watcher::Config::default()).modify(keep))
+        .default_backoff()
+        .for_each(move |event| {
+            if let Ok(event) = event
+                && matters(&event)
+            {
+                changed.send();
+            }
+            futures::future::ready(())
+        });
     (store, drive)
 }

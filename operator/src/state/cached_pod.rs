@@ -257,6 +257,14 @@ pub fn names_and_labels<K>(object: &mut kube::core::PartialObjectMeta<K>) {
     };
 }
 
+/// `names_and_labels`, and of a node's annotations only the operator's cordon record: the
+/// fleet-wide reboot budget counts the nodes that carry it.
+pub fn node_metadata<K>(object: &mut kube::core::PartialObjectMeta<K>) {
+    let cordoned_by = object.metadata.annotations.as_mut().and_then(|a| a.remove(crate::labels::CORDONED_BY));
+    names_and_labels(object);
+    object.metadata.annotations = cordoned_by.map(|by| [(crate::labels::CORDONED_BY.to_string(), by)].into());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@
 //! - `own_writes`: whole objects (the tasks' DaemonSets), read back by resourceVersion.
 //! - `node_labels`: admission labels, queued and sent by a few writers, one patch per node.
 //! - `task_status`: HostTask statuses, the newest one per task, sent by a few writers.
+//! - `reboots`: the fleet-wide reboot budget: nodes claimed for a reboot the cache may not show.
 //! - `script_maps`: the script ConfigMaps already in the API (immutable, written once).
 //! - `config_maps`: a script or spec ConfigMap is used only if the operator's object controls it
 //!   and its content is the operator's.
@@ -22,6 +23,7 @@ pub(crate) mod apply;
 pub(crate) mod config_maps;
 pub(crate) mod node_labels;
 pub(crate) mod own_writes;
+pub(crate) mod reboots;
 pub(crate) mod script_maps;
 pub(crate) mod task_status;
 pub(crate) mod wake;
@@ -41,4 +43,6 @@ pub(crate) struct Writes {
     pub task_status: task_status::StatusWrites,
     /// The script ConfigMaps already applied or found.
     pub script_maps: script_maps::ScriptMaps,
+    /// Nodes claimed for a reboot, against `--max-rebooting`.
+    pub reboots: reboots::RebootSlots,
 }

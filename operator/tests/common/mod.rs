@@ -75,9 +75,18 @@ impl Fixture {
 
     /// Kills the operator and starts a new one, as a crash and a restarted pod would.
     pub fn restart_operator(&mut self) {
+        self.restart_operator_with(|_| {});
+    }
+
+    /// Kills the operator and starts one with its settings changed by `tune` (its flags).
+    pub fn restart_operator_with(&mut self, tune: impl FnOnce(&mut Config)) {
         self.operator.abort();
-        self.operator =
-            spawn_operator_with(self.operator_client.clone(), hostprocess_operator::Runtime::default());
+        let mut config = test_config();
+        tune(&mut config);
+        let (client, runtime) = (self.operator_client.clone(), hostprocess_operator::Runtime::default());
+        self.operator = tokio::spawn(async move {
+            hostprocess_operator::run(client, config, runtime, std::future::pending()).await;
+        });
     }
 
     pub async fn wait_ready(&self, name: &str, what: &str) -> HostTask {
@@ -181,6 +190,23 @@ pub async fn grant(client: &kube::Client, namespace: &str, spec: Value) {
         .expect("the grant applies");
 }
 
+/// A client for `user` (a client certificate), bound to ClusterRole `role` in `namespace` as a
+/// cluster administrator binds people: `admin`, `edit`, `view`.
+pub async fn user_with_role(fx: &Fixture, namespace: &str, user: &str, role: &str) -> kube::Client {
+    let binding: k8s_openapi::api::rbac::v1::RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": format!("{user}-{role}"), "namespace": namespace},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+    }))
+    .unwrap();
+    Api::<k8s_openapi::api::rbac::v1::RoleBinding>::namespaced(fx.sim.client.clone(), namespace)
+        .create(&kube::api::PostParams::default(), &binding)
+        .await
+        .unwrap();
+    let kubeconfig = fx.sim.cluster.certificate_kubeconfig(user, user, &[]).unwrap();
+    hostprocess_sim::client_from_kubeconfig(&kubeconfig).await.unwrap()
+}
+
 /// The nodes that carry a task's admission label with the revision `ds` runs.
 pub async fn admitted_nodes(client: &kube::Client, task_uid: &str, ds: &DaemonSet) -> BTreeSet<String> {
     use hostprocess_operator::labels;
@@ -211,16 +237,22 @@ pub fn spawn_operator_until(
     runtime: hostprocess_operator::Runtime,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) -> tokio::task::JoinHandle<()> {
-    let config = Config {
+    let config = test_config();
+    tokio::spawn(async move {
+        hostprocess_operator::run(client, config, runtime, shutdown).await;
+    })
+}
+
+/// The operator's settings in the tests: its defaults, the simulated executor image.
+pub fn test_config() -> Config {
+    Config {
         executor_image: "sim/node-executor:test".into(),
         executor_version: "0.1.0".into(),
         namespace: None,
         group_namespace: Config::DEFAULT_GROUP_NAMESPACE.into(),
         concurrency: Config::DEFAULT_CONCURRENCY,
-    };
-    tokio::spawn(async move {
-        hostprocess_operator::run(client, config, runtime, shutdown).await;
-    })
+        max_rebooting: Config::DEFAULT_MAX_REBOOTING,
+    }
 }
 
 /// An operator that stops gracefully when told to.

@@ -184,6 +184,7 @@ async fn run(args: Args) -> Result<bool, Error> {
         namespace: None,
         group_namespace: Config::DEFAULT_GROUP_NAMESPACE.into(),
         concurrency: Config::DEFAULT_CONCURRENCY,
+        max_rebooting: Config::DEFAULT_MAX_REBOOTING,
     };
     let operator = tokio::spawn(hostprocess_operator::run(
         operator_client,

@@ -23,6 +23,7 @@ use crate::context::Context;
 use crate::events::Note;
 use crate::labels::{CORDONED_BY, REBOOT_STEP};
 use crate::writes::ignore_not_found;
+use crate::writes::reboots::Slot;
 use step::Step;
 
 /// How long one eviction may take before it counts as refused for now.
@@ -66,6 +67,10 @@ impl Driver<'_> {
     /// Cordons the node and records it, unless another task is rebooting it (its turn first) or
     /// an administrator cordoned it (drained, but never uncordoned by the operator).
     async fn cordon(&self, node: &Node) -> Result<(), Error> {
+        if let Slot::Full { rebooting } = self.claim() {
+            tracing::debug!(node = %self.pod.node, rebooting, "the fleet-wide reboot budget is spent; waiting");
+            return Ok(());
+        }
         let cordoned_by = node.annotations().get(CORDONED_BY);
         let unschedulable = node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false);
         match (cordoned_by, unschedulable) {
@@ -80,7 +85,10 @@ impl Driver<'_> {
                     Ok(_) => {}
                     // Changed meanwhile (another task may have cordoned it): decide again later.
                     Err(kube::Error::Api(s)) if s.code == 409 => return Ok(()),
-                    Err(e) => return Err(Error::Node(e)),
+                    Err(e) => {
+                        self.ctx.writes.reboots.release(&self.pod.node);
+                        return Err(Error::Node(e));
+                    }
                 }
             }
         }
@@ -173,11 +181,20 @@ impl Driver<'_> {
         ignore_not_found(self.pods.delete(&reboot_pod, &DeleteParams::default()).await)
             .map_err(Error::RebootPod)?;
         self.set_step(&Step::Done).await?;
+        self.ctx.writes.reboots.release(&self.pod.node);
         self.publish(Note::normal(
             "NodeRebooted",
             format!("{}: back after the reboot and Ready", self.pod.node),
         ));
         Ok(())
+    }
+
+    /// A slot in the fleet-wide reboot budget (`--max-rebooting` of the Windows nodes).
+    fn claim(&self) -> Slot {
+        let nodes = self.ctx.cache.nodes.state();
+        let windows = crate::state::targeting::windows_nodes_matching(None, &nodes).len();
+        let cap = self.ctx.config.max_rebooting.of(u32::try_from(windows).unwrap_or(u32::MAX)).max(1);
+        self.ctx.writes.reboots.claim(&self.pod.node, &nodes, cap as usize)
     }
 
     async fn set_step(&self, step: &Step) -> Result<(), Error> {
