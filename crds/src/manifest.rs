@@ -63,38 +63,52 @@ fn parse_value(document: usize, value: Value) -> Result<Manifest, ManifestError>
     if api_version != format!("{GROUP}/{VERSION}") {
         return Err(ManifestError::UnknownKind { document, api_version, kind });
     }
+    let at = Document { number: document, name: &name, value: &value };
     match kind.as_str() {
         "HostTask" => {
-            let task: HostTask = typed(document, "HostTask", "hosttasks", &name, &value)?;
-            task.spec.validate().map_err(|errors| ManifestError::Invalid {
-                document,
-                kind: "HostTask",
-                name,
-                errors,
-            })?;
+            let task: HostTask = at.checked("HostTask", "hosttasks", |t: &HostTask| t.spec.validate())?;
             Ok(Manifest::HostTask(Box::new(task)))
         }
         "HostGroup" => {
-            let group: HostGroup = typed(document, "HostGroup", "hostgroups", &name, &value)?;
-            group.spec.validate().map_err(|errors| ManifestError::Invalid {
-                document,
-                kind: "HostGroup",
-                name,
-                errors,
-            })?;
+            let group: HostGroup =
+                at.checked("HostGroup", "hostgroups", |g: &HostGroup| g.spec.validate())?;
             Ok(Manifest::HostGroup(Box::new(group)))
         }
         "HostTaskGrant" => {
-            let grant: HostTaskGrant = typed(document, "HostTaskGrant", "hosttaskgrants", &name, &value)?;
-            grant.spec.validate().map_err(|errors| ManifestError::Invalid {
-                document,
-                kind: "HostTaskGrant",
-                name,
-                errors,
-            })?;
+            let grant: HostTaskGrant =
+                at.checked("HostTaskGrant", "hosttaskgrants", |g: &HostTaskGrant| g.spec.validate())?;
             Ok(Manifest::HostTaskGrant(Box::new(grant)))
         }
         _ => Err(ManifestError::UnknownKind { document, api_version, kind }),
+    }
+}
+
+/// One document of a stream, for the errors about it.
+struct Document<'a> {
+    number: usize,
+    name: &'a str,
+    value: &'a Value,
+}
+
+impl Document<'_> {
+    /// The document as a `kind` (whose plural `kubectl explain` knows), checked by `validate`.
+    fn checked<T>(
+        &self,
+        kind: &'static str,
+        plural: &'static str,
+        validate: impl Fn(&T) -> Result<(), ValidationErrors>,
+    ) -> Result<T, ManifestError>
+    where
+        T: serde::de::DeserializeOwned + serde::Serialize,
+    {
+        let object: T = typed(self.number, kind, plural, self.name, self.value)?;
+        validate(&object).map_err(|errors| ManifestError::Invalid {
+            document: self.number,
+            kind,
+            name: self.name.to_string(),
+            errors,
+        })?;
+        Ok(object)
     }
 }
 
