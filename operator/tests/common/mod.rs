@@ -243,7 +243,9 @@ pub fn spawn_operator_until(
     })
 }
 
-/// The operator's settings in the tests: its defaults, the simulated executor image.
+/// The operator's settings in the tests: its defaults, the simulated executor image, and no
+/// fleet-wide reboot budget beyond each task's own (10% of a test's two to four nodes would be
+/// one node; the budget's own test sets it).
 pub fn test_config() -> Config {
     Config {
         executor_image: "sim/node-executor:test".into(),
@@ -251,7 +253,7 @@ pub fn test_config() -> Config {
         namespace: None,
         group_namespace: Config::DEFAULT_GROUP_NAMESPACE.into(),
         concurrency: Config::DEFAULT_CONCURRENCY,
-        max_rebooting: Config::DEFAULT_MAX_REBOOTING,
+        max_rebooting: hostprocess_crds::units::CountOrPercent::Percent(100),
     }
 }
 
