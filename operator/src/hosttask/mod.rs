@@ -43,7 +43,9 @@ pub(crate) async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<
     if task.metadata.deletion_timestamp.is_some() {
         return apply::finalize(&ctx, &task).await;
     }
-    if let Some(mut refused) = refusal(&ctx, &task) {
+    // The targeted nodes, read once: the grant's cap may need their number, the rollout their names.
+    let targeted = windows_nodes_matching(task.spec.node_selector.as_ref(), &ctx.cache.nodes.state());
+    if let Some(mut refused) = refusal(&ctx, &task, targeted.len()) {
         // Taken back or never given: whatever the task still runs stops.
         if let Err(error) = apply::withdraw(&ctx, &task).await {
             warn!(%error, "cannot stop what the task runs");
@@ -54,7 +56,7 @@ pub(crate) async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<
         // A grant or a HostGroup changing reconciles every task; nothing to poll.
         return Ok(Action::await_change());
     }
-    let resolved = resolve::resolve(&ctx, &task).await?;
+    let resolved = resolve::resolve(&ctx, &task, targeted).await?;
     let (generation, paused) = (task.metadata.generation, task.spec.rollout.paused);
     let (previous, revision, now) = (resolved.previous.as_ref(), &resolved.revision, resolved.now);
     let account = match validate::validate(&task, &resolved) {
@@ -103,10 +105,9 @@ pub(crate) async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<
 }
 
 /// Why a cluster administrator's grants do not let the task run, from the caches.
-fn refusal(ctx: &Context, task: &HostTask) -> Option<Blocked> {
+fn refusal(ctx: &Context, task: &HostTask, targeted: usize) -> Option<Blocked> {
     let grant = ctx.cache.grants.get(&ObjectRef::new(&task.namespace().unwrap_or_default()));
     let group = task.spec.run_as.host_group.as_ref().and_then(|g| ctx.cache.groups.get(&ObjectRef::new(g)));
-    let targeted = windows_nodes_matching(task.spec.node_selector.as_ref(), &ctx.cache.nodes.state()).len();
     authorize::refusal(task, grant.as_deref(), group.as_deref(), targeted)
 }
 

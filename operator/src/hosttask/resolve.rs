@@ -21,7 +21,6 @@ use super::{admission, build};
 use crate::conditions::Blocked;
 use crate::context::Context;
 use crate::hostgroup::provisioned;
-use crate::state::targeting::windows_nodes_matching;
 use crate::writes::own_writes::Known;
 use crate::{hashing, labels};
 
@@ -58,7 +57,8 @@ pub struct Account {
     pub eligible: Option<BTreeSet<String>>,
 }
 
-pub async fn resolve(ctx: &Context, task: &HostTask) -> Result<Resolved, Error> {
+/// `targeted`: the Windows nodes the task targets, sorted (read by the reconcile before).
+pub async fn resolve(ctx: &Context, task: &HostTask, targeted: Vec<String>) -> Result<Resolved, Error> {
     let namespace = task.namespace().unwrap_or_default();
     let referenced = referenced_data(ctx, task).await?;
     let revision = hashing::revision(&task.spec, referenced.as_deref());
@@ -79,7 +79,7 @@ pub async fn resolve(ctx: &Context, task: &HostTask) -> Result<Resolved, Error> 
         account: account(ctx, task),
         labelled: node_labels.current(&admission_label, &nodes),
         admission_label,
-        targeted: windows_nodes_matching(task.spec.node_selector.as_ref(), &nodes),
+        targeted,
         pods: pods::read(&ctx.cache.task_pods, task, &revision),
         revision,
     })
