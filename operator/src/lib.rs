@@ -32,7 +32,7 @@ pub use context::Config;
 pub use hosttask::admission::label_key as admission_label;
 pub use metrics::Metrics;
 pub use runtime::admin::{Health, serve as serve_admin};
-pub use runtime::leader::LeaderElection;
+pub use runtime::leader::{Fence, LeaderElection, LeaseTiming, NotLeading, identity as leader_identity};
 pub use runtime::{Runtime, Stopped, run};
 
 /// The pure pieces the benches time, as the operator calls them. Not an API.

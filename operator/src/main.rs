@@ -97,8 +97,8 @@ async fn main() -> ExitCode {
     let leader = args.leader_elect.then(|| {
         let namespace =
             args.leader_election_namespace.clone().unwrap_or_else(|| client.default_namespace().to_string());
-        // The pod's name (downward API), unique among replicas.
-        let identity = std::env::var("POD_NAME").unwrap_or_else(|_| format!("pid-{}", std::process::id()));
+        // The pod's name (downward API) and a random suffix: unique among replicas and restarts.
+        let identity = hostprocess_operator::leader_identity(std::env::var("POD_NAME").ok().as_deref());
         LeaderElection::new(client.clone(), &namespace, "hostprocess-operator", &identity)
     });
     let runtime = Runtime { health, metrics, leader };

@@ -12,7 +12,6 @@ use hostprocess_sim::wait::until;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::{Value, json};
 
@@ -285,18 +284,8 @@ async fn refused_label_and_status_writes_are_sent_again_and_never_exceed_max_con
     let status = done.status.as_ref().unwrap();
     assert_eq!((status.nodes.succeeded, status.nodes.failed), (6, 0), "every node ran despite the refusals");
     // Each node ran once, and never more than two at a time (the executors' own records).
-    let runs: Vec<(Timestamp, Timestamp)> = (0..6)
-        .map(|node| {
-            let record = record(&fx.sim, node, &done);
-            let attempts = record["attempts"].as_array().unwrap();
-            assert_eq!(attempts.len(), 1, "node {node} ran once");
-            let time = |field: &str| attempts[0][field].as_str().unwrap().parse::<Timestamp>().unwrap();
-            (time("startTime"), time("endTime"))
-        })
-        .collect();
-    let most_at_once =
-        runs.iter().map(|(start, _)| runs.iter().filter(|(s, e)| s <= start && start < e).count()).max();
-    assert!(most_at_once <= Some(2), "at most maxConcurrent payloads at once, saw {most_at_once:?}");
+    let most = most_at_once(&fx.sim, &done, 6);
+    assert!(most <= 2, "at most maxConcurrent payloads at once, saw {most}");
 }
 
 #[tokio::test]
@@ -349,68 +338,6 @@ async fn an_operator_told_to_stop_before_its_controllers_have_listed_still_stops
     .unwrap();
     // Ten seconds for the reconciles to finish, then the controllers are dropped.
     operator.stop(Duration::from_secs(20)).await;
-}
-
-fn reconciles(metrics: &hostprocess_operator::Metrics) -> u64 {
-    metrics
-        .encode()
-        .lines()
-        .find_map(|l| l.strip_prefix(r#"hostprocess_reconciles_total{resource="hosttask"} "#))
-        .map_or(0, |n| n.trim().parse().unwrap())
-}
-
-#[tokio::test]
-async fn two_replicas_never_act_at_once_and_the_standby_takes_over() {
-    let mut fx = Fixture::start(3, "privileged").await;
-    fx.operator.abort();
-    let leased = |name: &str| {
-        // The Lease lives in the operator's own namespace, where deploy/ lets it write Leases.
-        let leader = hostprocess_operator::LeaderElection::new(
-            fx.operator_client.clone(),
-            hostprocess_sim::operator::NAMESPACE,
-            "hostprocess-operator",
-            name,
-        )
-        .with_timing(Duration::from_secs(2), Duration::from_millis(300));
-        hostprocess_operator::Runtime { leader: Some(leader), ..Default::default() }
-    };
-    let replica = |name: &str| {
-        let runtime = leased(name);
-        let metrics = runtime.metrics.clone();
-        (spawn_operator_with(fx.operator_client.clone(), runtime), metrics)
-    };
-    let (first, first_metrics) = replica("replica-a");
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let (second, second_metrics) = replica("replica-b");
-    fx.apply("patch", json!({"script": "sleep 1\n", "rollout": {"maxConcurrent": 1}})).await;
-    fx.wait_ready("patch", "the rollout by the leader").await;
-    assert!(reconciles(&first_metrics) > 0, "the first replica leads");
-    assert_eq!(reconciles(&second_metrics), 0, "the standby never reconciled");
-
-    // The leader dies without handing over: the standby takes over once the lease expires.
-    first.abort();
-    fx.apply("patch", json!({"script": "sleep 1\necho v2\n", "rollout": {"maxConcurrent": 1}})).await;
-    fx.wait_ready("patch", "the new revision by the standby").await;
-    assert!(reconciles(&second_metrics) > 0, "the standby took over");
-    let lease: k8s_openapi::api::coordination::v1::Lease =
-        Api::namespaced(fx.sim.client.clone(), hostprocess_sim::operator::NAMESPACE)
-            .get("hostprocess-operator")
-            .await
-            .unwrap();
-    let spec = lease.spec.unwrap();
-    assert_eq!(spec.holder_identity.as_deref(), Some("replica-b"));
-    assert_eq!(spec.lease_transitions, Some(1));
-
-    // A standby told to stop (SIGTERM on a rolling update) returns at once, the lease untouched.
-    let standby = Stoppable::start_with(fx.operator_client.clone(), leased("replica-c")).await;
-    standby.stop(Duration::from_secs(5)).await;
-    let lease: k8s_openapi::api::coordination::v1::Lease =
-        Api::namespaced(fx.sim.client.clone(), hostprocess_sim::operator::NAMESPACE)
-            .get("hostprocess-operator")
-            .await
-            .unwrap();
-    assert_eq!(lease.spec.unwrap().holder_identity.as_deref(), Some("replica-b"));
-    fx.operator = second;
 }
 
 #[tokio::test]

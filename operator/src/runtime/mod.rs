@@ -56,6 +56,11 @@ pub async fn run(
     runtime: Runtime,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> Stopped {
+    // With a lease, every write passes the leader's fence: none leaves after its renew deadline.
+    let client = match &runtime.leader {
+        Some(leader) => leader.fence().guard(client),
+        None => client,
+    };
     let namespace = config.namespace.clone();
     let (mut nodes_changed, mut namespaces_changed, mut provisioning, mut grants_changed) =
         (Broadcast::default(), Broadcast::default(), Broadcast::default(), Broadcast::default());
@@ -171,7 +176,8 @@ pub async fn run(
 }
 
 /// Waits until the caches hold what the cluster holds and the lease is held, then runs the
-/// controllers until they stop, the lease is lost (`lost_lease` set) or the stop deadline passes.
+/// controllers until they stop, the lease is lost (`lost_lease` set: returns at once) or the stop
+/// deadline passes.
 /// A standby (or an operator still filling its caches) told to stop has nothing to finish.
 async fn acting(
     cache: &Caches,
@@ -202,13 +208,16 @@ async fn acting(
     }
     info!("caches ready; reconciling HostTasks and HostGroups");
     let renewing = async {
-        if let Some(leader) = &runtime.leader {
-            leader.hold().await;
-            lost_lease.store(true, Ordering::SeqCst);
-            stop.stop();
+        match &runtime.leader {
+            // The lease is gone (and the fence closed): nothing is left to finish, since no
+            // write would pass; the controllers are dropped now.
+            Some(leader) => {
+                leader.hold().await;
+                lost_lease.store(true, Ordering::SeqCst);
+                stop.stop();
+            }
+            None => futures::future::pending::<()>().await,
         }
-        // Keep waiting: the controllers finish their reconciles, then `controllers` ends.
-        futures::future::pending::<()>().await;
     };
     tokio::select! {
         () = controllers => {}

@@ -300,6 +300,34 @@ pub fn record(sim: &Simulation, node: usize, task: &HostTask) -> Value {
     serde_json::from_slice(&std::fs::read(&path).expect("record")).unwrap()
 }
 
+/// How many HostTask reconciles an operator ran, by its metrics.
+pub fn reconciles(metrics: &hostprocess_operator::Metrics) -> u64 {
+    metrics
+        .encode()
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"hostprocess_reconciles_total{resource="hosttask"} "#))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
+/// The most payloads of `task` that ran at once on the first `nodes` nodes, by the executors' own
+/// records (start and end of each attempt); fails unless each node ran exactly once.
+pub fn most_at_once(sim: &Simulation, task: &HostTask, nodes: usize) -> usize {
+    use k8s_openapi::jiff::Timestamp;
+    let runs: Vec<(Timestamp, Timestamp)> = (0..nodes)
+        .map(|node| {
+            let record = record(sim, node, task);
+            let attempts = record["attempts"].as_array().unwrap();
+            assert_eq!(attempts.len(), 1, "node {node} ran once");
+            let time = |field: &str| attempts[0][field].as_str().unwrap().parse::<Timestamp>().unwrap();
+            (time("startTime"), time("endTime"))
+        })
+        .collect();
+    runs.iter()
+        .map(|(start, _)| runs.iter().filter(|(s, e)| s <= start && start < e).count())
+        .max()
+        .unwrap_or(0)
+}
+
 pub fn condition(task: &HostTask, kind: &str) -> Option<(String, String)> {
     task.status
         .as_ref()?

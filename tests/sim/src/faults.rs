@@ -1,6 +1,7 @@
 //! Fault injection: a small HTTP proxy in front of the API server. A client configured with
 //! `FaultProxy::kubeconfig_path` goes through it; the test then makes the next N matching
-//! requests fail with a status, adds latency to every request, or cuts every open watch.
+//! requests fail with a status or never answer, adds latency to every request, or cuts every open
+//! watch; it reads back which requests arrived when.
 //!
 //! The proxy speaks plain HTTP on loopback and forwards with a `kube::Client` to the API server
 //! (TLS, and the credentials of one identity — the operator's ServiceAccount, say — given at
@@ -49,19 +50,39 @@ impl Matcher {
     }
 }
 
+/// What a matching request gets instead of the API server's answer.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    /// This status, with a Kubernetes `Status` body.
+    Fail(StatusCode),
+    /// No answer at all: the request hangs until the client gives up.
+    Stall,
+}
+
 #[derive(Debug)]
 struct Rule {
     matcher: Matcher,
     remaining: usize,
-    status: StatusCode,
+    fault: Fault,
+}
+
+/// A request that reached the proxy.
+#[derive(Debug, Clone)]
+pub struct Arrival {
+    pub at: std::time::Instant,
+    pub method: Method,
+    /// Path and query.
+    pub path: String,
+    /// Whether it went on to the API server (no fault was injected).
+    pub forwarded: bool,
 }
 
 #[derive(Debug, Default)]
 struct State {
     rules: Vec<Rule>,
     latency: Duration,
-    /// Every request that reached the proxy: method and path with query.
-    seen: Vec<(Method, String)>,
+    /// Every request that reached the proxy.
+    seen: Vec<Arrival>,
     /// Requests other than watches that the API server answered: method and how long the
     /// answer took (from the request's arrival to the response's head).
     answered: Vec<(Method, Duration)>,
@@ -82,7 +103,13 @@ impl Faults {
 
     /// The next `count` requests that match fail with `status` (a Kubernetes `Status` body).
     pub fn fail_next(&self, count: usize, matcher: Matcher, status: StatusCode) {
-        self.lock().rules.push(Rule { matcher, remaining: count, status });
+        self.lock().rules.push(Rule { matcher, remaining: count, fault: Fault::Fail(status) });
+    }
+
+    /// The next `count` requests that match get no answer: they hang until the client's own
+    /// timeout ends them (a partitioned API server, say).
+    pub fn stall_next(&self, count: usize, matcher: Matcher) {
+        self.lock().rules.push(Rule { matcher, remaining: count, fault: Fault::Stall });
     }
 
     /// Every request waits this long before it is forwarded.
@@ -97,12 +124,17 @@ impl Faults {
 
     /// How many requests matching `matcher` reached the proxy so far.
     pub fn seen(&self, matcher: &Matcher) -> usize {
-        self.lock().seen.iter().filter(|(m, p)| matcher.matches(m, p)).count()
+        self.lock().seen.iter().filter(|a| matcher.matches(&a.method, &a.path)).count()
     }
 
     /// Every request so far: method and path with query.
     pub fn log(&self) -> Vec<(Method, String)> {
-        self.lock().seen.clone()
+        self.lock().seen.iter().map(|a| (a.method.clone(), a.path.clone())).collect()
+    }
+
+    /// Every request so far matching `matcher`, with when it arrived.
+    pub fn arrivals(&self, matcher: &Matcher) -> Vec<Arrival> {
+        self.lock().seen.iter().filter(|a| matcher.matches(&a.method, &a.path)).cloned().collect()
     }
 
     /// Every request but watches that the API server answered so far: method and response time.
@@ -110,19 +142,23 @@ impl Faults {
         self.lock().answered.clone()
     }
 
-    /// How many requests were answered with an injected failure.
+    /// How many requests got an injected fault.
     pub fn injected(&self) -> usize {
         self.lock().injected
     }
 
-    fn take_failure(&self, method: &Method, path: &str) -> Option<StatusCode> {
+    fn take_fault(&self, method: &Method, path: &str, at: std::time::Instant) -> Option<Fault> {
         let mut state = self.lock();
-        state.seen.push((method.clone(), path.to_string()));
-        let rule = state.rules.iter_mut().find(|r| r.remaining > 0 && r.matcher.matches(method, path))?;
-        rule.remaining -= 1;
-        let status = rule.status;
-        state.injected += 1;
-        Some(status)
+        let rule = state.rules.iter_mut().find(|r| r.remaining > 0 && r.matcher.matches(method, path));
+        let fault = rule.map(|rule| {
+            rule.remaining -= 1;
+            rule.fault
+        });
+        let arrival =
+            Arrival { at, method: method.clone(), path: path.to_string(), forwarded: fault.is_none() };
+        state.seen.push(arrival);
+        state.injected += usize::from(fault.is_some());
+        fault
     }
 }
 
@@ -208,9 +244,14 @@ async fn handle(
     let method = request.method().clone();
     let path = request.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_default();
     let latency = faults.lock().latency;
-    if let Some(status) = faults.take_failure(&method, &path) {
-        tokio::time::sleep(latency).await;
-        return Ok(status_response(status, &format!("injected fault: {method} {path} fails with {status}")));
+    match faults.take_fault(&method, &path, arrived) {
+        Some(Fault::Fail(status)) => {
+            tokio::time::sleep(latency).await;
+            let message = format!("injected fault: {method} {path} fails with {status}");
+            return Ok(status_response(status, &message));
+        }
+        Some(Fault::Stall) => futures::future::pending::<()>().await,
+        None => {}
     }
     tokio::time::sleep(latency).await;
     let is_watch = path.contains("watch=true") || path.contains("watch=1");
