@@ -3,6 +3,7 @@
 
 use k8s_openapi::api::core::v1::Toleration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{CustomResource, KubeSchema};
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
@@ -77,6 +78,13 @@ pub struct HostGroupSpec {
     #[schemars(schema_with = "namespaces_schema")]
     pub namespaces: Vec<String>,
 
+    /// How a change reaches the nodes: in waves of at most `maxConcurrent` nodes, halting when
+    /// more than `maxFailures` fail. Nodes keep serving the tasks that run as the group while
+    /// they wait for their wave. A change of `description` only, or of `namespaces`,
+    /// `nodeSelector` or `tolerations`, re-provisions nothing.
+    #[serde(default)]
+    pub rollout: GroupRollout,
+
     /// What happens on the nodes when the HostGroup is deleted. `Delete` (default): the grants
     /// are revoked, the members removed and the group deleted from every node (a group that
     /// existed before the operator created it is kept). `Retain`: everything stays.
@@ -128,6 +136,40 @@ impl HostGroupSpec {
     /// Whether HostTasks in `namespace` may run as this group.
     pub fn offered_to(&self, namespace: &str) -> bool {
         self.namespaces.iter().any(|n| n == namespace)
+    }
+}
+
+/// How a HostGroup's change spreads over its nodes.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupRollout {
+    /// How many targeted nodes may be provisioned at once: a count like `5` or a percentage of
+    /// the targeted nodes like `"25%"` (rounded up). Default `"25%"`.
+    #[serde(default = "default_group_max_concurrent")]
+    #[x_kube(validation = Rule::new(crate::hosttask::MAX_CONCURRENT_RULE).message(msg::MAX_CONCURRENT))]
+    pub max_concurrent: IntOrString,
+
+    /// How many nodes may fail to provision before no further node starts: a count or a
+    /// percentage of the targeted nodes (rounded up). Default `0`: halt at the first failure.
+    #[serde(default = "default_group_max_failures")]
+    #[x_kube(validation = Rule::new(crate::hosttask::MAX_FAILURES_RULE).message(msg::MAX_FAILURES))]
+    pub max_failures: IntOrString,
+}
+
+fn default_group_max_concurrent() -> IntOrString {
+    IntOrString::String("25%".to_string())
+}
+
+fn default_group_max_failures() -> IntOrString {
+    IntOrString::Int(0)
+}
+
+impl Default for GroupRollout {
+    fn default() -> Self {
+        GroupRollout {
+            max_concurrent: default_group_max_concurrent(),
+            max_failures: default_group_max_failures(),
+        }
     }
 }
 

@@ -14,7 +14,9 @@ pub mod units;
 pub mod validate;
 
 pub use grant::{BuiltinAccount, HostTaskGrant, HostTaskGrantSpec, Refusal};
-pub use hostgroup::{AppliesTo, DeletionPolicy, Grant, HostGroup, HostGroupSpec, HostGroupStatus, Rights};
+pub use hostgroup::{
+    AppliesTo, DeletionPolicy, Grant, GroupRollout, HostGroup, HostGroupSpec, HostGroupStatus, Rights,
+};
 pub use hosttask::{
     Account, HostTask, HostTaskSpec, HostTaskStatus, Limits, Mode, RebootPolicy, Retries, Rollout, RunAs,
 };

@@ -184,6 +184,13 @@ impl HostGroupSpec {
         for (i, namespace) in self.namespaces.iter().enumerate() {
             errors.check(format!("spec.namespaces[{i}]"), &format::NAMESPACE_NAME, namespace);
         }
+        match CountOrPercent::parse(&self.rollout.max_concurrent) {
+            Some(CountOrPercent::Count(n) | CountOrPercent::Percent(n)) if n >= 1 => {}
+            _ => errors.push("spec.rollout.maxConcurrent", msg::MAX_CONCURRENT),
+        }
+        if CountOrPercent::parse(&self.rollout.max_failures).is_none() {
+            errors.push("spec.rollout.maxFailures", msg::MAX_FAILURES);
+        }
         errors.into_result()
     }
 

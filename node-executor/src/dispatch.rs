@@ -82,6 +82,7 @@ pub fn execute(cli: Cli) -> Result<Reply, Failure> {
                 grants: vec![],
                 members: members.clone(),
                 namespaces: vec![],
+                rollout: Default::default(),
                 deletion_policy: Default::default(),
             };
             Ok(Reply::changes(provision::provision(&host(&cli)?, &spec, &state_dir)?))

@@ -222,6 +222,7 @@ pub fn grant<P: Platform>(
         grants: grants.to_vec(),
         members: vec![],
         namespaces: vec![],
+        rollout: Default::default(),
         deletion_policy: Default::default(),
     };
     spec.validate().map_err(ProvisionError::Invalid)?;

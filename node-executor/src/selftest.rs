@@ -191,6 +191,7 @@ fn spec(acl_path: &str) -> HostGroupSpec {
         // may not add NT AUTHORITY\* or Everyone).
         members: vec!["DefaultAccount".into()],
         namespaces: vec![],
+        rollout: Default::default(),
         deletion_policy: Default::default(),
     }
 }

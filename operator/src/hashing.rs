@@ -32,13 +32,12 @@ pub fn revision(spec: &HostTaskSpec, referenced: Option<&str>) -> String {
     format!("{:010x}", fnv1a(what.to_string().as_bytes()) & 0xff_ffff_ffff)
 }
 
-/// The revision of a HostGroup: what is put on each node (group, description, members,
-/// grants), not where — changing the node selector or tolerations provisions nothing again.
+/// The revision of a HostGroup: what each node enforces (the group, its members and grants), not
+/// where nor how it is described — changing the node selector, tolerations, namespaces or the
+/// description provisions nothing again (a description reaches a node with its next
+/// provisioning).
 pub fn group_revision(spec: &HostGroupSpec) -> String {
-    let what = json!({
-        "groupName": spec.group_name, "description": spec.description,
-        "members": spec.members, "grants": spec.grants,
-    });
+    let what = json!({"groupName": spec.group_name, "members": spec.members, "grants": spec.grants});
     format!("{:010x}", fnv1a(what.to_string().as_bytes()) & 0xff_ffff_ffff)
 }
 

@@ -32,8 +32,18 @@ pub const CORDONED_BY: &str = "hostprocess.dev/cordoned-by";
 /// On a reboot pod: the task it reboots a node for.
 pub const REBOOT_FOR: &str = "hostprocess.dev/reboot-for";
 
+/// On a node, one per HostGroup: the record that the group is in place there (its revision,
+/// the node's machine ID then, when), keyed by the HostGroup's uid (`hostgroup::record`).
+pub const PROVISIONED_PREFIX: &str = "provisioned.hostprocess.dev/";
+/// Only in the operator's node cache, never written: the node's `status.nodeInfo.machineID`
+/// (a reimaged node has a new one).
+pub const CACHED_MACHINE_ID: &str = "hostprocess.dev/machine-id";
+
 /// The HostGroup a setup pod or its spec ConfigMap belongs to (its name).
 pub const HOST_GROUP: &str = "hostprocess.dev/hostgroup";
+/// On a provision pod: a short hash of the machine ID of the installation it provisions (a
+/// reimaged node needs a new pod for the same revision).
+pub const MACHINE: &str = "hostprocess.dev/machine";
 /// What a setup pod does: `provision` or `cleanup`.
 pub const SETUP: &str = "hostprocess.dev/setup";
 

@@ -282,3 +282,162 @@ async fn a_second_hostgroup_naming_a_managed_windows_group_is_refused_and_the_fi
     assert!(first.status.unwrap().conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
     until("the agent still runs on both nodes", Duration::from_secs(10), agent_ready).await.unwrap();
 }
+
+/// The records of HostGroup `name` on each node: node → (revision, machine ID, when).
+async fn records(fx: &Fixture, name: &str) -> std::collections::BTreeMap<String, Value> {
+    let uid = groups(fx).get(name).await.unwrap().metadata.uid.unwrap();
+    let key = format!("provisioned.hostprocess.dev/{uid}");
+    let nodes: Api<Node> = Api::all(fx.sim.client.clone());
+    let mut records = std::collections::BTreeMap::new();
+    for node in nodes.list(&ListParams::default()).await.unwrap() {
+        if let Some(value) = node.metadata.annotations.as_ref().and_then(|a| a.get(&key)) {
+            records.insert(node.metadata.name.clone().unwrap(), serde_json::from_str(value).unwrap());
+        }
+    }
+    records
+}
+
+/// The setup pods of HostGroup `name` that exist now.
+async fn setup_pods(fx: &Fixture, name: &str) -> Vec<String> {
+    let pods: Api<Pod> =
+        Api::namespaced(fx.sim.client.clone(), hostprocess_operator::Config::DEFAULT_GROUP_NAMESPACE);
+    let selector = format!("hostprocess.dev/hostgroup={name}");
+    pods.list(&ListParams::default().labels(&selector))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|p| p.metadata.name.unwrap())
+        .collect()
+}
+
+/// Each running agent pod of task `name`: node → pod uid.
+async fn agents(fx: &Fixture, name: &str) -> std::collections::BTreeMap<String, String> {
+    let pods: Api<Pod> = Api::namespaced(fx.sim.client.clone(), NS);
+    let selector = format!("hostprocess.dev/task={name}");
+    pods.list(&ListParams::default().labels(&selector))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+        .map(|p| (p.spec.unwrap().node_name.unwrap(), p.metadata.uid.unwrap()))
+        .collect()
+}
+
+async fn agent_running_as_group(fx: &Fixture) {
+    fx.apply(
+        "agent",
+        json!({"script": "echo agent\nsleep 3600\n", "mode": "Continuous", "rollout": {"maxConcurrent": 2},
+            "runAs": {"account": "HostGroup", "hostGroup": "agent-ops"}}),
+    )
+    .await;
+    let ready = fx.wait_ready("agent", "the agent runs as the group on both nodes").await;
+    assert_eq!(ready.status.unwrap().nodes.running, 2);
+}
+
+#[tokio::test]
+async fn a_hostgroup_description_change_keeps_agents_running() {
+    let fx = Fixture::start(2, "privileged").await;
+    prepare_granted_path(&fx.sim);
+    let spec = |description: &str, rights: &str| {
+        json!({"groupName": "AgentOps", "description": description, "namespaces": [NS],
+            "grants": [{"path": GRANTED, "rights": rights}], "rollout": {"maxConcurrent": 1}})
+    };
+    apply_group(&fx, "agent-ops", spec("runs the agent", "Read")).await;
+    group_ready(&fx, "agent-ops").await;
+    agent_running_as_group(&fx).await;
+    let before = agents(&fx, "agent").await;
+    assert_eq!(before.len(), 2);
+    // Each node's success is recorded on the node.
+    let recorded = until("both successes recorded", Duration::from_secs(30), || async {
+        let records = records(&fx, "agent-ops").await;
+        (records.len() == 2).then_some(records)
+    })
+    .await
+    .unwrap();
+    let pods = setup_pods(&fx, "agent-ops").await;
+    assert_eq!(pods.len(), 2, "one provision pod per node: {pods:?}");
+
+    // The description only: nothing is provisioned again, the agents keep running.
+    apply_group(&fx, "agent-ops", spec("runs the monitoring agent", "Read")).await;
+    group_ready(&fx, "agent-ops").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(setup_pods(&fx, "agent-ops").await, pods, "no setup pod for a description");
+    assert_eq!(records(&fx, "agent-ops").await, recorded, "no node provisioned again");
+    assert_eq!(agents(&fx, "agent").await, before, "the same agent pods run");
+
+    // A real change rolls out node by node; the agents keep running meanwhile.
+    apply_group(&fx, "agent-ops", spec("runs the monitoring agent", "ReadAndExecute")).await;
+    let group = group_ready(&fx, "agent-ops").await;
+    assert_eq!(group.status.unwrap().nodes.provisioned, 2);
+    for node in 0..2 {
+        assert_eq!(host_state(&fx.sim, node).1[0]["rights"], "ReadAndExecute");
+    }
+    let after = records(&fx, "agent-ops").await;
+    for (node, record) in &after {
+        assert_ne!(record["revision"], recorded[node]["revision"], "{node} has the new revision");
+    }
+    assert_eq!(agents(&fx, "agent").await, before, "the agents ran throughout");
+    assert!(is(&fx.task("agent").await, "Ready", "True"));
+}
+
+#[tokio::test]
+async fn a_reimaged_node_is_provisioned_again_before_tasks_run_there() {
+    let fx = Fixture::start(2, "privileged").await;
+    apply_group(&fx, "agent-ops", json!({"groupName": "AgentOps", "namespaces": [NS]})).await;
+    group_ready(&fx, "agent-ops").await;
+    agent_running_as_group(&fx).await;
+    let before = agents(&fx, "agent").await;
+
+    // win-001 is reimaged: same name, new machine ID, no local groups, no executor records.
+    fx.sim.kubelets[1].reimage();
+    let task = fx.tasks().get("agent").await.unwrap();
+    let uid = task.metadata.uid.clone().unwrap();
+    let (record, agent_started) =
+        until("win-001 provisioned again and its agent back", Duration::from_secs(120), || async {
+            let record = records(&fx, "agent-ops").await.remove("win-001")?;
+            (record["machineID"] == "win-001-image-1").then_some(())?;
+            let task = fx.task("agent").await;
+            let status = task.status.as_ref()?;
+            (status.nodes.running == 2).then_some(())?;
+            // The executor's record of the agent on the new installation.
+            let revision = task.status.as_ref()?.revision.clone()?;
+            let file = fx.sim.kubelets[1].config.state_dir().join(format!("tasks/{uid}/{revision}.json"));
+            let run: Value = serde_json::from_slice(&std::fs::read(file).ok()?).ok()?;
+            let attempt = run["attempts"].as_array()?.first()?;
+            let started = attempt["startTime"].as_str()?.parse::<k8s_openapi::jiff::Timestamp>().ok()?;
+            Some((record, started))
+        })
+        .await
+        .unwrap();
+    assert!(host_state(&fx.sim, 1).0.contains("agentops"), "the group is back on win-001");
+    // The provision pod of the new installation (the earlier one's went) finished before the
+    // agent started there: the kubelet's retries of the agent's container failed to log on as a
+    // group that did not exist, and the operator held the node back until its record was new.
+    let pods: Api<Pod> =
+        Api::namespaced(fx.sim.client.clone(), hostprocess_operator::Config::DEFAULT_GROUP_NAMESPACE);
+    let provisions =
+        pods.list(&ListParams::default().labels("hostprocess.dev/setup=provision")).await.unwrap();
+    let on_win_001: Vec<&Pod> = provisions
+        .items
+        .iter()
+        .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some("win-001"))
+        .collect();
+    assert_eq!(on_win_001.len(), 1, "one provision pod on win-001, of its new installation");
+    let terminated = on_win_001[0].status.as_ref().unwrap().container_statuses.as_ref().unwrap()[0]
+        .state
+        .as_ref()
+        .unwrap()
+        .terminated
+        .clone()
+        .unwrap();
+    let provisioned = terminated.finished_at.unwrap().0;
+    assert!(
+        agent_started >= provisioned.round(k8s_openapi::jiff::Unit::Second).unwrap(),
+        "the agent started ({agent_started}) after the group was back ({provisioned})"
+    );
+    assert_eq!(record["machineID"], "win-001-image-1");
+    let after = agents(&fx, "agent").await;
+    assert_eq!(after["win-000"], before["win-000"], "win-000's agent ran throughout");
+}

@@ -9,10 +9,12 @@ use kube::api::{Api, DeleteParams, PostParams};
 use super::build::{self, Setup, SetupInputs};
 use super::error::Error;
 use super::plan::Plan;
+use super::record::{self, Record};
 use crate::context::Context;
 use crate::events::Note;
 use crate::writes::{self, config_maps, ignore_not_found};
 use crate::{finalizer, labels};
+use kube::runtime::reflector::ObjectRef;
 
 /// What the finalizer asks of this reconcile.
 #[derive(Debug, PartialEq, Eq)]
@@ -70,15 +72,38 @@ pub async fn apply(
     }
     let create = PostParams { field_manager: Some(labels::FIELD_MANAGER.into()), ..PostParams::default() };
     for (node, setup) in &plan.create {
-        match pods.create(&create, &build::setup_pod(group, node, *setup, inputs)).await {
+        let machine = ctx.cache.nodes.get(&ObjectRef::new(node)).map(|n| record::machine_id(&n).to_string());
+        let machine = crate::hashing::short(&machine.unwrap_or_default());
+        match pods.create(&create, &build::setup_pod(group, node, &machine, *setup, inputs)).await {
             Ok(_) => {}
             // Created by an earlier reconcile that the cache has not shown yet.
             Err(kube::Error::Api(status)) if status.code == 409 => {}
             Err(e) => return Err(Error::CreatePod(e)),
         }
     }
+    write_records(ctx, group, plan).await?;
     for pod in &plan.delete {
         ignore_not_found(pods.delete(pod, &DeleteParams::default()).await).map_err(Error::DeletePod)?;
+    }
+    Ok(())
+}
+
+/// Records the successes the plan found (with each node's machine ID now) and removes the records
+/// of clean nodes, before any pod that showed them goes.
+async fn write_records(ctx: &Context, group: &HostGroup, plan: &Plan) -> Result<(), Error> {
+    let uid = group.uid().unwrap_or_default();
+    let now = k8s_openapi::jiff::Timestamp::now();
+    for (node, revision) in &plan.record {
+        let Some(cached) = ctx.cache.nodes.get(&ObjectRef::new(node)) else { continue };
+        let entry = Record {
+            revision: revision.clone(),
+            machine_id: record::machine_id(&cached).to_string(),
+            at: now,
+        };
+        record::write(&ctx.client, node, &uid, Some(&entry)).await.map_err(Error::WriteRecord)?;
+    }
+    for node in &plan.forget {
+        record::write(&ctx.client, node, &uid, None).await.map_err(Error::WriteRecord)?;
     }
     Ok(())
 }

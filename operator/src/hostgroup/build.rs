@@ -83,23 +83,31 @@ fn owned_meta(
     }
 }
 
-/// The ConfigMap carrying the spec of one revision (immutable, named after the revision).
-pub fn spec_config_map_name(group: &str, revision: &str) -> String {
-    format!("hostgroup-{group}-{revision}")
+/// The ConfigMap carrying one spec file (immutable, named after a digest of its content: the
+/// description can change within a revision).
+pub fn spec_config_map_name(group: &str, spec_sha256: &str) -> String {
+    format!("hostgroup-{group}-{}", &spec_sha256[..10.min(spec_sha256.len())])
 }
 
-/// The setup pod of one node: `provision` pods are per revision, a node has one `cleanup` pod.
-pub fn setup_pod_name(group: &str, node: &str, setup: Setup, revision: &str) -> String {
+/// The setup pod of one node: `provision` pods are per revision and installation (`machine`, a
+/// short hash of the machine ID), a node has one `cleanup` pod.
+pub fn setup_pod_name(group: &str, node: &str, setup: Setup, revision: &str, machine: &str) -> String {
     let node = hashing::short(node);
     match setup {
-        Setup::Provision => format!("hostgroup-{group}-{node}-{revision}"),
+        Setup::Provision => format!("hostgroup-{group}-{node}-{revision}-{machine}"),
         Setup::Cleanup => format!("hostgroup-{group}-{node}-cleanup"),
     }
 }
 
-/// The spec file the executor applies, as the `provision` subcommand reads it.
+/// The spec file the executor applies, as the `provision` subcommand reads it: what goes on the
+/// node, not where (the selector, tolerations and namespaces are the operator's).
 fn spec_text(group: &HostGroup) -> Result<String, serde_json::Error> {
-    serde_json::to_string_pretty(&group.spec)
+    let spec = &group.spec;
+    let on_the_node = serde_json::json!({
+        "groupName": spec.group_name, "description": spec.description,
+        "members": spec.members, "grants": spec.grants,
+    });
+    serde_json::to_string_pretty(&on_the_node)
 }
 
 /// The spec the executor applies, in the ConfigMap its setup pods mount.
@@ -109,7 +117,7 @@ pub fn spec_config_map(group: &HostGroup, inputs: &SetupInputs<'_>) -> Result<Co
         metadata: owned_meta(
             group,
             inputs.namespace,
-            spec_config_map_name(&group.name_any(), inputs.revision),
+            spec_config_map_name(&group.name_any(), &digest::sha256_hex(spec.as_bytes())),
             group_labels(group, None, Some(inputs.revision)),
         ),
         data: Some(BTreeMap::from([(SPEC_FILE.to_string(), spec)])),
@@ -120,20 +128,28 @@ pub fn spec_config_map(group: &HostGroup, inputs: &SetupInputs<'_>) -> Result<Co
 
 /// A HostProcess pod pinned to `node`, running as SYSTEM (creating groups and changing ACLs
 /// needs it), restarted on failure by the kubelet with its bounded back-off.
-pub fn setup_pod(group: &HostGroup, node: &str, setup: Setup, inputs: &SetupInputs<'_>) -> Pod {
+/// `machine`: a short hash of the node's machine ID (`hashing::short`).
+pub fn setup_pod(
+    group: &HostGroup,
+    node: &str,
+    machine: &str,
+    setup: Setup,
+    inputs: &SetupInputs<'_>,
+) -> Pod {
     let name = group.name_any();
+    // A spec that cannot be written has no ConfigMap either: the digest of nothing then refuses
+    // whatever is found.
+    let spec_sha256 = digest::sha256_hex(spec_text(group).unwrap_or_default().as_bytes());
     let (args, volumes, mounts) = match setup {
         Setup::Provision => (
             Command::Provision {
                 spec: PathBuf::from(format!(r"{SPEC_DIR}\{SPEC_FILE}")),
-                // A spec that cannot be written has no ConfigMap either: the digest of nothing
-                // then refuses whatever is found.
-                spec_sha256: digest::sha256_hex(spec_text(group).unwrap_or_default().as_bytes()),
+                spec_sha256: spec_sha256.clone(),
             },
             Some(vec![Volume {
                 name: "spec".into(),
                 config_map: Some(ConfigMapVolumeSource {
-                    name: spec_config_map_name(&name, inputs.revision),
+                    name: spec_config_map_name(&name, &spec_sha256),
                     ..ConfigMapVolumeSource::default()
                 }),
                 ..Volume::default()
@@ -152,6 +168,10 @@ pub fn setup_pod(group: &HostGroup, node: &str, setup: Setup, inputs: &SetupInpu
     let mut tolerations = windows_tolerations();
     tolerations.extend(group.spec.tolerations.iter().cloned());
     let revision = (setup == Setup::Provision).then_some(inputs.revision);
+    let mut labels = group_labels(group, Some(setup), revision);
+    if setup == Setup::Provision {
+        labels.insert(labels::MACHINE.to_string(), machine.to_string());
+    }
     let container = Container {
         name: "setup".into(),
         image: Some(inputs.executor_image.into()),
@@ -165,8 +185,8 @@ pub fn setup_pod(group: &HostGroup, node: &str, setup: Setup, inputs: &SetupInpu
         metadata: owned_meta(
             group,
             inputs.namespace,
-            setup_pod_name(&name, node, setup, inputs.revision),
-            group_labels(group, Some(setup), revision),
+            setup_pod_name(&name, node, setup, inputs.revision, machine),
+            labels,
         ),
         spec: Some(PodSpec {
             termination_grace_period_seconds: Some(30),
@@ -205,7 +225,7 @@ mod tests {
     #[test]
     fn a_setup_pod_is_a_system_hostprocess_pod_pinned_to_its_node() {
         let inputs = SetupInputs { namespace: "hostprocess-tasks", executor_image: "img:1", revision: "abc" };
-        let pod = setup_pod(&group(), "win-007", Setup::Provision, &inputs);
+        let pod = setup_pod(&group(), "win-007", "m1", Setup::Provision, &inputs);
         let spec = pod.spec.as_ref().unwrap_or_else(|| panic!("spec"));
         assert_eq!(spec.node_name.as_deref(), Some("win-007"));
         assert_eq!(spec.restart_policy.as_deref(), Some("OnFailure"));
@@ -225,7 +245,7 @@ mod tests {
         assert_eq!((owner.kind.as_str(), owner.controller), ("HostGroup", Some(true)));
         assert_eq!(pod.labels().get(labels::REVISION).map(String::as_str), Some("abc"));
 
-        let cleanup = setup_pod(&group(), "win-007", Setup::Cleanup, &inputs);
+        let cleanup = setup_pod(&group(), "win-007", "m1", Setup::Cleanup, &inputs);
         let command = cleanup.spec.and_then(|s| s.containers[0].command.clone());
         assert_eq!(
             executor_command(command.as_deref()),

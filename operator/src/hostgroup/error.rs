@@ -9,6 +9,8 @@ pub enum Error {
     CreatePod(#[source] kube::Error),
     #[error("deleting a setup pod: {0}")]
     DeletePod(#[source] kube::Error),
+    #[error("writing a node's provisioning record: {0}")]
+    WriteRecord(#[source] kube::Error),
     #[error("updating the finalizer: {0}")]
     PatchFinalizer(#[source] kube::Error),
     #[error("writing status: {0}")]
@@ -22,6 +24,7 @@ impl Error {
             Error::ApplyConfigMap(_) => "apply_configmap",
             Error::CreatePod(_) => "create_pod",
             Error::DeletePod(_) => "delete_pod",
+            Error::WriteRecord(_) => "write_record",
             Error::PatchFinalizer(_) => "patch_finalizer",
             Error::PatchStatus(_) => "patch_status",
         }

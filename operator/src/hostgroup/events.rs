@@ -61,6 +61,7 @@ mod tests {
             node: "win-1".into(),
             setup: Setup::Provision,
             revision: None,
+            machine: None,
             result: SetupResult::Pending,
         }];
         let notes = notes(&group, &plan, &before, false);

@@ -10,14 +10,16 @@ pub(crate) mod error;
 pub(crate) mod events;
 pub(crate) mod plan;
 pub(crate) mod provisioned;
+pub(crate) mod record;
 pub(crate) mod status;
 pub(crate) mod validate;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use hostprocess_crds::HostGroup;
+use hostprocess_crds::units::CountOrPercent;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
@@ -75,7 +77,8 @@ pub(crate) async fn reconcile(group: Arc<HostGroup>, ctx: Arc<Context>) -> Resul
     }
     let revision = hashing::group_revision(&group.spec);
     let pods = provisioned::setup_pods(&ctx, &group.name_any());
-    let plan = plan_nodes(&ctx, &group, &pods, &revision, deleting);
+    let records = record::Records::read(&ctx.cache.nodes.state(), group.uid().as_deref().unwrap_or_default());
+    let plan = plan_nodes(&ctx, &group, &pods, &records, &revision, deleting);
     let inputs = SetupInputs {
         namespace: &namespace,
         executor_image: &ctx.config.executor_image,
@@ -129,24 +132,36 @@ pub(crate) fn error_policy(group: Arc<HostGroup>, error: &Error, ctx: Arc<Contex
     crate::retry::after_error(&group.name_any())
 }
 
-/// The plan for every node, from the node cache and the group's setup pods.
+/// The plan for every node, from the node cache, the records and the group's setup pods.
 fn plan_nodes(
     ctx: &Context,
     group: &HostGroup,
     pods: &[plan::SetupPod],
+    records: &record::Records,
     revision: &str,
     deleting: bool,
 ) -> Plan {
     let nodes = ctx.cache.nodes.state();
     let targeted = windows_nodes_matching(group.spec.node_selector.as_ref(), &nodes);
     let existing: BTreeSet<String> = nodes.iter().map(|n| n.name_any()).collect();
+    let machines: BTreeMap<String, String> =
+        nodes.iter().map(|n| (n.name_any(), hashing::short(record::machine_id(n)))).collect();
+    let total = u32::try_from(targeted.len()).unwrap_or(u32::MAX);
+    // Validated by the API server; a value it let through and the operator cannot read is 1 / 0.
+    let limit = |value, fallback| {
+        CountOrPercent::parse(value).map_or(fallback, |v| usize::try_from(v.of(total)).unwrap_or(usize::MAX))
+    };
     plan::plan(&plan::Inputs {
         targeted: &targeted,
         existing: &existing,
         pods,
+        records,
+        machines: &machines,
         revision,
         deleting,
         policy: group.spec.deletion_policy,
+        max_concurrent: limit(&group.spec.rollout.max_concurrent, 1).max(1),
+        max_failures: limit(&group.spec.rollout.max_failures, 0),
     })
 }
 

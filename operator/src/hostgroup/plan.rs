@@ -1,8 +1,12 @@
-//! What each node needs for a HostGroup: given the targeted nodes, the nodes that exist and the
-//! setup pods so far, which pods to create and delete, and where each node stands. Pure.
+//! What each node needs for a HostGroup: given the targeted nodes, the nodes that exist, the
+//! records of where the group is in place (`record`) and the setup pods so far, which pods to
+//! create and delete, which records to write or remove, and where each node stands. Pure.
 //!
-//! The setup pods are the record: a `provision` pod of the current revision that succeeded means
-//! the group is in place on its node; a node with any setup pod may hold something to clean up.
+//! The records say where the group is in place; a succeeded `provision` pod (of the revision,
+//! for the node's installation) is recorded, and stays as the account of what ran. A node whose record is of an older revision waits for its wave (at most
+//! `maxConcurrent` nodes provisioning at once, none more once over `maxFailures` failed) and keeps
+//! the group meanwhile; a node with no record that holds for it (new, or reimaged) goes first.
+//! A node with a record or a setup pod that is no longer targeted is cleaned up.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -12,6 +16,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 
 use super::build::Setup;
+use super::record::Records;
 use crate::labels;
 use crate::state::pod_result::{last_terminated, shorten};
 
@@ -35,6 +40,9 @@ pub struct SetupPod {
     pub setup: Setup,
     /// The revision a `provision` pod applies.
     pub revision: Option<String>,
+    /// The installation it applies it to (a short hash of the machine ID; none on pods of
+    /// operators that kept no records).
+    pub machine: Option<String>,
     pub result: SetupResult,
 }
 
@@ -81,6 +89,7 @@ pub fn observe(pod: &Pod) -> Option<SetupPod> {
         node,
         setup,
         revision: pod.labels().get(labels::REVISION).cloned(),
+        machine: pod.labels().get(labels::MACHINE).cloned(),
         result,
     })
 }
@@ -93,10 +102,18 @@ pub struct Inputs<'a> {
     /// Every node that exists.
     pub existing: &'a BTreeSet<String>,
     pub pods: &'a [SetupPod],
+    /// Where the group is recorded in place, and every node with a record.
+    pub records: &'a Records,
+    /// Each node's installation: a short hash of its machine ID.
+    pub machines: &'a BTreeMap<String, String>,
     pub revision: &'a str,
     /// The HostGroup is being deleted (with policy `Delete`: clean every node).
     pub deleting: bool,
     pub policy: DeletionPolicy,
+    /// At most this many nodes provisioning at once (at least 1).
+    pub max_concurrent: usize,
+    /// No node starts once more than this many failed.
+    pub max_failures: usize,
 }
 
 /// What to do, and how each node stands.
@@ -107,11 +124,19 @@ pub struct Plan {
     /// Setup pods to delete, by name (after the creates: a cleanup pod exists before the
     /// provision pods that show the node needs one go).
     pub delete: Vec<String>,
+    /// Records to write: (node, revision) whose provision pod succeeded.
+    pub record: Vec<(String, String)>,
+    /// Records to remove: the node is clean, or no longer targeted under policy `Retain`.
+    pub forget: Vec<String>,
     /// Targeted nodes and their provisioning for the current revision.
     pub provisioning: BTreeMap<String, SetupResult>,
+    /// Targeted nodes waiting for their wave (counted as pending in `provisioning`).
+    pub waiting: usize,
+    /// More nodes failed than `maxFailures` allows: no further node starts.
+    pub halted: bool,
     /// Nodes being cleaned up (no longer targeted, or the HostGroup is being deleted).
     pub cleaning: BTreeMap<String, SetupResult>,
-    /// Nodes that are gone while they had setup pods: nothing can be cleaned there.
+    /// Nodes that are gone while they had setup pods or a record: nothing can be cleaned there.
     pub gone: Vec<String>,
 }
 
@@ -135,67 +160,113 @@ pub fn plan(inputs: &Inputs<'_>) -> Plan {
     }
     let mut plan = Plan::default();
     let targeted: BTreeSet<&str> = inputs.targeted.iter().map(String::as_str).collect();
-    let clean_up = inputs.policy == DeletionPolicy::Delete;
-
     if !inputs.deleting {
-        for node in &targeted {
-            let pods = by_node.get(node).map(Vec::as_slice).unwrap_or_default();
-            let current = pods
-                .iter()
-                .find(|p| p.setup == Setup::Provision && p.revision.as_deref() == Some(inputs.revision));
-            let result = match current {
-                Some(pod) => pod.result.clone(),
-                None => {
-                    plan.create.push((node.to_string(), Setup::Provision));
-                    SetupResult::Pending
-                }
-            };
-            plan.provisioning.insert(node.to_string(), result);
-            // Older revisions and an earlier cleanup are superseded by the current provisioning.
-            plan.delete.extend(
-                pods.iter()
-                    .filter(|p| p.setup == Setup::Cleanup || p.revision.as_deref() != Some(inputs.revision))
-                    .map(|p| p.name.clone()),
-            );
-        }
+        provision(inputs, &by_node, &mut plan);
     }
-
-    for (node, pods) in &by_node {
-        if !inputs.deleting && targeted.contains(node) {
-            continue;
-        }
-        let names = pods.iter().map(|p| p.name.clone());
-        if !inputs.existing.contains(*node) {
-            // The node is gone: nothing to undo there, and the pods will never run.
-            plan.gone.push(node.to_string());
-            plan.delete.extend(names);
-            continue;
-        }
-        if !clean_up {
-            plan.delete.extend(names);
-            continue;
-        }
-        let cleanup = pods.iter().find(|p| p.setup == Setup::Cleanup);
-        let provisions = pods.iter().filter(|p| p.setup == Setup::Provision).map(|p| p.name.clone());
-        match cleanup {
-            None => {
-                plan.create.push((node.to_string(), Setup::Cleanup));
-                plan.delete.extend(provisions);
-                plan.cleaning.insert(node.to_string(), SetupResult::Pending);
-            }
-            Some(pod) => {
-                plan.delete.extend(provisions);
-                // A node that left the selector and is clean needs no record any more; while the
-                // HostGroup is deleted the cleanup pods stay until it goes (they are owned).
-                if pod.result == SetupResult::Done && !inputs.deleting {
-                    plan.delete.push(pod.name.clone());
-                } else {
-                    plan.cleaning.insert(node.to_string(), pod.result.clone());
-                }
-            }
+    let mut elsewhere: BTreeSet<&str> = by_node.keys().copied().collect();
+    elsewhere.extend(inputs.records.recorded.iter().map(String::as_str));
+    for node in elsewhere {
+        if inputs.deleting || !targeted.contains(node) {
+            clean(inputs, node, by_node.get(node).map(Vec::as_slice).unwrap_or_default(), &mut plan);
         }
     }
     plan
+}
+
+/// The targeted nodes: record what succeeded, start the next wave, drop what is superseded.
+fn provision(inputs: &Inputs<'_>, by_node: &BTreeMap<&str, Vec<&SetupPod>>, plan: &mut Plan) {
+    // This revision, for the installation the node is now.
+    let current = |pod: &&&SetupPod| {
+        pod.setup == Setup::Provision
+            && pod.revision.as_deref() == Some(inputs.revision)
+            && pod.machine.is_some()
+            && pod.machine.as_ref() == inputs.machines.get(&pod.node)
+    };
+    // Nodes to provision, those with nothing in place first (tasks cannot run there meanwhile).
+    let mut next: Vec<(bool, &str)> = Vec::new();
+    let (mut running, mut failed) = (0, 0);
+    for node in inputs.targeted {
+        let pods = by_node.get(node.as_str()).map(Vec::as_slice).unwrap_or_default();
+        let mut in_place = inputs.records.in_place.get(node).map(String::as_str);
+        // A success never recorded (pods of an operator that kept no records) is recorded as the
+        // revision it applied, and kept until it is.
+        let unrecorded = (!inputs.records.recorded.contains(node))
+            .then(|| pods.iter().find(|p| p.setup == Setup::Provision && p.result == SetupResult::Done))
+            .flatten();
+        let result = if in_place == Some(inputs.revision) {
+            SetupResult::Done
+        } else if let Some(pod) = pods.iter().find(current) {
+            match &pod.result {
+                SetupResult::Done => plan.record.push((node.clone(), inputs.revision.to_string())),
+                SetupResult::Pending => running += 1,
+                SetupResult::Failed { .. } => failed += 1,
+            }
+            pod.result.clone()
+        } else {
+            if let Some(pod) = unrecorded
+                && let Some(revision) = &pod.revision
+            {
+                plan.record.push((node.clone(), revision.clone()));
+                in_place = Some(revision);
+            }
+            next.push((in_place.is_some(), node));
+            SetupResult::Pending
+        };
+        plan.provisioning.insert(node.clone(), result);
+        // Pods of other revisions or installations and cleanups are superseded; this revision's
+        // pod stays (what ran, and the node's name should the node go).
+        plan.delete.extend(
+            pods.iter()
+                .filter(|p| !current(p) && unrecorded.is_none_or(|u| u.name != p.name))
+                .map(|p| p.name.clone()),
+        );
+    }
+    plan.halted = failed > inputs.max_failures;
+    let slots = if plan.halted { 0 } else { inputs.max_concurrent.max(1).saturating_sub(running) };
+    next.sort();
+    plan.waiting = next.len().saturating_sub(slots);
+    plan.create.extend(next.into_iter().take(slots).map(|(_, node)| (node.to_string(), Setup::Provision)));
+}
+
+/// A node the group leaves (or every node, when the HostGroup is deleted): clean it up under
+/// policy `Delete`, forget it under `Retain`.
+fn clean(inputs: &Inputs<'_>, node: &str, pods: &[&SetupPod], plan: &mut Plan) {
+    let names = pods.iter().map(|p| p.name.clone());
+    let recorded = inputs.records.recorded.contains(node);
+    if !inputs.existing.contains(node) {
+        // The node is gone: nothing to undo there, and the pods will never run.
+        plan.gone.push(node.to_string());
+        plan.delete.extend(names);
+        return;
+    }
+    if inputs.policy != DeletionPolicy::Delete {
+        plan.delete.extend(names);
+        if recorded {
+            plan.forget.push(node.to_string());
+        }
+        return;
+    }
+    let cleanup = pods.iter().find(|p| p.setup == Setup::Cleanup);
+    let provisions = pods.iter().filter(|p| p.setup == Setup::Provision).map(|p| p.name.clone());
+    plan.delete.extend(provisions);
+    match cleanup {
+        None => {
+            plan.create.push((node.to_string(), Setup::Cleanup));
+            plan.cleaning.insert(node.to_string(), SetupResult::Pending);
+        }
+        Some(pod) => {
+            if pod.result == SetupResult::Done && recorded {
+                plan.forget.push(node.to_string());
+            }
+            // A node that left the selector and is clean needs no pod any more; while the
+            // HostGroup is deleted the cleanup pods stay until it goes (they are owned).
+            if pod.result == SetupResult::Done && !inputs.deleting {
+                plan.delete.push(pod.name.clone());
+            } else {
+                plan.cleaning.insert(node.to_string(), pod.result.clone());
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -212,6 +283,7 @@ mod tests {
             node: node.into(),
             setup,
             revision: (setup == Setup::Provision).then(|| revision.to_string()),
+            machine: (setup == Setup::Provision).then(|| "m".to_string()),
             result,
         }
     }
@@ -222,7 +294,106 @@ mod tests {
         pods: &'a [SetupPod],
         deleting: bool,
     ) -> Inputs<'a> {
-        Inputs { targeted, existing, pods, revision: "r2", deleting, policy: DeletionPolicy::Delete }
+        Inputs {
+            targeted,
+            existing,
+            pods,
+            records: Box::leak(Box::default()),
+            machines: Box::leak(Box::new(existing.iter().map(|n| (n.clone(), "m".to_string())).collect())),
+            revision: "r2",
+            deleting,
+            policy: DeletionPolicy::Delete,
+            max_concurrent: 100,
+            max_failures: 0,
+        }
+    }
+
+    /// Records of the group: node → revision in place, and nodes whose record is of another
+    /// machine (reimaged).
+    fn records(in_place: &[(&str, &str)], reimaged: &[&str]) -> &'static Records {
+        let in_place: BTreeMap<String, String> =
+            in_place.iter().map(|(n, r)| (n.to_string(), r.to_string())).collect();
+        let mut recorded: BTreeSet<String> = in_place.keys().cloned().collect();
+        recorded.extend(reimaged.iter().map(|n| n.to_string()));
+        Box::leak(Box::new(Records { in_place, recorded }))
+    }
+
+    #[test]
+    fn a_recorded_node_needs_no_pod_and_a_success_is_recorded() {
+        let targeted = nodes(&["a", "b"]);
+        let existing: BTreeSet<String> = targeted.iter().cloned().collect();
+        let pods = [
+            pod("a", Setup::Provision, "r2", SetupResult::Done),
+            pod("b", Setup::Provision, "r2", SetupResult::Done),
+        ];
+        let plan = plan(&Inputs {
+            records: records(&[("a", "r2")], &[]),
+            ..inputs(&targeted, &existing, &pods, false)
+        });
+        assert!(plan.create.is_empty(), "{plan:?}");
+        assert_eq!(plan.record, [("b".to_string(), "r2".to_string())]);
+        assert!(plan.delete.is_empty(), "the pods stay as the account of what ran");
+        assert_eq!(plan.provisioned().count(), 2);
+    }
+
+    #[test]
+    fn a_change_rolls_out_in_waves_with_new_and_reimaged_nodes_first_and_halts_on_failures() {
+        let targeted = nodes(&["a", "b", "c", "d", "e"]);
+        let existing: BTreeSet<String> = targeted.iter().cloned().collect();
+        // a..c have r1 in place; d was reimaged; e is new.
+        let records = records(&[("a", "r1"), ("b", "r1"), ("c", "r1")], &["d"]);
+        let waves = Inputs { records, max_concurrent: 2, ..inputs(&targeted, &existing, &[], false) };
+        let first = plan(&waves);
+        assert_eq!(first.create, [("d".to_string(), Setup::Provision), ("e".to_string(), Setup::Provision)]);
+        assert_eq!((first.waiting, first.halted), (3, false));
+
+        let running = [
+            pod("d", Setup::Provision, "r2", SetupResult::Pending),
+            pod("e", Setup::Provision, "r2", SetupResult::Done),
+        ];
+        // A success on d's earlier installation is not d's now.
+        let before_reimage = SetupPod {
+            machine: Some("old".into()),
+            name: "d-old".into(),
+            ..pod("d", Setup::Provision, "r2", SetupResult::Done)
+        };
+        let reimaged = plan(&Inputs { pods: std::slice::from_ref(&before_reimage), ..waves.clone() });
+        assert!(reimaged.create.contains(&("d".to_string(), Setup::Provision)), "{reimaged:?}");
+        assert_eq!(reimaged.delete, ["d-old"]);
+        assert!(reimaged.record.is_empty());
+        let second = plan(&Inputs { pods: &running, ..waves.clone() });
+        assert_eq!(second.create, [("a".to_string(), Setup::Provision)], "one slot: e is done");
+
+        let failed = SetupResult::Failed { reason: "ProvisionFailed".into(), message: "no such path".into() };
+        let failing =
+            [pod("d", Setup::Provision, "r2", failed), pod("e", Setup::Provision, "r2", SetupResult::Done)];
+        let halted = plan(&Inputs { pods: &failing, ..waves });
+        assert!(halted.halted && halted.create.is_empty(), "more than maxFailures (0): {halted:?}");
+        assert_eq!(halted.waiting, 3);
+    }
+
+    #[test]
+    fn a_success_of_an_operator_without_records_is_recorded_as_its_revision() {
+        let targeted = nodes(&["a"]);
+        let existing: BTreeSet<String> = targeted.iter().cloned().collect();
+        let pods = [pod("a", Setup::Provision, "r1", SetupResult::Done)];
+        let plan = plan(&Inputs { max_concurrent: 1, ..inputs(&targeted, &existing, &pods, false) });
+        assert_eq!(plan.record, [("a".to_string(), "r1".to_string())]);
+        assert!(plan.delete.is_empty(), "kept until recorded");
+        assert_eq!(plan.create, [("a".to_string(), Setup::Provision)], "then provisioned at r2");
+    }
+
+    #[test]
+    fn a_recorded_node_that_leaves_the_selector_is_cleaned_even_without_pods() {
+        let targeted = nodes(&[]);
+        let existing: BTreeSet<String> = nodes(&["a"]).into_iter().collect();
+        let records = records(&[("a", "r2")], &[]);
+        let first = plan(&Inputs { records, ..inputs(&targeted, &existing, &[], false) });
+        assert_eq!(first.create, [("a".to_string(), Setup::Cleanup)]);
+        let cleaned = [pod("a", Setup::Cleanup, "", SetupResult::Done)];
+        let second = plan(&Inputs { records, ..inputs(&targeted, &existing, &cleaned, false) });
+        assert_eq!(second.forget, ["a"]);
+        assert_eq!(second.delete, ["a-cleanup-"]);
     }
 
     #[test]
@@ -234,9 +405,12 @@ mod tests {
             pod("b", Setup::Provision, "r1", SetupResult::Done),
             pod("c", Setup::Provision, "r2", SetupResult::Failed { reason: "x".into(), message: "y".into() }),
         ];
-        let plan = plan(&inputs(&targeted, &existing, &pods, false));
+        // b's r1 is recorded as in place there; c's failure is within maxFailures.
+        let records = records(&[("b", "r1")], &[]);
+        let plan = plan(&Inputs { records, max_failures: 1, ..inputs(&targeted, &existing, &pods, false) });
         assert_eq!(plan.create, [("b".to_string(), Setup::Provision)]);
         assert_eq!(plan.delete, ["b-provision-r1"]);
+        assert_eq!(plan.record, [("a".to_string(), "r2".to_string())]);
         assert_eq!(plan.provisioned().collect::<Vec<_>>(), ["a"]);
         assert!(matches!(plan.provisioning["c"], SetupResult::Failed { .. }));
         assert_eq!(plan.provisioning["b"], SetupResult::Pending);

@@ -8,8 +8,9 @@ use kube::ResourceExt;
 
 use super::build::Setup;
 use super::plan::{self, SetupPod, SetupResult};
+use super::record::Records;
 use crate::context::Context;
-use crate::{hashing, labels};
+use crate::labels;
 
 /// The setup pods of HostGroup `group` in the cache, as the planner reads them.
 pub(crate) fn setup_pods(ctx: &Context, group: &str) -> Vec<SetupPod> {
@@ -22,19 +23,19 @@ pub(crate) fn setup_pods(ctx: &Context, group: &str) -> Vec<SetupPod> {
         .collect()
 }
 
-/// The nodes where `group`'s local group is in place at the HostGroup's current revision.
+/// The nodes where `group`'s local group is in place, at any revision: its record holds for the
+/// node's machine, or (not yet recorded) a provision pod succeeded on a node without a record.
+/// A node waiting for a new revision's wave keeps serving the tasks that run as the group; a
+/// reimaged node does not, until it is provisioned again.
 pub(crate) fn nodes(ctx: &Context, group: &HostGroup) -> BTreeSet<String> {
     if group.metadata.deletion_timestamp.is_some() {
         return BTreeSet::new();
     }
-    let revision = hashing::group_revision(&group.spec);
-    setup_pods(ctx, &group.name_any())
+    let records = Records::read(&ctx.cache.nodes.state(), group.uid().as_deref().unwrap_or_default());
+    let unrecorded = setup_pods(ctx, &group.name_any())
         .into_iter()
-        .filter(|p| {
-            p.setup == Setup::Provision
-                && p.revision.as_deref() == Some(revision.as_str())
-                && p.result == SetupResult::Done
-        })
-        .map(|p| p.node)
-        .collect()
+        .filter(|p| p.setup == Setup::Provision && p.result == SetupResult::Done)
+        .filter(|p| !records.recorded.contains(&p.node))
+        .map(|p| p.node);
+    records.in_place.into_keys().chain(unrecorded).collect()
 }

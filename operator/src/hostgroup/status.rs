@@ -80,13 +80,22 @@ pub fn status(
             failed.extend(failures(plan.cleaning.iter()));
             failed.truncate(LISTED_FAILURES);
             status.failures = failed;
+            let waiting = if plan.waiting > 0 {
+                format!(" ({} waiting for their wave)", plan.waiting)
+            } else {
+                String::new()
+            };
             let progress = format!(
-                "provisioned on {} of {} nodes, {} pending, {} failed",
+                "provisioned on {} of {} nodes, {} pending{waiting}, {} failed",
                 counts.provisioned, counts.targeted, counts.pending, counts.failed
             );
-            let wanted = if counts.failed > 0 && counts.pending == 0 {
+            // Nothing runs any more: every node is done or failed, or the failures halted the rest.
+            let settled = counts.pending == 0 || (plan.halted && counts.pending as usize == plan.waiting);
+            let wanted = if counts.failed > 0 && settled {
+                let halted = if plan.halted { ", more than maxFailures: the other nodes wait" } else { "" };
                 let message = format!(
-                    "{progress}: {failing} (see status.failures; fix and change the spec or delete the setup pod to retry)"
+                    "{progress}{halted}: {failing} (see status.failures; the kubelet retries the setup pods \
+                     by itself: fix the cause on the node or change the spec)"
                 );
                 vec![
                     Wanted::new(READY, false, "SetupFailed", message.clone()),

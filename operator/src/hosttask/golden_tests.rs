@@ -129,7 +129,7 @@ fn every_invocation_the_operator_builds_parses_with_the_executor_s_own_cli() {
                         [crate::hostgroup::build::Setup::Provision, crate::hostgroup::build::Setup::Cleanup]
                     {
                         from_pod(
-                            crate::hostgroup::build::setup_pod(&group, "win-001", setup, &inputs)
+                            crate::hostgroup::build::setup_pod(&group, "win-001", "0a1b2c3d", setup, &inputs)
                                 .spec
                                 .as_ref()
                                 .unwrap(),

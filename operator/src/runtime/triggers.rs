@@ -58,8 +58,9 @@ pub(crate) fn acted_on(task: &HostTask) -> Option<u64> {
     Some(hasher.finish())
 }
 
-/// Per node, a hash of the labels targeting reads (a copy of them all would double the node
-/// cache); the operator's own admission labels change with every wave and are left out.
+/// Per node, a hash of what decides where tasks and HostGroups go: the labels targeting reads
+/// (a copy of them all would double the node cache), the HostGroup records and the machine ID;
+/// the operator's own admission labels change with every wave and are left out.
 #[derive(Debug, Default)]
 pub(crate) struct NodeTargeting(HashMap<String, u64>);
 
@@ -73,6 +74,12 @@ impl NodeTargeting {
                     .iter()
                     .filter(|(key, _)| !labels::is_admission_label(key))
                     .for_each(|l| l.hash(&mut hasher));
+                node.annotations()
+                    .iter()
+                    .filter(|(key, _)| {
+                        key.starts_with(labels::PROVISIONED_PREFIX) || *key == labels::CACHED_MACHINE_ID
+                    })
+                    .for_each(|a| a.hash(&mut hasher));
                 let targeting = hasher.finish();
                 self.0.insert(node.name_any(), targeting) != Some(targeting)
             }

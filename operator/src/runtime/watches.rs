@@ -182,8 +182,22 @@ pub(crate) fn nodes(
     client: &Client,
     changed: Broadcast,
 ) -> (Store<PartialObjectMeta<Node>>, impl Future<Output = ()> + Send + 'static) {
+    // The whole Node is read, for its machine ID (a reimaged node has a new one); the cache keeps
+    // its metadata and that ID only.
     let mut targeting = NodeTargeting::default();
-    metadata(client, changed, cached_pod::node_metadata, move |event| targeting.changed(event))
+    let (store, writer) = reflector::store();
+    let api = Api::<Node>::all(client.clone());
+    let events = watcher(api, watcher::Config::default())
+        .map(|event| event.map(|event| cached_pod::map_event(event, cached_pod::cached_node)));
+    let drive = reflector::reflector(writer, events).default_backoff().for_each(move |event| {
+        if let Ok(event) = event
+            && targeting.changed(&event)
+        {
+            changed.send();
+        }
+        futures::future::ready(())
+    });
+    (store, drive)
 }
 
 /// A cluster-scoped metadata-only watch of `K`, keeping what `keep` leaves; `changed` is told when

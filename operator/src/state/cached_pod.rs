@@ -11,10 +11,11 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus,
-    Pod, PodCondition, PodSpec, PodStatus,
+    Node, Pod, PodCondition, PodSpec, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
+use kube::runtime::watcher;
 use serde::{Deserialize, Deserializer};
 
 /// A pod as the caches keep it (see the module). `to_pod` gives the `Pod` the decisions read.
@@ -257,12 +258,47 @@ pub fn names_and_labels<K>(object: &mut kube::core::PartialObjectMeta<K>) {
     };
 }
 
-/// `names_and_labels`, and of a node's annotations only the operator's cordon record: the
-/// fleet-wide reboot budget counts the nodes that carry it.
+/// `names_and_labels`, and of a node's annotations only the operator's own: the cordon record
+/// (the fleet-wide reboot budget counts the nodes that carry it) and the HostGroup records.
 pub fn node_metadata<K>(object: &mut kube::core::PartialObjectMeta<K>) {
-    let cordoned_by = object.metadata.annotations.as_mut().and_then(|a| a.remove(crate::labels::CORDONED_BY));
+    let kept: BTreeMap<String, String> = object
+        .metadata
+        .annotations
+        .take()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(key, _)| {
+            key == crate::labels::CORDONED_BY || key.starts_with(crate::labels::PROVISIONED_PREFIX)
+        })
+        .collect();
     names_and_labels(object);
-    object.metadata.annotations = cordoned_by.map(|by| [(crate::labels::CORDONED_BY.to_string(), by)].into());
+    object.metadata.annotations = (!kept.is_empty()).then_some(kept);
+}
+
+/// A node as the cache keeps it: `node_metadata`, and its machine ID under
+/// `labels::CACHED_MACHINE_ID` (from the status, which the cache does not keep).
+pub fn cached_node(node: Node) -> kube::core::PartialObjectMeta<Node> {
+    use kube::core::PartialObjectMetaExt;
+    let machine = node.status.and_then(|s| s.node_info).map(|i| i.machine_id).unwrap_or_default();
+    let mut cached = node.metadata.into_request_partial::<Node>();
+    node_metadata(&mut cached);
+    cached
+        .metadata
+        .annotations
+        .get_or_insert_default()
+        .insert(crate::labels::CACHED_MACHINE_ID.into(), machine);
+    cached
+}
+
+/// A watch event of one type as the same event of another.
+pub fn map_event<A, B>(event: watcher::Event<A>, f: impl Fn(A) -> B) -> watcher::Event<B> {
+    match event {
+        watcher::Event::Apply(o) => watcher::Event::Apply(f(o)),
+        watcher::Event::Delete(o) => watcher::Event::Delete(f(o)),
+        watcher::Event::Init => watcher::Event::Init,
+        watcher::Event::InitApply(o) => watcher::Event::InitApply(f(o)),
+        watcher::Event::InitDone => watcher::Event::InitDone,
+    }
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ use crate::error::SimError;
 use crate::kubelet::NodeControl;
 
 /// What a node can be told to do.
-pub const ACTIONS: &[&str] = &["reboot", "lose", "not-ready", "recover"];
+pub const ACTIONS: &[&str] = &["reboot", "reimage", "lose", "not-ready", "recover"];
 
 /// A running control endpoint; it stops when dropped.
 #[derive(Debug)]
@@ -75,6 +75,7 @@ async fn answer(
             None => (StatusCode::NOT_FOUND, format!("no node {name}: `GET /nodes` lists them\n")),
             Some((_, control)) => match *action {
                 "reboot" => ok(control, name, NodeControl::reboot),
+                "reimage" => ok(control, name, NodeControl::reimage),
                 "lose" => ok(control, name, NodeControl::lose),
                 "not-ready" => ok(control, name, NodeControl::set_not_ready),
                 "recover" => ok(control, name, NodeControl::recover),

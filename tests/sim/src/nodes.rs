@@ -60,12 +60,13 @@ pub enum Readiness {
 }
 
 /// Posts the node's status: Ready (or NotReady while shutting down), no pressure, the capacity
-/// of a 4-core, 16 GiB Windows Server 2022 VM, and the boot id of this boot.
+/// of a 4-core, 16 GiB Windows Server 2022 VM, the machine ID of its installation (a reimage
+/// gives a new one) and the boot id of this boot.
 pub async fn post_status(
     client: &kube::Client,
     name: &str,
     ip: &str,
-    boot_id: &str,
+    (machine_id, boot_id): (&str, &str),
     readiness: Readiness,
 ) -> Result<(), kube::Error> {
     let now = Time(Timestamp::now());
@@ -92,7 +93,7 @@ pub async fn post_status(
         "nodeInfo": {"operatingSystem": "windows", "architecture": "amd64",
             "containerRuntimeVersion": "containerd://1.7.20", "kubeletVersion": "v1.37.2",
             "kubeProxyVersion": "", "osImage": "Windows Server 2022 Datacenter",
-            "kernelVersion": "10.0.20348.2700", "machineID": name, "systemUUID": name, "bootID": boot_id},
+            "kernelVersion": "10.0.20348.2700", "machineID": machine_id, "systemUUID": name, "bootID": boot_id},
     }});
     let nodes: Api<Node> = Api::all(client.clone());
     nodes.patch_status(name, &PatchParams::default(), &Patch::Strategic(&patch)).await?;
@@ -159,8 +160,14 @@ impl StandIns {
                 .map(|index| async move {
                     let name = format!("win-{index:03}");
                     let uid = register(client, &name).await?;
-                    post_status(client, &name, &node_ip(index), &format!("{name}-boot-1"), Readiness::Ready)
-                        .await?;
+                    post_status(
+                        client,
+                        &name,
+                        &node_ip(index),
+                        (&name, &format!("{name}-boot-1")),
+                        Readiness::Ready,
+                    )
+                    .await?;
                     renew_lease(client, &name, &uid).await?;
                     Ok((name, uid))
                 })

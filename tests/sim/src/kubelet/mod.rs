@@ -51,6 +51,7 @@ impl Kubelet {
             power: Arc::new(power),
             runtime_ready: Arc::new(watch::channel(true).0),
             boots: Arc::new(Mutex::new(0)),
+            images: Arc::default(),
             downtime: config.reboot_downtime,
         };
         let task = tokio::spawn(run_node(client, config.clone(), control.clone(), receiver));
@@ -72,6 +73,11 @@ impl Kubelet {
     /// marks it unreachable after its grace period); its containers are gone.
     pub fn lose(&self) {
         self.control.lose();
+    }
+
+    /// Reimages the node (see `NodeControl::reimage`).
+    pub fn reimage(&self) {
+        self.control.reimage();
     }
 
     /// A lost node comes back.

@@ -27,15 +27,19 @@ pub(super) async fn run_node(
                 return;
             }
         }
+        // A reimage asked for takes place before the new installation boots, once every
+        // container of the old one is long gone.
+        control.finish_reimage(&config);
         let boot = {
             let mut boots = control.boots.lock().unwrap_or_else(|e| e.into_inner());
             *boots += 1;
             *boots
         };
         let boot_id = format!("{}-boot-{boot}", config.node);
+        let machine_id = control.machine_id(&config.node);
         let heartbeat = {
-            let (client, config, uid, boot_id) =
-                (client.clone(), config.clone(), uid.clone(), boot_id.clone());
+            let (client, config, uid, boot_id, machine_id) =
+                (client.clone(), config.clone(), uid.clone(), boot_id.clone(), machine_id.clone());
             let mut runtime_ready = control.runtime_ready.subscribe();
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(config.lease_renewal);
@@ -48,7 +52,13 @@ pub(super) async fn run_node(
                     };
                     if posted != Some(readiness) {
                         retry("posting the node status", || {
-                            nodes::post_status(&client, &config.node, &config.node_ip, &boot_id, readiness)
+                            nodes::post_status(
+                                &client,
+                                &config.node,
+                                &config.node_ip,
+                                (&machine_id, &boot_id),
+                                readiness,
+                            )
                         })
                         .await;
                         posted = Some(readiness);
@@ -64,8 +74,9 @@ pub(super) async fn run_node(
         let state = run_pods(&client, &config, &control.power, &mut power).await;
         heartbeat.abort();
         if state == Power::Rebooting {
+            let status = (machine_id.as_str(), boot_id.as_str());
             let _ =
-                nodes::post_status(&client, &config.node, &config.node_ip, &boot_id, Readiness::ShuttingDown)
+                nodes::post_status(&client, &config.node, &config.node_ip, status, Readiness::ShuttingDown)
                     .await;
         }
     }

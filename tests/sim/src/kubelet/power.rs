@@ -36,6 +36,8 @@ pub struct NodeControl {
     pub(super) power: Arc<watch::Sender<Power>>,
     pub(super) runtime_ready: Arc<watch::Sender<bool>>,
     pub(super) boots: Arc<Mutex<u32>>,
+    /// How many times the node was reimaged, and whether a reimage waits for the power-off.
+    pub(super) images: Arc<Mutex<(u32, bool)>>,
     pub(super) downtime: Duration,
 }
 
@@ -46,6 +48,34 @@ impl NodeControl {
 
     pub fn lose(&self) {
         self.power.send_replace(Power::Lost);
+    }
+
+    /// Reimages the node: a reboot after which the node keeps its name but has a new machine ID,
+    /// and its local accounts and groups, ACLs and the executor's records are gone (a fresh
+    /// installation). Pods bound to it are started again, as after a reboot.
+    pub fn reimage(&self) {
+        self.images.lock().unwrap_or_else(|e| e.into_inner()).1 = true;
+        self.reboot();
+    }
+
+    /// The machine ID the node reports: its name until its first reimage.
+    pub fn machine_id(&self, node: &str) -> String {
+        match self.images.lock().unwrap_or_else(|e| e.into_inner()).0 {
+            0 => node.to_string(),
+            n => format!("{node}-image-{n}"),
+        }
+    }
+
+    /// A reimage asked for takes place: called at boot, every container of the earlier boot
+    /// gone.
+    pub(super) fn finish_reimage(&self, config: &super::config::KubeletConfig) {
+        let mut images = self.images.lock().unwrap_or_else(|e| e.into_inner());
+        if images.1 {
+            for dir in [config.test_store(), config.state_dir()] {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            *images = (images.0 + 1, false);
+        }
     }
 
     /// Back on: a lost node answers again, a NotReady one is Ready again.
