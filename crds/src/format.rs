@@ -290,7 +290,9 @@ pub static CPU: Format = Format::new(
     )],
 );
 
-const DURATION_PATTERN: &str = r"^([0-9]{1,4}h)?([0-9]{1,4}m)?([0-9]{1,5}s)?$";
+/// The shape of a duration; its range is a rule of its own, so `100000h` is told its range, not
+/// its shape. The digit counts keep every value within what CEL's `duration()` can hold.
+const DURATION_PATTERN: &str = r"^([0-9]{1,6}h)?([0-9]{1,8}m)?([0-9]{1,9}s)?$";
 
 fn duration_within(value: &str, max: std::time::Duration) -> bool {
     // A value of the wrong shape is reported by the pattern rule, not twice.
@@ -308,7 +310,7 @@ pub static TIMEOUT: Format = Format::new(
     &[
         Rule::Matches(DURATION_PATTERN, "timeout must be hours, minutes and seconds like 90s, 30m or 1h30m"),
         Rule::Expr {
-            cel: "!self.matches('^([0-9]{1,4}h)?([0-9]{1,4}m)?([0-9]{1,5}s)?$') || (duration(self) >= duration('1s') && duration(self) <= duration('168h'))",
+            cel: "!self.matches('^([0-9]{1,6}h)?([0-9]{1,8}m)?([0-9]{1,9}s)?$') || (duration(self) >= duration('1s') && duration(self) <= duration('168h'))",
             holds: |v| duration_within(v, std::time::Duration::from_secs(168 * 3600)),
             message: "timeout must be between 1s and 168h (7 days)",
         },
@@ -323,7 +325,7 @@ pub static BACKOFF: Format = Format::new(
     &[
         Rule::Matches(DURATION_PATTERN, "backoff must be hours, minutes and seconds like 90s, 30m or 1h30m"),
         Rule::Expr {
-            cel: "!self.matches('^([0-9]{1,4}h)?([0-9]{1,4}m)?([0-9]{1,5}s)?$') || (duration(self) >= duration('1s') && duration(self) <= duration('1h'))",
+            cel: "!self.matches('^([0-9]{1,6}h)?([0-9]{1,8}m)?([0-9]{1,9}s)?$') || (duration(self) >= duration('1s') && duration(self) <= duration('1h'))",
             holds: |v| duration_within(v, std::time::Duration::from_secs(3600)),
             message: "backoff must be between 1s and 1h",
         },
@@ -505,7 +507,8 @@ mod tests {
             let err = TIMEOUT.check(bad).expect_err(bad).to_string();
             assert!(err.contains("like 90s"), "{bad}: {err}");
         }
-        for out_of_range in ["0s", "169h", "0h0m"] {
+        // A value of the right shape is told its range, however large (not to look "like 90s").
+        for out_of_range in ["0s", "169h", "0h0m", "100000h", "99999999m"] {
             let err = TIMEOUT.check(out_of_range).expect_err(out_of_range).to_string();
             assert_eq!(err, "timeout must be between 1s and 168h (7 days)");
         }

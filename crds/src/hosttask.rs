@@ -76,8 +76,10 @@ pub struct HostTaskSpec {
     /// An inline PowerShell script. The operator delivers it to the node in a generated
     /// ConfigMap and runs it with `powershell.exe -NoProfile -NonInteractive -File`.
     /// Exactly one of `command` and `script` is set.
+    /// At most 262144 characters and 1000000 bytes in UTF-8.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 262144))]
+    #[x_kube(validation = Rule::new("size(bytes(self)) <= 1000000").message(msg::SCRIPT_BYTES))]
     pub script: Option<String>,
 
     /// Environment variables for the payload. Values can come from Secrets and ConfigMaps by

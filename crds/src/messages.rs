@@ -3,6 +3,8 @@
 
 pub const COMMAND_OR_SCRIPT: &str =
     "set exactly one of command (a program and its arguments) or script (inline PowerShell)";
+/// The script travels in a ConfigMap, which holds at most 1 MiB.
+pub const SCRIPT_BYTES: &str = "script must be at most 1000000 bytes in UTF-8 (the ConfigMap that carries it to the nodes holds at most 1 MiB); split it or ship it in an image";
 pub const ARGS_NEED_COMMAND: &str = "args apply only to command; give a script its values through env";
 pub const COMMAND_EMPTY: &str = "command[0] must name the program to run";
 pub const REBOOT_ONLY_ONCE: &str =

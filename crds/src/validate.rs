@@ -103,6 +103,11 @@ impl HostTaskSpec {
         {
             errors.push("spec.script", "script must be 1 to 262144 characters long");
         }
+        if let Some(script) = &self.script
+            && script.len() > 1_000_000
+        {
+            errors.push("spec.script", msg::SCRIPT_BYTES);
+        }
         errors.at_most("spec.env", self.env.len(), 128);
         for (i, var) in self.env.iter().enumerate() {
             if var.name.is_empty() || var.name.contains('=') || var.name.chars().any(char::is_control) {

@@ -200,6 +200,26 @@ fn cases() -> Vec<Case> {
             json!({"rollout": {"maxFailures": "some"}}),
             "maxFailures must be a count of at least 0 or a percentage from 0% to 100%, like 2 or \"5%\"",
         ),
+        accept("a script of 1000000 bytes", Task, json!({"script": "\u{1F600}".repeat(250_000)})),
+        reject(
+            "a script over 1000000 bytes in fewer than 262144 characters",
+            Task,
+            json!({"script": "\u{1F600}".repeat(250_001)}),
+            "script must be at most 1000000 bytes in UTF-8 (the ConfigMap that carries it to the nodes holds at most 1 MiB); split it or ship it in an image",
+        ),
+        accept("a group's waves", Group, json!({"rollout": {"maxConcurrent": 1, "maxFailures": "10%"}})),
+        reject(
+            "a group rolled out to no node at a time",
+            Group,
+            json!({"rollout": {"maxConcurrent": 0}}),
+            "maxConcurrent must be a count of at least 1 or a percentage from 1% to 100%, like 5 or \"10%\"",
+        ),
+        reject(
+            "a group's failure budget over 100%",
+            Group,
+            json!({"rollout": {"maxFailures": "150%"}}),
+            "maxFailures must be a count of at least 0 or a percentage from 0% to 100%, like 2 or \"5%\"",
+        ),
         accept(
             "a described group with grants and members",
             Group,
@@ -379,6 +399,7 @@ fn cases() -> Vec<Case> {
             ("1d", "timeout must be hours, minutes and seconds like 90s, 30m or 1h30m"),
             ("0s", "timeout must be between 1s and 168h (7 days)"),
             ("200h", "timeout must be between 1s and 168h (7 days)"),
+            ("100000h", "timeout must be between 1s and 168h (7 days)"),
         ],
     ));
     cases.extend(string_field(

@@ -10,11 +10,38 @@ pub const STALLED: &str = "Stalled";
 pub const PAUSED: &str = "Paused";
 
 /// Why an object cannot be acted on at all (bad input the schema could not catch, a namespace
-/// that refuses HostProcess pods, a missing HostGroup): Stalled, with this reason and message.
+/// that refuses HostProcess pods): Stalled, with this reason and message. A wait for something
+/// another object will provide (a HostGroup not created yet) is progress instead: Reconciling,
+/// not Stalled, so that GitOps tools wait rather than fail a sync that creates both.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Blocked {
     pub reason: &'static str,
     pub message: String,
+}
+
+/// Reasons that wait for another object rather than for a fix.
+pub const WAITING_REASONS: &[&str] = &["HostGroupNotFound"];
+
+impl Blocked {
+    /// Whether this is a wait for another object (Reconciling) rather than a block (Stalled).
+    pub fn waits(&self) -> bool {
+        WAITING_REASONS.contains(&self.reason)
+    }
+
+    /// The conditions it stands for.
+    pub fn conditions(&self) -> Vec<Wanted> {
+        let waits = self.waits();
+        vec![
+            Wanted::new(READY, false, self.reason, self.message.clone()),
+            Wanted::new(RECONCILING, waits, self.reason, if waits { self.message.as_str() } else { "" }),
+            Wanted::new(STALLED, !waits, self.reason, if waits { "" } else { self.message.as_str() }),
+        ]
+    }
+
+    /// The condition that shows it (`Reconciling` or `Stalled`).
+    pub fn shown_by(&self) -> &'static str {
+        if self.waits() { RECONCILING } else { STALLED }
+    }
 }
 
 /// One condition as the operator wants it now.

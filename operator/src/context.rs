@@ -53,6 +53,8 @@ pub(crate) struct Context {
     pub writes: Writes,
     pub events: Events,
     pub metrics: Arc<Metrics>,
+    /// Failed reconciles per object, for the back-off of the next try.
+    pub backoff: crate::retry::Backoff,
 }
 
 impl std::fmt::Debug for Context {

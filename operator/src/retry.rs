@@ -1,18 +1,56 @@
-//! How a failed reconcile is retried: after a few seconds, spread per object so that many objects
-//! failing together (an API server brown-out) do not all retry in the same instant.
+//! How a failed reconcile is retried: exponential back-off per object (5 s, 10 s, 20 s, … at most
+//! 5 minutes), each wait spread by ±50% so that many objects failing together (an API server
+//! brown-out) do not all come back in the same instant. A success forgets the object's failures;
+//! an object that stops failing without a success (deleted, say) is forgotten an hour later.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use kube::runtime::controller::Action;
 
-/// Requeue after 5 s plus 0–5 s, stable per name.
-pub(crate) fn after_error(name: &str) -> Action {
-    Action::requeue(Duration::from_millis(5_000 + jitter(name) * 5))
+const FIRST: Duration = Duration::from_secs(5);
+const MOST: Duration = Duration::from_secs(300);
+const FORGET_AFTER: Duration = Duration::from_secs(3600);
+
+/// Consecutive failed reconciles per object (`kind/namespace/name`), and when the last one was.
+#[derive(Debug, Default)]
+pub(crate) struct Backoff(Mutex<HashMap<String, (u32, Instant)>>);
+
+impl Backoff {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u32, Instant)>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// One more failure of `key`: when to try it again.
+    pub fn failed(&self, key: &str) -> Action {
+        let now = Instant::now();
+        let mut failures = self.lock();
+        failures.retain(|_, (_, last)| now.duration_since(*last) < FORGET_AFTER);
+        let count = failures.get(key).map_or(0, |(n, _)| *n).saturating_add(1);
+        failures.insert(key.to_string(), (count, now));
+        Action::requeue(wait(count, std::hash::RandomState::new().hash_one((key, count))))
+    }
+
+    /// `key` reconciled: its next failure starts from the first wait again.
+    pub fn succeeded(&self, key: &str) {
+        let mut failures = self.lock();
+        if !failures.is_empty() {
+            failures.remove(key);
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lock().len()
+    }
 }
 
-/// 0..1000, stable per name.
-fn jitter(name: &str) -> u64 {
-    u64::from(name.bytes().fold(0u8, |a, b| a.wrapping_add(b))) * 1000 / 256
+/// The wait after the `count`th failure in a row, spread by `random` to 50–150%.
+fn wait(count: u32, random: u64) -> Duration {
+    let doubled = FIRST.saturating_mul(1 << count.saturating_sub(1).min(16)).min(MOST);
+    doubled.mul_f64(0.5 + (random % 1000) as f64 / 1000.0)
 }
 
 #[cfg(test)]
@@ -20,9 +58,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn retries_are_spread_per_name_and_stable() {
-        assert_eq!(after_error("patch"), after_error("patch"));
-        assert_ne!(jitter("patch-a"), jitter("patch-b"));
-        assert!((0..1000).contains(&jitter("a-very-long-name-of-a-task")));
+    fn waits_double_up_to_five_minutes_spread_around_their_middle() {
+        let middle = |count| wait(count, 500);
+        assert_eq!([middle(1), middle(2), middle(3)], [FIRST, FIRST * 2, FIRST * 4]);
+        assert_eq!(middle(7), MOST, "capped");
+        assert_eq!(middle(u32::MAX), MOST);
+        assert_eq!(wait(1, 0), FIRST / 2);
+        assert!(wait(1, 999) < FIRST * 3 / 2);
+    }
+
+    #[test]
+    fn a_success_forgets_the_failures() {
+        let backoff = Backoff::default();
+        for _ in 0..3 {
+            backoff.failed("hosttask/ns/a");
+        }
+        backoff.failed("hosttask/ns/b");
+        assert_eq!(backoff.lock()["hosttask/ns/a"].0, 3);
+        backoff.succeeded("hosttask/ns/a");
+        assert_eq!(backoff.len(), 1);
     }
 }

@@ -83,12 +83,14 @@ async fn a_task_running_as_a_hostgroup_starts_only_where_the_group_is_provisione
         json!({"script": "echo configured\n", "runAs": {"account": "HostGroup", "hostGroup": "app-operators"}}),
     )
     .await;
+    // Waiting for an object a sync may create next is progress (Reconciling), not Stalled.
     until("the task reports its missing HostGroup", Duration::from_secs(30), || async {
-        condition(&fx.task("app-config").await, "Stalled")
+        condition(&fx.task("app-config").await, "Reconciling")
             .filter(|(s, r)| s == "True" && r == "HostGroupNotFound")
     })
     .await
     .unwrap();
+    assert_eq!(condition(&fx.task("app-config").await, "Stalled").map(|c| c.0).as_deref(), Some("False"));
 
     // The group on ring "a" only: two of the three nodes.
     apply_group(

@@ -591,3 +591,75 @@ async fn reboots_across_tasks_never_take_more_nodes_than_the_fleet_wide_budget()
         assert!(kubelet.boots() >= 2, "every node rebooted");
     }
 }
+
+#[tokio::test]
+async fn a_task_that_targets_no_node_says_so_and_creates_nothing() {
+    let fx = Fixture::start(2, "privileged").await;
+    fx.apply("nowhere", json!({"script": "echo hi\n", "nodeSelector": {"matchLabels": {"ring": "none"}}}))
+        .await;
+    let task = fx.wait_ready("nowhere", "the task is done with nothing to do").await;
+    assert_eq!(condition(&task, "Ready"), Some(("True".into(), "NoTargetedNodes".into())));
+    let events: Api<Event> = Api::namespaced(fx.sim.client.clone(), NS);
+    until("a Warning event says no node matches", Duration::from_secs(30), || async {
+        let list = events.list(&ListParams::default()).await.unwrap();
+        list.items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("NoTargetedNodes") && e.type_.as_deref() == Some("Warning"))
+            .then_some(())
+    })
+    .await
+    .unwrap();
+    let selector = format!("hostprocess.dev/task={}", "nowhere");
+    let maps: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(fx.sim.client.clone(), NS);
+    assert!(
+        maps.list(&ListParams::default().labels(&selector)).await.unwrap().items.is_empty(),
+        "no script ConfigMap"
+    );
+    let sets: Api<DaemonSet> = Api::namespaced(fx.sim.client.clone(), NS);
+    assert!(sets.get_opt("hostprocess-nowhere").await.unwrap().is_none(), "no DaemonSet");
+}
+
+#[tokio::test]
+async fn a_deletion_that_cannot_release_its_nodes_says_why_and_finishes_once_it_can() {
+    use hostprocess_sim::faults::{FaultProxy, Matcher};
+
+    let mut fx = Fixture::start(2, "privileged").await;
+    fx.operator.abort();
+    let proxy = FaultProxy::start(&fx.sim.cluster, &fx.operator_kubeconfig).await.unwrap();
+    fx.operator =
+        spawn_operator_with(proxy.client().await.unwrap(), hostprocess_operator::Runtime::default());
+    // A long payload: both nodes are admitted (labelled) while it runs.
+    fx.apply("agent", json!({"script": "sleep 3600\n", "rollout": {"maxConcurrent": 2}})).await;
+    until("the payload runs on both nodes", Duration::from_secs(60), || async {
+        (fx.admitted("agent").await.len() == 2).then_some(())
+    })
+    .await
+    .unwrap();
+
+    // The API server refuses the operator's node patches: the admission labels stay.
+    let node_patches = Matcher::new(Some(hyper::Method::PATCH), "/api/v1/nodes/");
+    proxy.faults.fail_next(usize::MAX, node_patches, hyper::StatusCode::FORBIDDEN);
+    fx.tasks().delete("agent", &Default::default()).await.unwrap();
+    let blocked = until("the task says why its deletion waits", Duration::from_secs(30), || async {
+        let task = fx.tasks().get_opt("agent").await.unwrap()?;
+        condition(&task, "Reconciling").filter(|(s, r)| s == "True" && r == "DeletionBlocked").map(|_| task)
+    })
+    .await
+    .unwrap();
+    let ready = blocked.status.unwrap().conditions.into_iter().find(|c| c.type_ == "Ready").unwrap();
+    assert!(ready.message.contains("admission label"), "{}", ready.message);
+    assert!(proxy.faults.injected() > 0);
+    // Once the patches go through, the labels come off and the task goes.
+    proxy.faults.clear();
+    until("the task is gone", Duration::from_secs(60), || async {
+        fx.tasks().get_opt("agent").await.unwrap().is_none().then_some(())
+    })
+    .await
+    .unwrap();
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(fx.sim.client.clone());
+    for node in nodes.list(&ListParams::default()).await.unwrap() {
+        let admitted =
+            node.metadata.labels.unwrap_or_default().into_keys().filter(|k| k.starts_with("admitted."));
+        assert_eq!(admitted.count(), 0, "no admission label left");
+    }
+}

@@ -129,7 +129,12 @@ async fn report_blocked(
 pub(crate) fn error_policy(group: Arc<HostGroup>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.failed("hostgroup", error.metric_label());
     warn!(hostgroup = %group.name_any(), step = error.metric_label(), %error, "reconcile failed");
-    crate::retry::after_error(&group.name_any())
+    ctx.backoff.failed(&backoff_key(&group))
+}
+
+/// The HostGroup's key in the back-off of failed reconciles.
+pub(crate) fn backoff_key(group: &HostGroup) -> String {
+    format!("hostgroup/{}", group.name_any())
 }
 
 /// The plan for every node, from the node cache, the records and the group's setup pods.

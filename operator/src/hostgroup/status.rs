@@ -52,8 +52,10 @@ pub fn status(
             let waiting: Vec<&String> =
                 plan.cleaning.iter().filter(|(_, r)| **r != SetupResult::Done).map(|(n, _)| n).collect();
             let message = format!(
-                "removing the group from {} nodes: {}",
+                "removing the group: {} of {} nodes clean, waiting for {}: {}",
+                plan.cleaning.len() - waiting.len(),
                 plan.cleaning.len(),
+                waiting.len(),
                 name_list(&waiting, NAMED_IN_CONDITIONS)
             );
             failed.truncate(LISTED_FAILURES);
@@ -178,6 +180,6 @@ mod tests {
         let s = status(None, Some(1), Some(&p), None, true, now());
         assert_eq!(condition(&s, RECONCILING), ("True", "Deleting"));
         let message = &s.conditions.iter().find(|c| c.type_ == READY).map(|c| c.message.clone());
-        assert_eq!(message.as_deref(), Some("removing the group from 2 nodes: b"));
+        assert_eq!(message.as_deref(), Some("removing the group: 1 of 2 nodes clean, waiting for 1: b"));
     }
 }

@@ -8,6 +8,7 @@ use futures::{StreamExt, TryStreamExt};
 use hostprocess_crds::{HostTask, Mode};
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams};
 use kube::runtime::controller::Action;
@@ -17,7 +18,9 @@ use super::decide::Decided;
 use super::error::Error;
 use super::resolve::Resolved;
 use super::{admission, build, reboot};
+use crate::conditions::{self, READY, RECONCILING, STALLED, Wanted};
 use crate::context::Context;
+use crate::events::Note;
 use crate::writes::own_writes::Known;
 use crate::writes::{self, config_maps, ignore_not_found};
 use crate::{finalizer, hashing, labels};
@@ -47,7 +50,8 @@ pub async fn apply(
     daemon_set: Option<DaemonSet>,
 ) -> Result<(), Error> {
     let revision = &resolved.revision;
-    if !resolved.runs_revision {
+    // A task that targets no node creates nothing, not even its script.
+    if !resolved.runs_revision && decided.decision.counts.targeted > 0 {
         apply_script(ctx, task, revision).await?;
     }
     match daemon_set {
@@ -81,13 +85,42 @@ pub async fn finalize(ctx: &Context, task: &HostTask) -> Result<Action, Error> {
     ctx.writes.task_status.forget(&uid);
     if finalizer::has(task) {
         let nodes = ctx.cache.nodes.state();
-        admission::release_all(&ctx.writes.node_labels, &admission::label_key(&uid), &nodes)
-            .await
-            .map_err(Error::Admit)?;
         let api: Api<HostTask> = Api::namespaced(ctx.client.clone(), &namespace);
+        if let Err(error) =
+            admission::release_all(&ctx.writes.node_labels, &admission::label_key(&uid), &nodes).await
+        {
+            report_deletion_blocked(ctx, &api, task, &error.to_string()).await;
+            return Err(Error::Admit(error));
+        }
         finalizer::remove(&api, task).await.map_err(Error::PatchFinalizer)?;
     }
     Ok(Action::await_change())
+}
+
+/// Says in the task's conditions (and a Warning Event, once) why its deletion cannot finish:
+/// its admission label could not be taken off every node, so the finalizer stays. The operator
+/// tries again with back-off; a status that cannot be written either is only logged.
+async fn report_deletion_blocked(ctx: &Context, api: &Api<HostTask>, task: &HostTask, error: &str) {
+    const REASON: &str = "DeletionBlocked";
+    let message = format!(
+        "the deletion waits: the task's admission label could not be taken off every node ({error}); the operator tries again with back-off — check that its ClusterRole may patch nodes and that the API server answers"
+    );
+    let mut status = task.status.clone().unwrap_or_default();
+    let told =
+        status.conditions.iter().any(|c| c.type_ == RECONCILING && c.status == "True" && c.reason == REASON);
+    if !told {
+        ctx.events.publish(task, crate::events::ROLLOUT, Note::warning(REASON, message.clone()));
+    }
+    let wanted = [
+        Wanted::new(READY, false, REASON, message.clone()),
+        Wanted::new(RECONCILING, true, REASON, message),
+        Wanted::new(STALLED, false, REASON, ""),
+    ];
+    status.conditions =
+        conditions::merge(&status.conditions, &wanted, task.metadata.generation, Timestamp::now());
+    if let Err(e) = writes::apply_status(api, &task.name_any(), &status).await {
+        tracing::warn!(error = %e, "cannot say why the deletion waits");
+    }
 }
 
 /// Stops whatever the task runs without letting it go: its DaemonSet (and with it every pod,

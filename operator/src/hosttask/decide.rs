@@ -79,6 +79,12 @@ pub fn events(previous: Option<&HostTaskStatus>, revision: &str, decision: &Deci
         let message = format!("{} nodes failed, more than maxFailures allows", counts.failed);
         notes.push(Note::warning("RolloutHalted", message));
     }
+    let was_idle = previous.is_some_and(|s| {
+        s.conditions.iter().any(|c| c.type_ == READY && c.reason == super::status::NO_TARGETED_NODES)
+    });
+    if decision.phase == Phase::Complete && counts.targeted == 0 && !(same_revision && was_idle) {
+        notes.push(Note::warning(super::status::NO_TARGETED_NODES, super::status::NO_TARGETED_NODES_MESSAGE));
+    }
     if decision.phase == Phase::Complete && !(same_revision && was(READY)) && counts.targeted > 0 {
         let message =
             format!("revision {revision}: {} nodes succeeded, {} failed", counts.succeeded, counts.failed);
@@ -87,8 +93,13 @@ pub fn events(previous: Option<&HostTaskStatus>, revision: &str, decision: &Deci
     let known_failure =
         |node: &str| same_revision && previous.is_some_and(|s| s.failures.iter().any(|p| p.node == node));
     for failure in decision.failures.iter().filter(|f| !known_failure(&f.node)) {
-        let code = failure.exit_code.map_or("none".into(), |c| c.to_string());
-        let message = format!("{}: {} (exit code {code})", failure.node, failure.message);
+        // The code once: the executor's account often names it already.
+        let message = match failure.exit_code {
+            Some(code) if !failure.message.contains(&format!("code {code}")) => {
+                format!("{}: {} (exit code {code})", failure.node, failure.message)
+            }
+            _ => format!("{}: {}", failure.node, failure.message),
+        };
         notes.push(Note::warning("NodeFailed", message));
     }
     notes
@@ -119,7 +130,7 @@ mod tests {
             node: node.into(),
             exit_code: Some(1),
             reason: "ExitCode".into(),
-            message: "exit code 1".into(),
+            message: "exited with code 1".into(),
             attempts: 1,
         };
         NodeResult::Failed(Box::new(failure))
@@ -141,7 +152,7 @@ mod tests {
         let halted = plan_once(&nodes(4), &nodes(2), &results, limits);
         let notes = events(None, "r1", &halted);
         assert_eq!(reasons(&notes), ["RolloutHalted", "NodeFailed"]);
-        assert_eq!(notes[1].message, "win-000: exit code 1 (exit code 1)");
+        assert_eq!(notes[1].message, "win-000: exited with code 1", "the code once");
 
         let now = k8s_openapi::jiff::Timestamp::now();
         let told = super::super::status::status(None, Some(1), "r1", Some(&halted), None, false, now);
@@ -153,7 +164,7 @@ mod tests {
     }
 
     #[test]
-    fn completion_is_told_once_and_never_for_a_task_that_targets_nothing() {
+    fn completion_is_told_once_and_a_task_that_targets_nothing_is_warned_about_once() {
         let limits = Limits { max_concurrent: 2, max_failures: 0, paused: false };
         let done =
             BTreeMap::from([("win-000".to_string(), NodeResult::Succeeded { reboot_required: false })]);
@@ -165,6 +176,11 @@ mod tests {
         let told = super::super::status::status(None, Some(1), "r1", Some(&complete), None, false, now);
         assert!(events(Some(&told), "r1", &complete).is_empty());
         let nothing = plan_once(&[], &[], &BTreeMap::new(), limits);
-        assert!(events(None, "r1", &nothing).is_empty());
+        assert_eq!(reasons(&events(None, "r1", &nothing)), ["NoTargetedNodes"]);
+        let idle = super::super::status::status(None, Some(1), "r1", Some(&nothing), None, false, now);
+        let ready =
+            idle.conditions.iter().find(|c| c.type_ == READY).map(|c| (c.status.as_str(), c.reason.as_str()));
+        assert_eq!(ready, Some(("True", "NoTargetedNodes")));
+        assert!(events(Some(&idle), "r1", &nothing).is_empty(), "told once");
     }
 }

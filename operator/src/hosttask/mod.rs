@@ -28,7 +28,7 @@ use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use tracing::{info, instrument, warn};
 
-use crate::conditions::{Blocked, STALLED};
+use crate::conditions::Blocked;
 use crate::context::Context;
 use crate::events::Note;
 use crate::hashing;
@@ -116,16 +116,18 @@ fn refusal(ctx: &Context, task: &HostTask, targeted: usize) -> Option<Blocked> {
 fn report_blocked(ctx: &Context, task: &HostTask, revision: &str, blocked: &Blocked, now: Timestamp) {
     let previous = ctx.writes.task_status.current(task);
     let (generation, paused) = (task.metadata.generation, task.spec.rollout.paused);
+    let shown_by = blocked.shown_by();
     let already = previous.as_ref().is_some_and(|p| {
-        p.conditions.iter().any(|c| c.type_ == STALLED && c.status == "True" && c.reason == blocked.reason)
+        p.conditions.iter().any(|c| c.type_ == shown_by && c.status == "True" && c.reason == blocked.reason)
     });
     if !already {
         warn!(reason = blocked.reason, "{}", blocked.message);
-        ctx.events.publish(
-            task,
-            crate::events::ROLLOUT,
-            Note::warning(blocked.reason, blocked.message.clone()),
-        );
+        let note = if blocked.waits() {
+            Note::normal(blocked.reason, blocked.message.clone())
+        } else {
+            Note::warning(blocked.reason, blocked.message.clone())
+        };
+        ctx.events.publish(task, crate::events::ROLLOUT, note);
     }
     let status = status::status(previous.as_ref(), generation, revision, None, Some(blocked), paused, now);
     ctx.writes.task_status.submit(task, status);
@@ -164,5 +166,10 @@ fn build_inputs<'a>(
 pub(crate) fn error_policy(task: Arc<HostTask>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.failed("hosttask", error.metric_label());
     warn!(task = %task.name_any(), step = error.metric_label(), %error, "reconcile failed");
-    crate::retry::after_error(&task.name_any())
+    ctx.backoff.failed(&backoff_key(&task))
+}
+
+/// The task's key in the back-off of failed reconciles.
+pub(crate) fn backoff_key(task: &HostTask) -> String {
+    format!("hosttask/{}/{}", task.namespace().unwrap_or_default(), task.name_any())
 }

@@ -12,6 +12,10 @@ use crate::names::name_list;
 /// Nodes named in a condition message, at most.
 const NAMED_IN_CONDITIONS: usize = 5;
 
+/// The reason of a task whose node selector matches no Windows node.
+pub const NO_TARGETED_NODES: &str = "NoTargetedNodes";
+pub const NO_TARGETED_NODES_MESSAGE: &str = "no Windows node matches the task's node selector: nothing runs, nothing is created; nodes that match later start it";
+
 /// The status to write.
 pub fn status(
     previous: Option<&HostTaskStatus>,
@@ -31,11 +35,7 @@ pub fn status(
         ..HostTaskStatus::default()
     };
     let wanted = if let Some(blocked) = blocked {
-        vec![
-            Wanted::new(READY, false, blocked.reason, blocked.message.clone()),
-            Wanted::new(RECONCILING, false, blocked.reason, ""),
-            Wanted::new(STALLED, true, blocked.reason, blocked.message.clone()),
-        ]
+        blocked.conditions()
     } else if let Some(d) = decision {
         status.nodes = d.counts.clone();
         status.failures = d.failures.clone();
@@ -53,15 +53,17 @@ pub fn status(
                     .filter(|_| same_revision)
                     .and_then(|p| p.completion_time.clone())
                     .or(Some(Time(now)));
-                let message = if c.targeted == 0 {
-                    "no Windows node matches the task's node selector".to_string()
+                // Nothing to run is done, and said: a selector that matches nothing is most
+                // often a mistake (a Warning Event tells it too).
+                let (reason, message) = if c.targeted == 0 {
+                    (NO_TARGETED_NODES, NO_TARGETED_NODES_MESSAGE.to_string())
                 } else {
-                    format!("revision {revision} done: {progress}")
+                    ("RolloutComplete", format!("revision {revision} done: {progress}"))
                 };
                 vec![
-                    Wanted::new(READY, true, "RolloutComplete", message),
-                    Wanted::new(RECONCILING, false, "RolloutComplete", ""),
-                    Wanted::new(STALLED, false, "RolloutComplete", ""),
+                    Wanted::new(READY, true, reason, message),
+                    Wanted::new(RECONCILING, false, reason, ""),
+                    Wanted::new(STALLED, false, reason, ""),
                 ]
             }
             Phase::Halted => {

@@ -71,7 +71,7 @@ pub async fn run(
         grants_changed.subscribe(),
     ]);
     let group_triggers = futures::stream::select(nodes_changed.subscribe(), namespaces_changed.subscribe());
-    let (setup_changed, setup_changes) = futures::channel::mpsc::unbounded::<ObjectRef<HostGroup>>();
+    let (setup_changed, setup_changes) = triggers::Pending::<ObjectRef<HostGroup>>::new();
 
     let (task_store, task_changes) = watches::tasks(&client, namespace.as_deref());
     let (task_pods, drive_task_pods, pod_changes) = watches::task_pods(&client, namespace.as_deref());
@@ -96,14 +96,14 @@ pub async fn run(
         writes: Writes::default(),
         events,
         metrics,
+        backoff: Default::default(),
     });
 
     // A refused label write: the tasks decide again (the writer waits first, as a failed
     // reconcile would).
-    let (refused, refused_writes) = futures::channel::mpsc::unbounded::<()>();
-    let write_node_labels = ctx.writes.node_labels.run_writers(client.clone(), &ctx.metrics, || {
-        let _ = refused.unbounded_send(());
-    });
+    let (refused, refused_writes) = triggers::Pending::<()>::new();
+    let write_node_labels =
+        ctx.writes.node_labels.run_writers(client.clone(), &ctx.metrics, || refused.send(()));
     let write_statuses = ctx.writes.task_status.run_writers(client.clone(), &ctx.metrics);
     tokio::pin!(write_statuses);
 
@@ -256,20 +256,30 @@ async fn reconcile_task(
     task: Arc<hostprocess_crds::HostTask>,
     ctx: Arc<Context>,
 ) -> Result<Action, hosttask::error::Error> {
-    timed(&ctx, "hosttask", hosttask::reconcile(task, ctx.clone())).await
+    let key = hosttask::backoff_key(&task);
+    timed(&ctx, "hosttask", &key, hosttask::reconcile(task, ctx.clone())).await
 }
 
 async fn reconcile_group(
     group: Arc<HostGroup>,
     ctx: Arc<Context>,
 ) -> Result<Action, hostgroup::error::Error> {
-    timed(&ctx, "hostgroup", hostgroup::reconcile(group, ctx.clone())).await
+    let key = hostgroup::backoff_key(&group);
+    timed(&ctx, "hostgroup", &key, hostgroup::reconcile(group, ctx.clone())).await
 }
 
-/// Runs a reconcile and records how long it took.
-async fn timed<T>(ctx: &Context, resource: &str, reconcile: impl Future<Output = T>) -> T {
+/// Runs a reconcile, records how long it took, and forgets the object's failures once it worked.
+async fn timed<T, E>(
+    ctx: &Context,
+    resource: &str,
+    key: &str,
+    reconcile: impl Future<Output = Result<T, E>>,
+) -> Result<T, E> {
     let started = std::time::Instant::now();
     let result = reconcile.await;
     ctx.metrics.reconciled(resource, started.elapsed());
+    if result.is_ok() {
+        ctx.backoff.succeeded(key);
+    }
     result
 }

@@ -13,11 +13,10 @@
 //! | a setup pod change | a setup pod of a HostGroup | that HostGroup |
 //! | a refused node label write | `writes::node_labels` | every task |
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 use futures::{Stream, StreamExt};
 use hostprocess_crds::{HostGroup, HostTask};
 use k8s_openapi::api::core::v1::{Namespace, Node};
@@ -29,20 +28,71 @@ use crate::labels;
 use crate::state::cached_pod::CachedPod;
 use crate::state::task_pods::Changed;
 
-/// A signal to every controller that subscribed: something many objects read changed.
+/// The keys waiting to be reconciled, each at most once: a key sent again while it waits is not
+/// queued twice. The queue is therefore bounded by the number of distinct keys (the objects the
+/// operator manages, or one for a signal), and a sender never waits, so the watch that sends
+/// never stalls: the back-pressure policy is to coalesce, and nothing is dropped that is not
+/// already waiting.
+#[derive(Debug)]
+pub(crate) struct Pending<T>(Arc<(Mutex<Queue<T>>, tokio::sync::Notify)>);
+
+/// The keys in the order sent, and the same keys as a set.
+type Queue<T> = (VecDeque<T>, HashSet<T>);
+
+impl<T> Clone for Pending<T> {
+    fn clone(&self) -> Self {
+        Pending(self.0.clone())
+    }
+}
+
+impl<T: Hash + Eq + Clone + Send + 'static> Pending<T> {
+    /// A queue and the stream that takes its keys, oldest first (one reader).
+    pub fn new() -> (Self, futures::stream::BoxStream<'static, T>) {
+        let pending = Pending(Arc::default());
+        let taken = futures::stream::unfold(pending.0.clone(), |inner| async move {
+            loop {
+                let next = {
+                    let mut queue = inner.0.lock().unwrap_or_else(PoisonError::into_inner);
+                    let next = queue.0.pop_front();
+                    if let Some(key) = &next {
+                        queue.1.remove(key);
+                    }
+                    next
+                };
+                match next {
+                    Some(key) => return Some((key, inner)),
+                    // A key sent since the queue was seen empty left a permit: no wake-up is lost.
+                    None => inner.1.notified().await,
+                }
+            }
+        });
+        (pending, taken.boxed())
+    }
+
+    pub fn send(&self, key: T) {
+        let mut queue = self.0.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if queue.1.insert(key.clone()) {
+            queue.0.push_back(key);
+            self.0.1.notify_one();
+        }
+    }
+}
+
+/// A signal to every controller that subscribed: something many objects read changed. Each
+/// subscriber holds at most one signal.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Broadcast(Vec<UnboundedSender<()>>);
+pub(crate) struct Broadcast(Vec<Pending<()>>);
 
 impl Broadcast {
-    pub fn subscribe(&mut self) -> UnboundedReceiver<()> {
-        let (tx, rx) = unbounded();
-        self.0.push(tx);
-        rx
+    pub fn subscribe(&mut self) -> futures::stream::BoxStream<'static, ()> {
+        let (pending, signals) = Pending::new();
+        self.0.push(pending);
+        signals
     }
 
     pub fn send(&self) {
-        for tx in &self.0 {
-            let _ = tx.unbounded_send(());
+        for pending in &self.0 {
+            pending.send(());
         }
     }
 }
@@ -90,38 +140,74 @@ impl NodeTargeting {
     }
 }
 
-/// Per namespace, its labels: a Pod Security label change re-evaluates blocked objects.
+/// Per namespace, its labels: a Pod Security label change re-evaluates blocked objects. A
+/// namespace that goes is forgotten.
 #[derive(Debug, Default)]
 pub(crate) struct NamespaceLabels(HashMap<String, BTreeMap<String, String>>);
 
 impl NamespaceLabels {
-    pub fn changed(&mut self, namespace: &PartialObjectMeta<Namespace>) -> bool {
-        let labels = namespace.labels().clone();
-        self.0.insert(namespace.name_any(), labels.clone()).is_some_and(|before| before != labels)
+    pub fn changed(&mut self, event: &watcher::Event<PartialObjectMeta<Namespace>>) -> bool {
+        match event {
+            watcher::Event::Apply(ns) | watcher::Event::InitApply(ns) => {
+                let labels = ns.labels().clone();
+                self.0.insert(ns.name_any(), labels.clone()).is_some_and(|before| before != labels)
+            }
+            watcher::Event::Delete(ns) => {
+                self.0.remove(&ns.name_any());
+                false
+            }
+            watcher::Event::Init | watcher::Event::InitDone => false,
+        }
     }
 }
 
 /// Per setup pod, whether it succeeded: a task running as a HostGroup starts where the group is
-/// provisioned, so a success (or a successful pod going) may let it start or stop somewhere.
+/// provisioned, so a success (or a successful pod going) may let it start or stop somewhere. A
+/// pod that goes is forgotten.
 #[derive(Debug, Default)]
 pub(crate) struct SetupSucceeded(HashMap<String, bool>);
 
 impl SetupSucceeded {
-    pub fn changed(&mut self, pod: &CachedPod) -> bool {
-        let done = pod.phase() == Some("Succeeded") && pod.metadata.deletion_timestamp.is_none();
-        self.0.insert(pod.uid().unwrap_or_default(), done).unwrap_or(false) != done
+    pub fn changed(&mut self, event: &watcher::Event<CachedPod>) -> bool {
+        match event {
+            watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => {
+                let done = pod.phase() == Some("Succeeded") && pod.metadata.deletion_timestamp.is_none();
+                self.0.insert(pod.uid().unwrap_or_default(), done).unwrap_or(false) != done
+            }
+            watcher::Event::Delete(pod) => self.0.remove(&pod.uid().unwrap_or_default()).unwrap_or(false),
+            watcher::Event::Init | watcher::Event::InitDone => false,
+        }
     }
 }
 
 /// Per HostGroup, its generation and whether it is being deleted: a new revision (or a
-/// deletion) changes where its tasks may run.
+/// deletion) changes where its tasks may run. A HostGroup that goes is forgotten.
 #[derive(Debug, Default)]
 pub(crate) struct GroupGeneration(HashMap<String, (Option<i64>, bool)>);
 
 impl GroupGeneration {
-    pub fn changed(&mut self, group: &HostGroup) -> bool {
-        let now = (group.metadata.generation, group.metadata.deletion_timestamp.is_some());
-        self.0.insert(group.name_any(), now) != Some(now)
+    pub fn changed(&mut self, event: &watcher::Event<HostGroup>) -> bool {
+        match event {
+            watcher::Event::Apply(group) | watcher::Event::InitApply(group) => {
+                let now = (group.metadata.generation, group.metadata.deletion_timestamp.is_some());
+                self.0.insert(group.name_any(), now) != Some(now)
+            }
+            watcher::Event::Delete(group) => self.0.remove(&group.name_any()).is_some(),
+            watcher::Event::Init | watcher::Event::InitDone => false,
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// The object an event is about, if it is about one.
+pub(crate) fn object_of<K>(event: &watcher::Event<K>) -> Option<&K> {
+    match event {
+        watcher::Event::Apply(o) | watcher::Event::InitApply(o) | watcher::Event::Delete(o) => Some(o),
+        watcher::Event::Init | watcher::Event::InitDone => None,
     }
 }
 
@@ -213,10 +299,28 @@ mod tests {
         let mut namespaces = NamespaceLabels::default();
         let mut ns = PartialObjectMeta::<Namespace>::default();
         ns.metadata.name = Some("ops".into());
-        assert!(!namespaces.changed(&ns), "first seen: the caches are filling");
+        let apply = |ns: &PartialObjectMeta<Namespace>| watcher::Event::Apply(ns.clone());
+        assert!(!namespaces.changed(&apply(&ns)), "first seen: the caches are filling");
         ns.metadata.labels = Some([(labels::POD_SECURITY_ENFORCE.into(), "privileged".into())].into());
-        assert!(namespaces.changed(&ns));
-        assert!(!namespaces.changed(&ns));
+        assert!(namespaces.changed(&apply(&ns)));
+        assert!(!namespaces.changed(&apply(&ns)));
+        namespaces.changed(&watcher::Event::Delete(ns));
+        assert!(namespaces.0.is_empty(), "a namespace that goes is forgotten");
+    }
+
+    #[test]
+    fn a_hostgroup_counts_on_a_new_generation_and_when_it_goes() {
+        let mut generations = GroupGeneration::default();
+        let group = |generation: i64| -> HostGroup {
+            serde_json::from_value(json!({"apiVersion": "hostprocess.dev/v1alpha1", "kind": "HostGroup",
+                "metadata": {"name": "g", "generation": generation}, "spec": {"groupName": "G"}}))
+            .unwrap_or_else(|e| panic!("group: {e}"))
+        };
+        assert!(generations.changed(&watcher::Event::InitApply(group(1))));
+        assert!(!generations.changed(&watcher::Event::Apply(group(1))), "a status write");
+        assert!(generations.changed(&watcher::Event::Apply(group(2))));
+        assert!(generations.changed(&watcher::Event::Delete(group(2))));
+        assert_eq!(generations.len(), 0, "forgotten");
     }
 
     #[test]
@@ -233,11 +337,26 @@ mod tests {
             }
             pod
         };
-        assert!(!setups.changed(&pod("Pending", false)));
-        assert!(!setups.changed(&pod("Running", false)));
-        assert!(setups.changed(&pod("Succeeded", false)));
-        assert!(!setups.changed(&pod("Succeeded", false)));
-        assert!(setups.changed(&pod("Succeeded", true)), "going away");
+        let apply = |pod: CachedPod| watcher::Event::Apply(pod);
+        assert!(!setups.changed(&apply(pod("Pending", false))));
+        assert!(!setups.changed(&apply(pod("Running", false))));
+        assert!(setups.changed(&apply(pod("Succeeded", false))));
+        assert!(!setups.changed(&apply(pod("Succeeded", false))));
+        assert!(setups.changed(&apply(pod("Succeeded", true))), "going away");
+        assert!(!setups.changed(&watcher::Event::Delete(pod("Succeeded", true))), "gone, not a success");
+        assert!(setups.0.is_empty(), "a pod that goes is forgotten");
+    }
+
+    #[tokio::test]
+    async fn a_key_waits_in_the_queue_at_most_once() {
+        let (pending, mut taken) = Pending::new();
+        for key in ["a", "b", "a", "a", "c", "b"] {
+            pending.send(key);
+        }
+        let first: Vec<&str> = (&mut taken).take(3).collect().await;
+        assert_eq!(first, ["a", "b", "c"], "each key once, oldest first");
+        pending.send("a");
+        assert_eq!(taken.next().await, Some("a"), "taken keys may come again");
     }
 
     #[tokio::test(start_paused = true)]

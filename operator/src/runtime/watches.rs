@@ -6,7 +6,6 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 use futures::{Stream, StreamExt};
 use hostprocess_crds::{HostGroup, HostTask, HostTaskGrant};
 use k8s_openapi::api::apps::v1::DaemonSet;
@@ -16,7 +15,9 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 
-use super::triggers::{self, Broadcast, GroupGeneration, NamespaceLabels, NodeTargeting, SetupSucceeded};
+use super::triggers::{
+    self, Broadcast, GroupGeneration, NamespaceLabels, NodeTargeting, Pending, SetupSucceeded,
+};
 use crate::labels;
 use crate::state::cached_pod::{self, CachedPod};
 use crate::state::task_pods::{Changed, PodIndex};
@@ -51,18 +52,15 @@ pub(crate) fn tasks(
 pub(crate) fn task_pods(
     client: &Client,
     namespace: Option<&str>,
-) -> (Arc<PodIndex>, impl Future<Output = ()> + Send + 'static, UnboundedReceiver<Changed>) {
+) -> (Arc<PodIndex>, impl Future<Output = ()> + Send + 'static, impl Stream<Item = Changed> + Send + 'static)
+{
     let index = Arc::new(PodIndex::default());
     let selected = watcher::Config::default().labels(&labels::task_selector());
     let events = watcher(scoped::<CachedPod>(client, namespace), selected).default_backoff();
-    let (changed, changes) = unbounded::<Changed>();
+    let (changed, changes) = Pending::<Changed>::new();
     let follow = index.clone();
     let drive = async move {
-        follow
-            .follow(events, |task| {
-                let _ = changed.unbounded_send(task);
-            })
-            .await;
+        follow.follow(events, |task| changed.send(task)).await;
     };
     (index, drive, changes)
 }
@@ -91,7 +89,7 @@ pub(crate) fn daemon_sets(
 pub(crate) fn setup_pods(
     client: &Client,
     namespace: &str,
-    setup_changed: UnboundedSender<ObjectRef<HostGroup>>,
+    setup_changed: Pending<ObjectRef<HostGroup>>,
     provisioning: Broadcast,
 ) -> (Store<CachedPod>, impl Future<Output = ()> + Send + 'static) {
     let (store, writer) = reflector::store();
@@ -100,13 +98,13 @@ pub(crate) fn setup_pods(
     let mut succeeded = SetupSucceeded::default();
     let drive = reflector::reflector(writer, watcher(api, selected).modify(cached_pod::strip_pod))
         .default_backoff()
-        .touched_objects()
-        .for_each(move |pod| {
-            if let Ok(pod) = pod {
-                if let Some(group) = pod.label(labels::HOST_GROUP) {
-                    let _ = setup_changed.unbounded_send(ObjectRef::new(group));
+        .for_each(move |event| {
+            if let Ok(event) = event {
+                if let Some(group) = triggers::object_of(&event).and_then(|pod| pod.label(labels::HOST_GROUP))
+                {
+                    setup_changed.send(ObjectRef::new(group));
                 }
-                if succeeded.changed(&pod) {
+                if succeeded.changed(&event) {
                     provisioning.send();
                 }
             }
@@ -127,10 +125,9 @@ pub(crate) fn groups(
         watcher(Api::<HostGroup>::all(client.clone()), watcher::Config::default()),
     )
     .default_backoff()
-    .touched_objects()
-    .for_each(move |group| {
-        if let Ok(group) = group
-            && generations.changed(&group)
+    .for_each(move |event| {
+        if let Ok(event) = event
+            && generations.changed(&event)
         {
             provisioning.send();
         }
@@ -170,10 +167,7 @@ pub(crate) fn namespaces(
     changed: Broadcast,
 ) -> (Store<PartialObjectMeta<Namespace>>, impl Future<Output = ()> + Send + 'static) {
     let mut labels = NamespaceLabels::default();
-    metadata(client, changed, cached_pod::names_and_labels, move |event| match event {
-        watcher::Event::Apply(ns) | watcher::Event::InitApply(ns) => labels.changed(ns),
-        _ => false,
-    })
+    metadata(client, changed, cached_pod::names_and_labels, move |event| labels.changed(event))
 }
 
 /// Nodes, metadata only (names and labels): only an arrival, a departure or a label change that

@@ -112,6 +112,11 @@ impl Faults {
         self.lock().rules.push(Rule { matcher, remaining: count, fault: Fault::Stall });
     }
 
+    /// No more faults: every rule still waiting is dropped.
+    pub fn clear(&self) {
+        self.lock().rules.clear();
+    }
+
     /// Every request waits this long before it is forwarded.
     pub fn set_latency(&self, latency: Duration) {
         self.lock().latency = latency;
