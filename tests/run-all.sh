@@ -38,6 +38,10 @@ log "clippy (x86_64-pc-windows-gnu): the crates that run on Windows nodes"
 # The operator runs on Linux nodes and the simulated cluster is a Linux test harness.
 cargo clippy -p hostprocess-crds -p hostprocess-protocol -p node-executor --all-targets --locked --target x86_64-pc-windows-gnu -- -D warnings
 
+log "dependencies: licences, bans and sources (deny.toml)"
+cargo_deny="$(bash tests/deny/install.sh | sed -n 's/^CARGO_DENY=//p')"
+"$cargo_deny" deny --log-level error check licenses bans sources
+
 log "CRDs are up to date"
 crds="$(cargo run -q --locked -p hostprocess-crds --bin crdgen)"
 for file in crds/hostprocess.dev.yaml deploy/crds.yaml; do

@@ -2,9 +2,9 @@
 # HostProcess base image (a tiny image meant only for HostProcess containers; it works on every
 # Windows Server version). Build with BuildKit for Windows:
 #   docker buildx build --platform windows/amd64 -f deploy/images/node-executor.Dockerfile \
-#     -t ghcr.io/hostprocess-operator/node-executor:0.1.0 --push .
+#     -t REGISTRY/node-executor:0.1.0 --push .
 # tests/images.sh builds what the COPY below takes and checks that it exists.
-FROM --platform=linux/amd64 docker.io/library/rust:1-bookworm AS build
+FROM --platform=linux/amd64 docker.io/library/rust:1.95.0-bookworm AS build
 RUN apt-get update && apt-get install -y --no-install-recommends gcc-mingw-w64-x86-64 \
     && rustup target add x86_64-pc-windows-gnu
 WORKDIR /src

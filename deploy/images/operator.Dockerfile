@@ -1,8 +1,8 @@
 # The operator: built in a Rust image, run from distroless (glibc, CA certificates, no shell),
 # as the non-root user the Deployment expects (65532).
-#   docker build -f deploy/images/operator.Dockerfile -t ghcr.io/hostprocess-operator/operator:0.1.0 .
+#   docker build -f deploy/images/operator.Dockerfile -t REGISTRY/hostprocess-operator:0.1.0 .
 # tests/images.sh builds what the COPY below takes and checks that it exists.
-FROM docker.io/library/rust:1-bookworm AS build
+FROM docker.io/library/rust:1.95.0-bookworm AS build
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked -p hostprocess-operator --bin hostprocess-operator

@@ -40,7 +40,7 @@ fn task_pod(i: usize) -> serde_json::Value {
     let revision = REVISION;
     let key = admission_label("6f1c0a52-3b9e-4c1a-9d55-0c2b1f8e7a10");
     let inputs = build::BuildInputs {
-        executor_image: "ghcr.io/hostprocess-operator/node-executor:0.1.0",
+        executor_image: "registry.example/node-executor:0.1.0",
         executor_version: "0.1.0",
         revision,
         run_as_user: "NT AUTHORITY\\SYSTEM",
@@ -77,8 +77,8 @@ fn task_pod(i: usize) -> serde_json::Value {
             {"type": "Ready", "status": "True", "lastTransitionTime": "2026-11-23T10:00:09Z"},
             {"type": "ContainersReady", "status": "True", "lastTransitionTime": "2026-11-23T10:00:09Z"},
             {"type": "PodScheduled", "status": "True", "lastTransitionTime": "2026-11-23T10:00:00Z"}],
-        "containerStatuses": [{"name": "task", "image": "ghcr.io/hostprocess-operator/node-executor:0.1.0",
-            "imageID": "ghcr.io/hostprocess-operator/node-executor@sha256:9c1f", "containerID": "containerd://4e5f6a7b",
+        "containerStatuses": [{"name": "task", "image": "registry.example/node-executor:0.1.0",
+            "imageID": "registry.example/node-executor@sha256:9c1f", "containerID": "containerd://4e5f6a7b",
             "ready": true, "started": true, "restartCount": 1,
             "state": {"running": {"startedAt": "2026-11-23T10:00:08Z"}},
             "lastState": {"terminated": {"exitCode": 0, "reason": "Completed", "containerID": "containerd://1a2b3c4d",

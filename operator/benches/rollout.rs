@@ -50,7 +50,7 @@ fn main() {
         }))
         .unwrap_or_else(|e| panic!("task: {e}"));
         let inputs = BuildInputs {
-            executor_image: "ghcr.io/hostprocess-operator/node-executor:0.1.0",
+            executor_image: "registry.example/node-executor:0.1.0",
             executor_version: "0.1.0",
             revision: "abcdef0123",
             run_as_user: r"NT AUTHORITY\SYSTEM",

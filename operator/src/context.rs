@@ -28,6 +28,8 @@ pub struct Config {
     /// The most Windows nodes in a reboot the operator started, across all tasks: a count, or a
     /// percentage of the Windows nodes (rounded up, at least 1).
     pub max_rebooting: CountOrPercent,
+    /// The operator's own namespace: its Lease and its revision key (`writes::revision_key`).
+    pub operator_namespace: String,
 }
 
 impl Config {
@@ -38,9 +40,23 @@ impl Config {
     /// Nodes rebooting at once fleet-wide, by default: a tenth of the Windows nodes.
     pub const DEFAULT_MAX_REBOOTING: CountOrPercent = CountOrPercent::Percent(10);
 
-    /// The image the operator defaults to: the executor built from the same sources.
-    pub fn default_executor_image() -> String {
-        format!("ghcr.io/hostprocess-operator/node-executor:{}", env!("CARGO_PKG_VERSION"))
+    /// The registry of the images `deploy/` names until they are published: `.invalid` is
+    /// reserved (RFC 2606), so nobody can own it and nothing is ever pulled from it.
+    pub const PLACEHOLDER_REGISTRY: &str = "registry.invalid";
+
+    /// Whether `image` may be the executor image of the task pods: a valid reference, not the
+    /// placeholder of `deploy/`. The operator refuses to start otherwise, rather than create
+    /// pods that can never pull.
+    pub fn check_executor_image(image: &str) -> Result<(), String> {
+        if let Err(e) = hostprocess_crds::format::IMAGE.check(image) {
+            return Err(format!("--executor-image {image:?}: {e}"));
+        }
+        if image.split('/').next() == Some(Self::PLACEHOLDER_REGISTRY) {
+            return Err(format!(
+                "--executor-image is {image:?}, the placeholder of deploy/: build and push the node-executor image (deploy/images/node-executor.Dockerfile) and set HOSTPROCESS_EXECUTOR_IMAGE to it, by digest (REGISTRY/node-executor@sha256:…)"
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -55,6 +71,8 @@ pub(crate) struct Context {
     pub metrics: Arc<Metrics>,
     /// Failed reconciles per object, for the back-off of the next try.
     pub backoff: crate::retry::Backoff,
+    /// The key of referenced-data hashes, read (or created) the first time a task needs it.
+    pub revision_key: tokio::sync::OnceCell<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Context {

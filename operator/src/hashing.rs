@@ -13,6 +13,20 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     hash
 }
 
+/// A keyed hash (HMAC-SHA256) of `value`'s JSON, 20 hex digits: what a task's referenced Secrets
+/// and ConfigMaps hold, in its published revision. Without the key nobody can test a guess of a
+/// Secret's value against the revision.
+pub fn keyed(key: &[u8], value: &serde_json::Value) -> String {
+    use hmac::{Hmac, Mac};
+    let Ok(mut mac) = Hmac::<sha2::Sha256>::new_from_slice(key) else {
+        // HMAC takes a key of any length; this cannot happen.
+        return String::new();
+    };
+    mac.update(value.to_string().as_bytes());
+    let digest = mac.finalize().into_bytes();
+    digest.iter().take(10).map(|b| format!("{b:02x}")).collect()
+}
+
 /// A hash of an object's JSON: what was applied, to skip applying it again.
 pub fn content_hash(value: &serde_json::Value) -> String {
     format!("{:016x}", fnv1a(value.to_string().as_bytes()))
@@ -49,6 +63,16 @@ pub fn short(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn referenced_data_is_hashed_with_the_key() {
+        let secret = json!([{"secret": "db", "data": [{"password": "MTIzNA=="}, null]}]);
+        let (a, b) = (keyed(b"key-a", &secret), keyed(b"key-b", &secret));
+        assert_eq!(a, keyed(b"key-a", &secret), "stable under one key");
+        assert_ne!(a, b, "another key, another hash: a guess cannot be checked without it");
+        assert_eq!(a.len(), 20);
+        assert_ne!(keyed(b"key-a", &json!([{"secret": "db", "data": [{"password": "MTIzNQ=="}, null]}])), a);
+    }
     use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
     fn spec(yaml: serde_json::Value) -> HostTaskSpec {

@@ -26,8 +26,9 @@ struct Args {
     /// `3` or a percentage of the Windows nodes like `10%` (rounded up, at least 1).
     #[arg(long, env = "HOSTPROCESS_MAX_REBOOTING", default_value = "10%", value_parser = parse_count_or_percent)]
     max_rebooting: CountOrPercent,
-    /// The node-executor image of the task pods.
-    #[arg(long, env = "HOSTPROCESS_EXECUTOR_IMAGE", default_value_t = Config::default_executor_image())]
+    /// The node-executor image of the task pods, best by digest (`REGISTRY/node-executor@sha256:…`).
+    /// Required: there is no published default.
+    #[arg(long, env = "HOSTPROCESS_EXECUTOR_IMAGE")]
     executor_image: String,
     /// The executor's version (must match the image).
     #[arg(long, env = "HOSTPROCESS_EXECUTOR_VERSION", default_value = env!("CARGO_PKG_VERSION"))]
@@ -38,7 +39,8 @@ struct Args {
     /// Act only while holding a Lease (for more than one replica).
     #[arg(long, env = "HOSTPROCESS_LEADER_ELECT", default_value_t = false)]
     leader_elect: bool,
-    /// The Lease's namespace (default: the operator's own, from the service account).
+    /// The operator's own namespace, for its Lease and its revision key Secret (default: the
+    /// service account's).
     #[arg(long, env = "HOSTPROCESS_LEADER_ELECTION_NAMESPACE")]
     leader_election_namespace: Option<String>,
     /// Log format.
@@ -67,6 +69,13 @@ async fn main() -> ExitCode {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
+    if let Err(e) = Config::check_executor_image(&args.executor_image) {
+        eprintln!("hostprocess-operator: {e}");
+        return ExitCode::FAILURE;
+    }
+    if !args.executor_image.contains("@sha256:") {
+        tracing::warn!(image = %args.executor_image, "the executor image is named by tag, which can be moved: name it by digest");
+    }
     let client = match client().await {
         Ok(client) => client,
         Err(e) => {
@@ -81,6 +90,10 @@ async fn main() -> ExitCode {
         group_namespace: args.hostgroup_namespace,
         concurrency: args.concurrency,
         max_rebooting: args.max_rebooting,
+        operator_namespace: args
+            .leader_election_namespace
+            .clone()
+            .unwrap_or_else(|| client.default_namespace().to_string()),
     };
     let health = Arc::new(Health::default());
     let metrics = Metrics::new();
@@ -95,8 +108,7 @@ async fn main() -> ExitCode {
         }
     };
     let leader = args.leader_elect.then(|| {
-        let namespace =
-            args.leader_election_namespace.clone().unwrap_or_else(|| client.default_namespace().to_string());
+        let namespace = config.operator_namespace.clone();
         // The pod's name (downward API) and a random suffix: unique among replicas and restarts.
         let identity = hostprocess_operator::leader_identity(std::env::var("POD_NAME").ok().as_deref());
         LeaderElection::new(client.clone(), &namespace, "hostprocess-operator", &identity)

@@ -52,6 +52,7 @@ pub const TASK_NAMESPACE: &[(&str, &str, &[&str])] = &[
 /// The ClusterRole that `TASK_NAMESPACE` is, bound in each enabled namespace.
 pub const TASK_NAMESPACE_ROLE: &str = "hostprocess-operator-tasks";
 
-/// (API group, resource, verbs) granted in the operator's own namespace: leader election.
+/// (API group, resource, verbs) granted in the operator's own namespace: leader election, and the
+/// revision key Secret (`writes::revision_key`), read and created once.
 pub const OWN_NAMESPACE: &[(&str, &str, &[&str])] =
-    &[("coordination.k8s.io", "leases", &["get", "create", "update"])];
+    &[("coordination.k8s.io", "leases", &["get", "create", "update"]), ("", "secrets", &["get", "create"])];

@@ -142,13 +142,28 @@ fn the_deployment_runs_the_default_images_locked_down_with_two_replicas() {
     assert_eq!(pod.node_selector.unwrap()["kubernetes.io/os"], "linux");
     assert_eq!(pod.security_context.unwrap().run_as_non_root, Some(true));
     let container = &pod.containers[0];
+    // Until images are published, placeholders nobody can own or pull from (registry.invalid):
+    // an install that forgot to set them fails at the image pull, never runs someone else's.
     assert_eq!(
         container.image.as_deref(),
-        Some(format!("ghcr.io/hostprocess-operator/operator:{}", env!("CARGO_PKG_VERSION")).as_str())
+        Some(
+            format!("registry.invalid/set-your-registry/hostprocess-operator:{}", env!("CARGO_PKG_VERSION"))
+                .as_str()
+        )
     );
     let env = container.env.clone().unwrap();
     let executor = env.iter().find(|e| e.name == "HOSTPROCESS_EXECUTOR_IMAGE").unwrap();
-    assert_eq!(executor.value.as_deref(), Some(Config::default_executor_image().as_str()));
+    let placeholder = executor.value.as_deref().unwrap();
+    assert_eq!(
+        placeholder,
+        format!("registry.invalid/set-your-registry/node-executor:{}", env!("CARGO_PKG_VERSION"))
+    );
+    // The operator refuses to start with it, saying what to set.
+    let refused = Config::check_executor_image(placeholder).unwrap_err();
+    assert!(refused.contains("HOSTPROCESS_EXECUTOR_IMAGE"), "{refused}");
+    assert!(Config::check_executor_image("a b").is_err(), "not a reference");
+    let pinned = format!("registry.example/node-executor@sha256:{}", "0".repeat(64));
+    assert_eq!(Config::check_executor_image(&pinned), Ok(()));
     assert!(container.args.clone().unwrap().contains(&"--leader-elect".to_string()));
     let security = container.security_context.clone().unwrap();
     assert_eq!(security.read_only_root_filesystem, Some(true));
@@ -226,13 +241,16 @@ fn the_dockerfiles_build_what_the_manifests_and_pods_run() {
     )
     .unwrap();
     assert!(golden.contains("- node-executor.exe"), "the pods run the file the image carries");
-    // Tags: the image names the Deployment and the operator's default refer to.
-    assert!(Config::default_executor_image().starts_with("ghcr.io/hostprocess-operator/node-executor:"));
-    assert!(
-        executor
-            .contains(&format!("ghcr.io/hostprocess-operator/node-executor:{}", env!("CARGO_PKG_VERSION")))
-    );
-    assert!(
-        operator.contains(&format!("ghcr.io/hostprocess-operator/operator:{}", env!("CARGO_PKG_VERSION")))
-    );
+    // The build commands tag the names the Deployment's placeholders stand for.
+    assert!(executor.contains(&format!("-t REGISTRY/node-executor:{}", env!("CARGO_PKG_VERSION"))));
+    assert!(operator.contains(&format!("-t REGISTRY/hostprocess-operator:{}", env!("CARGO_PKG_VERSION"))));
+    // Nothing is built from the build context's leftovers.
+    let ignored =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.dockerignore")).unwrap();
+    for path in ["target", ".git"] {
+        assert!(
+            ignored.lines().any(|l| l.trim_start_matches('/') == path),
+            ".dockerignore leaves out {path}"
+        );
+    }
 }

@@ -456,7 +456,7 @@ async fn changed_secret_content_rolls_out_again_only_when_the_task_tracks_it() {
     use k8s_openapi::api::core::v1::Secret;
     use kube::api::{Patch, PatchParams, PostParams};
 
-    let fx = Fixture::start(2, "privileged").await;
+    let mut fx = Fixture::start(2, "privileged").await;
     let secrets: Api<Secret> = Api::namespaced(fx.sim.client.clone(), NS);
     let secret = json!({"metadata": {"name": "agent-key"}, "stringData": {"key": "v1"}});
     secrets.create(&PostParams::default(), &serde_json::from_value(secret).unwrap()).await.unwrap();
@@ -494,6 +494,52 @@ async fn changed_secret_content_rolls_out_again_only_when_the_task_tracks_it() {
     let untracked = fx.task("untracked").await;
     assert_eq!(revision(&untracked), untracked_before, "a rotating Secret does not re-run an untracked task");
     assert!(is(&untracked, "Ready", "True"));
+
+    // The Secret's content enters the revision through a hash keyed with the operator's own
+    // random key, kept in a Secret of its namespace: the published revision is no oracle for the
+    // value, and a restarted operator (same key) decides the same revision, running nothing again.
+    let own: Api<Secret> = Api::namespaced(fx.sim.client.clone(), hostprocess_sim::operator::NAMESPACE);
+    let key = own.get("hostprocess-operator-revision-key").await.unwrap();
+    assert_eq!(key.data.unwrap()["key"].0.len(), 32);
+    let rolled_revision = revision(&rolled);
+    fx.restart_operator();
+    let rotate_to = |value: &str, touched: &str| {
+        let (secrets, tasks) = (secrets.clone(), fx.tasks());
+        let (rotate, touch) = (
+            json!({"stringData": {"key": value}}),
+            json!({"metadata": {"annotations": {"test/touched": touched}}}),
+        );
+        async move {
+            secrets.patch("agent-key", &PatchParams::default(), &Patch::Merge(&rotate)).await.unwrap();
+            tasks.patch("tracked", &PatchParams::default(), &Patch::Merge(&touch)).await.unwrap();
+        }
+    };
+    let settles_on = |wanted: Option<String>, what: &'static str| {
+        let fx = &fx;
+        let rolled_revision = rolled_revision.clone();
+        async move {
+            until(what, Duration::from_secs(60), || async {
+                let task = fx.task("tracked").await;
+                let now = revision(&task);
+                let arrived = match &wanted {
+                    Some(r) => &now == r,
+                    None => now != rolled_revision,
+                };
+                (arrived && is(&task, "Ready", "True")).then_some(now)
+            })
+            .await
+            .unwrap()
+        }
+    };
+    rotate_to("v3", "2").await;
+    let third = settles_on(None, "the restarted operator rolls out the third value").await;
+    rotate_to("v2", "3").await;
+    settles_on(
+        Some(rolled_revision.clone()),
+        "the second value's revision again: the key survived the restart",
+    )
+    .await;
+    assert_ne!(third, rolled_revision);
 }
 
 /// Whether a task pod's node is running the payload as a user would read it: the pod is bound,

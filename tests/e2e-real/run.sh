@@ -5,8 +5,12 @@
 # show: job limits, groups, ACLs), then deletes the HostGroup and checks that it is gone from the
 # nodes. Checks every result with kubectl.
 #
-#   HOSTPROCESS_E2E_KUBECONFIG=~/.kube/aks.yaml bash tests/e2e-real/run.sh [--keep]
+#   HOSTPROCESS_E2E_KUBECONFIG=~/.kube/aks.yaml \
+#   HOSTPROCESS_E2E_OPERATOR_IMAGE=REGISTRY/hostprocess-operator@sha256:… \
+#   HOSTPROCESS_E2E_EXECUTOR_IMAGE=REGISTRY/node-executor@sha256:… \
+#       bash tests/e2e-real/run.sh [--keep]
 #
+# The images are the ones you built and pushed (deploy/ names placeholders that cannot be pulled).
 # Without a kubeconfig it says so and exits 0 (skipped). It changes the cluster: it installs the
 # operator and creates a local group `HostProcessE2E` and C:\ProgramData\hostprocess-e2e on the
 # Windows nodes; without --keep it removes the objects and uninstalls the operator at the end.
@@ -19,6 +23,8 @@ if [ -z "${HOSTPROCESS_E2E_KUBECONFIG:-}" ]; then
     exit 0
 fi
 export KUBECONFIG="$HOSTPROCESS_E2E_KUBECONFIG"
+operator_image="${HOSTPROCESS_E2E_OPERATOR_IMAGE:?set HOSTPROCESS_E2E_OPERATOR_IMAGE to the operator image you pushed}"
+executor_image="${HOSTPROCESS_E2E_EXECUTOR_IMAGE:?set HOSTPROCESS_E2E_EXECUTOR_IMAGE to the node-executor image you pushed}"
 keep=""
 [ "${1:-}" = "--keep" ] && keep=1
 ns=hostprocess-tasks
@@ -51,6 +57,8 @@ kubectl apply --server-side -f deploy/crds.yaml
 kubectl wait --for=condition=Established crd/hosttasks.hostprocess.dev crd/hostgroups.hostprocess.dev \
     crd/hosttaskgrants.hostprocess.dev --timeout=2m
 kubectl apply -k deploy/
+kubectl -n hostprocess-system set image deployment/hostprocess-operator operator="$operator_image"
+kubectl -n hostprocess-system set env deployment/hostprocess-operator HOSTPROCESS_EXECUTOR_IMAGE="$executor_image"
 kubectl -n hostprocess-system rollout status deployment/hostprocess-operator --timeout=5m
 
 say "the task namespace is granted System; a task as SYSTEM prepares a directory on every Windows node"

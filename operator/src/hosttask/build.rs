@@ -30,7 +30,7 @@ const GRACE_SECONDS: i64 = 60;
 /// What the builder needs besides the task.
 #[derive(Debug, Clone)]
 pub struct BuildInputs<'a> {
-    /// The node-executor image, e.g. `ghcr.io/hostprocess-operator/node-executor:0.1.0`.
+    /// The node-executor image, e.g. `registry.example/node-executor:0.1.0`.
     pub executor_image: &'a str,
     /// The executor's version (its directory on the host when copied there).
     pub executor_version: &'a str,

@@ -25,6 +25,8 @@ pub enum Error {
     PatchPod(#[source] kube::Error),
     #[error("reading a Secret or ConfigMap the task references (rollout.trackReferencedData): {0}")]
     ReadReferenced(#[source] kube::Error),
+    #[error("reading or creating the operator's revision key (Secret {name} in its own namespace): {0}", name = crate::writes::revision_key::NAME)]
+    RevisionKey(#[source] kube::Error),
     #[error("labelling nodes admitted to the rollout: {0}")]
     Admit(#[source] Arc<kube::Error>),
     #[error("updating the finalizer: {0}")]
@@ -47,7 +49,8 @@ impl Error {
             | Error::ReadReferenced(e)
             | Error::PatchFinalizer(e) => e,
             Error::Admit(e) => e,
-            Error::ApplyConfigMap(_) => return None,
+            // Not the task's namespace: a refusal there says nothing about the task's.
+            Error::ApplyConfigMap(_) | Error::RevisionKey(_) => return None,
         };
         match source {
             kube::Error::Api(response) => Some(response),
@@ -74,6 +77,7 @@ impl Error {
             Error::RebootPod(_) => "reboot_pod",
             Error::PatchPod(_) => "patch_pod",
             Error::ReadReferenced(_) => "read_referenced",
+            Error::RevisionKey(_) => "revision_key",
             Error::Admit(_) => "admit",
             Error::PatchFinalizer(_) => "patch_finalizer",
         }

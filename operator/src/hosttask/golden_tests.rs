@@ -29,7 +29,7 @@ fn rendered(example: &str) -> String {
         let label = admission::label_key(task.metadata.uid.as_deref().unwrap());
         let pinned = task.spec.mode == hostprocess_crds::Mode::Once || build::builtin_user(&task).is_none();
         let inputs = BuildInputs {
-            executor_image: "ghcr.io/hostprocess-operator/node-executor:0.1.0",
+            executor_image: "registry.example/node-executor:0.1.0",
             executor_version: "0.1.0",
             revision: &revision,
             run_as_user: &run_as,

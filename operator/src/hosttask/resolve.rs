@@ -22,6 +22,7 @@ use crate::conditions::Blocked;
 use crate::context::Context;
 use crate::hostgroup::provisioned;
 use crate::writes::own_writes::Known;
+use crate::writes::revision_key;
 use crate::{hashing, labels};
 
 /// What a HostTask reconcile reads.
@@ -93,7 +94,9 @@ pub fn now() -> Timestamp {
 
 /// With `rollout.trackReferencedData`: a hash of the content of every Secret and ConfigMap the
 /// task's `env` and `envFrom` name (a missing one counts as missing), which becomes part of the
-/// revision. The content itself is never copied anywhere.
+/// revision. The hash is keyed with the operator's revision key, so the published revision is no
+/// oracle for guessing a Secret; the content itself is never copied anywhere. Only tasks that
+/// passed `authorize` get here.
 async fn referenced_data(ctx: &Context, task: &HostTask) -> Result<Option<String>, Error> {
     if !task.spec.rollout.track_referenced_data {
         return Ok(None);
@@ -113,16 +116,21 @@ async fn referenced_data(ctx: &Context, task: &HostTask) -> Result<Option<String
     let secret_api: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     for name in secrets {
         let secret = secret_api.get_opt(&name).await.map_err(Error::ReadReferenced)?;
-        let data = secret.map(|s| hashing::content_hash(&json!([s.data, s.string_data])));
+        let data = secret.map(|s| json!([s.data, s.string_data]));
         parts.push(json!({"secret": name, "data": data}));
     }
     let map_api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &namespace);
     for name in maps {
         let map = map_api.get_opt(&name).await.map_err(Error::ReadReferenced)?;
-        let data = map.map(|m| hashing::content_hash(&json!([m.data, m.binary_data])));
+        let data = map.map(|m| json!([m.data, m.binary_data]));
         parts.push(json!({"configMap": name, "data": data}));
     }
-    Ok(Some(hashing::content_hash(&json!(parts))))
+    let key = ctx
+        .revision_key
+        .get_or_try_init(|| revision_key::get_or_create(&ctx.client, &ctx.config.operator_namespace))
+        .await
+        .map_err(Error::RevisionKey)?;
+    Ok(Some(hashing::keyed(key, &json!(parts))))
 }
 
 /// The task's DaemonSet: from the cache, or the operator's own last write when the cache is

@@ -97,6 +97,7 @@ pub async fn run(
         events,
         metrics,
         backoff: Default::default(),
+        revision_key: Default::default(),
     });
 
     // A refused label write: the tasks decide again (the writer waits first, as a failed

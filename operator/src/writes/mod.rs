@@ -24,6 +24,7 @@ pub(crate) mod config_maps;
 pub(crate) mod node_labels;
 pub(crate) mod own_writes;
 pub(crate) mod reboots;
+pub(crate) mod revision_key;
 pub(crate) mod script_maps;
 pub(crate) mod task_status;
 pub(crate) mod wake;

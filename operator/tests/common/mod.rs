@@ -254,6 +254,7 @@ pub fn test_config() -> Config {
         group_namespace: Config::DEFAULT_GROUP_NAMESPACE.into(),
         concurrency: Config::DEFAULT_CONCURRENCY,
         max_rebooting: hostprocess_crds::units::CountOrPercent::Percent(100),
+        operator_namespace: hostprocess_sim::operator::NAMESPACE.into(),
     }
 }
 

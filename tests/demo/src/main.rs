@@ -179,12 +179,14 @@ async fn run(args: Args) -> Result<bool, Error> {
     install(&sim).await?;
     let operator_client = sim.operator_client().await?;
     let config = Config {
-        executor_image: Config::default_executor_image(),
+        // The simulated kubelets run the executor they were given, whatever the image says.
+        executor_image: "registry.example/node-executor:demo".into(),
         executor_version: env!("CARGO_PKG_VERSION").into(),
         namespace: None,
         group_namespace: Config::DEFAULT_GROUP_NAMESPACE.into(),
         concurrency: Config::DEFAULT_CONCURRENCY,
         max_rebooting: Config::DEFAULT_MAX_REBOOTING,
+        operator_namespace: hostprocess_sim::operator::NAMESPACE.into(),
     };
     let operator = tokio::spawn(hostprocess_operator::run(
         operator_client,
