@@ -12,7 +12,7 @@ use hostprocess_protocol::{
 
 use crate::platform::host::Host;
 use crate::platform::{JobLimits, Launch, Platform};
-use crate::provision::Change;
+use crate::provision::{Change, Owner};
 use crate::run::RunRequest;
 use crate::shutdown::Shutdown;
 use crate::{install, payload, provision, record, run, sandbox, selftest};
@@ -85,10 +85,10 @@ pub fn execute(cli: Cli) -> Result<Reply, Failure> {
                 rollout: Default::default(),
                 deletion_policy: Default::default(),
             };
-            Ok(Reply::changes(provision::provision(&host(&cli)?, &spec, &state_dir)?))
+            Ok(Reply::changes(provision::provision(&host(&cli)?, &spec, &Owner::Commands, &state_dir)?))
         }
         Command::Group(GroupCommand::Remove { name }) => {
-            Ok(Reply::changes(provision::deprovision(&host(&cli)?, name, &state_dir)?))
+            Ok(Reply::changes(provision::deprovision(&host(&cli)?, name, &Owner::Commands, &state_dir)?))
         }
         Command::Grant(GrantCommand::Apply { group, path, rights, applies_to }) => {
             let grant = Grant { path: path.clone(), rights: *rights, applies_to: *applies_to };
@@ -98,7 +98,8 @@ pub fn execute(cli: Cli) -> Result<Reply, Failure> {
             let done = provision::revoke(&host(&cli)?, group, std::slice::from_ref(path), &state_dir)?;
             Ok(Reply::changes(done))
         }
-        Command::Provision { spec, spec_sha256 } => {
+        Command::Provision { spec, spec_sha256, owner } => {
+            check_token("owner", owner)?;
             // A ConfigMap volume: at its mount path (containerd 1.7+) or under the sandbox (1.6).
             let spec = &sandbox::resolve_from_env(spec);
             let bytes =
@@ -107,10 +108,13 @@ pub fn execute(cli: Cli) -> Result<Reply, Failure> {
                 .map_err(Failure)?;
             let spec: HostGroupSpec = serde_json::from_slice(&bytes)
                 .map_err(|e| Failure(format!("{} is not a HostGroup spec: {e}", spec.display())))?;
-            Ok(Reply::changes(provision::provision(&host(&cli)?, &spec, &state_dir)?))
+            let owner = Owner::HostGroup(owner.clone());
+            Ok(Reply::changes(provision::provision(&host(&cli)?, &spec, &owner, &state_dir)?))
         }
-        Command::Deprovision { group } => {
-            Ok(Reply::changes(provision::deprovision(&host(&cli)?, group, &state_dir)?))
+        Command::Deprovision { group, owner } => {
+            check_token("owner", owner)?;
+            let owner = Owner::HostGroup(owner.clone());
+            Ok(Reply::changes(provision::deprovision(&host(&cli)?, group, &owner, &state_dir)?))
         }
         Command::SelfTest { scratch } => self_test(&host(&cli)?, scratch.as_deref(), &state_dir),
     }
@@ -192,12 +196,10 @@ fn self_test(platform: &Host, scratch: Option<&Path>, state_dir: &Path) -> Resul
     Ok(Reply { output: Output::SelfTest(report), code })
 }
 
-/// Prints a result line on stdout (the last line of the container's output).
+/// Prints a result line on stdout (the last line of the container's output), within the bytes
+/// a termination message keeps (`ResultLine::to_line`).
 pub fn print_line(line: &ResultLine) {
-    match serde_json::to_string(line) {
-        Ok(text) => println!("{text}"),
-        Err(e) => eprintln!("node-executor: cannot encode the result line: {e}"),
-    }
+    println!("{}", line.to_line());
 }
 
 /// Task UIDs and revisions become file names: plain tokens only.

@@ -1,9 +1,13 @@
 //! Local groups, their members and file-system grants: check everything, plan the changes,
 //! apply them, report exactly what changed (nothing on a second run).
 //!
-//! The executor remembers on the host what it did itself (`<state-dir>/groups/<group>.json`):
-//! whether it created the group, which members it added, which paths it granted. Removal
-//! undoes only that — a group that existed before is kept, members added by others stay.
+//! The executor remembers on the host what it did itself, per owner: whether it created the group,
+//! which members it added, which paths it granted. A HostGroup's record is keyed by the
+//! HostGroup's uid (`<state-dir>/groups/hostgroup-<uid>.json`, the group's name inside), never by
+//! the group's name; what an administrator did with the `group` and `grant` commands is recorded
+//! apart, by group name (`<state-dir>/groups/<group>.json`). Removal undoes only what the same
+//! owner did — a group that existed before is kept, members and grants added by others stay — and
+//! a Windows group has one HostGroup: provisioning it for a second one is refused.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -30,12 +34,28 @@ pub enum ProvisionError {
     Host { source: PlatformError, done: Vec<Change> },
     #[error("cannot read or write the ownership record {path}: {detail}")]
     Ownership { path: PathBuf, detail: String },
+    #[error(
+        "refused, nothing changed: group {group:?} is managed on this node by HostGroup uid {owner}; a Windows group has one HostGroup"
+    )]
+    OwnedByAnother { group: String, owner: String },
 }
 
-/// What the executor did itself to one group on this host.
+/// Who a change is made for, and so whose record it goes into.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    /// The HostGroup with this uid (`provision`, `deprovision`).
+    HostGroup(String),
+    /// An administrator's `group` and `grant` commands, by group name.
+    Commands,
+}
+
+/// What the executor did itself to one group on this host, for one owner.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Ownership {
+    /// The group's name (records of the `group`/`grant` commands are named after it instead).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    group: String,
     created: bool,
     members: BTreeSet<AccountId>,
     /// Granted paths, as written (compared case-insensitively).
@@ -44,10 +64,25 @@ struct Ownership {
 
 struct OwnershipFile(PathBuf);
 
+const HOSTGROUP_RECORD: &str = "hostgroup-";
+
 impl OwnershipFile {
-    fn new(state_dir: &Path, group: &str) -> Self {
+    /// The record of the `group`/`grant` commands for `group` (and of HostGroups before records
+    /// were keyed by owner).
+    fn of_commands(state_dir: &Path, group: &str) -> Self {
         // Group names are validated (no separators); Windows compares them case-insensitively.
         OwnershipFile(state_dir.join("groups").join(format!("{}.json", group.to_lowercase())))
+    }
+
+    /// The record of `owner` for `group`.
+    fn new(state_dir: &Path, owner: &Owner, group: &str) -> Self {
+        match owner {
+            // The uid is checked to be a plain token by the caller.
+            Owner::HostGroup(uid) => {
+                OwnershipFile(state_dir.join("groups").join(format!("{HOSTGROUP_RECORD}{uid}.json")))
+            }
+            Owner::Commands => Self::of_commands(state_dir, group),
+        }
     }
 
     fn load(&self) -> Result<Ownership, ProvisionError> {
@@ -84,10 +119,27 @@ struct Applier<'a, P: Platform> {
 }
 
 impl<'a, P: Platform> Applier<'a, P> {
-    /// Loads what this executor did to `group` before.
-    fn open(platform: &'a P, state_dir: &Path, group: &str) -> Result<Self, ProvisionError> {
-        let file = OwnershipFile::new(state_dir, group);
-        let owned = file.load()?;
+    /// Loads what this executor did to `group` before for `owner`. A HostGroup without a record
+    /// of its own adopts the record a HostGroup kept by group name before records were keyed by
+    /// owner; another HostGroup's record for the same group is a refusal.
+    fn open(platform: &'a P, state_dir: &Path, owner: &Owner, group: &str) -> Result<Self, ProvisionError> {
+        let file = OwnershipFile::new(state_dir, owner, group);
+        let mut owned = file.load()?;
+        if let Owner::HostGroup(uid) = owner {
+            if let Some(other) = other_hostgroup(state_dir, uid, group)? {
+                return Err(ProvisionError::OwnedByAnother { group: group.into(), owner: other });
+            }
+            // A record without the group's name was written before records had owners (the
+            // commands' records name their group now): a HostGroup's, taken over once.
+            let legacy = OwnershipFile::of_commands(state_dir, group);
+            let old = legacy.load()?;
+            if owned == Ownership::default() && old != Ownership::default() && old.group.is_empty() {
+                owned = Ownership { group: group.into(), ..old };
+                file.save(&owned)?;
+                legacy.remove()?;
+            }
+        }
+        owned.group = group.into();
         Ok(Applier { platform, file, owned, done: vec![] })
     }
 
@@ -110,6 +162,30 @@ impl<'a, P: Platform> Applier<'a, P> {
         self.done.push(change);
         Ok(())
     }
+}
+
+/// The uid of another HostGroup whose record on this host is for `group`, if any.
+fn other_hostgroup(state_dir: &Path, uid: &str, group: &str) -> Result<Option<String>, ProvisionError> {
+    let dir = state_dir.join("groups");
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(ProvisionError::Ownership { path: dir, detail: e.to_string() }),
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(other) = name.strip_prefix(HOSTGROUP_RECORD).and_then(|n| n.strip_suffix(".json")) else {
+            continue;
+        };
+        if other == uid {
+            continue;
+        }
+        let record = OwnershipFile(entry.path()).load()?;
+        if record.group.eq_ignore_ascii_case(group) {
+            return Ok(Some(other.to_string()));
+        }
+    }
+    Ok(None)
 }
 
 fn host(source: PlatformError) -> ProvisionError {
@@ -149,6 +225,7 @@ fn check_grants<P: Platform>(platform: &P, grants: &[Grant]) -> Result<(), Provi
 pub fn provision<P: Platform>(
     platform: &P,
     spec: &HostGroupSpec,
+    owner: &Owner,
     state_dir: &Path,
 ) -> Result<Vec<Change>, ProvisionError> {
     spec.validate().map_err(ProvisionError::Invalid)?;
@@ -156,7 +233,7 @@ pub fn provision<P: Platform>(
     check_grants(platform, &spec.grants)?;
 
     let group = spec.group_name.as_str();
-    let mut applier = Applier::open(platform, state_dir, group)?;
+    let mut applier = Applier::open(platform, state_dir, owner, group)?;
 
     let description = spec.description.clone().unwrap_or_default();
     let current = platform.group(group).map_err(host)?;
@@ -233,7 +310,7 @@ pub fn grant<P: Platform>(
         });
     }
     check_grants(platform, grants)?;
-    let mut applier = Applier::open(platform, state_dir, group)?;
+    let mut applier = Applier::open(platform, state_dir, &Owner::Commands, group)?;
     apply_grants(&mut applier, group, grants)?;
     applier.finish()
 }
@@ -254,7 +331,7 @@ pub fn revoke<P: Platform>(
     if !errors.is_empty() {
         return Err(ProvisionError::Invalid(ValidationErrors(errors)));
     }
-    let mut applier = Applier::open(platform, state_dir, group)?;
+    let mut applier = Applier::open(platform, state_dir, &Owner::Commands, group)?;
     revoke_grants(&mut applier, group, paths)?;
     applier.finish()
 }
@@ -314,13 +391,14 @@ fn revoke_grants<P: Platform>(
 pub fn deprovision<P: Platform>(
     platform: &P,
     group: &str,
+    owner: &Owner,
     state_dir: &Path,
 ) -> Result<Vec<Change>, ProvisionError> {
     let errors = group_name_errors(group);
     if !errors.is_empty() {
         return Err(ProvisionError::Invalid(ValidationErrors(errors)));
     }
-    let mut applier = Applier::open(platform, state_dir, group)?;
+    let mut applier = Applier::open(platform, state_dir, owner, group)?;
     let granted: Vec<String> = applier.owned.grants.iter().cloned().collect();
     revoke_grants(&mut applier, group, &granted)?;
     if let Some(current) = platform.group(group).map_err(host)? {

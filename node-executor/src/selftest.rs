@@ -59,6 +59,11 @@ impl Report {
 
 const GROUP: &str = "hpo-selftest";
 
+/// The owner the self-test provisions its group for, as a HostGroup would be.
+fn self_test_owner() -> provision::Owner {
+    provision::Owner::HostGroup("self-test".into())
+}
+
 pub fn run<P: Platform>(platform: &P, state_dir: &Path, scratch: &Path, acl_path: &str) -> Report {
     let mut checks = vec![];
     let wine = platform.is_wine();
@@ -198,7 +203,8 @@ fn spec(acl_path: &str) -> HostGroupSpec {
 
 fn groups<P: Platform>(platform: &P, state_dir: &Path, acl_path: &str) -> Result<String, String> {
     let spec = spec(acl_path);
-    let changes = provision::provision(platform, &spec, state_dir).map_err(|e| e.to_string())?;
+    let changes =
+        provision::provision(platform, &spec, &self_test_owner(), state_dir).map_err(|e| e.to_string())?;
     let group = platform.group(GROUP).map_err(|e| e.to_string())?.ok_or("the group does not read back")?;
     let member =
         platform.lookup_account(&spec.members[0]).map_err(|e| e.to_string())?.ok_or("no member id")?;
@@ -214,7 +220,8 @@ fn groups<P: Platform>(platform: &P, state_dir: &Path, acl_path: &str) -> Result
 }
 
 fn second_run<P: Platform>(platform: &P, state_dir: &Path, acl_path: &str) -> Result<String, String> {
-    let changes = provision::provision(platform, &spec(acl_path), state_dir).map_err(|e| e.to_string())?;
+    let changes = provision::provision(platform, &spec(acl_path), &self_test_owner(), state_dir)
+        .map_err(|e| e.to_string())?;
     if changes.is_empty() { Ok("no changes".into()) } else { Err(format!("changed again: {changes:?}")) }
 }
 
@@ -223,7 +230,8 @@ fn cleanup<P: Platform>(platform: &P, state_dir: &Path, acl_path: &str) -> Resul
     let revoked =
         provision::revoke(platform, GROUP, &[acl_path.to_string()], state_dir).map_err(|e| e.to_string())?;
     let aces = platform.explicit_aces(acl_path, GROUP).map_err(|e| e.to_string())?;
-    let changes = provision::deprovision(platform, GROUP, state_dir).map_err(|e| e.to_string())?;
+    let changes =
+        provision::deprovision(platform, GROUP, &self_test_owner(), state_dir).map_err(|e| e.to_string())?;
     let gone = platform.group(GROUP).map_err(|e| e.to_string())?.is_none();
     let deleted = changes.iter().any(|c| matches!(c, Change::DeleteGroup { .. }));
     if gone && aces.is_empty() && deleted && !revoked.is_empty() {

@@ -524,22 +524,60 @@ fn provision_converges_and_removal_keeps_what_others_made() {
         // As the operator's setup pod gives it: the file and the digest of its bytes.
         (file, hostprocess_protocol::digest::sha256_hex(json.to_string().as_bytes()))
     };
+    const OWNER: &str = "0b7c5e0a-uid-of-the-hostgroup";
     let provision = |(file, digest): &(String, String)| {
-        node.exec(&["provision", "--spec", file, "--spec-sha256", digest])
+        node.exec(&["provision", "--spec", file, "--spec-sha256", digest, "--owner", OWNER])
     };
     let file = spec(&["alice", "bob"], &[r"C:\data\a", r"C:\data\b"]);
     let first = result(&provision(&file));
     assert_eq!(first["changes"].as_array().map(Vec::len), Some(4), "{first}");
     assert_eq!(result(&provision(&file))["changed"], false);
 
-    // bob and C:\data\b leave the spec: removed; carol (not ours) stays.
+    // The record is the HostGroup's, by its uid, with the group's name inside.
+    let record: Value = serde_json::from_slice(
+        &fs::read(node.state().join(format!("groups/hostgroup-{OWNER}.json"))).expect("record"),
+    )
+    .expect("json");
+    assert_eq!(record["group"], "Operators");
+
+    // An administrator grants the group another path on purpose, with the grant command.
+    node.mkdir(r"C:\data\c");
+    result(&node.exec(&[
+        "grant",
+        "apply",
+        "--group",
+        "Operators",
+        "--path",
+        r"C:\data\c",
+        "--rights",
+        "Read",
+    ]));
+
+    // bob and C:\data\b leave the spec: removed; carol and C:\data\c (not the HostGroup's) stay.
     let file = spec(&["alice"], &[r"C:\data\a"]);
     let changes = result(&provision(&file))["changes"].clone();
     let kinds: Vec<&str> =
         changes.as_array().expect("changes").iter().filter_map(|c| c["change"].as_str()).collect();
     assert_eq!(kinds, ["removeMember", "revokeGrant"], "{changes}");
+    let acls: Value =
+        serde_json::from_slice(&fs::read(node.state().join("test-store/acls.json")).expect("acls"))
+            .expect("json");
+    assert!(!acls[r"c:\data\c"].is_null(), "the administrator's grant stays: {acls}");
 
-    let removed = result(&node.exec(&["deprovision", "--group", "Operators"]));
+    // A second HostGroup for the same Windows group (any case) is refused on the node too.
+    let (file2, digest2) = {
+        let file = node.path("spec2.json");
+        let json = serde_json::json!({"groupName": "OPERATORS"});
+        fs::write(&file, json.to_string()).expect("spec");
+        (file, hostprocess_protocol::digest::sha256_hex(json.to_string().as_bytes()))
+    };
+    let refused =
+        node.exec(&["provision", "--spec", &file2, "--spec-sha256", &digest2, "--owner", "another-uid"]);
+    let error = result(&refused)["error"].as_str().unwrap_or_default().to_string();
+    assert!(error.contains(&format!("managed on this node by HostGroup uid {OWNER}")), "{error}");
+    assert_eq!(result(&provision(&file))["changed"], false, "the first HostGroup is untouched");
+
+    let removed = result(&node.exec(&["deprovision", "--group", "Operators", "--owner", OWNER]));
     let kinds: Vec<&str> =
         removed["changes"].as_array().expect("changes").iter().filter_map(|c| c["change"].as_str()).collect();
     assert_eq!(kinds, ["revokeGrant", "removeMember"], "the admin's group is kept: {removed}");
@@ -763,11 +801,11 @@ fn bad_input_is_refused_with_a_clear_message_and_changes_nothing() {
             "is not the one the operator wrote",
         ),
         (
-            vec!["provision", "--spec", &bad_spec, "--spec-sha256", &other_digest],
+            vec!["provision", "--spec", &bad_spec, "--spec-sha256", &other_digest, "--owner", "u"],
             "is not the one the operator wrote",
         ),
         (
-            vec!["provision", "--spec", &bad_spec, "--spec-sha256", &bad_spec_digest],
+            vec!["provision", "--spec", &bad_spec, "--spec-sha256", &bad_spec_digest, "--owner", "u"],
             "is not a HostGroup spec",
         ),
     ];

@@ -64,12 +64,19 @@ pub enum Command {
         /// The SHA-256 (lowercase hex) the spec file must have; any other spec is refused.
         #[arg(long)]
         spec_sha256: String,
+        /// The HostGroup's uid: what is done is recorded for it, and a group another HostGroup
+        /// manages on this host is refused.
+        #[arg(long)]
+        owner: String,
     },
-    /// Undo what `provision` did for a group: revoke its grants, delete the group if this
-    /// executor created it (else remove the members it added).
+    /// Undo what `provision` did for a group and HostGroup: revoke its grants, delete the group if
+    /// it created it (else remove the members it added).
     Deprovision {
         #[arg(long)]
         group: String,
+        /// The HostGroup's uid, as given to `provision`.
+        #[arg(long)]
+        owner: String,
     },
     /// Restart the host: for a node the operator drained after a payload exited 3010. Reports
     /// whether the OS itself says a reboot is pending (CBS / Windows Update registry keys).
@@ -362,10 +369,14 @@ impl Command {
             Command::Grant(GrantCommand::Revoke { group, path }) => {
                 args.word("grant").word("revoke").flag("--group", group).flag("--path", path)
             }
-            Command::Provision { spec, spec_sha256 } => {
-                args.word("provision").flag("--spec", path(spec)).flag("--spec-sha256", spec_sha256)
+            Command::Provision { spec, spec_sha256, owner } => args
+                .word("provision")
+                .flag("--spec", path(spec))
+                .flag("--spec-sha256", spec_sha256)
+                .flag("--owner", owner),
+            Command::Deprovision { group, owner } => {
+                args.word("deprovision").flag("--group", group).flag("--owner", owner)
             }
-            Command::Deprovision { group } => args.word("deprovision").flag("--group", group),
             Command::Reboot { reason } => args.word("reboot").flag("--reason", reason),
             Command::Install => args.word("install"),
             Command::SelfTest { scratch } => {
@@ -515,8 +526,9 @@ mod tests {
         round_trip(Command::Provision {
             spec: PathBuf::from(r"C:\hostprocess\group\spec.json"),
             spec_sha256: crate::digest::sha256_hex(b"{}"),
+            owner: "0b7c5e0a-9f1d-4c2e-8b3a-5d6e7f8a9b0c".into(),
         });
-        round_trip(Command::Deprovision { group: "AppLogReaders".into() });
+        round_trip(Command::Deprovision { group: "AppLogReaders".into(), owner: "0b7c".into() });
         round_trip(Command::Reboot { reason: "HostTask ops/patch needs a reboot".into() });
         round_trip(Command::Install);
         round_trip(Command::SelfTest { scratch: None });

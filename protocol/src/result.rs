@@ -19,6 +19,20 @@ pub struct ResultLine {
     pub outcome: Outcome,
 }
 
+/// The longest result line printed, in bytes: with its newline it is within the 2,048 bytes of
+/// output the kubelet keeps as a termination message.
+pub const RESULT_LINE_LIMIT: usize = 2000;
+
+/// `text`, at most `chars` characters, marked when cut.
+fn shortened(text: &str, chars: usize) -> String {
+    if text.chars().count() <= chars {
+        return text.to_string();
+    }
+    let mut cut: String = text.chars().take(chars.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
 /// What a subcommand has to say; which one is told by the fields present.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -51,6 +65,52 @@ impl ResultLine {
     /// A refusal of `command`.
     pub fn refused(command: &str, error: impl Into<String>) -> Self {
         ResultLine { ok: false, command: command.into(), outcome: Outcome::Refused { error: error.into() } }
+    }
+
+    /// The line as printed: its JSON, at most `RESULT_LINE_LIMIT` bytes. The kubelet keeps the
+    /// last 2,048 bytes of a container's output as its termination message, so a longer line
+    /// would reach the operator cut at its start and unreadable. By design a line over the limit
+    /// is made shorter, losing detail and never meaning: a record keeps its state, exit code and
+    /// last attempt (numbered, so the count survives) with its message shortened; a list of
+    /// changes keeps its head; an error keeps its start.
+    pub fn to_line(&self) -> String {
+        let fits = |line: &ResultLine| {
+            serde_json::to_string(line).ok().filter(|text| text.len() <= RESULT_LINE_LIMIT)
+        };
+        if let Some(text) = fits(self) {
+            return text;
+        }
+        let mut line = self.clone();
+        match &mut line.outcome {
+            Outcome::Ran(report) => {
+                let last = report.record.attempts.pop();
+                report.record.attempts = last.into_iter().collect();
+                for attempt in &mut report.record.attempts {
+                    attempt.message = shortened(&attempt.message, 512);
+                }
+            }
+            Outcome::Changed { changed, changes } => {
+                // Each change is one short object: keep as many as the limit holds.
+                let mut kept = changes.clone();
+                while !kept.is_empty() {
+                    let trial = ResultLine {
+                        outcome: Outcome::Changed { changed: *changed, changes: kept.clone() },
+                        ..self.clone()
+                    };
+                    if fits(&trial).is_some() {
+                        break;
+                    }
+                    kept.truncate(kept.len() * 3 / 4);
+                }
+                *changes = kept;
+            }
+            Outcome::Refused { error } => *error = shortened(error, 1024),
+            _ => {}
+        }
+        fits(&line).unwrap_or_else(|| {
+            let error = format!("the result of {:?} does not fit a termination message", line.command);
+            serde_json::to_string(&ResultLine::refused(&line.command, error)).unwrap_or_default()
+        })
     }
 
     /// The last line of `output` that is a result line (a termination message holds the end of
@@ -342,6 +402,65 @@ mod tests {
             let text = serde_json::to_string(&line).unwrap_or_default();
             assert_eq!(ResultLine::parse_last(&format!("payload output\n{text}\n")), Some(line), "{text}");
         }
+    }
+
+    /// What the kubelet keeps of a container's output: its last 2,048 bytes.
+    fn termination_message(output: &str) -> &str {
+        let mut start = output.len().saturating_sub(2048);
+        while !output.is_char_boundary(start) {
+            start += 1;
+        }
+        &output[start..]
+    }
+
+    #[test]
+    fn a_long_result_still_reaches_the_operator_whole_through_a_termination_message() {
+        let mut long = record(State::Failed);
+        long.attempts = (1..=11)
+            .map(|n| Attempt { number: n, message: "é".repeat(700), ..long.attempts[0].clone() })
+            .collect();
+        let report = RunReport { skipped: false, record_path: "/r.json".into(), record: long };
+        let line = ResultLine { ok: false, command: "run".into(), outcome: Outcome::Ran(report) };
+        assert!(
+            serde_json::to_string(&line).unwrap_or_default().len() > 2048,
+            "a line the kubelet would cut"
+        );
+        let output = format!("{}\n{}\n", "payload output\n".repeat(500), line.to_line());
+        let read = ResultLine::parse_last(termination_message(&output)).expect("the whole line");
+        let record = &read.run().expect("still a run result").record;
+        assert_eq!(record.state, State::Failed);
+        assert_eq!(record.exit_code, Some(3010));
+        let last = record.attempts.last().expect("the last attempt");
+        assert_eq!(last.number, 11, "the count survives");
+        assert!(last.message.ends_with('…') && last.message.chars().count() == 512);
+
+        let changes = (0..200)
+            .map(|i| Change::SetGrant {
+                path: format!(r"C:\data\{i:04}"),
+                group: "G".into(),
+                rights: Rights::Modify,
+                applies_to: AppliesTo::ThisFolderOnly,
+            })
+            .collect();
+        let line = ResultLine::ok("provision", Outcome::Changed { changed: true, changes });
+        let text = line.to_line();
+        assert!(text.len() <= RESULT_LINE_LIMIT);
+        assert!(matches!(
+            ResultLine::parse_last(&text).map(|l| l.outcome),
+            Some(Outcome::Changed { changed: true, .. })
+        ));
+        let refused = ResultLine::refused("provision", "x".repeat(5000)).to_line();
+        assert_eq!(
+            ResultLine::parse_last(&refused).and_then(|l| l.error().map(str::len)),
+            Some(1026),
+            "1024 characters, the last one '…' (3 bytes)"
+        );
+        let short = ResultLine::refused("run", "no");
+        assert_eq!(
+            short.to_line(),
+            serde_json::to_string(&short).unwrap_or_default(),
+            "a short line is unchanged"
+        );
     }
 
     #[test]

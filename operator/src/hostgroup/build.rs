@@ -140,11 +140,14 @@ pub fn setup_pod(
     // A spec that cannot be written has no ConfigMap either: the digest of nothing then refuses
     // whatever is found.
     let spec_sha256 = digest::sha256_hex(spec_text(group).unwrap_or_default().as_bytes());
+    // The executor records what it does for this HostGroup under its uid.
+    let owner = group.uid().unwrap_or_default();
     let (args, volumes, mounts) = match setup {
         Setup::Provision => (
             Command::Provision {
                 spec: PathBuf::from(format!(r"{SPEC_DIR}\{SPEC_FILE}")),
                 spec_sha256: spec_sha256.clone(),
+                owner: owner.clone(),
             },
             Some(vec![Volume {
                 name: "spec".into(),
@@ -162,7 +165,9 @@ pub fn setup_pod(
             }]),
         ),
         // Group names are validated (no separators, no quotes); the word stays one argument.
-        Setup::Cleanup => (Command::Deprovision { group: group.spec.group_name.clone() }, None, None),
+        Setup::Cleanup => {
+            (Command::Deprovision { group: group.spec.group_name.clone(), owner: owner.clone() }, None, None)
+        }
     };
     let command = invocation(IMAGE_EXECUTOR, &args);
     let mut tolerations = windows_tolerations();
@@ -238,7 +243,11 @@ mod tests {
         let file = map.data.as_ref().and_then(|d| d.get(SPEC_FILE)).unwrap_or_else(|| panic!("spec file"));
         assert_eq!(
             executor_command(spec.containers[0].command.as_deref()),
-            Command::Provision { spec: provision, spec_sha256: digest::sha256_hex(file.as_bytes()) },
+            Command::Provision {
+                spec: provision,
+                spec_sha256: digest::sha256_hex(file.as_bytes()),
+                owner: "0b7c".into()
+            },
             "the pod names the digest of exactly what the ConfigMap carries"
         );
         let owner = &pod.metadata.owner_references.as_ref().unwrap_or_else(|| panic!("owner"))[0];
@@ -249,7 +258,7 @@ mod tests {
         let command = cleanup.spec.and_then(|s| s.containers[0].command.clone());
         assert_eq!(
             executor_command(command.as_deref()),
-            Command::Deprovision { group: "AppOperators".into() }
+            Command::Deprovision { group: "AppOperators".into(), owner: "0b7c".into() }
         );
         assert!(cleanup.metadata.name.unwrap_or_default().ends_with("-cleanup"));
     }

@@ -216,13 +216,39 @@ impl CachedPod {
 /// Keeps of a cached pod what decisions and writes read: name, namespace, uid, resourceVersion,
 /// deletion, the operator's own labels and annotations (`hostprocess.dev/…`), and of its
 /// conditions only `Ready`.
+/// Whether `owner`, a pod's controller, is what the operator makes such a pod through: the task's
+/// DaemonSet (task pods), the HostGroup it names (setup pods) or a HostTask (reboot pods).
+fn controlled_by_operator(
+    owner: &k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
+    labels: &BTreeMap<String, String>,
+) -> bool {
+    let group = format!("{}/{}", hostprocess_crds::GROUP, hostprocess_crds::VERSION);
+    match (owner.api_version.as_str(), owner.kind.as_str()) {
+        ("apps/v1", "DaemonSet") => labels
+            .get(crate::labels::TASK)
+            .is_some_and(|task| owner.name == crate::labels::daemon_set_name(task)),
+        (api, "HostGroup") if api == group => labels.get(crate::labels::HOST_GROUP) == Some(&owner.name),
+        (api, "HostTask") if api == group => true,
+        _ => false,
+    }
+}
+
 pub fn strip_pod(pod: &mut CachedPod) {
     let own = |key: &String| key.starts_with("hostprocess.dev/");
     let m = &mut pod.metadata;
     let labels = m.labels.take().unwrap_or_default();
+    // A pod is read as the operator's only when the operator's objects control it: a pod that
+    // merely carries the labels (anyone who may create pods can write them) is nobody's here.
+    let controlled = m
+        .owner_references
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .find(|o| o.controller == Some(true))
+        .is_some_and(|owner| controlled_by_operator(owner, &labels));
     pod.own_labels = labels
         .into_iter()
-        .filter(|(k, _)| own(k))
+        .filter(|(k, _)| controlled && own(k))
         .map(|(k, v)| (k.into_boxed_str(), v.into_boxed_str()))
         .collect();
     *m = ObjectMeta {
@@ -312,7 +338,8 @@ mod tests {
             "metadata": {"name": "p", "namespace": "ns", "uid": "u", "resourceVersion": "7",
                 "labels": {"hostprocess.dev/task": "patch", "controller-revision-hash": "x"},
                 "annotations": {"hostprocess.dev/reboot": "done", "other": "y"},
-                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "d", "uid": "d"}],
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "hostprocess-patch",
+                    "uid": "d", "controller": true}],
                 "managedFields": [{"manager": "x"}]},
             "spec": {"nodeName": "win-001", "containers": [{"name": "task", "image": "i"}],
                 "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
@@ -326,7 +353,7 @@ mod tests {
                             hostprocess_protocol::State::Failed, 3, &[(hostprocess_protocol::AttemptOutcome::ExitCode, "")])}}}]},
         });
         let pod: Pod = serde_json::from_value(full.clone()).unwrap_or_else(|e| panic!("{e}"));
-        let mut cached: CachedPod = serde_json::from_value(full).unwrap_or_else(|e| panic!("{e}"));
+        let mut cached: CachedPod = serde_json::from_value(full.clone()).unwrap_or_else(|e| panic!("{e}"));
         strip_pod(&mut cached);
         let seen = cached.to_pod();
         assert_eq!(crate::state::pod_result::observe(&seen), crate::state::pod_result::observe(&pod));
@@ -342,5 +369,19 @@ mod tests {
         assert_eq!(meta.labels.as_ref().map(|l| l.len()), Some(1), "only the operator's own labels");
         assert_eq!(meta.annotations.as_ref().map(|a| a.len()), Some(1));
         assert!(meta.managed_fields.is_none() && meta.owner_references.is_none());
+
+        // The same labels on a pod the operator's objects do not control: nobody's.
+        for owners in [
+            json!([]),
+            json!([{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "hostprocess-other", "uid": "x", "controller": true}]),
+            json!([{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "hostprocess-patch", "uid": "d"}]),
+            json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "hostprocess-patch", "uid": "r", "controller": true}]),
+        ] {
+            let mut forged = full.clone();
+            forged["metadata"]["ownerReferences"] = owners.clone();
+            let mut cached: CachedPod = serde_json::from_value(forged).unwrap_or_else(|e| panic!("{e}"));
+            strip_pod(&mut cached);
+            assert_eq!(cached.label("hostprocess.dev/task"), None, "owners {owners}: not the operator's");
+        }
     }
 }

@@ -81,7 +81,8 @@ fn failure_of(node: &str, status: &ContainerStatus) -> Option<NodeFailure> {
                 exit_code: Some(code),
                 reason: last.and_then(|a| a.outcome).map_or("Failed", |o| o.name()).to_string(),
                 message: shorten(&message),
-                attempts: u32::try_from(record.attempts.len()).unwrap_or(u32::MAX),
+                // Numbered: a shortened result line keeps only the last attempt.
+                attempts: last.map_or(0, |a| a.number),
             }
         }
         // A success that exits once (a reboot is needed): not a failure.
