@@ -416,3 +416,31 @@ pub fn deprovision<P: Platform>(
     applier.file.remove()?;
     Ok(applier.done)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_that_last_say_so_as_the_operator_reads_them() {
+        let lasting = [
+            ProvisionError::Invalid(ValidationErrors(vec![])),
+            ProvisionError::UnknownMember("alice".into()),
+            ProvisionError::MissingPath(r"C:\data".into()),
+            ProvisionError::FileInheritance { path: r"C:\data\f.txt".into() },
+            ProvisionError::OwnedByAnother { group: "G".into(), owner: "u".into() },
+        ];
+        for error in lasting {
+            let line = hostprocess_protocol::ResultLine::refused("provision", error.to_string());
+            assert!(line.lasting_refusal(), "{error}");
+        }
+        let passing = [
+            ProvisionError::Host { source: PlatformError::new("create", "G", "access denied"), done: vec![] },
+            ProvisionError::Ownership { path: "/x".into(), detail: "disk full".into() },
+        ];
+        for error in passing {
+            let line = hostprocess_protocol::ResultLine::refused("provision", error.to_string());
+            assert!(!line.lasting_refusal(), "{error}");
+        }
+    }
+}

@@ -443,3 +443,60 @@ async fn a_reimaged_node_is_provisioned_again_before_tasks_run_there() {
     let after = agents(&fx, "agent").await;
     assert_eq!(after["win-000"], before["win-000"], "win-000's agent ran throughout");
 }
+
+#[tokio::test]
+async fn a_setup_that_fails_for_a_lasting_reason_stops_and_says_why_until_it_is_fixed() {
+    let fx = Fixture::start(2, "privileged").await;
+    // The granted path exists on win-000 only.
+    std::fs::create_dir_all(fx.sim.kubelets[0].config.test_store().join("fs/c/programdata/app")).unwrap();
+    apply_group(
+        &fx,
+        "app-operators",
+        json!({"groupName": "AppOperators", "grants": [{"path": GRANTED, "rights": "Read"}],
+            "rollout": {"maxConcurrent": 2, "maxFailures": 1}}),
+    )
+    .await;
+    let stalled = until("the HostGroup says why win-001 failed", Duration::from_secs(60), || async {
+        let group = groups(&fx).get("app-operators").await.unwrap();
+        let status = group.status.clone()?;
+        let stalled = status.conditions.iter().any(|c| c.type_ == "Stalled" && c.status == "True");
+        (stalled && status.nodes.provisioned == 1).then_some(status)
+    })
+    .await
+    .unwrap();
+    assert_eq!(stalled.failures[0].node, "win-001");
+    assert!(
+        stalled.failures[0].message.contains("does not exist on this node"),
+        "{}",
+        stalled.failures[0].message
+    );
+    let stalled_message = stalled.conditions.iter().find(|c| c.type_ == "Stalled").unwrap().message.clone();
+    assert!(stalled_message.contains("delete the failed setup pod"), "{stalled_message}");
+
+    // Nothing retries a refusal that lasts: the one pod stays Failed, not restarted.
+    let pods: Api<Pod> =
+        Api::namespaced(fx.sim.client.clone(), hostprocess_operator::Config::DEFAULT_GROUP_NAMESPACE);
+    let on_win_001 = || async {
+        pods.list(&ListParams::default().labels("hostprocess.dev/setup=provision"))
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some("win-001"))
+            .collect::<Vec<Pod>>()
+    };
+    let first = on_win_001().await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let later = on_win_001().await;
+    assert_eq!(later.len(), 1);
+    assert_eq!(later[0].metadata.uid, first[0].metadata.uid, "the same pod");
+    let status = later[0].status.clone().unwrap();
+    assert_eq!(status.phase.as_deref(), Some("Failed"));
+    assert_eq!(status.container_statuses.unwrap()[0].restart_count, 0, "not restarted");
+
+    // Fixed on the node, the failed pod deleted: provisioned.
+    std::fs::create_dir_all(fx.sim.kubelets[1].config.test_store().join("fs/c/programdata/app")).unwrap();
+    pods.delete(later[0].metadata.name.as_deref().unwrap(), &DeleteParams::default()).await.unwrap();
+    let group = group_ready(&fx, "app-operators").await;
+    assert_eq!(group.status.unwrap().nodes.provisioned, 2);
+}

@@ -11,5 +11,6 @@ pub mod result;
 
 pub use cli::{Cli, Command, GrantCommand, GroupCommand, ModeArg, ProbeArgs, RunArgs, TestPayload};
 pub use result::{
-    Attempt, AttemptOutcome, Change, JobStats, LimitKind, Outcome, Record, ResultLine, RunReport, State,
+    Attempt, AttemptOutcome, Change, JobStats, LimitKind, Outcome, REFUSED_NOTHING_CHANGED, Record,
+    ResultLine, RunReport, State,
 };

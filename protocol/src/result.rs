@@ -19,6 +19,11 @@ pub struct ResultLine {
     pub outcome: Outcome,
 }
 
+/// How the executor's refusals that will not pass by themselves begin: bad input, an unknown
+/// member, a missing path, a group another HostGroup manages — nothing was changed, and running
+/// the same command again gives the same answer until the spec or the node changes.
+pub const REFUSED_NOTHING_CHANGED: &str = "refused, nothing changed";
+
 /// The longest result line printed, in bytes: with its newline it is within the 2,048 bytes of
 /// output the kubelet keeps as a termination message.
 pub const RESULT_LINE_LIMIT: usize = 2000;
@@ -117,6 +122,11 @@ impl ResultLine {
     /// the payload's output, then the result).
     pub fn parse_last(output: &str) -> Option<ResultLine> {
         output.lines().rev().find_map(|line| serde_json::from_str(line.trim()).ok())
+    }
+
+    /// Whether the executor refused for a reason that lasts (`REFUSED_NOTHING_CHANGED`).
+    pub fn lasting_refusal(&self) -> bool {
+        self.error().is_some_and(|e| e.starts_with(REFUSED_NOTHING_CHANGED))
     }
 
     /// The refusal's reason, if the executor refused.

@@ -127,7 +127,7 @@ pub fn spec_config_map(group: &HostGroup, inputs: &SetupInputs<'_>) -> Result<Co
 }
 
 /// A HostProcess pod pinned to `node`, running as SYSTEM (creating groups and changing ACLs
-/// needs it), restarted on failure by the kubelet with its bounded back-off.
+/// needs it), run once: the plan decides whether a failure is tried again.
 /// `machine`: a short hash of the node's machine ID (`hashing::short`).
 pub fn setup_pod(
     group: &HostGroup,
@@ -195,7 +195,9 @@ pub fn setup_pod(
         ),
         spec: Some(PodSpec {
             termination_grace_period_seconds: Some(30),
-            ..hostprocess_pod::pinned_system_spec(node, tolerations, "OnFailure", container, volumes)
+            // Not restarted by the kubelet: the operator tries a failure that may pass again
+            // with a new pod, and leaves one that lasts (plan::RETRY_AFTER).
+            ..hostprocess_pod::pinned_system_spec(node, tolerations, "Never", container, volumes)
         }),
         status: None,
     }
@@ -233,7 +235,7 @@ mod tests {
         let pod = setup_pod(&group(), "win-007", "m1", Setup::Provision, &inputs);
         let spec = pod.spec.as_ref().unwrap_or_else(|| panic!("spec"));
         assert_eq!(spec.node_name.as_deref(), Some("win-007"));
-        assert_eq!(spec.restart_policy.as_deref(), Some("OnFailure"));
+        assert_eq!(spec.restart_policy.as_deref(), Some("Never"), "the operator decides what is retried");
         assert_eq!(spec.host_network, Some(true));
         let windows = spec.security_context.as_ref().and_then(|s| s.windows_options.as_ref());
         assert_eq!(windows.and_then(|w| w.host_process), Some(true));

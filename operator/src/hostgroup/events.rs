@@ -63,6 +63,7 @@ mod tests {
             revision: None,
             machine: None,
             result: SetupResult::Pending,
+            retry_from: None,
         }];
         let notes = notes(&group, &plan, &before, false);
         let told: Vec<(&str, &str)> = notes.iter().map(|n| (n.reason.as_str(), n.message.as_str())).collect();

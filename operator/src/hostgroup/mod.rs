@@ -78,7 +78,7 @@ pub(crate) async fn reconcile(group: Arc<HostGroup>, ctx: Arc<Context>) -> Resul
     let revision = hashing::group_revision(&group.spec);
     let pods = provisioned::setup_pods(&ctx, &group.name_any());
     let records = record::Records::read(&ctx.cache.nodes.state(), group.uid().as_deref().unwrap_or_default());
-    let plan = plan_nodes(&ctx, &group, &pods, &records, &revision, deleting);
+    let plan = plan_nodes(&ctx, &group, &pods, &records, &revision, deleting, now);
     let inputs = SetupInputs {
         namespace: &namespace,
         executor_image: &ctx.config.executor_image,
@@ -104,7 +104,11 @@ pub(crate) async fn reconcile(group: Arc<HostGroup>, ctx: Arc<Context>) -> Resul
         ctx.events.publish(&*group, crate::events::PROVISION, note);
     }
     apply::status(&ctx, &group, status).await?;
-    Ok(Action::requeue(Duration::from_secs(300)))
+    // A failure that may pass is tried again when due; otherwise a periodic look.
+    let wait = plan.next_retry.map_or(Duration::from_secs(300), |due| {
+        Duration::from_secs(due.duration_since(now).as_secs().clamp(1, 300).unsigned_abs())
+    });
+    Ok(Action::requeue(wait))
 }
 
 /// Writes the Stalled status of a HostGroup that cannot be provisioned, and a Warning Event the
@@ -145,6 +149,7 @@ fn plan_nodes(
     records: &record::Records,
     revision: &str,
     deleting: bool,
+    now: Timestamp,
 ) -> Plan {
     let nodes = ctx.cache.nodes.state();
     let targeted = windows_nodes_matching(group.spec.node_selector.as_ref(), &nodes);
@@ -167,6 +172,7 @@ fn plan_nodes(
         policy: group.spec.deletion_policy,
         max_concurrent: limit(&group.spec.rollout.max_concurrent, 1).max(1),
         max_failures: limit(&group.spec.rollout.max_failures, 0),
+        now,
     })
 }
 

@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use hostprocess_crds::DeletionPolicy;
 use hostprocess_protocol::ResultLine;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 
 use super::build::Setup;
@@ -25,12 +26,18 @@ use crate::state::pod_result::{last_terminated, shorten};
 pub enum SetupResult {
     Pending,
     Done,
-    /// Failed (the kubelet may still be retrying it with back-off).
+    /// Failed. Setup pods are not restarted by the kubelet (`restartPolicy: Never`): a failure
+    /// that may pass (a host error) is tried again by a new pod `RETRY_AFTER` later; one that
+    /// lasts (the executor refused and changed nothing: a missing path, an unknown member) is
+    /// not, until the spec changes or the pod is deleted.
     Failed {
         reason: String,
         message: String,
     },
 }
+
+/// How long after a failure that may pass a setup pod is tried again.
+pub const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// One setup pod, as the planner needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +51,9 @@ pub struct SetupPod {
     /// operators that kept no records).
     pub machine: Option<String>,
     pub result: SetupResult,
+    /// When a failed pod's container ended, if its failure may pass (`None`: it lasts, or the
+    /// pod did not fail).
+    pub retry_from: Option<Timestamp>,
 }
 
 /// Why the executor refused, from its result line at the end of a termination message.
@@ -63,10 +73,14 @@ pub fn observe(pod: &Pod) -> Option<SetupPod> {
     let container = status.and_then(|s| s.container_statuses.as_ref()).and_then(|c| c.first());
     let terminated = container.and_then(last_terminated);
     let phase = status.and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
+    let mut retry_from = None;
     let result = match (phase, terminated) {
         ("Succeeded", _) => SetupResult::Done,
         (_, Some(t)) if t.exit_code != 0 => {
             let message = t.message.clone().unwrap_or_default();
+            if !ResultLine::parse_last(&message).is_some_and(|line| line.lasting_refusal()) {
+                retry_from = Some(t.finished_at.as_ref().map_or(Timestamp::UNIX_EPOCH, |t| t.0));
+            }
             let message = executor_error(&message).unwrap_or(if message.is_empty() {
                 format!("the setup container exited with code {}", t.exit_code)
             } else {
@@ -78,10 +92,15 @@ pub fn observe(pod: &Pod) -> Option<SetupPod> {
             };
             SetupResult::Failed { reason: reason.into(), message: shorten(&message) }
         }
-        ("Failed", _) => SetupResult::Failed {
-            reason: "SetupPodFailed".into(),
-            message: status.and_then(|s| s.message.clone()).unwrap_or_else(|| "the setup pod failed".into()),
-        },
+        ("Failed", _) => {
+            retry_from = Some(Timestamp::UNIX_EPOCH);
+            SetupResult::Failed {
+                reason: "SetupPodFailed".into(),
+                message: status
+                    .and_then(|s| s.message.clone())
+                    .unwrap_or_else(|| "the setup pod failed".into()),
+            }
+        }
         _ => SetupResult::Pending,
     };
     Some(SetupPod {
@@ -91,6 +110,7 @@ pub fn observe(pod: &Pod) -> Option<SetupPod> {
         revision: pod.labels().get(labels::REVISION).cloned(),
         machine: pod.labels().get(labels::MACHINE).cloned(),
         result,
+        retry_from,
     })
 }
 
@@ -114,6 +134,7 @@ pub struct Inputs<'a> {
     pub max_concurrent: usize,
     /// No node starts once more than this many failed.
     pub max_failures: usize,
+    pub now: Timestamp,
 }
 
 /// What to do, and how each node stands.
@@ -134,6 +155,8 @@ pub struct Plan {
     pub waiting: usize,
     /// More nodes failed than `maxFailures` allows: no further node starts.
     pub halted: bool,
+    /// When the next failed pod whose failure may pass is due to be tried again.
+    pub next_retry: Option<Timestamp>,
     /// Nodes being cleaned up (no longer targeted, or the HostGroup is being deleted).
     pub cleaning: BTreeMap<String, SetupResult>,
     /// Nodes that are gone while they had setup pods or a record: nothing can be cleaned there.
@@ -199,7 +222,10 @@ fn provision(inputs: &Inputs<'_>, by_node: &BTreeMap<&str, Vec<&SetupPod>>, plan
             match &pod.result {
                 SetupResult::Done => plan.record.push((node.clone(), inputs.revision.to_string())),
                 SetupResult::Pending => running += 1,
-                SetupResult::Failed { .. } => failed += 1,
+                SetupResult::Failed { .. } => {
+                    failed += 1;
+                    retry(inputs, pod, plan);
+                }
             }
             pod.result.clone()
         } else {
@@ -226,6 +252,17 @@ fn provision(inputs: &Inputs<'_>, by_node: &BTreeMap<&str, Vec<&SetupPod>>, plan
     next.sort();
     plan.waiting = next.len().saturating_sub(slots);
     plan.create.extend(next.into_iter().take(slots).map(|(_, node)| (node.to_string(), Setup::Provision)));
+}
+
+/// A failed pod whose failure may pass goes once `RETRY_AFTER` passed, so that the next plan
+/// makes a new one; until then the plan says when to look again.
+fn retry(inputs: &Inputs<'_>, pod: &SetupPod, plan: &mut Plan) {
+    let Some(due) = pod.retry_from.and_then(|t| t.checked_add(RETRY_AFTER).ok()) else { return };
+    if due <= inputs.now {
+        plan.delete.push(pod.name.clone());
+    } else {
+        plan.next_retry = Some(plan.next_retry.map_or(due, |t| t.min(due)));
+    }
 }
 
 /// A node the group leaves (or every node, when the HostGroup is deleted): clean it up under
@@ -255,6 +292,9 @@ fn clean(inputs: &Inputs<'_>, node: &str, pods: &[&SetupPod], plan: &mut Plan) {
             plan.cleaning.insert(node.to_string(), SetupResult::Pending);
         }
         Some(pod) => {
+            if matches!(pod.result, SetupResult::Failed { .. }) {
+                retry(inputs, pod, plan);
+            }
             if pod.result == SetupResult::Done && recorded {
                 plan.forget.push(node.to_string());
             }
@@ -285,6 +325,7 @@ mod tests {
             revision: (setup == Setup::Provision).then(|| revision.to_string()),
             machine: (setup == Setup::Provision).then(|| "m".to_string()),
             result,
+            retry_from: None,
         }
     }
 
@@ -305,6 +346,7 @@ mod tests {
             policy: DeletionPolicy::Delete,
             max_concurrent: 100,
             max_failures: 0,
+            now: Timestamp::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000),
         }
     }
 
@@ -370,6 +412,27 @@ mod tests {
         let halted = plan(&Inputs { pods: &failing, ..waves });
         assert!(halted.halted && halted.create.is_empty(), "more than maxFailures (0): {halted:?}");
         assert_eq!(halted.waiting, 3);
+    }
+
+    #[test]
+    fn a_failure_that_may_pass_is_tried_again_after_a_while_and_one_that_lasts_is_not() {
+        let targeted = nodes(&["a", "b"]);
+        let existing: BTreeSet<String> = targeted.iter().cloned().collect();
+        let failed = SetupResult::Failed { reason: "ProvisionFailed".into(), message: "m".into() };
+        let base = inputs(&targeted, &existing, &[], false);
+        let ended = |secs_ago: u64| Some(base.now - std::time::Duration::from_secs(secs_ago));
+        let pods = [
+            SetupPod { retry_from: ended(90), ..pod("a", Setup::Provision, "r2", failed.clone()) },
+            SetupPod { retry_from: None, ..pod("b", Setup::Provision, "r2", failed.clone()) },
+        ];
+        let plan = plan(&Inputs { pods: &pods, max_failures: 2, ..base.clone() });
+        assert_eq!(plan.delete, ["a-provision-r2"], "a's host error is due again; b's refusal lasts");
+        assert!(plan.next_retry.is_none());
+
+        let recent = [SetupPod { retry_from: ended(10), ..pod("a", Setup::Provision, "r2", failed) }];
+        let waiting = super::plan(&Inputs { pods: &recent, max_failures: 2, ..base.clone() });
+        assert!(waiting.delete.is_empty());
+        assert_eq!(waiting.next_retry, base.now.checked_add(std::time::Duration::from_secs(50)).ok());
     }
 
     #[test]

@@ -96,8 +96,9 @@ pub fn status(
             let wanted = if counts.failed > 0 && settled {
                 let halted = if plan.halted { ", more than maxFailures: the other nodes wait" } else { "" };
                 let message = format!(
-                    "{progress}{halted}: {failing} (see status.failures; the kubelet retries the setup pods \
-                     by itself: fix the cause on the node or change the spec)"
+                    "{progress}{halted}: {failing} (see status.failures; a failure that may pass is tried \
+                     again every minute, one that lasts — a missing path, an unknown member — waits: fix it \
+                     on the node and delete the failed setup pod, or change the spec)"
                 );
                 vec![
                     Wanted::new(READY, false, "SetupFailed", message.clone()),
