@@ -38,6 +38,9 @@ pub const PROVISIONED_PREFIX: &str = "provisioned.hostprocess.dev/";
 /// Only in the operator's node cache, never written: the node's `status.nodeInfo.machineID`
 /// (a reimaged node has a new one).
 pub const CACHED_MACHINE_ID: &str = "hostprocess.dev/machine-id";
+/// Only in the operator's node cache, never written: the status of the node's `Ready` condition
+/// (`True`, `False`, `Unknown`), to say why a node's cleanup waits.
+pub const CACHED_READY: &str = "hostprocess.dev/ready";
 
 /// The HostGroup a setup pod or its spec ConfigMap belongs to (its name).
 pub const HOST_GROUP: &str = "hostprocess.dev/hostgroup";

@@ -154,6 +154,11 @@ fn plan_nodes(
     let nodes = ctx.cache.nodes.state();
     let targeted = windows_nodes_matching(group.spec.node_selector.as_ref(), &nodes);
     let existing: BTreeSet<String> = nodes.iter().map(|n| n.name_any()).collect();
+    let not_ready: BTreeSet<String> = nodes
+        .iter()
+        .filter(|n| n.annotations().get(crate::labels::CACHED_READY).is_some_and(|r| r != "True"))
+        .map(|n| n.name_any())
+        .collect();
     let machines: BTreeMap<String, String> =
         nodes.iter().map(|n| (n.name_any(), hashing::short(record::machine_id(n)))).collect();
     let total = u32::try_from(targeted.len()).unwrap_or(u32::MAX);
@@ -164,6 +169,7 @@ fn plan_nodes(
     plan::plan(&plan::Inputs {
         targeted: &targeted,
         existing: &existing,
+        not_ready: &not_ready,
         pods,
         records,
         machines: &machines,

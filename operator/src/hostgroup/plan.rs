@@ -121,6 +121,8 @@ pub struct Inputs<'a> {
     pub targeted: &'a [String],
     /// Every node that exists.
     pub existing: &'a BTreeSet<String>,
+    /// Nodes whose `Ready` condition is not `True` (their setup pods cannot run meanwhile).
+    pub not_ready: &'a BTreeSet<String>,
     pub pods: &'a [SetupPod],
     /// Where the group is recorded in place, and every node with a record.
     pub records: &'a Records,
@@ -161,6 +163,8 @@ pub struct Plan {
     pub cleaning: BTreeMap<String, SetupResult>,
     /// Nodes that are gone while they had setup pods or a record: nothing can be cleaned there.
     pub gone: Vec<String>,
+    /// Nodes being cleaned up that are not Ready: their cleanup runs when they are back.
+    pub cleaning_not_ready: Vec<String>,
 }
 
 impl Plan {
@@ -286,6 +290,9 @@ fn clean(inputs: &Inputs<'_>, node: &str, pods: &[&SetupPod], plan: &mut Plan) {
     let cleanup = pods.iter().find(|p| p.setup == Setup::Cleanup);
     let provisions = pods.iter().filter(|p| p.setup == Setup::Provision).map(|p| p.name.clone());
     plan.delete.extend(provisions);
+    if inputs.not_ready.contains(node) && cleanup.is_none_or(|p| p.result != SetupResult::Done) {
+        plan.cleaning_not_ready.push(node.to_string());
+    }
     match cleanup {
         None => {
             plan.create.push((node.to_string(), Setup::Cleanup));
@@ -338,6 +345,7 @@ mod tests {
         Inputs {
             targeted,
             existing,
+            not_ready: Box::leak(Box::default()),
             pods,
             records: Box::leak(Box::default()),
             machines: Box::leak(Box::new(existing.iter().map(|n| (n.clone(), "m".to_string())).collect())),
@@ -511,6 +519,11 @@ mod tests {
 
         let all_done = [pod("a", Setup::Cleanup, "", SetupResult::Done)];
         assert!(super::plan(&inputs(&targeted, &existing, &all_done, true)).clean());
+
+        let a_down: BTreeSet<String> = nodes(&["a"]).into_iter().collect();
+        let waiting =
+            super::plan(&Inputs { not_ready: &a_down, ..inputs(&targeted, &existing, &pods, true) });
+        assert_eq!(waiting.cleaning_not_ready, ["a"], "its cleanup waits for it");
     }
 
     #[test]

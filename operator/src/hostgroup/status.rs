@@ -51,13 +51,19 @@ pub fn status(
             let mut failed = failures(plan.cleaning.iter());
             let waiting: Vec<&String> =
                 plan.cleaning.iter().filter(|(_, r)| **r != SetupResult::Done).map(|(n, _)| n).collect();
-            let message = format!(
+            let mut message = format!(
                 "removing the group: {} of {} nodes clean, waiting for {}: {}",
                 plan.cleaning.len() - waiting.len(),
                 plan.cleaning.len(),
                 waiting.len(),
                 name_list(&waiting, NAMED_IN_CONDITIONS)
             );
+            if !plan.cleaning_not_ready.is_empty() {
+                message.push_str(&format!(
+                    "; not Ready, cleaned when back: {}",
+                    name_list(&plan.cleaning_not_ready, NAMED_IN_CONDITIONS)
+                ));
+            }
             failed.truncate(LISTED_FAILURES);
             status.failures = failed;
             vec![
@@ -182,5 +188,12 @@ mod tests {
         assert_eq!(condition(&s, RECONCILING), ("True", "Deleting"));
         let message = &s.conditions.iter().find(|c| c.type_ == READY).map(|c| c.message.clone());
         assert_eq!(message.as_deref(), Some("removing the group: 1 of 2 nodes clean, waiting for 1: b"));
+        p.cleaning_not_ready.push("b".into());
+        let s = status(None, Some(1), Some(&p), None, true, now());
+        let message = s.conditions.iter().find(|c| c.type_ == READY).map(|c| c.message.clone());
+        assert_eq!(
+            message.as_deref(),
+            Some("removing the group: 1 of 2 nodes clean, waiting for 1: b; not Ready, cleaned when back: b")
+        );
     }
 }

@@ -301,18 +301,24 @@ pub fn node_metadata<K>(object: &mut kube::core::PartialObjectMeta<K>) {
     object.metadata.annotations = (!kept.is_empty()).then_some(kept);
 }
 
-/// A node as the cache keeps it: `node_metadata`, and its machine ID under
-/// `labels::CACHED_MACHINE_ID` (from the status, which the cache does not keep).
+/// A node as the cache keeps it: `node_metadata`, its machine ID under
+/// `labels::CACHED_MACHINE_ID` and its readiness under `labels::CACHED_READY` (from the status,
+/// which the cache does not keep).
 pub fn cached_node(node: Node) -> kube::core::PartialObjectMeta<Node> {
     use kube::core::PartialObjectMetaExt;
-    let machine = node.status.and_then(|s| s.node_info).map(|i| i.machine_id).unwrap_or_default();
+    let status = node.status.unwrap_or_default();
+    let machine = status.node_info.map(|i| i.machine_id).unwrap_or_default();
+    let ready = status
+        .conditions
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .map_or_else(|| "Unknown".to_string(), |c| c.status);
     let mut cached = node.metadata.into_request_partial::<Node>();
     node_metadata(&mut cached);
-    cached
-        .metadata
-        .annotations
-        .get_or_insert_default()
-        .insert(crate::labels::CACHED_MACHINE_ID.into(), machine);
+    let annotations = cached.metadata.annotations.get_or_insert_default();
+    annotations.insert(crate::labels::CACHED_MACHINE_ID.into(), machine);
+    annotations.insert(crate::labels::CACHED_READY.into(), ready);
     cached
 }
 
