@@ -4,12 +4,10 @@
 # repository, keyed by the version and this script. Prints CARGO_DENY=<path>.
 set -euo pipefail
 version=0.20.2
-cache="${HOSTPROCESS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hostprocess-operator}/cargo-deny"
+. "$(dirname "$0")/../cache.sh"
+cache_locked cargo-deny
 key="$(printf '%s\n' "$version" | cat - "$0" | sha256sum | cut -c1-16)"
 root="$cache/$key"
-mkdir -p "$cache"
-exec 9>"$cache/.lock"
-flock 9
 if [ ! -x "$root/bin/cargo-deny" ]; then
     started=$SECONDS
     cargo install --quiet --locked --version "$version" --root "$root.partial" cargo-deny

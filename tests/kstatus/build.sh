@@ -6,12 +6,10 @@ set -euo pipefail
 # The approved way to get the Go toolchain go.mod asks for (the go command fetches it).
 export GOTOOLCHAIN=go1.27.3
 here="$(cd "$(dirname "$0")" && pwd)"
-cache="${HOSTPROCESS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hostprocess-operator}/kstatus"
+. "$here/../cache.sh"
+cache_locked kstatus
 key="$(cat "$here/go.mod" "$here/go.sum" "$here/main.go" "$0" | sha256sum | cut -c1-16)"
 out="$cache/$key/kstatus"
-mkdir -p "$cache"
-exec 9>"$cache/.lock"
-flock 9
 if [ ! -x "$out" ]; then
     started=$SECONDS
     mkdir -p "$(dirname "$out")"
