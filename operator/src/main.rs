@@ -175,7 +175,9 @@ mod tests {
             let refused = parse_count_or_percent(bad).unwrap_err();
             assert!(refused.contains("like 3 or 10%"), "{bad}: {refused}");
         }
-        let args = Args::try_parse_from(["hostprocess-operator"]).unwrap_or_else(|e| panic!("{e}"));
+        let args =
+            Args::try_parse_from(["hostprocess-operator", "--executor-image", "registry.test/executor:1"])
+                .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(args.max_rebooting, Config::DEFAULT_MAX_REBOOTING, "the flag's default is the library's");
     }
 }
