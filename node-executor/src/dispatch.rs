@@ -15,7 +15,7 @@ use crate::platform::{JobLimits, Launch, Platform};
 use crate::provision::{Change, Owner};
 use crate::run::RunRequest;
 use crate::shutdown::Shutdown;
-use crate::{install, payload, provision, record, run, sandbox, selftest};
+use crate::{install, lock, payload, provision, record, run, sandbox, selftest};
 
 /// What a subcommand prints on stdout, last.
 #[derive(Debug)]
@@ -62,6 +62,15 @@ pub fn execute(cli: Cli) -> Result<Reply, Failure> {
             Failure(format!("cannot create the state directory {}: {e}", state_dir.display()))
         })?;
     }
+    // Groups and grants change one command at a time on a node: two HostGroups' setup pods,
+    // or a setup pod and an administrator's command, never read and write the host's groups,
+    // ACLs and ownership records interleaved.
+    let _one_at_a_time = match cli.command {
+        Command::Group(_) | Command::Grant(_) | Command::Provision { .. } | Command::Deprovision { .. } => {
+            Some(lock::acquire_blocking(&state_dir.join("groups.lock"))?)
+        }
+        _ => None,
+    };
     match &cli.command {
         Command::Payload(payload) => {
             Ok(Reply { output: Output::Nothing, code: payload::run(payload.clone()) })

@@ -10,6 +10,7 @@ mod atomic_file;
 mod cmdline;
 mod dispatch;
 mod install;
+mod lock;
 mod payload;
 mod platform;
 mod provision;

@@ -48,6 +48,35 @@ pub fn run(payload: Payload) -> i32 {
             }
             code
         }
+        Payload::Alone { marker, count, seconds } => {
+            // A lock, not a file's existence: a payload killed with its job lets go of it.
+            let held = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&marker)
+                .and_then(|f| f.try_lock().map(|()| f).map_err(std::io::Error::from));
+            let _held = match held {
+                Ok(file) => file,
+                Err(e) => {
+                    eprintln!("payload alone: {}: {e} (another payload is running)", marker.display());
+                    return 99;
+                }
+            };
+            let appended = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&count)
+                .and_then(|mut f| writeln!(f, "{}", std::process::id()));
+            std::thread::sleep(Duration::from_secs(seconds));
+            match appended {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("payload alone: {}: {e}", count.display());
+                    1
+                }
+            }
+        }
         Payload::SpawnTree { depth, pid_dir, seconds } => {
             if let Err(e) = write_pid(&pid_dir) {
                 eprintln!("payload spawn-tree: {e}");

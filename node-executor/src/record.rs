@@ -37,6 +37,11 @@ impl RecordPath {
         &self.0
     }
 
+    /// The lock an executor holds while it runs this revision (`<revision>.lock`, beside it).
+    pub fn lock_path(&self) -> PathBuf {
+        self.0.with_extension("lock")
+    }
+
     pub fn load(&self) -> Result<Option<Record>, RecordError> {
         match fs::read(&self.0) {
             Ok(bytes) => serde_json::from_slice(&bytes)

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use hostprocess_crds::Mode;
 use hostprocess_protocol::RunReport;
 
+use crate::lock;
 use crate::platform::{Job, JobLimits, Launch, LimitKind, Platform};
 use crate::record::{self, Attempt, AttemptOutcome, Record, RecordError, RecordPath, State};
 use crate::shutdown::Shutdown;
@@ -54,6 +55,8 @@ pub struct Ran {
 pub enum RunError {
     #[error(transparent)]
     Record(#[from] RecordError),
+    #[error(transparent)]
+    Lock(#[from] lock::LockError),
     #[error("{0}")]
     Platform(#[from] crate::platform::PlatformError),
 }
@@ -66,6 +69,16 @@ pub fn backoff_delay(base: Duration, failures: u32) -> Duration {
 
 pub fn run<P: Platform>(platform: &P, req: &RunRequest, shutdown: &Shutdown) -> Result<Ran, RunError> {
     let path = RecordPath::new(&req.state_dir, &req.task_uid, &req.revision);
+    // A second pod of the task on this node (a duplicate, or the successor of a force-deleted
+    // one) waits here until the first executor is done or dead, then reads what it recorded.
+    let holder =
+        format!("another executor is running revision {} of {} on this node", req.revision, req.task);
+    let Some(_alone) = lock::acquire(&path.lock_path(), &holder, shutdown)? else {
+        log("stopped while waiting for the other executor; the payload did not run");
+        let record = path.load()?.unwrap_or_else(|| new_record(req, State::Interrupted));
+        let report = RunReport { skipped: true, record_path: path.path().into(), record };
+        return Ok(Ran { report, exit_code: EXIT_INTERRUPTED });
+    };
     let mut record = match path.load()? {
         Some(done) if req.mode == Mode::Once && done.state.is_final() => {
             log(&format!(
@@ -84,21 +97,25 @@ pub fn run<P: Platform>(platform: &P, req: &RunRequest, shutdown: &Shutdown) -> 
             }
             earlier
         }
-        None => Record {
-            task: req.task.clone(),
-            task_uid: req.task_uid.clone(),
-            revision: req.revision.clone(),
-            mode: req.mode,
-            state: State::Running,
-            exit_code: None,
-            attempts: vec![],
-        },
+        None => new_record(req, State::Running),
     };
     let exit_code = match req.mode {
         Mode::Once => run_once(platform, req, shutdown, &path, &mut record)?,
         Mode::Continuous => run_continuous(platform, req, shutdown, &path, &mut record)?,
     };
     Ok(Ran { report: RunReport { skipped: false, record_path: path.path().into(), record }, exit_code })
+}
+
+fn new_record(req: &RunRequest, state: State) -> Record {
+    Record {
+        task: req.task.clone(),
+        task_uid: req.task_uid.clone(),
+        revision: req.revision.clone(),
+        mode: req.mode,
+        state,
+        exit_code: None,
+        attempts: vec![],
+    }
 }
 
 fn run_once<P: Platform>(
@@ -263,6 +280,9 @@ fn attempt<P: Platform>(
                 (Ended::Exited(code), None) => {
                     finished.outcome = Some(AttemptOutcome::from_exit_code(code));
                     finished.exit_code = Some(code);
+                    if let Some(status) = hostprocess_protocol::describe_status_code(code) {
+                        finished.message = format!("the payload ended with {status}");
+                    }
                 }
             }
         }

@@ -251,6 +251,60 @@ fn probe_readiness_follows_the_record() {
     assert_eq!(result(&failed)["state"], "Failed");
 }
 
+/// `run` of revision r1 of task `uid` with the `alone` payload, started in the background.
+fn spawn_alone(node: &Node, uid: &str, seconds: &str) -> Child {
+    let (marker, count) = (node.path("running"), node.path("runs"));
+    node.cmd(&["run", "--task", "tasks/t", "--task-uid", uid, "--revision", "r1", "--", EXE, "payload"])
+        .args(["alone", &marker, &count, "--seconds", seconds])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn")
+}
+
+#[test]
+fn two_executors_of_one_task_revision_run_the_payload_once() {
+    let node = Node::new();
+    // Two pods of the task on one node, started together (a duplicate pod).
+    let first = spawn_alone(&node, "twice", "1");
+    let second = spawn_alone(&node, "twice", "1");
+    let outputs = [first.wait_with_output().expect("first"), second.wait_with_output().expect("second")];
+    assert_eq!(lines(&node.path("runs")), 1, "the payload ran more than once");
+    let mut skipped = vec![];
+    for out in &outputs {
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(out));
+        let json = result(out);
+        assert_eq!(json["state"], "Succeeded");
+        skipped.push(json["skipped"].as_bool().expect("skipped"));
+    }
+    skipped.sort();
+    assert_eq!(skipped, [false, true], "one ran it, the other read its record");
+    let waited = outputs.iter().map(stderr).find(|e| e.contains("another executor is running"));
+    assert!(waited.is_some(), "neither said it waited: {outputs:?}");
+}
+
+#[test]
+fn the_successor_of_a_stopped_executor_waits_for_it_then_runs_the_revision_again() {
+    let node = Node::new();
+    let mut old = spawn_alone(&node, "forced", "30");
+    wait_for("the first payload", Duration::from_secs(10), || lines(&node.path("runs")) == 1);
+    // `kubectl delete pod --force --grace-period=0`: the new pod starts while the old
+    // container is still being stopped.
+    let successor = spawn_alone(&node, "forced", "1");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(lines(&node.path("runs")), 1, "the successor started the payload beside the old one");
+    kill(Pid::from_raw(old.id() as i32), Signal::SIGTERM).expect("sigterm");
+    assert_eq!(wait_exit(&mut old, Duration::from_secs(10)).code(), Some(143));
+    let out = successor.wait_with_output().expect("successor");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let json = result(&out);
+    let outcomes: Vec<&str> =
+        json["attempts"].as_array().expect("attempts").iter().filter_map(|a| a["outcome"].as_str()).collect();
+    assert_eq!(outcomes, ["Interrupted", "Succeeded"], "{json}");
+    // Never two at once: the `alone` payload exits 99 when it finds the other's marker.
+    assert_eq!(lines(&node.path("runs")), 2);
+}
+
 #[test]
 fn sigterm_stops_the_whole_job_and_the_next_start_runs_it_again() {
     let node = Node::new();

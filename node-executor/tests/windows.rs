@@ -89,6 +89,62 @@ fn job_launch_and_exit_codes_pass_through_including_reboot_required() {
 }
 
 #[test]
+fn exit_codes_above_0x7fffffff_pass_through_with_every_bit() {
+    let dir = scratch();
+    // An access violation (0xC0000005) and `exit -1` (0xFFFFFFFF): Windows reports 32 bits,
+    // shown signed as Kubernetes and PowerShell show them.
+    for (uid, code, status) in
+        [("av", -1_073_741_819, "0xC0000005 (access violation)"), ("minus", -1, "0xFFFFFFFF")]
+    {
+        let out = run(dir.path(), uid, &[], &["exit", &code.to_string()]);
+        assert_eq!(out.status.code(), Some(code), "the executor's own exit code: {}", stderr(&out));
+        let json = result(&out);
+        assert_eq!(json["state"], "Failed", "{json}");
+        assert_eq!(json["exitCode"], code, "{json}");
+        let attempt = &json["attempts"][0];
+        assert_eq!(
+            (attempt["exitCode"].as_i64(), attempt["outcome"].as_str()),
+            (Some(i64::from(code)), Some("ExitCode"))
+        );
+        let message = attempt["message"].as_str().unwrap_or_default();
+        assert!(message.contains(status), "{message}");
+    }
+}
+
+#[test]
+fn two_executors_of_one_task_revision_run_the_payload_once() {
+    let dir = scratch();
+    let (marker, count) = (dir.path().join("running"), dir.path().join("runs"));
+    let start = || {
+        Command::new(EXE)
+            .arg("--state-dir")
+            .arg(dir.path())
+            .args(["run", "--task", "tasks/t", "--task-uid", "twice", "--revision", "r1", "--", EXE])
+            .args(["payload", "alone"])
+            .args([&marker, &count])
+            .args(["--seconds", "2"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn")
+    };
+    // LockFileEx is real under Wine: the second executor waits and reads the first's record.
+    let (first, second) = (start(), start());
+    let outputs = [first.wait_with_output().expect("first"), second.wait_with_output().expect("second")];
+    let runs = std::fs::read_to_string(&count).expect("runs").lines().count();
+    assert_eq!(runs, 1, "the payload ran more than once");
+    let mut skipped: Vec<bool> = outputs
+        .iter()
+        .map(|out| {
+            assert_eq!(out.status.code(), Some(0), "{}", stderr(out));
+            result(out)["skipped"].as_bool().expect("skipped")
+        })
+        .collect();
+    skipped.sort();
+    assert_eq!(skipped, [false, true]);
+}
+
+#[test]
 fn timeout_kills_the_whole_tree() {
     let dir = scratch();
     let marker = dir.path().join("timeout-tree-marker");

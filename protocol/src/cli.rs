@@ -239,6 +239,14 @@ pub enum TestPayload {
         #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
         code: i32,
     },
+    /// Run alone or fail: lock `marker` (exit 99 when another payload holds it), append a line
+    /// to `count`, sleep.
+    Alone {
+        marker: PathBuf,
+        count: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        seconds: u64,
+    },
     /// Start a child that starts a child … `depth` levels deep, each writing its pid to
     /// `pid_dir`, then every process sleeps.
     SpawnTree {
@@ -427,6 +435,11 @@ impl TestPayload {
             TestPayload::Count { file, code } => {
                 args.word("count").word(&path(file)).flag("--code", code.to_string())
             }
+            TestPayload::Alone { marker, count, seconds } => args
+                .word("alone")
+                .word(&path(marker))
+                .word(&path(count))
+                .flag("--seconds", seconds.to_string()),
             TestPayload::SpawnTree { depth, pid_dir, seconds } => args
                 .word("spawn-tree")
                 .word(&depth.to_string())

@@ -12,5 +12,5 @@ pub mod result;
 pub use cli::{Cli, Command, GrantCommand, GroupCommand, ModeArg, ProbeArgs, RunArgs, TestPayload};
 pub use result::{
     Attempt, AttemptOutcome, Change, JobStats, LimitKind, Outcome, REFUSED_NOTHING_CHANGED, Record,
-    ResultLine, RunReport, State,
+    ResultLine, RunReport, State, describe_status_code, exit_code_from_windows,
 };

@@ -212,6 +212,35 @@ pub enum AttemptOutcome {
     LaunchFailed,
 }
 
+/// A Windows exit code (the 32 bits `GetExitCodeProcess` reports) in the signed form
+/// Kubernetes, PowerShell's `$LASTEXITCODE` and `%ERRORLEVEL%` show: 0xC0000005 is
+/// -1073741819, `exit -1` is -1. Every code keeps all its bits.
+pub fn exit_code_from_windows(code: u32) -> i64 {
+    i64::from(i32::from_ne_bytes(code.to_ne_bytes()))
+}
+
+/// A negative exit code as the hexadecimal status Windows documents, with what it usually means:
+/// `0xC0000005 (access violation)`. `None` for codes from 0 up, which programs choose themselves.
+pub fn describe_status_code(code: i64) -> Option<String> {
+    let bits = u32::from_ne_bytes(i32::try_from(code).ok().filter(|c| *c < 0)?.to_ne_bytes());
+    let meaning = match bits {
+        0xC000_0005 => Some("access violation"),
+        0xC000_0017 => Some("out of memory"),
+        0xC000_00FD => Some("stack overflow"),
+        0xC000_0135 => Some("a DLL it needs was not found"),
+        0xC000_0142 => Some("a DLL failed to initialize"),
+        0xC000_013A => Some("ended by Ctrl-C or a console close"),
+        0xC000_0409 => Some("stack buffer overrun or fail-fast abort"),
+        0xE043_4352 => Some("unhandled .NET exception"),
+        0xFFFF_FFFF => Some("exit -1"),
+        _ => None,
+    };
+    Some(match meaning {
+        Some(meaning) => format!("0x{bits:08X} ({meaning})"),
+        None => format!("0x{bits:08X}"),
+    })
+}
+
 impl AttemptOutcome {
     /// What an exit code means when nothing else happened.
     pub fn from_exit_code(code: i64) -> Self {
@@ -347,6 +376,20 @@ pub enum Change {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn every_bit_of_a_windows_exit_code_survives() {
+        assert_eq!(exit_code_from_windows(0), 0);
+        assert_eq!(exit_code_from_windows(3010), 3010);
+        assert_eq!(exit_code_from_windows(0xC000_0005), -1_073_741_819);
+        assert_eq!(exit_code_from_windows(u32::MAX), -1);
+        assert_eq!(exit_code_from_windows(0x7FFF_FFFF), i64::from(i32::MAX));
+        assert_eq!(describe_status_code(-1_073_741_819).as_deref(), Some("0xC0000005 (access violation)"));
+        assert_eq!(describe_status_code(-1).as_deref(), Some("0xFFFFFFFF (exit -1)"));
+        assert_eq!(describe_status_code(-2).as_deref(), Some("0xFFFFFFFE"));
+        assert_eq!(describe_status_code(3010), None);
+        assert_eq!(describe_status_code(0), None);
+    }
     use super::*;
 
     fn record(state: State) -> Record {

@@ -198,7 +198,7 @@ impl Job for NativeJob {
         // SAFETY: the handle is valid and `code` is writable.
         unsafe { GetExitCodeProcess(self.process.0, &mut code) }
             .map_err(|e| win_err("GetExitCodeProcess", &self.pid.to_string(), e))?;
-        self.exit = Some(i64::from(code));
+        self.exit = Some(hostprocess_protocol::exit_code_from_windows(code));
         Ok(self.exit)
     }
 
