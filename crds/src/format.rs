@@ -163,7 +163,14 @@ pub static GROUP_NAME: Format = Format::new(
             "groupName must be printable ASCII: letters, digits, spaces and punctuation (no look-alike, invisible or control characters)",
         ),
         Rule::Excludes(r"^[. ]+$", "groupName must not consist only of dots and spaces"),
-        Rule::Excludes(r"^ | $", "groupName must not start or end with a space (Windows would trim it)"),
+        Rule::Excludes(
+            r"^ |[. ]$",
+            "groupName must not start with a space or end with a dot or a space (Windows trims them, so it would name another group)",
+        ),
+        Rule::Excludes(
+            r"(?i)^(con|prn|aux|nul|com[1-9]|lpt[1-9])(\.|$)",
+            "groupName must not be a device name (CON, PRN, AUX, NUL, COM1-COM9, LPT1-LPT9), which Windows reserves in file names",
+        ),
         Rule::Excludes(
             BUILTIN_GROUPS,
             "groupName must not name a built-in or well-known Windows group (Administrators, Users, Remote Desktop Users, ...): a HostGroup manages a group of its own",
@@ -394,7 +401,7 @@ mod tests {
 
     #[test]
     fn group_names() {
-        for good in ["ops-admins", "Log Readers", "svc_patch.2024", "a"] {
+        for good in ["ops-admins", "Log Readers", "svc_patch.2024", "a", "console", "COM10", "nullers"] {
             assert_eq!(GROUP_NAME.check(good), Ok(()), "{good}");
         }
         let cases = [
@@ -405,7 +412,12 @@ mod tests {
             ("a&b|c", "must not contain any of"),
             ("x@y", "must not contain any of"),
             ("..  .", "only of dots and spaces"),
-            (" admins", "start or end with a space"),
+            (" admins", "start with a space or end with a dot or a space"),
+            ("admins ", "start with a space or end with a dot or a space"),
+            ("Administrators.", "start with a space or end with a dot or a space"),
+            ("NUL", "device name"),
+            ("com1", "device name"),
+            ("Lpt9.group", "device name"),
             ("admins\n", "printable ASCII"),
             ("\u{410}dmins", "printable ASCII"),
             ("ADMINISTRATORS", "built-in or well-known"),

@@ -93,6 +93,8 @@ fn string_field(
 }
 
 const ASCII_GROUP: &str = "groupName must be printable ASCII: letters, digits, spaces and punctuation (no look-alike, invisible or control characters)";
+const TRIMMED_GROUP: &str = "groupName must not start with a space or end with a dot or a space (Windows trims them, so it would name another group)";
+const DEVICE_GROUP: &str = "groupName must not be a device name (CON, PRN, AUX, NUL, COM1-COM9, LPT1-LPT9), which Windows reserves in file names";
 const BUILTIN_GROUP: &str = "groupName must not name a built-in or well-known Windows group (Administrators, Users, Remote Desktop Users, ...): a HostGroup manages a group of its own";
 const BROAD_MEMBER: &str = r"member must not be a built-in, well-known or broad account (Everyone, Authenticated Users, Administrators, SYSTEM, NT AUTHORITY\..., BUILTIN\..., Domain Users, ...)";
 const SYSTEM_TREE: &str = r"path must not be in the Windows or Program Files trees or the node-executor's C:\ProgramData\hostprocess-operator";
@@ -283,7 +285,10 @@ fn cases() -> Vec<Case> {
             ("\u{410}dministrators", ASCII_GROUP),
             ("Admins\u{200B}", ASCII_GROUP),
             (". .", "groupName must not consist only of dots and spaces"),
-            ("admins ", "groupName must not start or end with a space (Windows would trim it)"),
+            ("admins ", TRIMMED_GROUP),
+            ("Administrators.", TRIMMED_GROUP),
+            ("NUL", DEVICE_GROUP),
+            ("com3.admins", DEVICE_GROUP),
             ("Administrators", BUILTIN_GROUP),
             ("remote desktop USERS", BUILTIN_GROUP),
             ("Everyone", BUILTIN_GROUP),

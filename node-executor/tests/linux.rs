@@ -662,7 +662,9 @@ fn bad_input_is_refused_with_a_clear_message_and_changes_nothing() {
         (vec!["group", "ensure", "--name", "admins;calc"], "groupName must not contain any of"),
         (vec!["group", "ensure", "--name", ""], "groupName must not be empty"),
         (vec!["group", "ensure", "--name", &long], "groupName must be at most 104 characters long"),
-        (vec!["group", "ensure", "--name", " padded"], "must not start or end with a space"),
+        (vec!["group", "ensure", "--name", " padded"], "must not start with a space or end with a dot"),
+        (vec!["group", "ensure", "--name", "admins."], "must not start with a space or end with a dot"),
+        (vec!["group", "ensure", "--name", "NUL"], "must not be a device name"),
         (
             vec!["group", "ensure", "--name", "Administrators"],
             "must not name a built-in or well-known Windows group",
