@@ -15,6 +15,52 @@ pub enum CmdlineError {
         "{0:?} is a batch file, whose arguments cmd.exe re-parses: run it as `cmd.exe /d /c <file>` or as a script"
     )]
     BatchFile(String),
+    #[error(
+        "program {0:?} was not found: give its absolute path, or a name found in System32, the Windows folder or PATH"
+    )]
+    NotFound(String),
+}
+
+/// The file Windows opens for `path`: it drops trailing dots and spaces (`x.bat.` is `x.bat`).
+fn as_opened(path: &str) -> &str {
+    path.trim_end_matches(['.', ' '])
+}
+
+/// Whether a Windows path names one file wherever the process runs: `C:\…`, `\\server\…`, or
+/// rooted on the current drive (`\Windows\…`; Wine also takes `/usr/…` so).
+fn is_absolute(path: &str) -> bool {
+    let b = path.as_bytes();
+    matches!(b, [d, b':', b'\\' | b'/', ..] if d.is_ascii_alphabetic()) || path.starts_with(['\\', '/'])
+}
+
+/// The program as `CreateProcessW` will be told to run it (`lpApplicationName`): an absolute
+/// path. A bare name is looked for in `search` (System32, the Windows folder, then PATH), `.exe`
+/// added when it has no extension — never in the executor's own folder or the current one, which
+/// Windows would otherwise search first. A batch file is refused by the name Windows opens.
+pub fn resolve_program(
+    program: &str,
+    search: &[String],
+    exists: impl Fn(&str) -> bool,
+) -> Result<String, CmdlineError> {
+    let opened = as_opened(program);
+    let name = opened.rsplit(['\\', '/']).next().unwrap_or(opened);
+    let with_exe = |path: &str| if name.contains('.') { path.to_string() } else { format!("{path}.exe") };
+    let found = if opened.contains(['\\', '/', ':']) {
+        let path = with_exe(opened);
+        (is_absolute(&path) && exists(&path)).then_some(path)
+    } else {
+        search
+            .iter()
+            .filter(|dir| is_absolute(dir))
+            .map(|dir| with_exe(&format!("{}\\{opened}", dir.trim_end_matches(['\\', '/']))))
+            .find(|path| exists(path))
+    };
+    let found = found.ok_or_else(|| CmdlineError::NotFound(program.into()))?;
+    let lower = as_opened(&found).to_ascii_lowercase();
+    if lower.ends_with(".bat") || lower.ends_with(".cmd") {
+        return Err(CmdlineError::BatchFile(program.into()));
+    }
+    Ok(found)
 }
 
 /// The command line for `program` with `args`, each arriving as exactly one argument.
@@ -22,7 +68,7 @@ pub fn command_line(program: &str, args: &[&str]) -> Result<String, CmdlineError
     if program.contains('"') {
         return Err(CmdlineError::QuoteInProgram(program.into()));
     }
-    let lower = program.to_ascii_lowercase();
+    let lower = as_opened(program).to_ascii_lowercase();
     if lower.ends_with(".bat") || lower.ends_with(".cmd") {
         return Err(CmdlineError::BatchFile(program.into()));
     }
@@ -154,5 +200,43 @@ mod tests {
         );
         assert!(matches!(command_line(r"C:\x\install.CMD", &["a"]), Err(CmdlineError::BatchFile(_))));
         assert!(matches!(command_line("a.exe", &["nul\0"]), Err(CmdlineError::Nul(_))));
+    }
+
+    #[test]
+    fn a_program_resolves_to_an_absolute_path_and_batch_files_are_refused_by_the_name_opened() {
+        let search = [
+            r"C:\Windows\System32".to_string(),
+            r"C:\Windows".into(),
+            r"C:\Tools\".into(),
+            "relative".into(),
+        ];
+        let files = [
+            r"C:\Windows\System32\whoami.exe",
+            r"C:\Tools\agent.exe",
+            r"C:\Tools\x.bat",
+            r"relative\evil.exe",
+        ];
+        let exists = |p: &str| files.iter().any(|f| f.eq_ignore_ascii_case(p));
+        let resolve = |program: &str| resolve_program(program, &search, exists);
+        assert_eq!(resolve("whoami").as_deref(), Ok(r"C:\Windows\System32\whoami.exe"));
+        assert_eq!(resolve("agent.exe").as_deref(), Ok(r"C:\Tools\agent.exe"));
+        assert_eq!(resolve(r"C:\Tools\agent").as_deref(), Ok(r"C:\Tools\agent.exe"));
+        assert_eq!(
+            resolve(r"C:agent.exe"),
+            Err(CmdlineError::NotFound(r"C:agent.exe".into())),
+            "drive-relative"
+        );
+        // Windows opens `x.bat.` and `x.bat ` as x.bat: cmd.exe would parse the arguments again.
+        for sneaky in ["x.bat", "x.bat.", "x.bat ", r"C:\Tools\x.bat. . "] {
+            assert_eq!(resolve(sneaky), Err(CmdlineError::BatchFile(sneaky.into())), "{sneaky}");
+        }
+        assert_eq!(
+            command_line(r"C:\Tools\x.bat.", &[]),
+            Err(CmdlineError::BatchFile(r"C:\Tools\x.bat.".into()))
+        );
+        // Not found, relative, or only in a relative search entry: refused, never guessed.
+        for missing in ["missing", r"tools\agent.exe", "evil"] {
+            assert_eq!(resolve(missing), Err(CmdlineError::NotFound(missing.into())), "{missing}");
+        }
     }
 }

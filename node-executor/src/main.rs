@@ -19,6 +19,7 @@ mod run;
 mod sandbox;
 mod selftest;
 mod shutdown;
+mod state_dir;
 
 use clap::Parser;
 use hostprocess_protocol::{Cli, ResultLine};
@@ -27,6 +28,11 @@ use crate::dispatch::{Failure, Output, Reply};
 use crate::run::EXIT_EXECUTOR_ERROR;
 
 fn main() {
+    #[cfg(windows)]
+    if let Err(e) = platform::windows::restrict_dll_search() {
+        eprintln!("node-executor: {e}");
+        std::process::exit(run::EXIT_EXECUTOR_ERROR);
+    }
     let cli = Cli::parse();
     let name = cli.command.name();
     let code = match dispatch::execute(cli) {

@@ -80,7 +80,16 @@ pub fn run<P: Platform>(platform: &P, state_dir: &Path, scratch: &Path, acl_path
         program: exe.clone(),
         args: std::iter::once("payload").chain(args.iter().copied()).map(Into::into).collect(),
     };
-    check("exit code passes through", exit_code(platform, &payload(&["exit", "7"])), false);
+    check("exit code passes through", exit_code(platform, &payload(&["exit", "7"]), 7), false);
+    // 0xC0000005, an access violation: all 32 bits on Windows; Linux keeps the low 8 (5).
+    let violation = if cfg!(windows) { -1_073_741_819 } else { 5 };
+    check(
+        "exit code 0xC0000005 passes through",
+        exit_code(platform, &payload(&["exit", "-1073741819"]), violation),
+        false,
+    );
+    check("state directory is the administrators' alone", state_dir_check(platform, state_dir), false);
+    check("install replaces a planted binary", planted_binary(&scratch.join("install")), false);
     let tree_dir = scratch.join("tree");
     let tree_dir_arg = tree_dir.to_string_lossy().to_string();
     check(
@@ -136,11 +145,34 @@ fn wait<J: Job>(job: &mut J, within: Duration) -> Result<Option<i64>, String> {
     Ok(None)
 }
 
-fn exit_code<P: Platform>(platform: &P, launch: &Launch) -> Result<String, String> {
+fn exit_code<P: Platform>(platform: &P, launch: &Launch, expected: i64) -> Result<String, String> {
     let mut job = platform.launch(launch, &JobLimits::default()).map_err(|e| e.to_string())?;
     match wait(&mut job, Duration::from_secs(30))? {
-        Some(7) => Ok("exit code 7".into()),
-        other => Err(format!("expected exit code 7, got {other:?}")),
+        Some(code) if code == expected => Ok(format!("exit code {code}")),
+        other => Err(format!("expected exit code {expected}, got {other:?}")),
+    }
+}
+
+fn state_dir_check<P: Platform>(platform: &P, state_dir: &Path) -> Result<String, String> {
+    let security = platform.dir_security(state_dir).map_err(|e| e.to_string())?;
+    match security.problems() {
+        problems if problems.is_empty() => {
+            let wine = if platform.is_wine() { " (Wine does not keep the protected flag)" } else { "" };
+            Ok(format!("owner {}, nothing inherited, nobody else may write{wine}", security.owner))
+        }
+        problems => Err(problems.join("; ")),
+    }
+}
+
+fn planted_binary(scratch_state: &Path) -> Result<String, String> {
+    let (path, _) = crate::install::install(scratch_state)?;
+    std::fs::write(&path, b"planted").map_err(|e| format!("planting {}: {e}", path.display()))?;
+    let (path, replaced) = crate::install::install(scratch_state)?;
+    let ours = std::env::current_exe().and_then(std::fs::read).map_err(|e| e.to_string())?;
+    let there = std::fs::read(&path).map_err(|e| e.to_string())?;
+    match (replaced, there == ours) {
+        (true, true) => Ok("replaced with this executor".into()),
+        _ => Err(format!("{} still holds what was planted", path.display())),
     }
 }
 

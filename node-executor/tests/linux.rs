@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -305,6 +306,101 @@ fn the_successor_of_a_stopped_executor_waits_for_it_then_runs_the_revision_again
     assert_eq!(lines(&node.path("runs")), 2);
 }
 
+fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+fn mode_and_owner(path: &Path) -> (u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::symlink_metadata(path).expect("stat");
+    (meta.mode() & 0o7777, meta.uid())
+}
+
+#[test]
+fn the_state_directory_refuses_group_or_world_writable_or_foreign_owned_state() {
+    let node = Node::new();
+    assert_eq!(node.run("t1", &[], &["exit", "0"]).status.code(), Some(0));
+    let state = node.state();
+    assert_eq!(mode_and_owner(&state).0, 0o755, "created for root's writes only");
+    let probe = || node.exec(&["probe", "--task-uid", "t1", "--revision", "r1"]);
+    for (mode, words) in
+        [(0o777, "every user can create or change files in it"), (0o775, "group 0 can create")]
+    {
+        chmod(&state, mode);
+        // The probe never repairs: it only reads, as the task's account, every few seconds.
+        let out = probe();
+        assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+        let message = result(&out)["error"].as_str().unwrap_or_default().to_string();
+        assert!(message.contains("refusing to use the state directory"), "{message}");
+        assert!(message.contains(&state.display().to_string()) && message.contains(words), "{message}");
+    }
+    chmod(&state, 0o755);
+    std::os::unix::fs::chown(&state, Some(4321), Some(4321)).expect("chown");
+    let message = result(&probe())["error"].as_str().unwrap_or_default().to_string();
+    assert!(message.contains("it is owned by uid 4321, not by the administrators"), "{message}");
+
+    // An executor that is not root cannot repair it: it refuses and runs nothing.
+    std::os::unix::fs::chown(&state, Some(0), Some(0)).expect("chown");
+    chmod(&state, 0o777);
+    chmod(node.dir.path(), 0o755);
+    let counter = node.path("runs");
+    let out = node
+        .cmd(&[
+            "run",
+            "--task",
+            "tasks/t",
+            "--task-uid",
+            "t2",
+            "--revision",
+            "r1",
+            "--",
+            EXE,
+            "payload",
+            "count",
+        ])
+        .arg(&counter)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    assert!(stderr(&out).contains("every user can create or change files in it"), "{}", stderr(&out));
+    assert_eq!(lines(&counter), 0, "the payload ran from an unsafe state directory");
+}
+
+#[test]
+fn a_root_executor_repairs_the_state_directory_and_what_was_planted_loses_its_hold() {
+    let node = Node::new();
+    assert_eq!(node.run("t1", &[], &["exit", "0"]).status.code(), Some(0));
+    let state = node.state();
+    // What the old inherited ProgramData permissions allowed: a local user plants a folder with
+    // a forged record, and a link that would redirect the executor's next write.
+    chmod(&state, 0o777);
+    let planted = state.join("tasks").join("victim");
+    fs::create_dir_all(&planted).expect("mkdir");
+    fs::write(planted.join("r1.json"), "{}").expect("forge");
+    std::os::unix::fs::chown(&planted, Some(4321), Some(4321)).expect("chown");
+    std::os::unix::fs::chown(planted.join("r1.json"), Some(4321), Some(4321)).expect("chown");
+    chmod(&planted.join("r1.json"), 0o666);
+    std::os::unix::fs::symlink("/etc/hostname", state.join("tasks").join("t1").join("r2.json"))
+        .expect("link");
+
+    let out = node.run("t3", &[], &["exit", "0"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("giving it and everything in it to the administrators"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(mode_and_owner(&state), (0o755, 0));
+    assert_eq!(mode_and_owner(&planted), (0o755, 0));
+    assert_eq!(mode_and_owner(&planted.join("r1.json")), (0o644, 0));
+    assert!(fs::symlink_metadata(state.join("tasks/t1/r2.json")).is_err(), "the planted link is gone");
+    let probe = node.exec(&["probe", "--task-uid", "t3", "--revision", "r1"]);
+    assert_eq!(probe.status.code(), Some(0), "{}", stderr(&probe));
+}
+
 #[test]
 fn sigterm_stops_the_whole_job_and_the_next_start_runs_it_again() {
     let node = Node::new();
@@ -449,6 +545,61 @@ fn install_copies_the_executor_once_into_a_directory_per_version() {
     assert_eq!(copy.code(), Some(4));
     let again = result(&node.exec(&["install"]));
     assert_eq!((again["installed"].as_bool(), again["path"].as_str()), (Some(false), Some(path.as_str())));
+}
+
+#[test]
+fn prepare_makes_the_task_folder_writable_by_the_task_account_alone_and_installs() {
+    let node = Node::new();
+    let args = ["prepare", "--task-uid", "u-1", "--account", r"NT AUTHORITY\Local service", "--install"];
+    let out = node.exec(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let json = result(&out);
+    let task_dir = node.state().join("tasks").join("u-1");
+    assert_eq!(json["taskDir"], task_dir.display().to_string());
+    assert_eq!(json["account"], r"NT AUTHORITY\LOCAL SERVICE");
+    assert!(
+        fs::read(json["installed"].as_str().expect("installed")).expect("copy")
+            == fs::read(EXE).expect("exe")
+    );
+    assert_eq!(mode_and_owner(&task_dir), (0o755, 0));
+    // The grant, as the test store keeps it, and as the log says it in icacls' words.
+    let acls: Value =
+        serde_json::from_slice(&fs::read(node.state().join("test-store/acls.json")).expect("acls"))
+            .expect("json");
+    let entry = &acls[task_dir.display().to_string().to_lowercase()][0];
+    assert_eq!(
+        (entry["group"].as_str(), entry["rights"].as_str()),
+        (Some(r"NT AUTHORITY\LOCAL SERVICE"), Some("Modify"))
+    );
+    assert!(stderr(&out).contains(r#"/grant "NT AUTHORITY\LOCAL SERVICE:(OI)(CI)M""#), "{}", stderr(&out));
+    // Again: nothing to change.
+    let again = node.exec(&args);
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    assert!(!stderr(&again).contains("icacls"), "{}", stderr(&again));
+    // Only a privileged executor decides who may write in the state directory.
+    chmod(node.dir.path(), 0o755);
+    let unprivileged = node.cmd(&args).uid(65534).gid(65534).output().expect("runs");
+    assert_eq!(unprivileged.status.code(), Some(125));
+    assert!(stderr(&unprivileged).contains("prepare must run as SYSTEM"), "{}", stderr(&unprivileged));
+}
+
+#[test]
+fn install_replaces_a_planted_binary_with_itself() {
+    let node = Node::new();
+    let path = result(&node.exec(&["install"]))["path"].as_str().expect("path").to_string();
+    // What a local user could have left while the state directory was open to them.
+    fs::write(&path, "#!/bin/sh\necho planted\n").expect("plant");
+    let out = node.exec(&["install"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(result(&out)["installed"], true, "the planted file was kept");
+    assert!(
+        stderr(&out).contains("is not this executor (planted or damaged); replacing it"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(fs::read(&path).expect("installed"), fs::read(EXE).expect("executor"));
+    let copy = Command::new(&path).args(["payload", "exit", "4"]).status().expect("runs");
+    assert_eq!(copy.code(), Some(4));
 }
 
 #[test]

@@ -112,6 +112,30 @@ fn exit_codes_above_0x7fffffff_pass_through_with_every_bit() {
 }
 
 #[test]
+fn a_bare_program_is_found_in_system32_and_a_batch_file_is_refused_by_the_name_windows_opens() {
+    let dir = scratch();
+    let state = dir.path().join("state");
+    let run_program = |uid: &str, program: &str, args: &[&str]| {
+        let mut all = vec!["run", "--task", "tasks/t", "--task-uid", uid, "--revision", "r1", "--", program];
+        all.extend_from_slice(args);
+        exec(&state, &all)
+    };
+    // `cmd` resolves to System32\cmd.exe (not the executor's folder, not the current one).
+    let out = run_program("bare", "cmd", &["/d", "/c", "exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert_eq!(result(&out)["attempts"][0]["exitCode"], 3);
+    // Windows opens `x.bat.` as x.bat, which cmd.exe would parse again: refused before it runs.
+    let batch = dir.path().join("x.bat");
+    std::fs::write(&batch, "echo ran > ran.txt\r\n").expect("batch");
+    let sneaky = format!("{}.", batch.display());
+    let out = run_program("batch", &sneaky, &[]);
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    let attempt = &result(&out)["attempts"][0];
+    assert_eq!(attempt["outcome"], "LaunchFailed");
+    assert!(attempt["message"].as_str().unwrap_or_default().contains("is a batch file"), "{attempt}");
+}
+
+#[test]
 fn two_executors_of_one_task_revision_run_the_payload_once() {
     let dir = scratch();
     let (marker, count) = (dir.path().join("running"), dir.path().join("runs"));

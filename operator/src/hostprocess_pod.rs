@@ -3,7 +3,8 @@
 //! no service-account token, the usual Windows taints tolerated.
 
 use k8s_openapi::api::core::v1::{
-    Container, PodOS, PodSecurityContext, PodSpec, Toleration, Volume, WindowsSecurityContextOptions,
+    Container, PodOS, PodSecurityContext, PodSpec, SecurityContext, Toleration, Volume,
+    WindowsSecurityContextOptions,
 };
 
 /// The built-in account setup and reboot pods run as.
@@ -30,6 +31,19 @@ pub fn windows_tolerations() -> Vec<Toleration> {
             ..Toleration::default()
         })
         .collect()
+}
+
+/// A container of a HostProcess pod that runs as SYSTEM whatever account the pod runs as
+/// (the init container that prepares the node for a task).
+pub fn system_container_context() -> SecurityContext {
+    SecurityContext {
+        windows_options: Some(WindowsSecurityContextOptions {
+            host_process: Some(true),
+            run_as_user_name: Some(SYSTEM.into()),
+            ..WindowsSecurityContextOptions::default()
+        }),
+        ..SecurityContext::default()
+    }
 }
 
 /// A HostProcess pod spec running as `user`, with the fields every such pod needs set; the

@@ -89,6 +89,22 @@ pub enum Command {
     /// images that do not carry it (an init container runs this). Each version gets its own
     /// directory because Windows will not replace an executable that is running.
     Install,
+    /// Get the node ready for a task's pod, as SYSTEM (an init container runs this): make sure
+    /// the state directory is the administrators' alone, create the task's own folder in it and,
+    /// for a task that runs as another account, let that account write there and nowhere else;
+    /// with `--install`, also copy the executor onto the host.
+    Prepare {
+        /// The HostTask's UID: its folder is `<state-dir>/tasks/<uid>`.
+        #[arg(long)]
+        task_uid: String,
+        /// The account the task's executor runs as, when it is not SYSTEM
+        /// (`NT AUTHORITY\LOCAL SERVICE`, a HostGroup's group).
+        #[arg(long)]
+        account: Option<String>,
+        /// Also copy the executor onto the host (`install`).
+        #[arg(long)]
+        install: bool,
+    },
     /// Check the platform for real: job limits, process-tree kill, groups, ACLs; prints a
     /// pass/fail table. Meant for a real Windows host; says which checks Wine cannot show.
     SelfTest {
@@ -345,6 +361,7 @@ impl Command {
             Command::Deprovision { .. } => "deprovision",
             Command::SelfTest { .. } => "self-test",
             Command::Install => "install",
+            Command::Prepare { .. } => "prepare",
             Command::Reboot { .. } => "reboot",
             Command::Payload(_) => "payload",
         }
@@ -387,6 +404,11 @@ impl Command {
             }
             Command::Reboot { reason } => args.word("reboot").flag("--reason", reason),
             Command::Install => args.word("install"),
+            Command::Prepare { task_uid, account, install } => args
+                .word("prepare")
+                .flag("--task-uid", task_uid)
+                .flag_opt("--account", account.as_deref())
+                .switch("--install", *install),
             Command::SelfTest { scratch } => {
                 args.word("self-test").flag_opt("--scratch", scratch.as_deref().map(path))
             }
@@ -544,6 +566,12 @@ mod tests {
         round_trip(Command::Deprovision { group: "AppLogReaders".into(), owner: "0b7c".into() });
         round_trip(Command::Reboot { reason: "HostTask ops/patch needs a reboot".into() });
         round_trip(Command::Install);
+        round_trip(Command::Prepare {
+            task_uid: "u-1".into(),
+            account: Some(r"NT AUTHORITY\LOCAL SERVICE".into()),
+            install: true,
+        });
+        round_trip(Command::Prepare { task_uid: "u-1".into(), account: None, install: false });
         round_trip(Command::SelfTest { scratch: None });
         round_trip(Command::SelfTest { scratch: Some(PathBuf::from("/tmp/x")) });
         round_trip(Command::Payload(TestPayload::Exit { code: -1 }));

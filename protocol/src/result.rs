@@ -57,6 +57,14 @@ pub enum Outcome {
         #[serde(rename = "pendingConfirmed")]
         pending_confirmed: bool,
     },
+    /// `prepare`: the task's folder, the account that may write in it, and where the executor
+    /// was installed (with `--install`).
+    Prepared {
+        #[serde(rename = "taskDir")]
+        task_dir: PathBuf,
+        account: Option<String>,
+        installed: Option<PathBuf>,
+    },
     /// `install`: where the executor is on the host, and whether this call copied it there.
     Installed { path: PathBuf, installed: bool },
 }

@@ -30,7 +30,7 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    AccountId, Ace, Job, JobLimits, JobStats, Launch, LimitKind, LocalGroup, PathKind, Platform,
+    AccountId, Ace, DirSecurity, Job, JobLimits, JobStats, Launch, LimitKind, LocalGroup, PathKind, Platform,
     PlatformError,
 };
 
@@ -150,6 +150,65 @@ impl Platform for Host {
             cpu_baseline_ms: baseline,
             last_sample: None,
         })
+    }
+
+    fn create_private_dir(&self, dir: &Path) -> Result<(), PlatformError> {
+        use std::os::unix::fs::DirBuilderExt;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir)
+            .map_err(|e| PlatformError::new("mkdir", dir.display().to_string(), e))
+    }
+
+    fn dir_security(&self, dir: &Path) -> Result<DirSecurity, PlatformError> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = fs::metadata(dir).map_err(|e| PlatformError::new("stat", dir.display().to_string(), e))?;
+        let (uid, me) = (meta.uid(), nix::unistd::geteuid().as_raw());
+        let mut untrusted_writers = Vec::new();
+        if meta.mode() & 0o020 != 0 {
+            untrusted_writers.push(format!("group {}", meta.gid()));
+        }
+        if meta.mode() & 0o002 != 0 {
+            untrusted_writers.push("every user".to_string());
+        }
+        Ok(DirSecurity {
+            owner: if uid == 0 { "root".into() } else { format!("uid {uid}") },
+            owner_trusted: uid == 0 || uid == me,
+            inherits: false,
+            untrusted_writers,
+        })
+    }
+
+    fn reset_private_tree(&self, dir: &Path) -> Result<(), PlatformError> {
+        use std::os::unix::fs::PermissionsExt;
+        let err = |call: &'static str, path: &Path, e: std::io::Error| {
+            PlatformError::new(call, path.display().to_string(), e)
+        };
+        let (uid, gid) = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
+        let mut pending = vec![dir.to_path_buf()];
+        while let Some(path) = pending.pop() {
+            let meta = fs::symlink_metadata(&path).map_err(|e| err("lstat", &path, e))?;
+            if meta.file_type().is_symlink() {
+                // The executor makes no links: one here was planted to redirect a write.
+                fs::remove_file(&path).map_err(|e| err("unlink", &path, e))?;
+                continue;
+            }
+            std::os::unix::fs::lchown(&path, Some(uid), Some(gid)).map_err(|e| err("lchown", &path, e))?;
+            let mode = meta.permissions().mode() & 0o7755 & !0o6000;
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode))
+                .map_err(|e| err("chmod", &path, e))?;
+            if meta.is_dir() {
+                for entry in fs::read_dir(&path).map_err(|e| err("readdir", &path, e))? {
+                    pending.push(entry.map_err(|e| err("readdir", &path, e))?.path());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn privileged(&self) -> bool {
+        nix::unistd::geteuid().is_root()
     }
 
     fn script_command(&self, script: PathBuf) -> Launch {

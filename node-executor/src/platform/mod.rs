@@ -6,7 +6,7 @@
 //! that exists only for tests and the simulated cluster.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hostprocess_crds::{AppliesTo, Rights};
@@ -15,6 +15,8 @@ use serde::Serialize;
 pub mod host;
 #[cfg(unix)]
 pub mod linux;
+#[cfg(any(windows, test))]
+pub mod sddl;
 #[cfg(windows)]
 #[allow(unsafe_code)]
 pub mod windows;
@@ -85,6 +87,35 @@ pub enum PathKind {
     Directory,
 }
 
+/// Who owns a directory and who besides the trusted principals may write in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirSecurity {
+    /// The owner, as people know it.
+    pub owner: String,
+    pub owner_trusted: bool,
+    /// Whether its permissions come (also) from its parent (Windows: the DACL is not protected).
+    pub inherits: bool,
+    /// Principals other than the trusted ones who may create, change or delete what is in it.
+    pub untrusted_writers: Vec<String>,
+}
+
+impl DirSecurity {
+    /// What is wrong, in words; empty when nothing is.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !self.owner_trusted {
+            problems.push(format!("it is owned by {}, not by the administrators", self.owner));
+        }
+        if self.inherits {
+            problems.push("it inherits its permissions from its parent folder".to_string());
+        }
+        problems.extend(
+            self.untrusted_writers.iter().map(|who| format!("{who} can create or change files in it")),
+        );
+        problems
+    }
+}
+
 /// The host operations the executor needs.
 pub trait Platform {
     type Job: Job;
@@ -124,6 +155,18 @@ pub trait Platform {
     fn reboot_pending(&self) -> Result<bool, PlatformError>;
     /// Asks the OS to restart the host after a short delay, as a planned restart.
     fn request_reboot(&self, message: &str) -> Result<(), PlatformError>;
+
+    /// Creates `dir` (and missing parents) so that only the administrators (Windows: SYSTEM and
+    /// Administrators, full control, nothing inherited; users may read) or root can write in it.
+    fn create_private_dir(&self, dir: &Path) -> Result<(), PlatformError>;
+    /// Who owns `dir` and who else may write in it.
+    fn dir_security(&self, dir: &Path) -> Result<DirSecurity, PlatformError>;
+    /// Gives `dir` and everything below it to the administrators (root) and resets its
+    /// permissions to those `create_private_dir` gives; what someone else planted loses its own.
+    fn reset_private_tree(&self, dir: &Path) -> Result<(), PlatformError>;
+    /// Whether the executor may repair the state directory: it runs as SYSTEM or as an
+    /// administrator (Linux: root).
+    fn privileged(&self) -> bool;
 
     /// Whether a process is alive (not exited, not a zombie).
     fn process_alive(&self, pid: u32) -> bool;

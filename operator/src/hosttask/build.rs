@@ -166,20 +166,26 @@ pub fn daemon_set(task: &HostTask, inputs: &BuildInputs<'_>) -> DaemonSet {
         (labels::TASK.to_string(), task.name_any()),
     ]);
 
-    // The payload comes in its own image: an init container copies the executor onto the
-    // host first, into a directory per version.
-    let (executor, init_containers) = match &spec.image {
-        Some(_) => (
-            format!(r"{INSTALLED_EXECUTOR_DIR}\{}\node-executor.exe", inputs.executor_version),
-            Some(vec![Container {
-                name: "install-executor".into(),
-                image: Some(inputs.executor_image.into()),
-                command: Some(invocation(IMAGE_EXECUTOR, &Command::Install)),
-                termination_message_policy: Some("FallbackToLogsOnError".into()),
-                ..Container::default()
-            }]),
-        ),
-        None => (IMAGE_EXECUTOR.to_string(), None),
+    // An init container, as SYSTEM, gets the node ready: the state directory the
+    // administrators' alone, the task's folder writable by a task that runs as another
+    // account, and — when the payload comes in its own image — the executor copied onto the
+    // host, into a directory per version.
+    let account = (inputs.run_as_user != hostprocess_pod::SYSTEM).then(|| inputs.run_as_user.to_string());
+    let install = spec.image.is_some();
+    let init_containers = (install || account.is_some()).then(|| {
+        let prepare = Command::Prepare { task_uid: task.uid().unwrap_or_default(), account, install };
+        vec![Container {
+            name: "prepare".into(),
+            image: Some(inputs.executor_image.into()),
+            command: Some(invocation(IMAGE_EXECUTOR, &prepare)),
+            security_context: Some(hostprocess_pod::system_container_context()),
+            termination_message_policy: Some("FallbackToLogsOnError".into()),
+            ..Container::default()
+        }]
+    });
+    let executor = match &spec.image {
+        Some(_) => format!(r"{INSTALLED_EXECUTOR_DIR}\{}\node-executor.exe", inputs.executor_version),
+        None => IMAGE_EXECUTOR.to_string(),
     };
     let command = invocation(&executor, &run_command(task, inputs.revision));
     let probe = ProbeArgs { task_uid: task.uid().unwrap_or_default(), revision: inputs.revision.into() };

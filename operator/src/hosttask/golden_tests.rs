@@ -148,6 +148,6 @@ fn every_invocation_the_operator_builds_parses_with_the_executor_s_own_cli() {
         assert_eq!(parsed.command.to_args(), args, "{command:?} means what was built");
         subcommands.insert(args[0].clone());
     }
-    let expected = ["deprovision", "install", "probe", "provision", "reboot", "run"];
+    let expected = ["deprovision", "prepare", "probe", "provision", "reboot", "run"];
     assert_eq!(subcommands.into_iter().collect::<Vec<_>>(), expected);
 }

@@ -93,8 +93,9 @@ pub(super) fn set_limits(job: &Owned, limits: &JobLimits) -> Result<(), Platform
     Ok(())
 }
 
-/// Starts the command line suspended, with the executor's standard handles.
-pub(super) fn spawn_suspended(line: &str) -> Result<(Owned, Owned, u32), PlatformError> {
+/// Starts `application` (an absolute path) with the command line, suspended, with the executor's
+/// standard handles.
+pub(super) fn spawn_suspended(application: &str, line: &str) -> Result<(Owned, Owned, u32), PlatformError> {
     let mut startup = STARTUPINFOW {
         cb: size_of::<STARTUPINFOW>() as u32,
         dwFlags: STARTF_USESTDHANDLES,
@@ -107,12 +108,13 @@ pub(super) fn spawn_suspended(line: &str) -> Result<(Owned, Owned, u32), Platfor
         startup.hStdError = GetStdHandle(STD_ERROR_HANDLE).unwrap_or_default();
     }
     let mut cmdline: Vec<u16> = wide(line);
+    let application = wide(application);
     let mut info = PROCESS_INFORMATION::default();
     // SAFETY: the command line buffer is writable and NUL-terminated as CreateProcessW needs;
     // the returned handles are owned below.
     unsafe {
         CreateProcessW(
-            PCWSTR::null(),
+            PCWSTR(application.as_ptr()),
             Some(PWSTR(cmdline.as_mut_ptr())),
             None,
             None,
@@ -274,6 +276,10 @@ pub(super) fn launch(launch: &Launch, limits: &JobLimits) -> Result<NativeJob, P
             })
         })
         .collect::<Result<_, _>>()?;
+    let program =
+        crate::cmdline::resolve_program(program, &search_path(), |p| std::path::Path::new(p).is_file())
+            .map_err(|e| PlatformError::new("launch", program, e))?;
+    let program = program.as_str();
     let line =
         crate::cmdline::command_line(program, &args).map_err(|e| PlatformError::new("launch", program, e))?;
 
@@ -300,7 +306,7 @@ pub(super) fn launch(launch: &Launch, limits: &JobLimits) -> Result<NativeJob, P
     }
     .map_err(|e| win_err("SetInformationJobObject(completion port)", program, e))?;
 
-    let (process, thread, pid) = spawn_suspended(&line)?;
+    let (process, thread, pid) = spawn_suspended(program, &line)?;
     // SAFETY: both handles are valid; a process may be assigned to the job only before it runs.
     if let Err(e) = unsafe { AssignProcessToJobObject(job.0, process.0) } {
         // SAFETY: the suspended process is ours to end.
@@ -316,6 +322,16 @@ pub(super) fn launch(launch: &Launch, limits: &JobLimits) -> Result<NativeJob, P
         return Err(net_err("ResumeThread", program, code.0));
     }
     Ok(NativeJob { job, port, process, pid, stats: JobStats::default(), exit: None })
+}
+
+/// Where a bare program name is looked for: System32, the Windows folder, then PATH.
+fn search_path() -> Vec<String> {
+    let system_root = std::env::var("SystemRoot").unwrap_or_else(|_| r"C:\Windows".into());
+    let path = std::env::var("PATH").unwrap_or_default();
+    [format!(r"{system_root}\System32"), system_root]
+        .into_iter()
+        .chain(path.split(';').filter(|d| !d.is_empty()).map(String::from))
+        .collect()
 }
 
 pub(super) fn script_command(script: PathBuf) -> Launch {

@@ -8,15 +8,18 @@ mod accounts;
 mod acl;
 mod handles;
 mod job;
+mod private_dir;
 mod system;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use hostprocess_crds::{AppliesTo, Rights};
 
-use crate::platform::{AccountId, Ace, JobLimits, Launch, LocalGroup, PathKind, Platform, PlatformError};
+use crate::platform::{
+    AccountId, Ace, DirSecurity, JobLimits, Launch, LocalGroup, PathKind, Platform, PlatformError,
+};
 pub use job::NativeJob;
-pub use system::{describe, process_alive};
+pub use system::{describe, process_alive, restrict_dll_search};
 
 /// The Windows host.
 #[derive(Debug, Clone, Default)]
@@ -87,6 +90,22 @@ impl Platform for Host {
 
     fn remove_aces(&self, path: &str, group: &str) -> Result<(), PlatformError> {
         acl::remove_aces(path, group)
+    }
+
+    fn create_private_dir(&self, dir: &Path) -> Result<(), PlatformError> {
+        private_dir::create_private_dir(dir)
+    }
+
+    fn dir_security(&self, dir: &Path) -> Result<DirSecurity, PlatformError> {
+        private_dir::dir_security(dir)
+    }
+
+    fn reset_private_tree(&self, dir: &Path) -> Result<(), PlatformError> {
+        private_dir::reset_private_tree(dir)
+    }
+
+    fn privileged(&self) -> bool {
+        private_dir::privileged()
     }
 
     fn process_alive(&self, pid: u32) -> bool {

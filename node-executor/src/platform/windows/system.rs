@@ -8,7 +8,9 @@ use windows::Win32::Security::{
     AdjustTokenPrivileges, LUID_AND_ATTRIBUTES, LookupPrivilegeValueW, SE_PRIVILEGE_ENABLED,
     TOKEN_ADJUST_PRIVILEGES, TOKEN_PRIVILEGES, TOKEN_QUERY,
 };
-use windows::Win32::System::LibraryLoader::{GetModuleHandleW, GetProcAddress};
+use windows::Win32::System::LibraryLoader::{
+    GetModuleHandleW, GetProcAddress, LOAD_LIBRARY_SEARCH_SYSTEM32, SetDefaultDllDirectories,
+};
 use windows::Win32::System::Registry::{HKEY, HKEY_LOCAL_MACHINE, KEY_READ, RegCloseKey, RegOpenKeyExW};
 use windows::Win32::System::Shutdown::{
     InitiateSystemShutdownExW, SHTDN_REASON_FLAG_PLANNED, SHTDN_REASON_MAJOR_OPERATINGSYSTEM,
@@ -53,6 +55,14 @@ pub(super) fn enable_privilege(name: &str) -> Result<(), PlatformError> {
         ));
     }
     Ok(())
+}
+
+/// Restricts where this process loads DLLs from to System32: a DLL planted beside the executor
+/// (or in the current folder) is never loaded by a later `LoadLibrary`. Called first in `main`.
+pub fn restrict_dll_search() -> Result<(), PlatformError> {
+    // SAFETY: a process-wide setting taking a flag; no pointers.
+    unsafe { SetDefaultDllDirectories(LOAD_LIBRARY_SEARCH_SYSTEM32) }
+        .map_err(|e| PlatformError::new("SetDefaultDllDirectories", "System32", e))
 }
 
 /// Whether a process is alive (has not exited).
