@@ -206,6 +206,34 @@ pub enum Rights {
     FullControl,
 }
 
+impl Rights {
+    /// The right as `icacls` spells it.
+    pub fn icacls(self) -> &'static str {
+        match self {
+            Rights::Read => "R",
+            Rights::ReadAndExecute => "RX",
+            Rights::Write => "W",
+            Rights::Modify => "M",
+            Rights::FullControl => "F",
+        }
+    }
+}
+
+impl AppliesTo {
+    /// The inheritance flags as `icacls` spells them (`(OI)(CI)`; empty for this folder only).
+    pub fn icacls(self) -> &'static str {
+        match self {
+            AppliesTo::ThisFolderOnly => "",
+            AppliesTo::ThisFolderSubfoldersAndFiles => "(OI)(CI)",
+            AppliesTo::ThisFolderAndSubfolders => "(CI)",
+            AppliesTo::ThisFolderAndFiles => "(OI)",
+            AppliesTo::SubfoldersAndFilesOnly => "(OI)(CI)(IO)",
+            AppliesTo::SubfoldersOnly => "(CI)(IO)",
+            AppliesTo::FilesOnly => "(OI)(IO)",
+        }
+    }
+}
+
 /// Which objects a grant covers (its inheritance flags).
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum AppliesTo {

@@ -173,7 +173,13 @@ fn run(platform: &Host, args: &RunArgs, state_dir: &Path, name: &str) -> Result<
 }
 
 fn reboot(platform: &Host, reason: &str) -> Result<Reply, Failure> {
-    let pending = platform.reboot_pending()?;
+    // Only a report: the operator decided to restart from the payload's exit code.
+    let pending = platform.reboot_pending().unwrap_or_else(|e| {
+        eprintln!(
+            "node-executor: cannot tell whether Windows has a restart pending ({e}); restarting anyway"
+        );
+        false
+    });
     platform.request_reboot(reason)?;
     Ok(Reply::ok(Outcome::Rebooting { pending_confirmed: pending }))
 }
@@ -210,8 +216,10 @@ fn prepare(
         let (rights, applies_to) = TASK_DIR_RIGHTS;
         let have = platform.explicit_aces(&shown, account)?;
         if have != [Ace::new(rights, applies_to)] {
-            eprintln!("node-executor: icacls \"{shown}\" /grant \"{account}:(OI)(CI)M\"");
             platform.set_ace(&shown, account, rights, applies_to)?;
+            let change =
+                Change::SetGrant { path: shown.to_string(), group: account.into(), rights, applies_to };
+            eprintln!("node-executor: {}", change.command_line());
         }
     }
     let installed = if install { Some(install::install(state_dir).map_err(Failure)?.0) } else { None };

@@ -27,6 +27,11 @@ pub fn run(payload: Payload) -> i32 {
                 }
             }
         }
+        Payload::HandleOpen { value } => {
+            let open = crate::platform::host::handle_open(value);
+            println!("{}", if open { "open" } else { "closed" });
+            i32::from(open)
+        }
         Payload::Describe => {
             println!("{}", crate::platform::host::describe());
             0

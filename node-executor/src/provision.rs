@@ -159,6 +159,8 @@ impl<'a, P: Platform> Applier<'a, P> {
             self.file.save(&self.owned)?;
             return Err(ProvisionError::Host { source, done: std::mem::take(&mut self.done) });
         }
+        // What was done, as an administrator would type it: readable, auditable, replayable.
+        eprintln!("node-executor: {}", change.command_line());
         self.done.push(change);
         Ok(())
     }

@@ -81,6 +81,8 @@ pub fn run<P: Platform>(platform: &P, state_dir: &Path, scratch: &Path, acl_path
         args: std::iter::once("payload").chain(args.iter().copied()).map(Into::into).collect(),
     };
     check("exit code passes through", exit_code(platform, &payload(&["exit", "7"]), 7), false);
+    #[cfg(windows)]
+    check("no handle leaks into the payload", no_leak(platform, &payload), false);
     // 0xC0000005, an access violation: all 32 bits on Windows; Linux keeps the low 8 (5).
     let violation = if cfg!(windows) { -1_073_741_819 } else { 5 };
     check(
@@ -129,6 +131,8 @@ pub fn run<P: Platform>(platform: &P, state_dir: &Path, scratch: &Path, acl_path
         true,
     );
     check("group, member and grant applied", groups(platform, state_dir, acl_path), true);
+    #[cfg(windows)]
+    check("net localgroup and icacls agree", windows_tools_agree(acl_path), true);
     check("second run changes nothing", second_run(platform, state_dir, acl_path), true);
     check("cleanup removes group and grant", cleanup(platform, state_dir, acl_path), true);
     let _ = std::fs::remove_dir_all(scratch);
@@ -150,6 +154,20 @@ fn exit_code<P: Platform>(platform: &P, launch: &Launch, expected: i64) -> Resul
     match wait(&mut job, Duration::from_secs(30))? {
         Some(code) if code == expected => Ok(format!("exit code {code}")),
         other => Err(format!("expected exit code {expected}, got {other:?}")),
+    }
+}
+
+/// An inheritable handle of the executor's (as its parent could leave one) is not in the payload.
+#[cfg(windows)]
+fn no_leak<P: Platform>(platform: &P, payload: &dyn Fn(&[&str]) -> Launch) -> Result<String, String> {
+    let event = crate::platform::windows::InheritableEvent::new().map_err(|e| e.to_string())?;
+    let value = event.value().to_string();
+    let mut job = platform
+        .launch(&payload(&["handle-open", &value]), &JobLimits::default())
+        .map_err(|e| e.to_string())?;
+    match wait(&mut job, Duration::from_secs(30))? {
+        Some(0) => Ok(format!("inheritable handle {value} stayed out; only the standard handles passed")),
+        other => Err(format!("the payload holds the executor's inheritable handle {value} (exit {other:?})")),
     }
 }
 
@@ -249,6 +267,31 @@ fn groups<P: Platform>(platform: &P, state_dir: &Path, acl_path: &str) -> Result
         return Err(format!("the ACE reads back as {aces:?}"));
     }
     Ok(format!("{} changes, read back", changes.len()))
+}
+
+/// What Windows' own tools show after provisioning: `net localgroup` lists the member and
+/// `icacls` the grant, in the notation the executor logs (names and flags are not localized).
+#[cfg(windows)]
+fn windows_tools_agree(acl_path: &str) -> Result<String, String> {
+    let system32 =
+        format!(r"{}\System32", std::env::var("SystemRoot").unwrap_or_else(|_| r"C:\Windows".into()));
+    let run = |program: &str, args: &[&str]| -> Result<String, String> {
+        let out = std::process::Command::new(format!(r"{system32}\{program}"))
+            .args(args)
+            .output()
+            .map_err(|e| format!("{program}: {e}"))?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let members = run("net.exe", &["localgroup", GROUP])?;
+    if !members.lines().any(|l| l.trim().eq_ignore_ascii_case("DefaultAccount")) {
+        return Err(format!("net localgroup {GROUP} does not list DefaultAccount: {members}"));
+    }
+    let acl = run("icacls.exe", &[acl_path])?;
+    let wanted = format!("{GROUP}:(OI)(CI)(RX)").to_ascii_lowercase();
+    if !acl.to_ascii_lowercase().contains(&wanted) {
+        return Err(format!("icacls {acl_path} does not show {wanted}: {acl}"));
+    }
+    Ok("net localgroup lists DefaultAccount; icacls shows (OI)(CI)(RX)".into())
 }
 
 fn second_run<P: Platform>(platform: &P, state_dir: &Path, acl_path: &str) -> Result<String, String> {

@@ -571,7 +571,7 @@ fn prepare_makes_the_task_folder_writable_by_the_task_account_alone_and_installs
         (entry["group"].as_str(), entry["rights"].as_str()),
         (Some(r"NT AUTHORITY\LOCAL SERVICE"), Some("Modify"))
     );
-    assert!(stderr(&out).contains(r#"/grant "NT AUTHORITY\LOCAL SERVICE:(OI)(CI)M""#), "{}", stderr(&out));
+    assert!(stderr(&out).contains(r#"/grant:r "NT AUTHORITY\LOCAL SERVICE:(OI)(CI)M""#), "{}", stderr(&out));
     // Again: nothing to change.
     let again = node.exec(&args);
     assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
@@ -655,12 +655,19 @@ fn groups_and_grants_are_idempotent_and_report_exactly_what_changed() {
         "--member",
         r"CONTOSO\alice",
     ];
-    let first = result(&node.exec(&ensure));
+    let first_out = node.exec(&ensure);
+    let first = result(&first_out);
     assert_eq!(first["changed"], true);
     let kinds: Vec<&str> =
         first["changes"].as_array().expect("changes").iter().filter_map(|c| c["change"].as_str()).collect();
     assert_eq!(kinds, ["createGroup", "addMember"]);
-    assert_eq!(result(&node.exec(&ensure))["changed"], false, "second ensure changes nothing");
+    // Every change is logged as the command an administrator would type to make it.
+    let log = stderr(&first_out);
+    assert!(log.contains(r#"node-executor: net localgroup "AppLogReaders" /add"#), "{log}");
+    assert!(log.contains(r#"node-executor: net localgroup "AppLogReaders" "CONTOSO\alice" /add"#), "{log}");
+    let second = node.exec(&ensure);
+    assert_eq!(result(&second)["changed"], false, "second ensure changes nothing");
+    assert!(!stderr(&second).contains("net localgroup"), "nothing done, nothing logged: {}", stderr(&second));
 
     let grant = [
         "grant",
@@ -672,7 +679,10 @@ fn groups_and_grants_are_idempotent_and_report_exactly_what_changed() {
         "--rights",
         "ReadAndExecute",
     ];
-    let applied = result(&node.exec(&grant));
+    let applied_out = node.exec(&grant);
+    let applied = result(&applied_out);
+    let log = stderr(&applied_out);
+    assert!(log.contains(r#"icacls "C:\ProgramData\App\logs" /grant:r "AppLogReaders:(OI)(CI)RX""#), "{log}");
     assert_eq!(applied["changes"][0]["change"], "setGrant");
     assert_eq!(applied["changes"][0]["appliesTo"], "ThisFolderSubfoldersAndFiles");
     assert_eq!(result(&node.exec(&grant))["changed"], false, "second apply changes nothing");

@@ -289,6 +289,9 @@ pub enum TestPayload {
     Stamp { file: PathBuf },
     /// Print what host this is ("Wine 8.0", "Windows", "Linux (test platform)").
     Describe,
+    /// Exit 0 when this process holds no handle (Windows) or file descriptor (Linux) with this
+    /// value, 1 when it does: whether something leaked into it.
+    HandleOpen { value: u64 },
 }
 
 fn parse_rights(s: &str) -> Result<Rights, String> {
@@ -478,6 +481,7 @@ impl TestPayload {
             }
             TestPayload::Stamp { file } => args.word("stamp").word(&path(file)),
             TestPayload::Describe => args.word("describe"),
+            TestPayload::HandleOpen { value } => args.word("handle-open").word(&value.to_string()),
         }
     }
 }
@@ -582,6 +586,7 @@ mod tests {
         }));
         round_trip(Command::Payload(TestPayload::Alive { pids: vec![1, 2] }));
         round_trip(Command::Payload(TestPayload::Describe));
+        round_trip(Command::Payload(TestPayload::HandleOpen { value: 1234 }));
     }
 
     #[test]

@@ -382,8 +382,50 @@ pub enum Change {
     },
 }
 
+impl Change {
+    /// The same change as an administrator would make it by hand (`net localgroup`, `icacls`),
+    /// for the log: what the executor did can be read, audited and replayed.
+    pub fn command_line(&self) -> String {
+        let q = |s: &str| format!("\"{}\"", s.replace('"', "\\\""));
+        match self {
+            Change::CreateGroup { group } => format!("net localgroup {} /add", q(group)),
+            Change::SetDescription { group, description } => {
+                format!("net localgroup {} /comment:{}", q(group), q(description))
+            }
+            Change::AddMember { group, member } => format!("net localgroup {} {} /add", q(group), q(member)),
+            Change::RemoveMember { group, member } => {
+                format!("net localgroup {} {} /delete", q(group), q(member))
+            }
+            Change::DeleteGroup { group } => format!("net localgroup {} /delete", q(group)),
+            Change::SetGrant { path, group, rights, applies_to } => format!(
+                "icacls {} /grant:r {}",
+                q(path),
+                q(&format!("{group}:{}{}", applies_to.icacls(), rights.icacls()))
+            ),
+            Change::RevokeGrant { path, group } => format!("icacls {} /remove:g {}", q(path), q(group)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn changes_read_as_the_commands_an_administrator_would_type() {
+        let grant = Change::SetGrant {
+            path: r"C:\data".into(),
+            group: "AppLogReaders".into(),
+            rights: Rights::ReadAndExecute,
+            applies_to: AppliesTo::ThisFolderSubfoldersAndFiles,
+        };
+        assert_eq!(grant.command_line(), r#"icacls "C:\data" /grant:r "AppLogReaders:(OI)(CI)RX""#);
+        let member = Change::AddMember { group: "AppLogReaders".into(), member: "svc-app".into() };
+        assert_eq!(member.command_line(), r#"net localgroup "AppLogReaders" "svc-app" /add"#);
+        let described = Change::SetDescription { group: "g".into(), description: r#"say "hi""#.into() };
+        assert_eq!(described.command_line(), r#"net localgroup "g" /comment:"say \"hi\"""#);
+        let revoke = Change::RevokeGrant { path: r"D:\logs".into(), group: "g".into() };
+        assert_eq!(revoke.command_line(), r#"icacls "D:\logs" /remove:g "g""#);
+    }
 
     #[test]
     fn every_bit_of_a_windows_exit_code_survives() {

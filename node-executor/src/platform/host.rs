@@ -2,6 +2,6 @@
 //! (process groups, a file-backed account and ACL store) everywhere else.
 
 #[cfg(unix)]
-pub use super::linux::{Host, describe, process_alive};
+pub use super::linux::{Host, describe, handle_open, process_alive};
 #[cfg(windows)]
-pub use super::windows::{Host, describe, process_alive};
+pub use super::windows::{Host, describe, handle_open, process_alive};

@@ -132,6 +132,11 @@ fn save<T: Serialize>(path: &Path, value: &T) -> Result<(), PlatformError> {
     crate::atomic_file::write(path, &bytes).map_err(|e| err(&e))
 }
 
+/// Whether this process has a file descriptor with this number.
+pub fn handle_open(value: u64) -> bool {
+    Path::new("/proc/self/fd").join(value.to_string()).exists()
+}
+
 impl Platform for Host {
     type Job = NativeJob;
 

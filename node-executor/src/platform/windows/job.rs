@@ -6,7 +6,9 @@ use std::ffi::c_void;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use windows::Win32::Foundation::{GetLastError, INVALID_HANDLE_VALUE, WAIT_OBJECT_0};
+use windows::Win32::Foundation::{
+    GetLastError, HANDLE, HANDLE_FLAG_INHERIT, INVALID_HANDLE_VALUE, SetHandleInformation, WAIT_OBJECT_0,
+};
 use windows::Win32::System::Console::{GetStdHandle, STD_ERROR_HANDLE, STD_INPUT_HANDLE, STD_OUTPUT_HANDLE};
 use windows::Win32::System::IO::{CreateIoCompletionPort, GetQueuedCompletionStatus, OVERLAPPED};
 use windows::Win32::System::JobObjects::{
@@ -21,8 +23,10 @@ use windows::Win32::System::JobObjects::{
 };
 use windows::Win32::System::Threading::{
     ALL_PROCESSOR_GROUPS, CREATE_NEW_PROCESS_GROUP, CREATE_SUSPENDED, CreateProcessW,
-    GetActiveProcessorCount, GetExitCodeProcess, PROCESS_INFORMATION, ResumeThread, STARTF_USESTDHANDLES,
-    STARTUPINFOW, TerminateProcess, WaitForSingleObject,
+    DeleteProcThreadAttributeList, EXTENDED_STARTUPINFO_PRESENT, GetActiveProcessorCount, GetExitCodeProcess,
+    InitializeProcThreadAttributeList, LPPROC_THREAD_ATTRIBUTE_LIST, PROC_THREAD_ATTRIBUTE_HANDLE_LIST,
+    PROCESS_INFORMATION, ResumeThread, STARTF_USESTDHANDLES, STARTUPINFOEXW, TerminateProcess,
+    UpdateProcThreadAttribute, WaitForSingleObject,
 };
 use windows::core::{PCWSTR, PWSTR};
 
@@ -93,40 +97,103 @@ pub(super) fn set_limits(job: &Owned, limits: &JobLimits) -> Result<(), Platform
     Ok(())
 }
 
+/// A process/thread attribute list, deleted on drop.
+struct AttributeList {
+    buffer: Vec<u8>,
+}
+
+impl AttributeList {
+    /// A list that lets the new process inherit `handles` and nothing else.
+    fn inherit_only(handles: &[HANDLE]) -> Result<Self, PlatformError> {
+        let mut size = 0usize;
+        // SAFETY: a size query with no list; it fails with ERROR_INSUFFICIENT_BUFFER by design.
+        let _ = unsafe { InitializeProcThreadAttributeList(None, 1, None, &mut size) };
+        let mut list = AttributeList { buffer: vec![0u8; size.max(64)] };
+        // SAFETY: the buffer has the size the query asked for.
+        unsafe { InitializeProcThreadAttributeList(Some(list.ptr()), 1, None, &mut size) }
+            .map_err(|e| win_err("InitializeProcThreadAttributeList", "handle list", e))?;
+        // SAFETY: the handles outlive the list (the caller keeps them until CreateProcessW returns).
+        unsafe {
+            UpdateProcThreadAttribute(
+                list.ptr(),
+                0,
+                PROC_THREAD_ATTRIBUTE_HANDLE_LIST as usize,
+                Some(handles.as_ptr() as *const c_void),
+                std::mem::size_of_val(handles),
+                None,
+                None,
+            )
+        }
+        .map_err(|e| win_err("UpdateProcThreadAttribute(HANDLE_LIST)", "handle list", e))?;
+        Ok(list)
+    }
+
+    fn ptr(&mut self) -> LPPROC_THREAD_ATTRIBUTE_LIST {
+        LPPROC_THREAD_ATTRIBUTE_LIST(self.buffer.as_mut_ptr() as *mut c_void)
+    }
+}
+
+impl Drop for AttributeList {
+    fn drop(&mut self) {
+        // SAFETY: the list was initialized in `inherit_only` and is deleted once.
+        unsafe { DeleteProcThreadAttributeList(self.ptr()) };
+    }
+}
+
 /// Starts `application` (an absolute path) with the command line, suspended, with the executor's
-/// standard handles.
+/// standard handles — and only those: whatever else this process holds inheritable (handles
+/// its own parent passed down) stays out of the payload.
 pub(super) fn spawn_suspended(application: &str, line: &str) -> Result<(Owned, Owned, u32), PlatformError> {
-    let mut startup = STARTUPINFOW {
-        cb: size_of::<STARTUPINFOW>() as u32,
-        dwFlags: STARTF_USESTDHANDLES,
-        ..Default::default()
-    };
+    let mut startup = STARTUPINFOEXW::default();
+    startup.StartupInfo.cb = size_of::<STARTUPINFOEXW>() as u32;
+    startup.StartupInfo.dwFlags = STARTF_USESTDHANDLES;
     // SAFETY: plain queries of this process's standard handles (not owned: no close).
     unsafe {
-        startup.hStdInput = GetStdHandle(STD_INPUT_HANDLE).unwrap_or_default();
-        startup.hStdOutput = GetStdHandle(STD_OUTPUT_HANDLE).unwrap_or_default();
-        startup.hStdError = GetStdHandle(STD_ERROR_HANDLE).unwrap_or_default();
+        startup.StartupInfo.hStdInput = GetStdHandle(STD_INPUT_HANDLE).unwrap_or_default();
+        startup.StartupInfo.hStdOutput = GetStdHandle(STD_OUTPUT_HANDLE).unwrap_or_default();
+        startup.StartupInfo.hStdError = GetStdHandle(STD_ERROR_HANDLE).unwrap_or_default();
+    }
+    let mut inherited: Vec<HANDLE> = Vec::new();
+    for handle in
+        [startup.StartupInfo.hStdInput, startup.StartupInfo.hStdOutput, startup.StartupInfo.hStdError]
+    {
+        if handle.is_invalid() || handle.0.is_null() || inherited.contains(&handle) {
+            continue;
+        }
+        // A handle in the list must be inheritable; a console handle may refuse the flag, and
+        // then it is not passed (the payload gets its own).
+        // SAFETY: a valid handle of this process; only its inherit flag changes.
+        if unsafe { SetHandleInformation(handle, HANDLE_FLAG_INHERIT.0, HANDLE_FLAG_INHERIT) }.is_ok() {
+            inherited.push(handle);
+        }
+    }
+    let mut attributes =
+        if inherited.is_empty() { None } else { Some(AttributeList::inherit_only(&inherited)?) };
+    if let Some(list) = attributes.as_mut() {
+        startup.lpAttributeList = list.ptr();
     }
     let mut cmdline: Vec<u16> = wide(line);
     let application = wide(application);
     let mut info = PROCESS_INFORMATION::default();
     // SAFETY: the command line buffer is writable and NUL-terminated as CreateProcessW needs;
-    // the returned handles are owned below.
+    // the extended startup information and its attribute list live until the call returns; the
+    // returned handles are owned below.
     unsafe {
         CreateProcessW(
             PCWSTR(application.as_ptr()),
             Some(PWSTR(cmdline.as_mut_ptr())),
             None,
             None,
-            true,
-            CREATE_SUSPENDED | CREATE_NEW_PROCESS_GROUP,
+            !inherited.is_empty(),
+            CREATE_SUSPENDED | CREATE_NEW_PROCESS_GROUP | EXTENDED_STARTUPINFO_PRESENT,
             None,
             PCWSTR::null(),
-            &startup,
+            &startup.StartupInfo,
             &mut info,
         )
     }
     .map_err(|e| win_err("CreateProcessW", line, e))?;
+    drop(attributes);
     Ok((Owned(info.hProcess), Owned(info.hThread), info.dwProcessId))
 }
 
@@ -139,6 +206,8 @@ pub struct NativeJob {
     pid: u32,
     stats: JobStats,
     exit: Option<i64>,
+    /// Being stopped for going over a limit.
+    stopping: bool,
 }
 
 impl NativeJob {
@@ -153,6 +222,11 @@ impl NativeJob {
             };
             if got.is_err() {
                 return;
+            }
+            // The payload may make jobs of its own; only messages about ours count.
+            if key != self.job.0.0 as usize {
+                timeout = 0;
+                continue;
             }
             match message {
                 MSG_JOB_MEMORY_LIMIT => self.stats.limit_exceeded = Some(LimitKind::Memory),
@@ -194,7 +268,14 @@ impl Job for NativeJob {
         let waited = unsafe { WaitForSingleObject(self.process.0, ms) };
         self.drain_messages(Duration::ZERO);
         if waited != WAIT_OBJECT_0 {
-            return Ok(None);
+            if self.stats.limit_exceeded.is_none() || self.stopping {
+                return Ok(None);
+            }
+            // Windows refuses the allocation or the process creation and lets the job run on;
+            // a payload that went over its limit is stopped, as on the Linux platform.
+            self.stopping = true;
+            self.kill()?;
+            return Ok(self.exit);
         }
         let mut code = 0u32;
         // SAFETY: the handle is valid and `code` is writable.
@@ -321,7 +402,7 @@ pub(super) fn launch(launch: &Launch, limits: &JobLimits) -> Result<NativeJob, P
         let _ = unsafe { TerminateJobObject(job.0, KILLED_EXIT_CODE) };
         return Err(net_err("ResumeThread", program, code.0));
     }
-    Ok(NativeJob { job, port, process, pid, stats: JobStats::default(), exit: None })
+    Ok(NativeJob { job, port, process, pid, stats: JobStats::default(), exit: None, stopping: false })
 }
 
 /// Where a bare program name is looked for: System32, the Windows folder, then PATH.

@@ -19,7 +19,7 @@ use crate::platform::{
     AccountId, Ace, DirSecurity, JobLimits, Launch, LocalGroup, PathKind, Platform, PlatformError,
 };
 pub use job::NativeJob;
-pub use system::{describe, process_alive, restrict_dll_search};
+pub use system::{InheritableEvent, describe, handle_open, process_alive, restrict_dll_search};
 
 /// The Windows host.
 #[derive(Debug, Clone, Default)]

@@ -2,11 +2,13 @@
 //! id, and whether this is Wine.
 
 use windows::Win32::Foundation::{
-    ERROR_FILE_NOT_FOUND, ERROR_NOT_ALL_ASSIGNED, ERROR_SUCCESS, GetLastError, HANDLE, LUID, STILL_ACTIVE,
+    ERROR_FILE_NOT_FOUND, ERROR_NOT_ALL_ASSIGNED, ERROR_NOT_READY, ERROR_SHUTDOWN_IN_PROGRESS,
+    ERROR_SHUTDOWN_IS_SCHEDULED, ERROR_SUCCESS, GetHandleInformation, GetLastError, HANDLE, LUID,
+    STILL_ACTIVE, WIN32_ERROR,
 };
 use windows::Win32::Security::{
     AdjustTokenPrivileges, LUID_AND_ATTRIBUTES, LookupPrivilegeValueW, SE_PRIVILEGE_ENABLED,
-    TOKEN_ADJUST_PRIVILEGES, TOKEN_PRIVILEGES, TOKEN_QUERY,
+    SECURITY_ATTRIBUTES, TOKEN_ADJUST_PRIVILEGES, TOKEN_PRIVILEGES, TOKEN_QUERY,
 };
 use windows::Win32::System::LibraryLoader::{
     GetModuleHandleW, GetProcAddress, LOAD_LIBRARY_SEARCH_SYSTEM32, SetDefaultDllDirectories,
@@ -17,7 +19,8 @@ use windows::Win32::System::Shutdown::{
     SHTDN_REASON_MINOR_UPGRADE,
 };
 use windows::Win32::System::Threading::{
-    GetCurrentProcess, GetExitCodeProcess, OpenProcess, OpenProcessToken, PROCESS_QUERY_LIMITED_INFORMATION,
+    CreateEventW, GetCurrentProcess, GetExitCodeProcess, OpenProcess, OpenProcessToken,
+    PROCESS_QUERY_LIMITED_INFORMATION,
 };
 use windows::core::{PCSTR, PCWSTR};
 
@@ -63,6 +66,36 @@ pub fn restrict_dll_search() -> Result<(), PlatformError> {
     // SAFETY: a process-wide setting taking a flag; no pointers.
     unsafe { SetDefaultDllDirectories(LOAD_LIBRARY_SEARCH_SYSTEM32) }
         .map_err(|e| PlatformError::new("SetDefaultDllDirectories", "System32", e))
+}
+
+/// Whether this process has an open handle with this value.
+pub fn handle_open(value: u64) -> bool {
+    let mut flags = 0u32;
+    // SAFETY: a query of a handle value; an invalid one makes the call fail, nothing else.
+    unsafe { GetHandleInformation(HANDLE(value as usize as *mut std::ffi::c_void), &mut flags) }.is_ok()
+}
+
+/// An inheritable event handle, closed on drop: what a parent could leave in the executor.
+#[derive(Debug)]
+pub struct InheritableEvent(Owned);
+
+impl InheritableEvent {
+    pub fn new() -> Result<Self, PlatformError> {
+        let attributes = SECURITY_ATTRIBUTES {
+            nLength: size_of::<SECURITY_ATTRIBUTES>() as u32,
+            lpSecurityDescriptor: std::ptr::null_mut(),
+            bInheritHandle: true.into(),
+        };
+        // SAFETY: an anonymous event with default security, inheritable; owned below.
+        let handle = unsafe { CreateEventW(Some(&attributes), true, false, PCWSTR::null()) }
+            .map_err(|e| PlatformError::new("CreateEventW", "inheritable event", e))?;
+        Ok(InheritableEvent(Owned(handle)))
+    }
+
+    /// The handle's value, as a child would see it if it inherited it.
+    pub fn value(&self) -> u64 {
+        self.0.0.0 as usize as u64
+    }
 }
 
 /// Whether a process is alive (has not exited).
@@ -128,14 +161,43 @@ pub(super) fn reboot_pending() -> Result<bool, PlatformError> {
     Ok(false)
 }
 
+/// How often a restart the system is not ready for is asked again, and how long apart.
+const REBOOT_ATTEMPTS: u32 = 6;
+const REBOOT_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub(super) fn request_reboot(message: &str) -> Result<(), PlatformError> {
     enable_privilege("SeShutdownPrivilege")?;
     let text = wide(message);
-    // Planned, for an update; 30 s for applications to close (the node is drained already).
+    // Planned, for an update; 30 s for applications to close, then they are closed: the node is
+    // drained, and an application that would not close would hold the restart pending forever.
     let reason = SHTDN_REASON_MAJOR_OPERATINGSYSTEM | SHTDN_REASON_MINOR_UPGRADE | SHTDN_REASON_FLAG_PLANNED;
-    // SAFETY: NUL-terminated message; no machine name (this host).
-    unsafe { InitiateSystemShutdownExW(PCWSTR::null(), PCWSTR(text.as_ptr()), 30, false, true, reason) }
-        .map_err(|e| PlatformError::new("InitiateSystemShutdownExW", "this host", e))
+    let mut attempt = 1;
+    loop {
+        // SAFETY: NUL-terminated message; no machine name (this host).
+        let asked = unsafe {
+            InitiateSystemShutdownExW(PCWSTR::null(), PCWSTR(text.as_ptr()), 30, true, true, reason)
+        };
+        let Err(e) = asked else { return Ok(()) };
+        let code = WIN32_ERROR::from_error(&e).unwrap_or_default();
+        // A restart already under way or scheduled (this one asked before, or Windows Update's)
+        // is what was asked for.
+        if code == ERROR_SHUTDOWN_IN_PROGRESS || code == ERROR_SHUTDOWN_IS_SCHEDULED {
+            eprintln!("node-executor: a restart is already in progress or scheduled; that is the one");
+            return Ok(());
+        }
+        if code == ERROR_NOT_READY && attempt < REBOOT_ATTEMPTS {
+            eprintln!(
+                "node-executor: the system is not ready to restart yet; asking again in {}s",
+                REBOOT_RETRY_AFTER.as_secs()
+            );
+            std::thread::sleep(REBOOT_RETRY_AFTER);
+            attempt += 1;
+            continue;
+        }
+        return Err(
+            PlatformError::new("InitiateSystemShutdownExW", "this host", e).with_code(i64::from(code.0))
+        );
+    }
 }
 
 pub(super) fn is_wine() -> bool {
