@@ -8,6 +8,8 @@
 mod atomic_file;
 #[cfg(any(windows, test))]
 mod cmdline;
+#[cfg(any(windows, test))]
+mod cpu;
 mod dispatch;
 mod install;
 mod lock;

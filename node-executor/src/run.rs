@@ -215,6 +215,7 @@ fn attempt<P: Platform>(
     path.save(record)?;
 
     let mut finished = record.attempts.last().cloned().unwrap_or_else(|| unreachable!("pushed above"));
+    let mut note = None;
     match platform.launch(&req.launch, &req.limits) {
         Err(e) => {
             log(&format!("attempt {number}: could not start the payload: {e}"));
@@ -229,6 +230,10 @@ fn attempt<P: Platform>(
             }
             path.save(record)?;
             log(&format!("attempt {number}: started process {}", job.pid()));
+            note = job.note();
+            if let Some(note) = &note {
+                log(note);
+            }
             let deadline = timeout.map(|t| Instant::now() + t);
             let ended = loop {
                 if shutdown.requested() {
@@ -286,6 +291,10 @@ fn attempt<P: Platform>(
                 }
             }
         }
+    }
+    if let Some(note) = note {
+        finished.message =
+            if finished.message.is_empty() { note } else { format!("{}; {note}", finished.message) };
     }
     finished.end_time = Some(record::now());
     log(&format!(

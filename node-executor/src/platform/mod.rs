@@ -49,6 +49,11 @@ pub trait Job {
     fn kill(&mut self) -> Result<(), PlatformError>;
     /// The job's accounting so far.
     fn stats(&mut self) -> JobStats;
+    /// What the user should know about how the limits were set (a container's CPU cap lower
+    /// than the request), for the attempt's record.
+    fn note(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A local group as the host has it.

@@ -13,7 +13,8 @@ use windows::Win32::System::Console::{GetStdHandle, STD_ERROR_HANDLE, STD_INPUT_
 use windows::Win32::System::IO::{CreateIoCompletionPort, GetQueuedCompletionStatus, OVERLAPPED};
 use windows::Win32::System::JobObjects::{
     AssignProcessToJobObject, CreateJobObjectW, JOB_OBJECT_CPU_RATE_CONTROL_ENABLE,
-    JOB_OBJECT_CPU_RATE_CONTROL_HARD_CAP, JOB_OBJECT_LIMIT_ACTIVE_PROCESS, JOB_OBJECT_LIMIT_JOB_MEMORY,
+    JOB_OBJECT_CPU_RATE_CONTROL_HARD_CAP, JOB_OBJECT_CPU_RATE_CONTROL_MIN_MAX_RATE,
+    JOB_OBJECT_CPU_RATE_CONTROL_WEIGHT_BASED, JOB_OBJECT_LIMIT_ACTIVE_PROCESS, JOB_OBJECT_LIMIT_JOB_MEMORY,
     JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE, JOBOBJECT_ASSOCIATE_COMPLETION_PORT,
     JOBOBJECT_BASIC_ACCOUNTING_INFORMATION, JOBOBJECT_CPU_RATE_CONTROL_INFORMATION,
     JOBOBJECT_EXTENDED_LIMIT_INFORMATION, JobObjectAssociateCompletionPortInformation,
@@ -42,7 +43,41 @@ pub(super) const MSG_JOB_MEMORY_LIMIT: u32 = 10;
 /// The exit code of processes killed with their job.
 pub(super) const KILLED_EXIT_CODE: u32 = 1;
 
-pub(super) fn set_limits(job: &Owned, limits: &JobLimits) -> Result<(), PlatformError> {
+/// The CPU rate cap of the job this process runs in (the container's), in 1/10000 of the
+/// machine; `None` when it has none, or none that caps (weight-based), or cannot be read.
+fn parent_cpu_rate() -> Option<u32> {
+    let mut info = JOBOBJECT_CPU_RATE_CONTROL_INFORMATION::default();
+    // SAFETY: no handle: the job of this process; the structure is writable and its size passed.
+    unsafe {
+        QueryInformationJobObject(
+            None,
+            JobObjectCpuRateControlInformation,
+            &mut info as *mut _ as *mut c_void,
+            size_of::<JOBOBJECT_CPU_RATE_CONTROL_INFORMATION>() as u32,
+            None,
+        )
+    }
+    .ok()?;
+    let flags = info.ControlFlags;
+    if flags & JOB_OBJECT_CPU_RATE_CONTROL_ENABLE != JOB_OBJECT_CPU_RATE_CONTROL_ENABLE
+        || flags & JOB_OBJECT_CPU_RATE_CONTROL_WEIGHT_BASED == JOB_OBJECT_CPU_RATE_CONTROL_WEIGHT_BASED
+    {
+        return None;
+    }
+    // SAFETY: the flags say which member of the union the call filled.
+    let rate = unsafe {
+        if flags & JOB_OBJECT_CPU_RATE_CONTROL_MIN_MAX_RATE == JOB_OBJECT_CPU_RATE_CONTROL_MIN_MAX_RATE {
+            u32::from(info.Anonymous.Anonymous.MaxRate)
+        } else {
+            info.Anonymous.CpuRate
+        }
+    };
+    (rate > 0).then_some(rate)
+}
+
+/// Sets the job's limits; returns what the user should know about them (a container cap lower
+/// than the CPU asked for).
+pub(super) fn set_limits(job: &Owned, limits: &JobLimits) -> Result<Option<String>, PlatformError> {
     let mut info = JOBOBJECT_EXTENDED_LIMIT_INFORMATION::default();
     info.BasicLimitInformation.LimitFlags = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE;
     if let Some(bytes) = limits.memory_bytes {
@@ -64,11 +99,14 @@ pub(super) fn set_limits(job: &Owned, limits: &JobLimits) -> Result<(), Platform
     }
     .map_err(|e| win_err("SetInformationJobObject(limits)", "job", e))?;
 
+    let mut note = None;
     if let Some(millis) = limits.cpu_millis {
         // SAFETY: a plain query of the active processors in all groups.
         let cpus = u64::from(unsafe { GetActiveProcessorCount(ALL_PROCESSOR_GROUPS) }.max(1));
-        // CpuRate is the share of all processors' cycles, in 1/10000.
-        let rate = (millis * 10 / cpus).clamp(1, 10_000) as u32;
+        // CpuRate is the share of all processors' cycles, in 1/10000, of the parent job's share.
+        let nested = crate::cpu::nested_rate(millis, cpus, parent_cpu_rate());
+        let rate = nested.rate;
+        note = nested.note;
         let mut cpu = JOBOBJECT_CPU_RATE_CONTROL_INFORMATION {
             ControlFlags: JOB_OBJECT_CPU_RATE_CONTROL_ENABLE | JOB_OBJECT_CPU_RATE_CONTROL_HARD_CAP,
             ..Default::default()
@@ -94,7 +132,7 @@ pub(super) fn set_limits(job: &Owned, limits: &JobLimits) -> Result<(), Platform
             .with_code(code)
         })?;
     }
-    Ok(())
+    Ok(note)
 }
 
 /// A process/thread attribute list, deleted on drop.
@@ -208,6 +246,8 @@ pub struct NativeJob {
     exit: Option<i64>,
     /// Being stopped for going over a limit.
     stopping: bool,
+    /// What the user should know about the limits as set.
+    note: Option<String>,
 }
 
 impl NativeJob {
@@ -304,6 +344,10 @@ impl Job for NativeJob {
         Ok(())
     }
 
+    fn note(&self) -> Option<String> {
+        self.note.clone()
+    }
+
     fn stats(&mut self) -> JobStats {
         self.drain_messages(Duration::ZERO);
         let mut basic = JOBOBJECT_BASIC_ACCOUNTING_INFORMATION::default();
@@ -369,7 +413,7 @@ pub(super) fn launch(launch: &Launch, limits: &JobLimits) -> Result<NativeJob, P
         unsafe { CreateJobObjectW(None, PCWSTR::null()) }
             .map_err(|e| win_err("CreateJobObjectW", program, e))?,
     );
-    set_limits(&job, limits)?;
+    let note = set_limits(&job, limits)?;
     // SAFETY: a new completion port not bound to a file; owned below.
     let port = Owned(
         unsafe { CreateIoCompletionPort(INVALID_HANDLE_VALUE, None, 0, 1) }
@@ -402,7 +446,7 @@ pub(super) fn launch(launch: &Launch, limits: &JobLimits) -> Result<NativeJob, P
         let _ = unsafe { TerminateJobObject(job.0, KILLED_EXIT_CODE) };
         return Err(net_err("ResumeThread", program, code.0));
     }
-    Ok(NativeJob { job, port, process, pid, stats: JobStats::default(), exit: None, stopping: false })
+    Ok(NativeJob { job, port, process, pid, stats: JobStats::default(), exit: None, stopping: false, note })
 }
 
 /// Where a bare program name is looked for: System32, the Windows folder, then PATH.
