@@ -149,7 +149,7 @@ fn host(cli: &Cli) -> Result<Host, Failure> {
 
 fn run(platform: &Host, args: &RunArgs, state_dir: &Path, name: &str) -> Result<Reply, Failure> {
     let request = run_request(platform, args, state_dir)?;
-    let shutdown = Shutdown::install()?;
+    let shutdown = Shutdown::install().map_err(Failure)?;
     let ran = run::run(platform, &request, &shutdown)?;
     let state = ran.report.record.state;
     let ok = state.is_success() || state == record::State::Interrupted;

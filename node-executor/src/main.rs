@@ -57,6 +57,9 @@ fn main() {
             EXIT_EXECUTOR_ERROR
         }
     };
+    // Done: the record and the result line are written. A pending close or shutdown event of
+    // the container may now let the process end.
+    shutdown::Shutdown::finished();
     // Exit codes are 32-bit on Windows (3010 passes through); Linux keeps the low 8 bits.
     std::process::exit(code)
 }

@@ -19,7 +19,9 @@ use crate::platform::{
     AccountId, Ace, DirSecurity, JobLimits, Launch, LocalGroup, PathKind, Platform, PlatformError,
 };
 pub use job::NativeJob;
-pub use system::{InheritableEvent, describe, handle_open, process_alive, restrict_dll_search};
+pub use system::{
+    InheritableEvent, describe, handle_open, on_console_event, process_alive, restrict_dll_search,
+};
 
 /// The Windows host.
 #[derive(Debug, Clone, Default)]

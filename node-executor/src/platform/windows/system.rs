@@ -10,6 +10,9 @@ use windows::Win32::Security::{
     AdjustTokenPrivileges, LUID_AND_ATTRIBUTES, LookupPrivilegeValueW, SE_PRIVILEGE_ENABLED,
     SECURITY_ATTRIBUTES, TOKEN_ADJUST_PRIVILEGES, TOKEN_PRIVILEGES, TOKEN_QUERY,
 };
+use windows::Win32::System::Console::{
+    CTRL_CLOSE_EVENT, CTRL_LOGOFF_EVENT, CTRL_SHUTDOWN_EVENT, SetConsoleCtrlHandler,
+};
 use windows::Win32::System::LibraryLoader::{
     GetModuleHandleW, GetProcAddress, LOAD_LIBRARY_SEARCH_SYSTEM32, SetDefaultDllDirectories,
 };
@@ -66,6 +69,31 @@ pub fn restrict_dll_search() -> Result<(), PlatformError> {
     // SAFETY: a process-wide setting taking a flag; no pointers.
     unsafe { SetDefaultDllDirectories(LOAD_LIBRARY_SEARCH_SYSTEM32) }
         .map_err(|e| PlatformError::new("SetDefaultDllDirectories", "System32", e))
+}
+
+/// What to do on a console event; `true`: a terminal one (close, logoff, shutdown), after
+/// which Windows ends the process as soon as the handler returns.
+type ConsoleCallback = Box<dyn Fn(bool) + Send + Sync>;
+
+static CONSOLE_CALLBACK: std::sync::OnceLock<ConsoleCallback> = std::sync::OnceLock::new();
+
+unsafe extern "system" fn console_handler(event: u32) -> windows::core::BOOL {
+    let terminal = matches!(event, CTRL_CLOSE_EVENT | CTRL_LOGOFF_EVENT | CTRL_SHUTDOWN_EVENT);
+    if let Some(callback) = CONSOLE_CALLBACK.get() {
+        callback(terminal);
+    }
+    true.into()
+}
+
+/// Calls `callback` on every console event (Ctrl-C, Ctrl-Break, close, logoff, shutdown), on
+/// the thread Windows creates for it; the process goes on until the callback returns. Once.
+pub fn on_console_event(callback: ConsoleCallback) -> Result<(), PlatformError> {
+    CONSOLE_CALLBACK
+        .set(callback)
+        .map_err(|_| PlatformError::new("SetConsoleCtrlHandler", "self", "a handler is installed already"))?;
+    // SAFETY: the handler is a plain function that lives as long as the process.
+    unsafe { SetConsoleCtrlHandler(Some(console_handler), true) }
+        .map_err(|e| PlatformError::new("SetConsoleCtrlHandler", "self", e))
 }
 
 /// Whether this process has an open handle with this value.
