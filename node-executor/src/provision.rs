@@ -16,7 +16,7 @@ use hostprocess_crds::{AppliesTo, Grant, HostGroupSpec, ValidationErrors, messag
 use serde::{Deserialize, Serialize};
 
 use crate::atomic_file;
-use crate::platform::{AccountId, Ace, PathKind, Platform, PlatformError};
+use crate::platform::{AccountId, Ace, GroupSid, PathKind, Platform, PlatformError, privileged_member};
 
 pub use hostprocess_protocol::Change;
 
@@ -38,6 +38,14 @@ pub enum ProvisionError {
         "refused, nothing changed: group {group:?} is managed on this node by HostGroup uid {owner}; a Windows group has one HostGroup"
     )]
     OwnedByAnother { group: String, owner: String },
+    #[error(
+        "refused, nothing changed: group {group:?} is a built-in or well-known group on this node (SID {sid}), not one of this machine's own: a HostGroup manages a group of its own"
+    )]
+    NotOwnGroup { group: String, sid: String },
+    #[error(
+        "refused, nothing changed: member {member:?} is a privileged or broad principal on this node (SID {sid}): a HostGroup never adds administrators, built-in groups or service accounts"
+    )]
+    PrivilegedMember { member: String, sid: String },
 }
 
 /// Who a change is made for, and so whose record it goes into.
@@ -60,6 +68,10 @@ struct Ownership {
     members: BTreeSet<AccountId>,
     /// Granted paths, as written (compared case-insensitively).
     grants: BTreeSet<String>,
+    /// The group's SID when this owner created it or first changed it: a group deleted and
+    /// created again under the name by someone else is not this owner's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sid: Option<AccountId>,
 }
 
 struct OwnershipFile(PathBuf);
@@ -194,6 +206,14 @@ fn host(source: PlatformError) -> ProvisionError {
     ProvisionError::Host { source, done: vec![] }
 }
 
+/// The group's identity; refused when it is a built-in or well-known group, not the machine's own.
+fn own_group<P: Platform>(platform: &P, group: &str) -> Result<Option<GroupSid>, ProvisionError> {
+    match platform.group_sid(group).map_err(host)? {
+        Some(id) if !id.own_domain => Err(ProvisionError::NotOwnGroup { group: group.into(), sid: id.sid.0 }),
+        other => Ok(other),
+    }
+}
+
 /// Resolves every member to its account id, refusing unknown accounts.
 fn resolve_members<P: Platform>(
     platform: &P,
@@ -202,6 +222,9 @@ fn resolve_members<P: Platform>(
     members
         .iter()
         .map(|m| match platform.lookup_account(m).map_err(host)? {
+            Some(id) if privileged_member(&id.0) => {
+                Err(ProvisionError::PrivilegedMember { member: m.clone(), sid: id.0 })
+            }
             Some(id) => Ok((m.clone(), id)),
             None => Err(ProvisionError::UnknownMember(m.clone())),
         })
@@ -235,6 +258,7 @@ pub fn provision<P: Platform>(
     check_grants(platform, &spec.grants)?;
 
     let group = spec.group_name.as_str();
+    let identity = own_group(platform, group)?;
     let mut applier = Applier::open(platform, state_dir, owner, group)?;
 
     let description = spec.description.clone().unwrap_or_default();
@@ -245,9 +269,13 @@ pub fn provision<P: Platform>(
                 p.create_group(group, &description)
             })?;
             applier.owned.created = true;
+            applier.owned.sid = platform.group_sid(group).map_err(host)?.map(|id| id.sid);
             vec![]
         }
         Some(existing) => {
+            if applier.owned.sid.is_none() {
+                applier.owned.sid = identity.map(|id| id.sid);
+            }
             if spec.description.is_some() && existing.description != description {
                 let change = Change::SetDescription { group: group.into(), description: description.clone() };
                 applier.apply(change, |p| p.set_group_description(group, &description))?;
@@ -311,6 +339,7 @@ pub fn grant<P: Platform>(
             done: vec![],
         });
     }
+    own_group(platform, group)?;
     check_grants(platform, grants)?;
     let mut applier = Applier::open(platform, state_dir, &Owner::Commands, group)?;
     apply_grants(&mut applier, group, grants)?;
@@ -403,7 +432,16 @@ pub fn deprovision<P: Platform>(
     let mut applier = Applier::open(platform, state_dir, owner, group)?;
     let granted: Vec<String> = applier.owned.grants.iter().cloned().collect();
     revoke_grants(&mut applier, group, &granted)?;
-    if let Some(current) = platform.group(group).map_err(host)? {
+    let identity = platform.group_sid(group).map_err(host)?.map(|id| id.sid);
+    let same_group = applier.owned.sid.is_none() || applier.owned.sid == identity;
+    if !same_group {
+        eprintln!(
+            "node-executor: group {group:?} on this node is not the one recorded (SID {:?}, now {:?}): \
+             it was deleted and created again by someone else; leaving it alone",
+            applier.owned.sid, identity
+        );
+    }
+    if let Some(current) = platform.group(group).map_err(host)?.filter(|_| same_group) {
         if applier.owned.created {
             applier.apply(Change::DeleteGroup { group: group.into() }, |p| p.delete_group(group))?;
         } else {
@@ -431,6 +469,8 @@ mod tests {
             ProvisionError::MissingPath(r"C:\data".into()),
             ProvisionError::FileInheritance { path: r"C:\data\f.txt".into() },
             ProvisionError::OwnedByAnother { group: "G".into(), owner: "u".into() },
+            ProvisionError::NotOwnGroup { group: "Administratoren".into(), sid: "S-1-5-32-544".into() },
+            ProvisionError::PrivilegedMember { member: "Admin".into(), sid: "S-1-5-21-1-2-3-500".into() },
         ];
         for error in lasting {
             let line = hostprocess_protocol::ResultLine::refused("provision", error.to_string());

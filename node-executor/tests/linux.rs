@@ -721,6 +721,57 @@ fn groups_and_grants_are_idempotent_and_report_exactly_what_changed() {
 }
 
 #[test]
+fn built_in_groups_and_privileged_members_are_refused_by_sid_whatever_their_name() {
+    let node = Node::new();
+    let store = node.state().join("test-store");
+    fs::create_dir_all(&store).expect("store");
+    // A German node: BUILTIN\Administrators is "Administratoren"; "chef" is the renamed
+    // built-in Administrator account (RID 500).
+    let seed = serde_json::json!({
+        "accounts": ["alice", "chef"],
+        "groups": {"administratoren": {"name": "Administratoren", "description": "", "members": []}},
+        "sids": {"administratoren": "S-1-5-32-544", "chef": "S-1-5-21-1-2-3-500", "alice": "S-1-5-21-1-2-3-1001"},
+    });
+    fs::write(store.join("accounts.json"), seed.to_string()).expect("seed");
+    let before = fs::read(store.join("accounts.json")).expect("read");
+
+    let out = node.exec(&["group", "ensure", "--name", "Administratoren", "--member", "alice"]);
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    let error = result(&out)["error"].as_str().unwrap_or_default().to_string();
+    assert!(error.contains("is a built-in or well-known group on this node (SID S-1-5-32-544)"), "{error}");
+    let out = node.exec(&["group", "ensure", "--name", "AppOps", "--member", "chef"]);
+    let error = result(&out)["error"].as_str().unwrap_or_default().to_string();
+    assert!(
+        error.contains(
+            r#"member "chef" is a privileged or broad principal on this node (SID S-1-5-21-1-2-3-500)"#
+        ),
+        "{error}"
+    );
+    assert_eq!(fs::read(store.join("accounts.json")).expect("read"), before, "nothing changed");
+
+    // A group deleted and created again by someone else under the same name is not ours to delete.
+    assert_eq!(
+        node.exec(&["group", "ensure", "--name", "AppOps", "--member", "alice"]).status.code(),
+        Some(0)
+    );
+    let mut accounts: Value =
+        serde_json::from_slice(&fs::read(store.join("accounts.json")).expect("read")).expect("json");
+    accounts["sids"]["appops"] = "S-1-5-21-1-2-3-2000".into();
+    fs::write(store.join("accounts.json"), accounts.to_string()).expect("recreate");
+    let out = node.exec(&["group", "remove", "--name", "AppOps"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(result(&out)["changed"], false);
+    assert!(
+        stderr(&out).contains("it was deleted and created again by someone else; leaving it alone"),
+        "{}",
+        stderr(&out)
+    );
+    let accounts: Value =
+        serde_json::from_slice(&fs::read(store.join("accounts.json")).expect("read")).expect("json");
+    assert!(accounts["groups"]["appops"].is_object(), "the other group is still there");
+}
+
+#[test]
 fn provision_converges_and_removal_keeps_what_others_made() {
     let node = Node::new();
     node.seed_accounts(&["alice", "bob", "carol"]);

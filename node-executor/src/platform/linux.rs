@@ -30,8 +30,8 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    AccountId, Ace, DirSecurity, Job, JobLimits, JobStats, Launch, LimitKind, LocalGroup, PathKind, Platform,
-    PlatformError,
+    AccountId, Ace, DirSecurity, GroupSid, Job, JobLimits, JobStats, Launch, LimitKind, LocalGroup, PathKind,
+    Platform, PlatformError,
 };
 
 /// How often the sampler looks at the job.
@@ -85,6 +85,10 @@ struct AccountStore {
     /// Local groups by lower-case name.
     #[serde(default)]
     groups: BTreeMap<String, StoredGroup>,
+    /// SIDs of accounts and groups a test gives one (`Administratoren`: `S-1-5-32-544`), by
+    /// lower-case name; the others are identified by their canonical name.
+    #[serde(default)]
+    sids: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -223,6 +227,9 @@ impl Platform for Host {
 
     fn lookup_account(&self, name: &str) -> Result<Option<AccountId>, PlatformError> {
         let store: AccountStore = load(&self.accounts_file())?;
+        if let Some(sid) = store.sids.get(&name.to_lowercase()) {
+            return Ok(Some(AccountId(sid.clone())));
+        }
         let id = canonical(name);
         let exists = BUILTIN_ACCOUNTS
             .iter()
@@ -239,6 +246,18 @@ impl Platform for Host {
             name: g.name.clone(),
             description: g.description.clone(),
             members: g.members.clone(),
+        }))
+    }
+
+    fn group_sid(&self, name: &str) -> Result<Option<GroupSid>, PlatformError> {
+        let store: AccountStore = load(&self.accounts_file())?;
+        let key = name.to_lowercase();
+        if !store.groups.contains_key(&key) {
+            return Ok(None);
+        }
+        Ok(Some(match store.sids.get(&key) {
+            Some(sid) => GroupSid { sid: AccountId(sid.clone()), own_domain: sid.starts_with("S-1-5-21-") },
+            None => GroupSid { sid: canonical(name), own_domain: true },
         }))
     }
 

@@ -69,6 +69,30 @@ pub struct LocalGroup {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
 pub struct AccountId(pub String);
 
+/// A local group's identity on this host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupSid {
+    pub sid: AccountId,
+    /// Whether it belongs to this machine's own account domain (`S-1-5-21-<machine>-<rid>`): a
+    /// group someone created, not a built-in (`S-1-5-32-*`, whatever its localized name) or a
+    /// well-known principal that happens to share the name.
+    pub own_domain: bool,
+}
+
+/// Principals no HostGroup may add as a member, by SID (names are localized; SIDs are not):
+/// well-known and broad principals, the service accounts, every BUILTIN group, and a domain's or
+/// machine's administrators (RIDs 500, 512, 518, 519, 544).
+pub fn privileged_member(sid: &str) -> bool {
+    const WELL_KNOWN: [&str; 9] = [
+        "S-1-1-0", "S-1-5-2", "S-1-5-4", "S-1-5-6", "S-1-5-7", "S-1-5-11", "S-1-5-18", "S-1-5-19", "S-1-5-20",
+    ];
+    if WELL_KNOWN.contains(&sid) || sid.starts_with("S-1-5-32-") {
+        return true;
+    }
+    sid.starts_with("S-1-5-21-")
+        && ["-500", "-512", "-518", "-519", "-544"].iter().any(|rid| sid.ends_with(rid))
+}
+
 /// One explicit access-allowed entry for a group on a path. `None`: the host has rights or
 /// inheritance flags outside what a HostGroup grant expresses (set by someone else), so it
 /// never equals a wanted grant and is replaced.
@@ -135,6 +159,10 @@ pub trait Platform {
     /// Resolves an account name to its canonical id; `None` if no such account exists.
     fn lookup_account(&self, name: &str) -> Result<Option<AccountId>, PlatformError>;
     fn group(&self, name: &str) -> Result<Option<LocalGroup>, PlatformError>;
+    /// The SID of the local group `name` of this machine (looked up as `COMPUTERNAME\name`, so
+    /// a well-known principal of the same name never answers), and whether it is the machine's
+    /// own; `None` when there is no such group.
+    fn group_sid(&self, name: &str) -> Result<Option<GroupSid>, PlatformError>;
     fn create_group(&self, name: &str, description: &str) -> Result<(), PlatformError>;
     fn set_group_description(&self, name: &str, description: &str) -> Result<(), PlatformError>;
     fn delete_group(&self, name: &str) -> Result<(), PlatformError>;
@@ -200,5 +228,27 @@ impl PlatformError {
     pub fn with_code(mut self, code: i64) -> Self {
         self.code = Some(code);
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn privileged_members_are_known_by_sid_whatever_their_name() {
+        for sid in [
+            "S-1-1-0",
+            "S-1-5-18",
+            "S-1-5-32-544",
+            "S-1-5-32-555",
+            "S-1-5-21-1-2-3-500",
+            "S-1-5-21-9-8-7-512",
+        ] {
+            assert!(privileged_member(sid), "{sid}");
+        }
+        for sid in ["S-1-5-21-1-2-3-1001", "S-1-5-21-1-2-3-5120", r"node\alice"] {
+            assert!(!privileged_member(sid), "{sid}");
+        }
     }
 }

@@ -10,10 +10,11 @@ use windows::Win32::NetworkManagement::NetManagement::{
     NetLocalGroupDelMembers, NetLocalGroupGetInfo, NetLocalGroupGetMembers, NetLocalGroupSetInfo,
 };
 use windows::Win32::Security::Authorization::{ConvertSidToStringSidW, ConvertStringSidToSidW};
-use windows::Win32::Security::{LookupAccountNameW, PSID, SID_NAME_USE};
+use windows::Win32::Security::{LookupAccountNameW, PSID, SID_NAME_USE, SidTypeAlias};
+use windows::Win32::System::SystemInformation::{ComputerNameNetBIOS, GetComputerNameExW};
 use windows::core::{PCWSTR, PWSTR};
 
-use crate::platform::{AccountId, LocalGroup, PlatformError};
+use crate::platform::{AccountId, GroupSid, LocalGroup, PlatformError};
 
 use super::handles::*;
 
@@ -50,6 +51,11 @@ pub(super) fn sid_string(sid: PSID) -> Result<AccountId, PlatformError> {
 }
 
 pub(super) fn lookup_sid(name: &str) -> Result<Option<Sid>, PlatformError> {
+    Ok(lookup_sid_typed(name)?.map(|(sid, _)| sid))
+}
+
+/// The SID of an account name and what kind of account it is.
+fn lookup_sid_typed(name: &str) -> Result<Option<(Sid, SID_NAME_USE)>, PlatformError> {
     let wname = wide(name);
     let (mut sid_len, mut domain_len) = (0u32, 0u32);
     let mut use_ = SID_NAME_USE::default();
@@ -88,7 +94,43 @@ pub(super) fn lookup_sid(name: &str) -> Result<Option<Sid>, PlatformError> {
         )
     }
     .map_err(|e| win_err("LookupAccountNameW", name, e))?;
-    Ok(Some(Sid(sid)))
+    Ok(Some((Sid(sid), use_)))
+}
+
+/// This machine's NetBIOS name, the name of its own account domain.
+fn computer_name() -> Result<String, PlatformError> {
+    let mut len = 0u32;
+    // SAFETY: a size query with no buffer; it fails with ERROR_MORE_DATA and sets `len`.
+    let _ = unsafe { GetComputerNameExW(ComputerNameNetBIOS, None, &mut len) };
+    let mut buffer = vec![0u16; len.max(16) as usize];
+    len = buffer.len() as u32;
+    // SAFETY: the buffer holds `len` characters.
+    unsafe { GetComputerNameExW(ComputerNameNetBIOS, Some(PWSTR(buffer.as_mut_ptr())), &mut len) }
+        .map_err(|e| win_err("GetComputerNameExW", "NetBIOS", e))?;
+    Ok(String::from_utf16_lossy(&buffer[..len as usize]))
+}
+
+/// The local group `name` of this machine, by SID: `COMPUTERNAME\name` must be an alias in
+/// the machine's own account domain. A name that resolves only unqualified — a BUILTIN group
+/// (`Administrators`, in any language), a well-known principal (`Everyone`), a domain group —
+/// is reported as not the machine's own.
+pub(super) fn local_group_sid(name: &str) -> Result<Option<GroupSid>, PlatformError> {
+    let computer = computer_name()?;
+    if let Some((sid, use_)) = lookup_sid_typed(&format!(r"{computer}\{name}"))? {
+        let sid = sid.to_account_id()?;
+        let machine = lookup_sid(&computer)?.map(|m| m.to_account_id()).transpose()?;
+        let own_domain = use_ == SidTypeAlias
+            && machine.is_some_and(|m| {
+                sid.0
+                    .strip_prefix(&format!("{}-", m.0))
+                    .is_some_and(|rid| rid.chars().all(|c| c.is_ascii_digit()))
+            });
+        return Ok(Some(GroupSid { sid, own_domain }));
+    }
+    Ok(lookup_sid_typed(name)?
+        .map(|(sid, _)| sid.to_account_id())
+        .transpose()?
+        .map(|sid| GroupSid { sid, own_domain: false }))
 }
 
 pub(super) fn sid_from_string(id: &AccountId) -> Result<LocalMem, PlatformError> {

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use hostprocess_crds::{AppliesTo, Rights};
 
 use crate::platform::{
-    AccountId, Ace, DirSecurity, JobLimits, Launch, LocalGroup, PathKind, Platform, PlatformError,
+    AccountId, Ace, DirSecurity, GroupSid, JobLimits, Launch, LocalGroup, PathKind, Platform, PlatformError,
 };
 pub use job::NativeJob;
 pub use system::{
@@ -50,6 +50,10 @@ impl Platform for Host {
 
     fn group(&self, name: &str) -> Result<Option<LocalGroup>, PlatformError> {
         accounts::group(name)
+    }
+
+    fn group_sid(&self, name: &str) -> Result<Option<GroupSid>, PlatformError> {
+        accounts::local_group_sid(name)
     }
 
     fn create_group(&self, name: &str, description: &str) -> Result<(), PlatformError> {
