@@ -206,6 +206,31 @@ fn host(source: PlatformError) -> ProvisionError {
     ProvisionError::Host { source, done: vec![] }
 }
 
+/// One spelling per path, so that a grant converges however it is written: separators as
+/// backslashes, no repeated or trailing ones (a drive root keeps its own), the drive letter in
+/// upper case. Paths still compare without regard to case, as Windows does.
+pub fn normalize_path(path: &str) -> String {
+    let unc = path.starts_with(r"\\") || path.starts_with("//");
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars().map(|c| if c == '/' { '\\' } else { c }) {
+        if c == '\\' && out.ends_with('\\') && !(unc && out.len() == 1) {
+            continue;
+        }
+        out.push(c);
+    }
+    while out.ends_with('\\') && out.len() > 3 {
+        out.pop();
+    }
+    if let Some(drive) = out.get(..1).filter(|_| out.as_bytes().get(1) == Some(&b':')) {
+        out = format!("{}{}", drive.to_ascii_uppercase(), &out[1..]);
+    }
+    out
+}
+
+fn normalized(grants: &[Grant]) -> Vec<Grant> {
+    grants.iter().map(|g| Grant { path: normalize_path(&g.path), ..g.clone() }).collect()
+}
+
 /// The group's identity; refused when it is a built-in or well-known group, not the machine's own.
 fn own_group<P: Platform>(platform: &P, group: &str) -> Result<Option<GroupSid>, ProvisionError> {
     match platform.group_sid(group).map_err(host)? {
@@ -255,7 +280,8 @@ pub fn provision<P: Platform>(
 ) -> Result<Vec<Change>, ProvisionError> {
     spec.validate().map_err(ProvisionError::Invalid)?;
     let members = resolve_members(platform, &spec.members)?;
-    check_grants(platform, &spec.grants)?;
+    let grants = normalized(&spec.grants);
+    check_grants(platform, &grants)?;
 
     let group = spec.group_name.as_str();
     let identity = own_group(platform, group)?;
@@ -302,12 +328,12 @@ pub fn provision<P: Platform>(
         applier.owned.members.remove(&id);
     }
 
-    apply_grants(&mut applier, group, &spec.grants)?;
+    apply_grants(&mut applier, group, &grants)?;
     let stale: Vec<String> = applier
         .owned
         .grants
         .iter()
-        .filter(|path| !spec.grants.iter().any(|g| g.path.eq_ignore_ascii_case(path)))
+        .filter(|path| !grants.iter().any(|g| g.path.eq_ignore_ascii_case(&normalize_path(path))))
         .cloned()
         .collect();
     revoke_grants(&mut applier, group, &stale)?;
@@ -340,9 +366,10 @@ pub fn grant<P: Platform>(
         });
     }
     own_group(platform, group)?;
-    check_grants(platform, grants)?;
+    let grants = normalized(grants);
+    check_grants(platform, &grants)?;
     let mut applier = Applier::open(platform, state_dir, &Owner::Commands, group)?;
-    apply_grants(&mut applier, group, grants)?;
+    apply_grants(&mut applier, group, &grants)?;
     applier.finish()
 }
 
@@ -362,8 +389,9 @@ pub fn revoke<P: Platform>(
     if !errors.is_empty() {
         return Err(ProvisionError::Invalid(ValidationErrors(errors)));
     }
+    let paths: Vec<String> = paths.iter().map(|p| normalize_path(p)).collect();
     let mut applier = Applier::open(platform, state_dir, &Owner::Commands, group)?;
-    revoke_grants(&mut applier, group, paths)?;
+    revoke_grants(&mut applier, group, &paths)?;
     applier.finish()
 }
 
@@ -392,9 +420,9 @@ fn apply_grants<P: Platform>(
             };
             applier.apply(change, |p| p.set_ace(&grant.path, group, grant.rights, grant.applies_to))?;
         }
-        if !applier.owned.grants.iter().any(|p| p.eq_ignore_ascii_case(&grant.path)) {
-            applier.owned.grants.insert(grant.path.clone());
-        }
+        // Records written before paths were normalized may hold another spelling.
+        applier.owned.grants.retain(|p| !normalize_path(p).eq_ignore_ascii_case(&grant.path));
+        applier.owned.grants.insert(grant.path.clone());
     }
     Ok(())
 }
@@ -412,7 +440,7 @@ fn revoke_grants<P: Platform>(
                 p.remove_aces(path, group)
             })?;
         }
-        applier.owned.grants.retain(|p| !p.eq_ignore_ascii_case(path));
+        applier.owned.grants.retain(|p| !normalize_path(p).eq_ignore_ascii_case(&normalize_path(path)));
     }
     Ok(())
 }
@@ -430,14 +458,18 @@ pub fn deprovision<P: Platform>(
         return Err(ProvisionError::Invalid(ValidationErrors(errors)));
     }
     let mut applier = Applier::open(platform, state_dir, owner, group)?;
-    let granted: Vec<String> = applier.owned.grants.iter().cloned().collect();
-    revoke_grants(&mut applier, group, &granted)?;
     let identity = platform.group_sid(group).map_err(host)?.map(|id| id.sid);
     let same_group = applier.owned.sid.is_none() || applier.owned.sid == identity;
-    if !same_group {
+    let granted: Vec<String> = applier.owned.grants.iter().cloned().collect();
+    if same_group {
+        revoke_grants(&mut applier, group, &granted)?;
+    } else {
+        // Grants are revoked by name, which now names the other group: its grants stay, and so
+        // do the entries of the old SID on these paths.
         eprintln!(
             "node-executor: group {group:?} on this node is not the one recorded (SID {:?}, now {:?}): \
-             it was deleted and created again by someone else; leaving it alone",
+             it was deleted and created again by someone else; leaving it alone, and the old group's \
+             entries on {granted:?} (remove them with icacls PATH /remove *SID)",
             applier.owned.sid, identity
         );
     }
@@ -460,6 +492,21 @@ pub fn deprovision<P: Platform>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_spelling_per_path() {
+        for (written, normal) in [
+            (r"C:\data\", r"C:\data"),
+            (r"c:\data", r"C:\data"),
+            ("C:/data//logs/", r"C:\data\logs"),
+            (r"C:\", r"C:\"),
+            (r"C:\\", r"C:\"),
+            (r"\\server\share\", r"\\server\share"),
+            (r"\\server\\share", r"\\server\share"),
+        ] {
+            assert_eq!(normalize_path(written), normal, "{written}");
+        }
+    }
 
     #[test]
     fn refusals_that_last_say_so_as_the_operator_reads_them() {

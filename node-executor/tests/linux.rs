@@ -798,6 +798,11 @@ fn provision_converges_and_removal_keeps_what_others_made() {
     let first = result(&provision(&file));
     assert_eq!(first["changes"].as_array().map(Vec::len), Some(4), "{first}");
     assert_eq!(result(&provision(&file))["changed"], false);
+    // However a path is spelled, it is the same grant: nothing changes, nothing flip-flops.
+    let respelled = spec(&["alice", "bob"], &[r"C:\data\a\", r"c:\DATA\b"]);
+    assert_eq!(result(&provision(&respelled))["changed"], false, "trailing backslash, case");
+    let file = spec(&["alice", "bob"], &[r"C:\data\a", r"C:\data\b"]);
+    assert_eq!(result(&provision(&file))["changed"], false, "and back");
 
     // The record is the HostGroup's, by its uid, with the group's name inside.
     let record: Value = serde_json::from_slice(
