@@ -16,7 +16,9 @@ use hostprocess_crds::{AppliesTo, Grant, HostGroupSpec, ValidationErrors, messag
 use serde::{Deserialize, Serialize};
 
 use crate::atomic_file;
-use crate::platform::{AccountId, Ace, GroupSid, PathKind, Platform, PlatformError, privileged_member};
+use crate::platform::{
+    AccountId, Ace, GroupSid, PathKind, Platform, PlatformError, normalize_path, privileged_member,
+};
 
 pub use hostprocess_protocol::Change;
 
@@ -204,27 +206,6 @@ fn other_hostgroup(state_dir: &Path, uid: &str, group: &str) -> Result<Option<St
 
 fn host(source: PlatformError) -> ProvisionError {
     ProvisionError::Host { source, done: vec![] }
-}
-
-/// One spelling per path, so that a grant converges however it is written: separators as
-/// backslashes, no repeated or trailing ones (a drive root keeps its own), the drive letter in
-/// upper case. Paths still compare without regard to case, as Windows does.
-pub fn normalize_path(path: &str) -> String {
-    let unc = path.starts_with(r"\\") || path.starts_with("//");
-    let mut out = String::with_capacity(path.len());
-    for c in path.chars().map(|c| if c == '/' { '\\' } else { c }) {
-        if c == '\\' && out.ends_with('\\') && !(unc && out.len() == 1) {
-            continue;
-        }
-        out.push(c);
-    }
-    while out.ends_with('\\') && out.len() > 3 {
-        out.pop();
-    }
-    if let Some(drive) = out.get(..1).filter(|_| out.as_bytes().get(1) == Some(&b':')) {
-        out = format!("{}{}", drive.to_ascii_uppercase(), &out[1..]);
-    }
-    out
 }
 
 fn normalized(grants: &[Grant]) -> Vec<Grant> {
@@ -492,21 +473,6 @@ pub fn deprovision<P: Platform>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn one_spelling_per_path() {
-        for (written, normal) in [
-            (r"C:\data\", r"C:\data"),
-            (r"c:\data", r"C:\data"),
-            ("C:/data//logs/", r"C:\data\logs"),
-            (r"C:\", r"C:\"),
-            (r"C:\\", r"C:\"),
-            (r"\\server\share\", r"\\server\share"),
-            (r"\\server\\share", r"\\server\share"),
-        ] {
-            assert_eq!(normalize_path(written), normal, "{written}");
-        }
-    }
 
     #[test]
     fn refusals_that_last_say_so_as_the_operator_reads_them() {

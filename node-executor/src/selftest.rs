@@ -133,6 +133,8 @@ pub fn run<P: Platform>(platform: &P, state_dir: &Path, scratch: &Path, acl_path
     check("group, member and grant applied", groups(platform, state_dir, acl_path), true);
     #[cfg(windows)]
     check("net localgroup and icacls agree", windows_tools_agree(acl_path), true);
+    #[cfg(windows)]
+    check("a junction is refused as a grant target", junction_refused(platform, scratch, acl_path), true);
     check("second run changes nothing", second_run(platform, state_dir, acl_path), true);
     check("cleanup removes group and grant", cleanup(platform, state_dir, acl_path), true);
     let _ = std::fs::remove_dir_all(scratch);
@@ -292,6 +294,32 @@ fn windows_tools_agree(acl_path: &str) -> Result<String, String> {
         return Err(format!("icacls {acl_path} does not show {wanted}: {acl}"));
     }
     Ok("net localgroup lists DefaultAccount; icacls shows (OI)(CI)(RX)".into())
+}
+
+/// A junction to the granted folder (what a user who may change a grant target would plant) is
+/// refused, whether it is the target itself or on the way to it.
+#[cfg(windows)]
+fn junction_refused<P: Platform>(platform: &P, scratch: &Path, acl_path: &str) -> Result<String, String> {
+    let link = scratch.join("junction").to_string_lossy().replace('/', "\\");
+    let cmd =
+        format!(r"{}\System32\cmd.exe", std::env::var("SystemRoot").unwrap_or_else(|_| r"C:\Windows".into()));
+    let made = std::process::Command::new(cmd)
+        .args(["/d", "/c", "mklink", "/J", &link, acl_path])
+        .output()
+        .map_err(|e| format!("mklink: {e}"))?;
+    if !made.status.success() {
+        return Err(format!("could not make a junction: {}", String::from_utf8_lossy(&made.stdout)));
+    }
+    let inside = Path::new(acl_path).join("via");
+    std::fs::create_dir_all(&inside).map_err(|e| format!("{}: {e}", inside.display()))?;
+    for target in [link.clone(), format!(r"{link}\via")] {
+        match platform.set_ace(&target, GROUP, Rights::Read, AppliesTo::ThisFolderOnly) {
+            Err(e) if e.to_string().contains("never written through one") => {}
+            Err(e) => return Err(format!("{target}: refused for another reason: {e}")),
+            Ok(()) => return Err(format!("{target}: granted through a junction")),
+        }
+    }
+    Ok("the junction and a path through it refused".into())
 }
 
 fn second_run<P: Platform>(platform: &P, state_dir: &Path, acl_path: &str) -> Result<String, String> {

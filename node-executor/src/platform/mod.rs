@@ -79,6 +79,27 @@ pub struct GroupSid {
     pub own_domain: bool,
 }
 
+/// One spelling per path, so that a grant converges however it is written: separators as
+/// backslashes, no repeated or trailing ones (a drive root keeps its own), the drive letter in
+/// upper case. Paths still compare without regard to case, as Windows does.
+pub fn normalize_path(path: &str) -> String {
+    let unc = path.starts_with(r"\\") || path.starts_with("//");
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars().map(|c| if c == '/' { '\\' } else { c }) {
+        if c == '\\' && out.ends_with('\\') && !(unc && out.len() == 1) {
+            continue;
+        }
+        out.push(c);
+    }
+    while out.ends_with('\\') && out.len() > 3 {
+        out.pop();
+    }
+    if let Some(drive) = out.get(..1).filter(|_| out.as_bytes().get(1) == Some(&b':')) {
+        out = format!("{}{}", drive.to_ascii_uppercase(), &out[1..]);
+    }
+    out
+}
+
 /// Principals no HostGroup may add as a member, by SID (names are localized; SIDs are not):
 /// well-known and broad principals, the service accounts, every BUILTIN group, and a domain's or
 /// machine's administrators (RIDs 500, 512, 518, 519, 544).
@@ -234,6 +255,21 @@ impl PlatformError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_spelling_per_path() {
+        for (written, normal) in [
+            (r"C:\data\", r"C:\data"),
+            (r"c:\data", r"C:\data"),
+            ("C:/data//logs/", r"C:\data\logs"),
+            (r"C:\", r"C:\"),
+            (r"C:\\", r"C:\"),
+            (r"\\server\share\", r"\\server\share"),
+            (r"\\server\\share", r"\\server\share"),
+        ] {
+            assert_eq!(normalize_path(written), normal, "{written}");
+        }
+    }
 
     #[test]
     fn privileged_members_are_known_by_sid_whatever_their_name() {

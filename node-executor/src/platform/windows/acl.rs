@@ -2,24 +2,27 @@
 //! security APIs — what `icacls` does.
 
 use std::ffi::c_void;
+use std::path::Path;
 
 use hostprocess_crds::{AppliesTo, Rights};
 use windows::Win32::Foundation::{ERROR_FILE_NOT_FOUND, ERROR_PATH_NOT_FOUND, GetLastError};
 use windows::Win32::Security::Authorization::{
-    EXPLICIT_ACCESS_W, GRANT_ACCESS, GetExplicitEntriesFromAclW, GetNamedSecurityInfoW, NO_MULTIPLE_TRUSTEE,
-    REVOKE_ACCESS, SE_FILE_OBJECT, SET_ACCESS, SetEntriesInAclW, SetNamedSecurityInfoW, TRUSTEE_IS_GROUP,
-    TRUSTEE_IS_SID, TRUSTEE_W,
+    EXPLICIT_ACCESS_W, GRANT_ACCESS, GetExplicitEntriesFromAclW, GetSecurityInfo, NO_MULTIPLE_TRUSTEE,
+    SE_FILE_OBJECT, SET_ACCESS, SetEntriesInAclW, SetSecurityInfo, TRUSTEE_IS_GROUP, TRUSTEE_IS_SID,
+    TRUSTEE_W,
 };
 use windows::Win32::Security::{
-    ACE_FLAGS, ACL, CONTAINER_INHERIT_ACE, DACL_SECURITY_INFORMATION, EqualSid, INHERIT_ONLY_ACE,
-    NO_INHERITANCE, OBJECT_INHERIT_ACE, PSECURITY_DESCRIPTOR, PSID,
+    ACE_FLAGS, ACE_HEADER, ACL, ACL_REVISION, ACL_SIZE_INFORMATION, AclSizeInformation, AddAce,
+    CONTAINER_INHERIT_ACE, DACL_SECURITY_INFORMATION, EqualSid, GetAce, GetAclInformation, INHERIT_ONLY_ACE,
+    INHERITED_ACE, InitializeAcl, NO_INHERITANCE, OBJECT_INHERIT_ACE, PSECURITY_DESCRIPTOR, PSID,
 };
 use windows::Win32::Storage::FileSystem::{
-    FILE_ATTRIBUTE_DIRECTORY, GetFileAttributesW, INVALID_FILE_ATTRIBUTES,
+    FILE_ATTRIBUTE_DIRECTORY, FILE_NAME_NORMALIZED, GETFINALPATHNAMEBYHANDLE_FLAGS, GetFileAttributesW,
+    GetFinalPathNameByHandleW, INVALID_FILE_ATTRIBUTES, READ_CONTROL, VOLUME_NAME_DOS, WRITE_DAC,
 };
 use windows::core::{PCWSTR, PWSTR};
 
-use crate::platform::{Ace, PathKind, PlatformError};
+use crate::platform::{Ace, PathKind, PlatformError, normalize_path};
 
 use super::accounts::*;
 use super::handles::*;
@@ -69,47 +72,141 @@ pub(super) fn applies_to_of(flags: ACE_FLAGS) -> Option<AppliesTo> {
     .find(|a| inheritance(*a) == flags)
 }
 
-/// A file's DACL with the security descriptor that holds it.
+// ACE types (winnt.h).
+const ACCESS_ALLOWED_ACE_TYPE: u8 = 0;
+const ACCESS_DENIED_ACE_TYPE: u8 = 1;
+
+/// A grant target, opened once by handle: never a link, and the very folder or file asked for.
+/// Every read and write of its DACL goes through this handle, so the name is resolved once and
+/// a junction swapped in after the check changes nothing.
+pub(super) struct Target {
+    handle: Owned,
+    path: String,
+}
+
+/// The path Windows reports for an open handle, without its `\\?\` prefix.
+fn final_path(handle: &Owned, path: &str) -> Result<String, PlatformError> {
+    let mut buffer = vec![0u16; 1024];
+    loop {
+        // SAFETY: the handle is open; the buffer is writable for its length.
+        let len = unsafe {
+            GetFinalPathNameByHandleW(
+                handle.0,
+                &mut buffer,
+                GETFINALPATHNAMEBYHANDLE_FLAGS(FILE_NAME_NORMALIZED.0 | VOLUME_NAME_DOS.0),
+            )
+        };
+        if len == 0 {
+            // SAFETY: reading the thread's last error right after the failed call.
+            return Err(net_err("GetFinalPathNameByHandleW", path, unsafe { GetLastError() }.0));
+        }
+        if (len as usize) < buffer.len() {
+            let text = String::from_utf16_lossy(&buffer[..len as usize]);
+            return Ok(match text.strip_prefix(r"\\?\UNC\") {
+                Some(unc) => format!(r"\\{unc}"),
+                None => text.strip_prefix(r"\\?\").unwrap_or(&text).to_string(),
+            });
+        }
+        buffer.resize(len as usize + 1, 0);
+    }
+}
+
+pub(super) fn open_target(path: &str, write: bool) -> Result<Target, PlatformError> {
+    let access = if write { READ_CONTROL.0 | WRITE_DAC.0 } else { READ_CONTROL.0 };
+    let handle = open_no_follow(Path::new(path), access)?;
+    if is_link(attributes(&handle, Path::new(path))?) {
+        return Err(PlatformError::new(
+            "grant",
+            path,
+            "it is a link (junction or symbolic link): grants are never written through one",
+        ));
+    }
+    let reached = final_path(&handle, path)?;
+    if !normalize_path(&reached).eq_ignore_ascii_case(&normalize_path(path)) {
+        return Err(PlatformError::new(
+            "grant",
+            path,
+            format!(
+                "it leads to {reached}: a junction or link on the way is refused, grants are never written through one"
+            ),
+        ));
+    }
+    Ok(Target { handle, path: path.to_string() })
+}
+
+/// A file's DACL with the security descriptor that holds it. A NULL DACL (no access control at
+/// all) has a null `acl`.
 pub(super) struct Dacl {
     acl: *mut ACL,
     _descriptor: LocalMem,
 }
 
-pub(super) fn read_dacl(path: &str) -> Result<Dacl, PlatformError> {
-    let wpath = wide(path);
+pub(super) fn read_dacl(target: &Target) -> Result<Dacl, PlatformError> {
     let mut acl: *mut ACL = std::ptr::null_mut();
     let mut descriptor = PSECURITY_DESCRIPTOR::default();
-    // SAFETY: out-pointers are valid; the descriptor (which holds the DACL) is LocalAlloc'd.
+    // SAFETY: the handle is open with READ_CONTROL; out-pointers are valid; the descriptor (which
+    // holds the DACL) is LocalAlloc'd.
     let status = unsafe {
-        GetNamedSecurityInfoW(
-            PCWSTR(wpath.as_ptr()),
+        GetSecurityInfo(
+            target.handle.0,
             SE_FILE_OBJECT,
             DACL_SECURITY_INFORMATION,
             None,
             None,
             Some(&mut acl),
             None,
-            &mut descriptor,
+            Some(&mut descriptor),
         )
     };
     if status.is_err() {
-        return Err(status_err("GetNamedSecurityInfoW", path, status));
+        return Err(status_err("GetSecurityInfo", &target.path, status));
     }
     Ok(Dacl { acl, _descriptor: LocalMem(descriptor.0) })
 }
 
-/// Merges one entry for `sid` into the DACL of `path` and writes it back.
+fn refuse_null(target: &Target, dacl: &Dacl) -> Result<(), PlatformError> {
+    if dacl.acl.is_null() {
+        return Err(PlatformError::new(
+            "grant",
+            &target.path,
+            "it has a NULL DACL (no access control: everyone may do anything); give it permissions first",
+        ));
+    }
+    Ok(())
+}
+
+fn write_dacl(target: &Target, acl: *const ACL) -> Result<(), PlatformError> {
+    // SAFETY: the handle is open with WRITE_DAC and the ACL is valid; only the DACL is written,
+    // so inherited entries and the protection flag stay as they are.
+    let status = unsafe {
+        SetSecurityInfo(
+            target.handle.0,
+            SE_FILE_OBJECT,
+            DACL_SECURITY_INFORMATION,
+            None,
+            None,
+            Some(acl),
+            None,
+        )
+    };
+    if status.is_err() {
+        return Err(status_err("SetSecurityInfo", &target.path, status));
+    }
+    Ok(())
+}
+
+/// Sets one entry for `sid` on the target, replacing every explicit entry it had (allow and deny).
 pub(super) fn write_entry(
-    path: &str,
+    target: &Target,
     sid: &Sid,
     access_mask: u32,
-    mode: windows::Win32::Security::Authorization::ACCESS_MODE,
     flags: ACE_FLAGS,
 ) -> Result<(), PlatformError> {
-    let dacl = read_dacl(path)?;
+    let dacl = read_dacl(target)?;
+    refuse_null(target, &dacl)?;
     let entry = EXPLICIT_ACCESS_W {
         grfAccessPermissions: access_mask,
-        grfAccessMode: mode,
+        grfAccessMode: SET_ACCESS,
         grfInheritance: flags,
         Trustee: TRUSTEE_W {
             pMultipleTrustee: std::ptr::null_mut(),
@@ -123,27 +220,61 @@ pub(super) fn write_entry(
     // SAFETY: `entry` and the old DACL are valid for the call; the new ACL is LocalAlloc'd.
     let status = unsafe { SetEntriesInAclW(Some(&[entry]), Some(dacl.acl), &mut new_acl) };
     if status.is_err() {
-        return Err(status_err("SetEntriesInAclW", path, status));
+        return Err(status_err("SetEntriesInAclW", &target.path, status));
     }
     let _free = LocalMem(new_acl as *mut c_void);
-    let wpath = wide(path);
-    // SAFETY: the path is NUL-terminated and the new ACL is valid; only the DACL is written,
-    // so inherited entries and the protection flag stay as they are.
-    let status = unsafe {
-        SetNamedSecurityInfoW(
-            PCWSTR(wpath.as_ptr()),
-            SE_FILE_OBJECT,
-            DACL_SECURITY_INFORMATION,
-            None,
-            None,
-            Some(new_acl),
-            None,
-        )
-    };
-    if status.is_err() {
-        return Err(status_err("SetNamedSecurityInfoW", path, status));
+    write_dacl(target, new_acl)
+}
+
+/// Removes every explicit entry of `sid`, allow and deny alike (`REVOKE_ACCESS` would leave the
+/// deny entries, and a revoke would then find something to revoke on every run); inherited
+/// entries stay. Returns whether there was one.
+pub(super) fn remove_entries(target: &Target, sid: &Sid) -> Result<bool, PlatformError> {
+    let dacl = read_dacl(target)?;
+    if dacl.acl.is_null() {
+        return Ok(false);
     }
-    Ok(())
+    let mut size = ACL_SIZE_INFORMATION::default();
+    // SAFETY: the DACL is valid; the structure is writable and its size passed.
+    unsafe {
+        GetAclInformation(
+            dacl.acl,
+            &mut size as *mut _ as *mut c_void,
+            size_of::<ACL_SIZE_INFORMATION>() as u32,
+            AclSizeInformation,
+        )
+    }
+    .map_err(|e| win_err("GetAclInformation", &target.path, e))?;
+    let mut kept: Vec<u8> = vec![0u8; size.AclBytesInUse.max(size_of::<ACL>() as u32) as usize + 8];
+    let new_acl = kept.as_mut_ptr() as *mut ACL;
+    // SAFETY: the buffer is at least as large as the old ACL; ACL_REVISION matches its entries.
+    unsafe { InitializeAcl(new_acl, kept.len() as u32, ACL_REVISION) }
+        .map_err(|e| win_err("InitializeAcl", &target.path, e))?;
+    let mut removed = false;
+    for index in 0..size.AceCount {
+        let mut ace: *mut c_void = std::ptr::null_mut();
+        // SAFETY: `index` is below the ACL's entry count.
+        unsafe { GetAce(dacl.acl, index, &mut ace) }.map_err(|e| win_err("GetAce", &target.path, e))?;
+        // SAFETY: every ACE starts with an ACE_HEADER.
+        let header = unsafe { &*(ace as *const ACE_HEADER) };
+        let explicit = u32::from(header.AceFlags) & INHERITED_ACE.0 == 0;
+        // Allow (0) and deny (1) entries hold their SID after the header and the mask.
+        let simple = header.AceType == ACCESS_ALLOWED_ACE_TYPE || header.AceType == ACCESS_DENIED_ACE_TYPE;
+        // SAFETY: for these two types the SID starts 8 bytes into the entry, inside its size.
+        let ours =
+            simple && unsafe { EqualSid(PSID((ace as *mut u8).add(8) as *mut c_void), sid.psid()) }.is_ok();
+        if explicit && ours {
+            removed = true;
+            continue;
+        }
+        // SAFETY: the entry is `AceSize` bytes long and the new ACL has room for all old entries.
+        unsafe { AddAce(new_acl, ACL_REVISION, u32::MAX, ace, u32::from(header.AceSize)) }
+            .map_err(|e| win_err("AddAce", &target.path, e))?;
+    }
+    if removed {
+        write_dacl(target, new_acl)?;
+    }
+    Ok(removed)
 }
 
 pub(super) fn path_kind(path: &str) -> Result<PathKind, PlatformError> {
@@ -165,7 +296,8 @@ pub(super) fn path_kind(path: &str) -> Result<PathKind, PlatformError> {
 pub(super) fn explicit_aces(path: &str, group: &str) -> Result<Vec<Ace>, PlatformError> {
     // A group that no longer exists has no entries that can be named (nor revoked) by it.
     let Some(sid) = lookup_sid(group)? else { return Ok(vec![]) };
-    let dacl = read_dacl(path)?;
+    let target = open_target(path, false)?;
+    let dacl = read_dacl(&target)?;
     if dacl.acl.is_null() {
         return Ok(vec![]);
     }
@@ -212,12 +344,13 @@ pub(super) fn set_ace(
     applies_to: AppliesTo,
 ) -> Result<(), PlatformError> {
     // SET_ACCESS replaces every explicit entry of the trustee by this one.
-    write_entry(path, &group_sid(group)?, mask(rights), SET_ACCESS, inheritance(applies_to))
+    let target = open_target(path, true)?;
+    write_entry(&target, &group_sid(group)?, mask(rights), inheritance(applies_to))
 }
 
 pub(super) fn remove_aces(path: &str, group: &str) -> Result<(), PlatformError> {
     match lookup_sid(group)? {
-        Some(sid) => write_entry(path, &sid, 0, REVOKE_ACCESS, NO_INHERITANCE),
+        Some(sid) => remove_entries(&open_target(path, true)?, &sid).map(|_| ()),
         None => Ok(()),
     }
 }

@@ -4,8 +4,16 @@
 use std::ffi::{OsStr, c_void};
 use std::os::windows::ffi::OsStrExt;
 
+use std::path::Path;
+
 use windows::Win32::Foundation::{CloseHandle, HANDLE, HLOCAL, LocalFree, WIN32_ERROR};
 use windows::Win32::NetworkManagement::NetManagement::NetApiBufferFree;
+use windows::Win32::Storage::FileSystem::{
+    BY_HANDLE_FILE_INFORMATION, CreateFileW, FILE_ATTRIBUTE_REPARSE_POINT, FILE_FLAG_BACKUP_SEMANTICS,
+    FILE_FLAG_OPEN_REPARSE_POINT, FILE_SHARE_DELETE, FILE_SHARE_READ, FILE_SHARE_WRITE,
+    GetFileInformationByHandle, OPEN_EXISTING,
+};
+use windows::core::PCWSTR;
 
 use crate::platform::PlatformError;
 
@@ -62,4 +70,36 @@ pub(super) fn net_err(call: &'static str, subject: &str, status: u32) -> Platfor
 
 pub(super) fn status_err(call: &'static str, subject: &str, status: WIN32_ERROR) -> PlatformError {
     net_err(call, subject, status.0)
+}
+
+/// Opens `path` itself — a link is opened as the link, never followed — for `access`.
+pub(super) fn open_no_follow(path: &Path, access: u32) -> Result<Owned, PlatformError> {
+    let shown = path.display().to_string();
+    let wpath = wide(&shown);
+    // SAFETY: a NUL-terminated path; the handle is owned below.
+    let handle = unsafe {
+        CreateFileW(
+            PCWSTR(wpath.as_ptr()),
+            access,
+            FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE,
+            None,
+            OPEN_EXISTING,
+            FILE_FLAG_BACKUP_SEMANTICS | FILE_FLAG_OPEN_REPARSE_POINT,
+            None,
+        )
+    }
+    .map_err(|e| win_err("CreateFileW", &shown, e))?;
+    Ok(Owned(handle))
+}
+
+pub(super) fn attributes(handle: &Owned, path: &Path) -> Result<u32, PlatformError> {
+    let mut info = BY_HANDLE_FILE_INFORMATION::default();
+    // SAFETY: the handle is open; `info` is writable.
+    unsafe { GetFileInformationByHandle(handle.0, &mut info) }
+        .map_err(|e| win_err("GetFileInformationByHandle", &path.display().to_string(), e))?;
+    Ok(info.dwFileAttributes)
+}
+
+pub(super) fn is_link(attributes: u32) -> bool {
+    attributes & FILE_ATTRIBUTE_REPARSE_POINT.0 != 0
 }

@@ -16,10 +16,7 @@ use windows::Win32::Security::{
     PSECURITY_DESCRIPTOR, SECURITY_ATTRIBUTES, SetKernelObjectSecurity, TOKEN_QUERY, TOKEN_USER, TokenUser,
 };
 use windows::Win32::Storage::FileSystem::{
-    BY_HANDLE_FILE_INFORMATION, CreateDirectoryW, CreateFileW, DELETE, FILE_ATTRIBUTE_DIRECTORY,
-    FILE_ATTRIBUTE_REPARSE_POINT, FILE_FLAG_BACKUP_SEMANTICS, FILE_FLAG_OPEN_REPARSE_POINT,
-    FILE_SHARE_DELETE, FILE_SHARE_READ, FILE_SHARE_WRITE, GetFileInformationByHandle, OPEN_EXISTING,
-    READ_CONTROL, WRITE_DAC, WRITE_OWNER,
+    CreateDirectoryW, DELETE, FILE_ATTRIBUTE_DIRECTORY, READ_CONTROL, WRITE_DAC, WRITE_OWNER,
 };
 use windows::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
 use windows::core::{PCWSTR, PWSTR};
@@ -53,38 +50,6 @@ fn descriptor(text: &str) -> Result<LocalMem, PlatformError> {
     }
     .map_err(|e| win_err("ConvertStringSecurityDescriptorToSecurityDescriptorW", text, e))?;
     Ok(LocalMem(sd.0))
-}
-
-/// Opens `path` itself — a link is opened as the link, never followed — for `access`.
-fn open_no_follow(path: &Path, access: u32) -> Result<Owned, PlatformError> {
-    let shown = path.display().to_string();
-    let wpath = wide(&shown);
-    // SAFETY: a NUL-terminated path; the handle is owned below.
-    let handle = unsafe {
-        CreateFileW(
-            PCWSTR(wpath.as_ptr()),
-            access,
-            FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE,
-            None,
-            OPEN_EXISTING,
-            FILE_FLAG_BACKUP_SEMANTICS | FILE_FLAG_OPEN_REPARSE_POINT,
-            None,
-        )
-    }
-    .map_err(|e| win_err("CreateFileW", &shown, e))?;
-    Ok(Owned(handle))
-}
-
-fn attributes(handle: &Owned, path: &Path) -> Result<u32, PlatformError> {
-    let mut info = BY_HANDLE_FILE_INFORMATION::default();
-    // SAFETY: the handle is open; `info` is writable.
-    unsafe { GetFileInformationByHandle(handle.0, &mut info) }
-        .map_err(|e| win_err("GetFileInformationByHandle", &path.display().to_string(), e))?;
-    Ok(info.dwFileAttributes)
-}
-
-fn is_link(attributes: u32) -> bool {
-    attributes & FILE_ATTRIBUTE_REPARSE_POINT.0 != 0
 }
 
 /// This process's user SID, as a string.
