@@ -109,6 +109,14 @@ pub struct HostTaskSpec {
     #[schemars(schema_with = "timeout_schema")]
     pub timeout: Option<String>,
 
+    /// When a payload counts as finished: `AllProcesses` — when its main process has exited and
+    /// every process it started has too (an installer that relaunches itself and exits is still
+    /// installing), bounded by `timeout`; `MainProcess` — when the main process exits, and
+    /// whatever it left running is killed with its job. Defaults to `AllProcesses` for `Once`
+    /// and `MainProcess` for `Continuous`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_for: Option<WaitFor>,
+
     /// How often a failed `Once` payload is tried again on the same node, and how long to wait.
     #[serde(default)]
     pub retries: Retries,
@@ -246,6 +254,25 @@ fn default_backoff() -> String {
 impl Default for Retries {
     fn default() -> Self {
         Retries { limit: default_retry_limit(), backoff: default_backoff() }
+    }
+}
+
+/// When a payload counts as finished.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitFor {
+    /// When the main process and every process it started have exited.
+    AllProcesses,
+    /// When the main process exits; what it left running is killed.
+    MainProcess,
+}
+
+impl HostTaskSpec {
+    /// `waitFor`, or its default for the mode.
+    pub fn effective_wait_for(&self) -> WaitFor {
+        self.wait_for.unwrap_or(match self.mode {
+            Mode::Once => WaitFor::AllProcesses,
+            Mode::Continuous => WaitFor::MainProcess,
+        })
     }
 }
 

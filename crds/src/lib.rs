@@ -19,6 +19,7 @@ pub use hostgroup::{
 };
 pub use hosttask::{
     Account, HostTask, HostTaskSpec, HostTaskStatus, Limits, Mode, RebootPolicy, Retries, Rollout, RunAs,
+    WaitFor,
 };
 pub use manifest::{GROUP, Manifest, ManifestError, VERSION, parse_manifests};
 pub use validate::{FieldError, ValidationErrors};

@@ -7,7 +7,7 @@ use std::time::Duration;
 use hostprocess_crds::{AppliesTo, Grant, HostGroupSpec, Mode, Rights, format, units};
 use hostprocess_protocol::digest;
 use hostprocess_protocol::{
-    Cli, Command, GrantCommand, GroupCommand, Outcome, ProbeArgs, ResultLine, RunArgs,
+    Cli, Command, GrantCommand, GroupCommand, Outcome, ProbeArgs, ResultLine, RunArgs, WaitForArg,
 };
 
 use crate::platform::host::Host;
@@ -354,6 +354,7 @@ fn run_request<P: Platform>(platform: &P, args: &RunArgs, state_dir: &Path) -> R
         timeout,
         retries: args.retries,
         backoff,
+        wait_all: args.wait_for == WaitForArg::All,
         state_dir: state_dir.to_path_buf(),
     })
 }

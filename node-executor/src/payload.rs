@@ -82,6 +82,31 @@ pub fn run(payload: Payload) -> i32 {
                 }
             }
         }
+        Payload::Relaunch { marker, seconds, child: false } => {
+            let relaunched = std::env::current_exe().and_then(|exe| {
+                std::process::Command::new(exe)
+                    .args(["payload", "relaunch"])
+                    .arg(&marker)
+                    .args(["--seconds", &seconds.to_string(), "--child"])
+                    .spawn()
+            });
+            match relaunched {
+                Ok(_) => 0,
+                Err(e) => {
+                    eprintln!("payload relaunch: {e}");
+                    1
+                }
+            }
+        }
+        Payload::Relaunch { marker, seconds, child: true } => {
+            std::thread::sleep(Duration::from_secs(seconds));
+            let appended = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&marker)
+                .and_then(|mut f| writeln!(f, "installed by {}", std::process::id()));
+            i32::from(appended.is_err())
+        }
         Payload::SpawnTree { depth, pid_dir, seconds } => {
             if let Err(e) = write_pid(&pid_dir) {
                 eprintln!("payload spawn-tree: {e}");

@@ -41,6 +41,8 @@ pub struct RunRequest {
     pub timeout: Option<Duration>,
     pub retries: u32,
     pub backoff: Duration,
+    /// Finished only when every process of the job has exited, not only the main one.
+    pub wait_all: bool,
     pub state_dir: PathBuf,
 }
 
@@ -235,6 +237,7 @@ fn attempt<P: Platform>(
                 log(note);
             }
             let deadline = timeout.map(|t| Instant::now() + t);
+            let mut main_exited = None;
             let ended = loop {
                 if shutdown.requested() {
                     job.kill()?;
@@ -245,6 +248,18 @@ fn attempt<P: Platform>(
                     break Ended::TimedOut;
                 }
                 if let Some(code) = job.poll(Duration::from_millis(50))? {
+                    let left = if req.wait_all { job.stats().active_processes } else { 0 };
+                    if left > 0 {
+                        // An installer that relaunched itself is still installing.
+                        if main_exited.is_none() {
+                            log(&format!(
+                                "attempt {number}: the main process exited with {code}; waiting for the {left} process(es) it left in its job"
+                            ));
+                            main_exited = Some(code);
+                        }
+                        std::thread::sleep(Duration::from_millis(50));
+                        continue;
+                    }
                     // Whatever the payload left running in its job ends with it.
                     job.kill()?;
                     break Ended::Exited(code);

@@ -402,6 +402,30 @@ fn a_root_executor_repairs_the_state_directory_and_what_was_planted_loses_its_ho
 }
 
 #[test]
+fn an_installer_that_relaunches_itself_is_waited_for_unless_told_otherwise() {
+    let node = Node::new();
+    // `all`: the main process exits at once; its relaunched copy installs for a second.
+    let installed = node.path("installed-all");
+    let out = node.run("all", &["--wait-for", "all"], &["relaunch", &installed, "--seconds", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(result(&out)["state"], "Succeeded");
+    assert_eq!(lines(&installed), 1, "recorded Succeeded before the relaunched installer finished");
+    assert!(stderr(&out).contains("waiting for the 1 process(es) it left in its job"), "{}", stderr(&out));
+    // `main`: finished when the main process exits; what it left running is killed with the job.
+    let killed = node.path("installed-main");
+    let out = node.run("main", &["--wait-for", "main"], &["relaunch", &killed, "--seconds", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(lines(&killed), 0, "the relaunched copy outlived its job");
+    // A timeout bounds the wait: the relaunched copy that never finishes is killed.
+    let hung = node.path("installed-hung");
+    let out =
+        node.run("hung", &["--wait-for", "all", "--timeout", "2s"], &["relaunch", &hung, "--seconds", "60"]);
+    assert_eq!(out.status.code(), Some(124), "{}", stderr(&out));
+    assert_eq!(result(&out)["attempts"][0]["outcome"], "TimedOut");
+}
+
+#[test]
 fn sigterm_stops_the_whole_job_and_the_next_start_runs_it_again() {
     let node = Node::new();
     let pids = node.path("pids");

@@ -148,6 +148,11 @@ pub struct RunArgs {
     /// First wait before a retry or restart, doubled each time, at most 10m.
     #[arg(long, default_value = "30s")]
     pub backoff: String,
+    /// When the payload counts as finished: when its main process exits (`main`; what it left
+    /// running is killed), or when every process of its job has exited (`all`; bounded by the
+    /// timeout).
+    #[arg(long, value_enum, default_value_t = WaitForArg::Main)]
+    pub wait_for: WaitForArg,
     /// A PowerShell script file to run instead of a command.
     #[arg(long, conflicts_with = "command", requires = "script_sha256")]
     pub script: Option<PathBuf>,
@@ -163,6 +168,21 @@ pub struct RunArgs {
     /// The program and its arguments, after `--`.
     #[arg(last = true, required_unless_present = "script")]
     pub command: Vec<OsString>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WaitForArg {
+    Main,
+    All,
+}
+
+impl From<hostprocess_crds::WaitFor> for WaitForArg {
+    fn from(wait_for: hostprocess_crds::WaitFor) -> Self {
+        match wait_for {
+            hostprocess_crds::WaitFor::MainProcess => WaitForArg::Main,
+            hostprocess_crds::WaitFor::AllProcesses => WaitForArg::All,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -262,6 +282,15 @@ pub enum TestPayload {
         count: PathBuf,
         #[arg(long, default_value_t = 1)]
         seconds: u64,
+    },
+    /// Act as an installer that relaunches itself: start a copy of this payload with `--child`
+    /// and exit 0 at once; the copy sleeps, then appends a line to `marker`.
+    Relaunch {
+        marker: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        seconds: u64,
+        #[arg(long)]
+        child: bool,
     },
     /// Start a child that starts a child … `depth` levels deep, each writing its pid to
     /// `pid_dir`, then every process sleeps.
@@ -434,6 +463,13 @@ impl RunArgs {
             .flag("--mode", mode)
             .flag("--retries", self.retries.to_string())
             .flag("--backoff", &self.backoff)
+            .flag(
+                "--wait-for",
+                match self.wait_for {
+                    WaitForArg::Main => "main",
+                    WaitForArg::All => "all",
+                },
+            )
             .flag_opt("--timeout", self.timeout.as_deref())
             .flag_opt("--memory", self.memory.as_deref())
             .flag_opt("--cpu", self.cpu.as_deref())
@@ -465,6 +501,11 @@ impl TestPayload {
                 .word(&path(marker))
                 .word(&path(count))
                 .flag("--seconds", seconds.to_string()),
+            TestPayload::Relaunch { marker, seconds, child } => args
+                .word("relaunch")
+                .word(&path(marker))
+                .flag("--seconds", seconds.to_string())
+                .switch("--child", *child),
             TestPayload::SpawnTree { depth, pid_dir, seconds } => args
                 .word("spawn-tree")
                 .word(&depth.to_string())
@@ -515,6 +556,7 @@ mod tests {
             processes: Some(16),
             retries: 2,
             backoff: "10s".into(),
+            wait_for: WaitForArg::All,
             script: None,
             script_sha256: None,
             idle_after: true,
@@ -545,6 +587,7 @@ mod tests {
             script: Some(PathBuf::from(r"C:\hostprocess\task\script.ps1")),
             script_sha256: Some(crate::digest::sha256_hex(b"exit 0")),
             idle_after: false,
+            wait_for: WaitForArg::Main,
             command: Vec::new(),
             ..run()
         }));
@@ -587,6 +630,7 @@ mod tests {
         round_trip(Command::Payload(TestPayload::Alive { pids: vec![1, 2] }));
         round_trip(Command::Payload(TestPayload::Describe));
         round_trip(Command::Payload(TestPayload::HandleOpen { value: 1234 }));
+        round_trip(Command::Payload(TestPayload::Relaunch { marker: "m".into(), seconds: 2, child: true }));
     }
 
     #[test]

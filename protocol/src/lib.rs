@@ -9,7 +9,9 @@ pub mod cli;
 pub mod digest;
 pub mod result;
 
-pub use cli::{Cli, Command, GrantCommand, GroupCommand, ModeArg, ProbeArgs, RunArgs, TestPayload};
+pub use cli::{
+    Cli, Command, GrantCommand, GroupCommand, ModeArg, ProbeArgs, RunArgs, TestPayload, WaitForArg,
+};
 pub use result::{
     Attempt, AttemptOutcome, Change, JobStats, LimitKind, Outcome, REFUSED_NOTHING_CHANGED, Record,
     ResultLine, RunReport, State, describe_status_code, exit_code_from_windows,

@@ -105,6 +105,7 @@ fn run_command(task: &HostTask, revision: &str) -> Command {
         processes: limits.and_then(|l| l.processes),
         retries: spec.retries.limit,
         backoff: spec.retries.backoff.clone(),
+        wait_for: spec.effective_wait_for().into(),
         idle_after: spec.mode == Mode::Once,
         command: if script.is_some() { Vec::new() } else { payload.map(OsString::from).collect() },
         script_sha256: spec.script.as_ref().map(|s| digest::sha256_hex(s.as_bytes())),
