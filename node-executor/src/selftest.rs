@@ -130,6 +130,7 @@ pub fn run<P: Platform>(platform: &P, state_dir: &Path, scratch: &Path, acl_path
             .map_err(|e| e.to_string()),
         true,
     );
+    check("a built-in group is refused by SID", builtin_refused(platform), true);
     check("group, member and grant applied", groups(platform, state_dir, acl_path), true);
     #[cfg(windows)]
     check("net localgroup and icacls agree", windows_tools_agree(acl_path), true);
@@ -250,6 +251,17 @@ fn spec(acl_path: &str) -> HostGroupSpec {
         namespaces: vec![],
         rollout: Default::default(),
         deletion_policy: Default::default(),
+    }
+}
+
+/// BUILTIN\Administrators (S-1-5-32-544, in any language) is never taken for a group of the
+/// machine's own, which is what keeps a HostGroup from adopting it.
+fn builtin_refused<P: Platform>(platform: &P) -> Result<String, String> {
+    match platform.group_sid("Administrators").map_err(|e| e.to_string())? {
+        Some(id) if !id.own_domain && id.sid.0 == "S-1-5-32-544" => {
+            Ok(format!("Administrators is {}, not the machine's own", id.sid.0))
+        }
+        other => Err(format!("Administrators reads as {other:?}")),
     }
 }
 
