@@ -166,7 +166,8 @@ mod tests {
 
     #[test]
     fn the_protected_state_directory_passes() {
-        let sddl = "O:BAG:SYD:PAI(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)(A;OICI;0x1200a9;;;BU)";
+        let sddl =
+            "O:BAG:SYD:PAI(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)(A;OICI;0x1200a9;;;BU)(A;OICI;0x1200a9;;;AU)";
         let sec = dir_security(sddl, ME, false).expect("parses");
         assert!(sec.problems().is_empty(), "{:?}", sec.problems());
         assert_eq!(sec.owner, r"BUILTIN\Administrators (S-1-5-32-544)");

@@ -29,12 +29,16 @@ use super::handles::*;
 use super::system::enable_privilege;
 
 /// The state directory's own permissions (`icacls DIR /inheritance:r /grant:r SYSTEM:(OI)(CI)F
-/// Administrators:(OI)(CI)F Users:(OI)(CI)RX`, owner Administrators).
-const PRIVATE: &str = "O:BAD:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)(A;OICI;0x1200a9;;;BU)";
+/// Administrators:(OI)(CI)F Users:(OI)(CI)RX "Authenticated Users":(OI)(CI)RX`, owner
+/// Administrators). Read for every account a task may run as — service accounts and a
+/// HostGroup's ephemeral users are not all in Users — so each can run the installed executor
+/// and its probe can read its record; writing is the administrators' alone.
+const PRIVATE: &str = "O:BAD:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)(A;OICI;0x1200a9;;;BU)(A;OICI;0x1200a9;;;AU)";
 /// What a folder below it inherits from it.
-const INHERITED_DIR: &str = "O:BAD:AI(A;OICIID;FA;;;SY)(A;OICIID;FA;;;BA)(A;OICIID;0x1200a9;;;BU)";
+const INHERITED_DIR: &str =
+    "O:BAD:AI(A;OICIID;FA;;;SY)(A;OICIID;FA;;;BA)(A;OICIID;0x1200a9;;;BU)(A;OICIID;0x1200a9;;;AU)";
 /// What a file below it inherits from it.
-const INHERITED_FILE: &str = "O:BAD:AI(A;ID;FA;;;SY)(A;ID;FA;;;BA)(A;ID;0x1200a9;;;BU)";
+const INHERITED_FILE: &str = "O:BAD:AI(A;ID;FA;;;SY)(A;ID;FA;;;BA)(A;ID;0x1200a9;;;BU)(A;ID;0x1200a9;;;AU)";
 
 fn descriptor(text: &str) -> Result<LocalMem, PlatformError> {
     let wtext = wide(text);
