@@ -444,15 +444,23 @@ pub fn deprovision<P: Platform>(
     let granted: Vec<String> = applier.owned.grants.iter().cloned().collect();
     if same_group {
         revoke_grants(&mut applier, group, &granted)?;
-    } else {
-        // Grants are revoked by name, which now names the other group: its grants stay, and so
-        // do the entries of the old SID on these paths.
+    } else if let Some(old) = applier.owned.sid.clone() {
+        // The name now names another group: its grants stay; the entries of the group this owner
+        // made, which has no name any more, are removed by its SID.
         eprintln!(
-            "node-executor: group {group:?} on this node is not the one recorded (SID {:?}, now {:?}): \
-             it was deleted and created again by someone else; leaving it alone, and the old group's \
-             entries on {granted:?} (remove them with icacls PATH /remove *SID)",
-            applier.owned.sid, identity
+            "node-executor: group {group:?} on this node is not the one recorded (SID {}, now {:?}): \
+             it was deleted and created again by someone else; leaving it alone, removing the old \
+             group's entries by SID",
+            old.0, identity
         );
+        for path in &granted {
+            let present = platform.path_kind(path).map_err(host)? != PathKind::Missing
+                && !platform.explicit_aces_of(path, &old).map_err(host)?.is_empty();
+            if present {
+                let change = Change::RevokeGrant { path: path.clone(), group: format!("*{}", old.0) };
+                applier.apply(change, |p| p.remove_aces_of(path, &old))?;
+            }
+        }
     }
     if let Some(current) = platform.group(group).map_err(host)?.filter(|_| same_group) {
         if applier.owned.created {

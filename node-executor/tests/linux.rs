@@ -778,13 +778,29 @@ fn built_in_groups_and_privileged_members_are_refused_by_sid_whatever_their_name
         node.exec(&["group", "ensure", "--name", "AppOps", "--member", "alice"]).status.code(),
         Some(0)
     );
+    node.mkdir(r"C:\data");
+    let grant = ["grant", "apply", "--group", "AppOps", "--path", r"C:\data", "--rights", "Read"];
+    assert_eq!(node.exec(&grant).status.code(), Some(0));
     let mut accounts: Value =
         serde_json::from_slice(&fs::read(store.join("accounts.json")).expect("read")).expect("json");
     accounts["sids"]["appops"] = "S-1-5-21-1-2-3-2000".into();
     fs::write(store.join("accounts.json"), accounts.to_string()).expect("recreate");
+    // The new group gets a grant of its own on the same folder.
+    assert_eq!(node.exec(&grant).status.code(), Some(0));
     let out = node.exec(&["group", "remove", "--name", "AppOps"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(result(&out)["changed"], false);
+    // Only the old group's entry goes, by its id; the new group and its grant stay.
+    let changes = &result(&out)["changes"];
+    assert_eq!(changes.as_array().map(Vec::len), Some(1), "{changes}");
+    assert_eq!(
+        (changes[0]["change"].as_str(), changes[0]["group"].as_str()),
+        (Some("revokeGrant"), Some(r"*node\appops"))
+    );
+    let acls: Value =
+        serde_json::from_slice(&fs::read(store.join("acls.json")).expect("acls")).expect("json");
+    let left: Vec<&str> =
+        acls[r"c:\data"].as_array().expect("entries").iter().filter_map(|e| e["sid"].as_str()).collect();
+    assert_eq!(left, ["S-1-5-21-1-2-3-2000"]);
     assert!(
         stderr(&out).contains("it was deleted and created again by someone else; leaving it alone"),
         "{}",

@@ -104,6 +104,15 @@ struct StoredAce {
     group: String,
     rights: Rights,
     applies_to: AppliesTo,
+    /// The trustee's id when the entry was written (Windows keeps the SID, not the name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sid: Option<AccountId>,
+}
+
+impl StoredAce {
+    fn trustee(&self) -> AccountId {
+        self.sid.clone().unwrap_or_else(|| canonical(&self.group))
+    }
 }
 
 const BUILTIN_ACCOUNTS: &[&str] = &[
@@ -307,12 +316,20 @@ impl Platform for Host {
     }
 
     fn explicit_aces(&self, path: &str, group: &str) -> Result<Vec<Ace>, PlatformError> {
+        // A group that no longer exists has no entries that can be named by it.
+        match self.lookup_account(group)? {
+            Some(id) => self.explicit_aces_of(path, &id),
+            None => Ok(vec![]),
+        }
+    }
+
+    fn explicit_aces_of(&self, path: &str, sid: &AccountId) -> Result<Vec<Ace>, PlatformError> {
         let acls: HashMap<String, Vec<StoredAce>> = load(&self.acls_file())?;
         Ok(acls
             .get(&path.to_lowercase())
             .into_iter()
             .flatten()
-            .filter(|a| a.group.eq_ignore_ascii_case(group))
+            .filter(|a| a.trustee() == *sid)
             .map(|a| Ace::new(a.rights, a.applies_to))
             .collect())
     }
@@ -324,17 +341,27 @@ impl Platform for Host {
         rights: Rights,
         applies_to: AppliesTo,
     ) -> Result<(), PlatformError> {
+        let id = self
+            .lookup_account(group)?
+            .ok_or_else(|| PlatformError::new("grant", group, "no such account").with_code(1332))?;
         let mut acls: HashMap<String, Vec<StoredAce>> = load(&self.acls_file())?;
         let entries = acls.entry(path.to_lowercase()).or_default();
-        entries.retain(|a| !a.group.eq_ignore_ascii_case(group));
-        entries.push(StoredAce { group: group.to_string(), rights, applies_to });
+        entries.retain(|a| a.trustee() != id);
+        entries.push(StoredAce { group: group.to_string(), rights, applies_to, sid: Some(id) });
         save(&self.acls_file(), &acls)
     }
 
     fn remove_aces(&self, path: &str, group: &str) -> Result<(), PlatformError> {
+        match self.lookup_account(group)? {
+            Some(id) => self.remove_aces_of(path, &id),
+            None => Ok(()),
+        }
+    }
+
+    fn remove_aces_of(&self, path: &str, sid: &AccountId) -> Result<(), PlatformError> {
         let mut acls: HashMap<String, Vec<StoredAce>> = load(&self.acls_file())?;
         if let Some(entries) = acls.get_mut(&path.to_lowercase()) {
-            entries.retain(|a| !a.group.eq_ignore_ascii_case(group));
+            entries.retain(|a| a.trustee() != *sid);
         }
         acls.retain(|_, entries| !entries.is_empty());
         save(&self.acls_file(), &acls)

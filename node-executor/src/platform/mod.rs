@@ -203,6 +203,11 @@ pub trait Platform {
     ) -> Result<(), PlatformError>;
     /// Removes the explicit entries for `group` on `path`.
     fn remove_aces(&self, path: &str, group: &str) -> Result<(), PlatformError>;
+    /// The explicit entries of the account with this id on `path`, allow and deny (a deny entry
+    /// reads as an `Ace` with neither rights nor inheritance), whether or not it still has a name.
+    fn explicit_aces_of(&self, path: &str, sid: &AccountId) -> Result<Vec<Ace>, PlatformError>;
+    /// Removes the explicit entries, allow and deny, of the account with this id on `path`.
+    fn remove_aces_of(&self, path: &str, sid: &AccountId) -> Result<(), PlatformError>;
 
     /// Whether the OS says a reboot is pending (Windows: the CBS `RebootPending` or Windows
     /// Update `RebootRequired` registry key exists).

@@ -22,7 +22,7 @@ use windows::Win32::Storage::FileSystem::{
 };
 use windows::core::{PCWSTR, PWSTR};
 
-use crate::platform::{Ace, PathKind, PlatformError, normalize_path};
+use crate::platform::{AccountId, Ace, PathKind, PlatformError, normalize_path};
 
 use super::accounts::*;
 use super::handles::*;
@@ -229,7 +229,7 @@ pub(super) fn write_entry(
 /// Removes every explicit entry of `sid`, allow and deny alike (`REVOKE_ACCESS` would leave the
 /// deny entries, and a revoke would then find something to revoke on every run); inherited
 /// entries stay. Returns whether there was one.
-pub(super) fn remove_entries(target: &Target, sid: &Sid) -> Result<bool, PlatformError> {
+pub(super) fn remove_entries(target: &Target, sid: PSID) -> Result<bool, PlatformError> {
     let dacl = read_dacl(target)?;
     if dacl.acl.is_null() {
         return Ok(false);
@@ -261,8 +261,7 @@ pub(super) fn remove_entries(target: &Target, sid: &Sid) -> Result<bool, Platfor
         // Allow (0) and deny (1) entries hold their SID after the header and the mask.
         let simple = header.AceType == ACCESS_ALLOWED_ACE_TYPE || header.AceType == ACCESS_DENIED_ACE_TYPE;
         // SAFETY: for these two types the SID starts 8 bytes into the entry, inside its size.
-        let ours =
-            simple && unsafe { EqualSid(PSID((ace as *mut u8).add(8) as *mut c_void), sid.psid()) }.is_ok();
+        let ours = simple && unsafe { EqualSid(PSID((ace as *mut u8).add(8) as *mut c_void), sid) }.is_ok();
         if explicit && ours {
             removed = true;
             continue;
@@ -296,6 +295,15 @@ pub(super) fn path_kind(path: &str) -> Result<PathKind, PlatformError> {
 pub(super) fn explicit_aces(path: &str, group: &str) -> Result<Vec<Ace>, PlatformError> {
     // A group that no longer exists has no entries that can be named (nor revoked) by it.
     let Some(sid) = lookup_sid(group)? else { return Ok(vec![]) };
+    explicit_entries(path, sid.psid())
+}
+
+pub(super) fn explicit_aces_of(path: &str, id: &AccountId) -> Result<Vec<Ace>, PlatformError> {
+    let sid = sid_from_string(id)?;
+    explicit_entries(path, PSID(sid.0))
+}
+
+fn explicit_entries(path: &str, sid: PSID) -> Result<Vec<Ace>, PlatformError> {
     let target = open_target(path, false)?;
     let dacl = read_dacl(&target)?;
     if dacl.acl.is_null() {
@@ -320,7 +328,7 @@ pub(super) fn explicit_aces(path: &str, group: &str) -> Result<Vec<Ace>, Platfor
         }
         let trustee = PSID(entry.Trustee.ptstrName.0 as *mut c_void);
         // SAFETY: both SIDs are valid for the call.
-        if unsafe { EqualSid(trustee, sid.psid()) }.is_err() {
+        if unsafe { EqualSid(trustee, sid) }.is_err() {
             continue;
         }
         let allowed = entry.grfAccessMode == GRANT_ACCESS || entry.grfAccessMode == SET_ACCESS;
@@ -350,7 +358,12 @@ pub(super) fn set_ace(
 
 pub(super) fn remove_aces(path: &str, group: &str) -> Result<(), PlatformError> {
     match lookup_sid(group)? {
-        Some(sid) => remove_entries(&open_target(path, true)?, &sid).map(|_| ()),
+        Some(sid) => remove_entries(&open_target(path, true)?, sid.psid()).map(|_| ()),
         None => Ok(()),
     }
+}
+
+pub(super) fn remove_aces_of(path: &str, id: &AccountId) -> Result<(), PlatformError> {
+    let sid = sid_from_string(id)?;
+    remove_entries(&open_target(path, true)?, PSID(sid.0)).map(|_| ())
 }

@@ -98,6 +98,14 @@ impl Platform for Host {
         acl::remove_aces(path, group)
     }
 
+    fn explicit_aces_of(&self, path: &str, sid: &AccountId) -> Result<Vec<Ace>, PlatformError> {
+        acl::explicit_aces_of(path, sid)
+    }
+
+    fn remove_aces_of(&self, path: &str, sid: &AccountId) -> Result<(), PlatformError> {
+        acl::remove_aces_of(path, sid)
+    }
+
     fn create_private_dir(&self, dir: &Path) -> Result<(), PlatformError> {
         private_dir::create_private_dir(dir)
     }
