@@ -27,6 +27,7 @@ pub fn run(payload: Payload) -> i32 {
                 }
             }
         }
+        Payload::NestedCpuRate { millis, out } => nested_cpu_rate(millis, &out),
         Payload::HandleOpen { value } => {
             let open = crate::platform::host::handle_open(value);
             println!("{}", if open { "open" } else { "closed" });
@@ -156,4 +157,27 @@ pub fn run(payload: Payload) -> i32 {
 fn write_pid(dir: &std::path::Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     std::fs::write(dir.join(std::process::id().to_string()), b"")
+}
+
+#[cfg(windows)]
+fn nested_cpu_rate(millis: u64, out: &std::path::Path) -> i32 {
+    let written = crate::platform::windows::nested_cpu_rate(millis).map_err(|e| e.to_string()).and_then(
+        |(parent, rate, cpus)| {
+            let parent = parent.map_or_else(|| "none".to_string(), |p| p.to_string());
+            std::fs::write(out, format!("parent={parent} rate={rate} cpus={cpus}")).map_err(|e| e.to_string())
+        },
+    );
+    match written {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("payload nested-cpu-rate: {e}");
+            1
+        }
+    }
+}
+
+#[cfg(not(windows))]
+fn nested_cpu_rate(_millis: u64, _out: &std::path::Path) -> i32 {
+    eprintln!("payload nested-cpu-rate: job CPU rates exist on Windows only");
+    2
 }

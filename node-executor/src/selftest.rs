@@ -117,6 +117,8 @@ pub fn run<P: Platform>(platform: &P, state_dir: &Path, scratch: &Path, acl_path
         ),
         true,
     );
+    #[cfg(windows)]
+    check("CPU rate under a capped job is scaled", cpu_under_cap(platform, &payload, scratch), true);
     let cpu = JobLimits { cpu_millis: Some(500), ..JobLimits::default() };
     check(
         "CPU rate limit is accepted",
@@ -171,6 +173,36 @@ fn no_leak<P: Platform>(platform: &P, payload: &dyn Fn(&[&str]) -> Launch) -> Re
     match wait(&mut job, Duration::from_secs(30))? {
         Some(0) => Ok(format!("inheritable handle {value} stayed out; only the standard handles passed")),
         other => Err(format!("the payload holds the executor's inheritable handle {value} (exit {other:?})")),
+    }
+}
+
+/// Inside a job capped at one core, a payload asking for half a core gets a rate of half the
+/// parent's (a nested job's rate is a share of its parent's), read back from the job itself.
+#[cfg(windows)]
+fn cpu_under_cap<P: Platform>(
+    platform: &P,
+    payload: &dyn Fn(&[&str]) -> Launch,
+    scratch: &Path,
+) -> Result<String, String> {
+    let out = scratch.join("nested-cpu-rate.txt");
+    let capped = JobLimits { cpu_millis: Some(1000), ..JobLimits::default() };
+    let launch = payload(&["nested-cpu-rate", "500", &out.to_string_lossy()]);
+    let mut job = platform.launch(&launch, &capped).map_err(|e| e.to_string())?;
+    if wait(&mut job, Duration::from_secs(30))? != Some(0) {
+        return Err("the probe payload failed".into());
+    }
+    let text = std::fs::read_to_string(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let field = |name: &str| {
+        text.split_whitespace().find_map(|f| f.strip_prefix(name)).and_then(|v| v.parse::<u64>().ok())
+    };
+    let (Some(parent), Some(rate), Some(cpus)) = (field("parent="), field("rate="), field("cpus=")) else {
+        return Err(format!("the probe saw no capped parent: {text}"));
+    };
+    let expected = u64::from(crate::cpu::nested_rate(500, cpus, u32::try_from(parent).ok()).rate);
+    if rate == expected {
+        Ok(format!("parent capped at {parent}/10000; 500m set as {rate}/10000 of it"))
+    } else {
+        Err(format!("parent {parent}: 500m set as {rate}, expected {expected}"))
     }
 }
 

@@ -318,6 +318,10 @@ pub enum TestPayload {
     Stamp { file: PathBuf },
     /// Print what host this is ("Wine 8.0", "Windows", "Linux (test platform)").
     Describe,
+    /// Write `parent=<rate|none> rate=<rate> cpus=<n>` to `out`: the CPU rate of the job this
+    /// process runs in and the one the executor would give a payload asking for `millis`
+    /// (Windows; exit 2 elsewhere).
+    NestedCpuRate { millis: u64, out: PathBuf },
     /// Exit 0 when this process holds no handle (Windows) or file descriptor (Linux) with this
     /// value, 1 when it does: whether something leaked into it.
     HandleOpen { value: u64 },
@@ -523,6 +527,9 @@ impl TestPayload {
             TestPayload::Stamp { file } => args.word("stamp").word(&path(file)),
             TestPayload::Describe => args.word("describe"),
             TestPayload::HandleOpen { value } => args.word("handle-open").word(&value.to_string()),
+            TestPayload::NestedCpuRate { millis, out } => {
+                args.word("nested-cpu-rate").word(&millis.to_string()).word(&path(out))
+            }
         }
     }
 }
@@ -630,6 +637,7 @@ mod tests {
         round_trip(Command::Payload(TestPayload::Alive { pids: vec![1, 2] }));
         round_trip(Command::Payload(TestPayload::Describe));
         round_trip(Command::Payload(TestPayload::HandleOpen { value: 1234 }));
+        round_trip(Command::Payload(TestPayload::NestedCpuRate { millis: 500, out: "rate.txt".into() }));
         round_trip(Command::Payload(TestPayload::Relaunch { marker: "m".into(), seconds: 2, child: true }));
     }
 

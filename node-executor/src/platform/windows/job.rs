@@ -75,6 +75,35 @@ fn parent_cpu_rate() -> Option<u32> {
     (rate > 0).then_some(rate)
 }
 
+/// What a payload's CPU rate would be set to from inside this process's job: the parent's rate
+/// (as read) and the rate set on a new job for `millis`, read back from that job. For the
+/// self-test, run inside a capped job.
+pub fn nested_cpu_rate(millis: u64) -> Result<(Option<u32>, u32, u64), PlatformError> {
+    let parent = parent_cpu_rate();
+    // SAFETY: an anonymous job with default security; owned below.
+    let job = Owned(
+        unsafe { CreateJobObjectW(None, PCWSTR::null()) }
+            .map_err(|e| win_err("CreateJobObjectW", "probe", e))?,
+    );
+    set_limits(&job, &JobLimits { cpu_millis: Some(millis), ..JobLimits::default() })?;
+    let mut info = JOBOBJECT_CPU_RATE_CONTROL_INFORMATION::default();
+    // SAFETY: the job handle is valid; the structure is writable and its size passed.
+    unsafe {
+        QueryInformationJobObject(
+            Some(job.0),
+            JobObjectCpuRateControlInformation,
+            &mut info as *mut _ as *mut c_void,
+            size_of::<JOBOBJECT_CPU_RATE_CONTROL_INFORMATION>() as u32,
+            None,
+        )
+    }
+    .map_err(|e| win_err("QueryInformationJobObject(CPU rate)", "probe", e))?;
+    // SAFETY: a plain query of the active processors in all groups, as set_limits makes it.
+    let cpus = u64::from(unsafe { GetActiveProcessorCount(ALL_PROCESSOR_GROUPS) }.max(1));
+    // SAFETY: set_limits set a plain CpuRate (no weight, no min/max).
+    Ok((parent, unsafe { info.Anonymous.CpuRate }, cpus))
+}
+
 /// Sets the job's limits; returns what the user should know about them (a container cap lower
 /// than the CPU asked for).
 pub(super) fn set_limits(job: &Owned, limits: &JobLimits) -> Result<Option<String>, PlatformError> {

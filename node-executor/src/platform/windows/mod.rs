@@ -18,7 +18,7 @@ use hostprocess_crds::{AppliesTo, Rights};
 use crate::platform::{
     AccountId, Ace, DirSecurity, GroupSid, JobLimits, Launch, LocalGroup, PathKind, Platform, PlatformError,
 };
-pub use job::NativeJob;
+pub use job::{NativeJob, nested_cpu_rate};
 pub use system::{
     InheritableEvent, describe, handle_open, on_console_event, process_alive, restrict_dll_search,
 };
