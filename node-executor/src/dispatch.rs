@@ -58,12 +58,14 @@ impl<E: std::fmt::Display> From<E> for Failure {
 
 pub fn execute(cli: Cli) -> Result<Reply, Failure> {
     let state_dir = cli.state_dir.clone();
-    // Nothing in the state directory is read or written before it is known to be ours alone.
-    match cli.command {
-        Command::Payload(_) => {}
-        Command::Probe(_) => state_dir::ensure(&host(&cli)?, &state_dir, Access::Check).map_err(Failure)?,
-        _ => state_dir::ensure(&host(&cli)?, &state_dir, Access::Prepare).map_err(Failure)?,
+    // A test payload is the program the executor runs, not the executor: no host, no state.
+    if let Command::Payload(payload) = &cli.command {
+        return Ok(Reply { output: Output::Nothing, code: payload::run(payload.clone()) });
     }
+    let host = host(&cli)?;
+    // Nothing in the state directory is read or written before it is known to be ours alone.
+    let access = if matches!(cli.command, Command::Probe(_)) { Access::Check } else { Access::Prepare };
+    state_dir::ensure(&host, &state_dir, access).map_err(Failure)?;
     // Groups and grants change one command at a time on a node: two HostGroups' setup pods,
     // or a setup pod and an administrator's command, never read and write the host's groups,
     // ACLs and ownership records interleaved.
@@ -74,18 +76,16 @@ pub fn execute(cli: Cli) -> Result<Reply, Failure> {
         _ => None,
     };
     match &cli.command {
-        Command::Payload(payload) => {
-            Ok(Reply { output: Output::Nothing, code: payload::run(payload.clone()) })
-        }
-        Command::Run(args) => run(&host(&cli)?, args, &state_dir, cli.command.name()),
-        Command::Reboot { reason } => reboot(&host(&cli)?, reason),
+        Command::Payload(_) => unreachable!("answered above"),
+        Command::Run(args) => run(&host, args, &state_dir, cli.command.name()),
+        Command::Reboot { reason } => reboot(&host, reason),
         Command::Install => {
             let (path, installed) = install::install(&state_dir).map_err(Failure)?;
             Ok(Reply::ok(Outcome::Installed { path, installed }))
         }
         Command::Probe(args) => probe(args, &state_dir),
         Command::Prepare { task_uid, account, install } => {
-            prepare(&host(&cli)?, &state_dir, task_uid, account.as_deref(), *install)
+            prepare(&host, &state_dir, task_uid, account.as_deref(), *install)
         }
         Command::Group(GroupCommand::Ensure { name, description, members }) => {
             let spec = HostGroupSpec {
@@ -99,17 +99,17 @@ pub fn execute(cli: Cli) -> Result<Reply, Failure> {
                 rollout: Default::default(),
                 deletion_policy: Default::default(),
             };
-            Ok(Reply::changes(provision::provision(&host(&cli)?, &spec, &Owner::Commands, &state_dir)?))
+            Ok(Reply::changes(provision::provision(&host, &spec, &Owner::Commands, &state_dir)?))
         }
         Command::Group(GroupCommand::Remove { name }) => {
-            Ok(Reply::changes(provision::deprovision(&host(&cli)?, name, &Owner::Commands, &state_dir)?))
+            Ok(Reply::changes(provision::deprovision(&host, name, &Owner::Commands, &state_dir)?))
         }
         Command::Grant(GrantCommand::Apply { group, path, rights, applies_to }) => {
             let grant = Grant { path: path.clone(), rights: *rights, applies_to: *applies_to };
-            Ok(Reply::changes(provision::grant(&host(&cli)?, group, &[grant], &state_dir)?))
+            Ok(Reply::changes(provision::grant(&host, group, &[grant], &state_dir)?))
         }
         Command::Grant(GrantCommand::Revoke { group, path }) => {
-            let done = provision::revoke(&host(&cli)?, group, std::slice::from_ref(path), &state_dir)?;
+            let done = provision::revoke(&host, group, std::slice::from_ref(path), &state_dir)?;
             Ok(Reply::changes(done))
         }
         Command::Provision { spec, spec_sha256, owner } => {
@@ -123,14 +123,14 @@ pub fn execute(cli: Cli) -> Result<Reply, Failure> {
             let spec: HostGroupSpec = serde_json::from_slice(&bytes)
                 .map_err(|e| Failure(format!("{} is not a HostGroup spec: {e}", spec.display())))?;
             let owner = Owner::HostGroup(owner.clone());
-            Ok(Reply::changes(provision::provision(&host(&cli)?, &spec, &owner, &state_dir)?))
+            Ok(Reply::changes(provision::provision(&host, &spec, &owner, &state_dir)?))
         }
         Command::Deprovision { group, owner } => {
             check_token("owner", owner)?;
             let owner = Owner::HostGroup(owner.clone());
-            Ok(Reply::changes(provision::deprovision(&host(&cli)?, group, &owner, &state_dir)?))
+            Ok(Reply::changes(provision::deprovision(&host, group, &owner, &state_dir)?))
         }
-        Command::SelfTest { scratch } => self_test(&host(&cli)?, scratch.as_deref(), &state_dir),
+        Command::SelfTest { scratch } => self_test(&host, scratch.as_deref(), &state_dir),
     }
 }
 

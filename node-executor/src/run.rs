@@ -237,7 +237,7 @@ fn attempt<P: Platform>(
                 log(note);
             }
             let deadline = timeout.map(|t| Instant::now() + t);
-            let mut main_exited = None;
+            let mut said_waiting = false;
             let ended = loop {
                 if shutdown.requested() {
                     job.kill()?;
@@ -251,11 +251,11 @@ fn attempt<P: Platform>(
                     let left = if req.wait_all { job.stats().active_processes } else { 0 };
                     if left > 0 {
                         // An installer that relaunched itself is still installing.
-                        if main_exited.is_none() {
+                        if !said_waiting {
                             log(&format!(
                                 "attempt {number}: the main process exited with {code}; waiting for the {left} process(es) it left in its job"
                             ));
-                            main_exited = Some(code);
+                            said_waiting = true;
                         }
                         std::thread::sleep(Duration::from_millis(50));
                         continue;

@@ -83,7 +83,11 @@ fn own_sid() -> Result<String, PlatformError> {
 
 /// SYSTEM, or a member of the Administrators with the group enabled (an elevated token).
 pub(super) fn privileged() -> bool {
-    let Ok(me) = own_sid() else { return false };
+    own_sid().is_ok_and(|me| is_privileged(&me))
+}
+
+/// Whether the process whose user SID is `me` is SYSTEM or an elevated administrator.
+fn is_privileged(me: &str) -> bool {
     if me == sddl::SYSTEM {
         return true;
     }
@@ -162,7 +166,8 @@ pub(super) fn dir_security(dir: &Path) -> Result<DirSecurity, PlatformError> {
     let _text = LocalMem(text.0 as *mut c_void);
     // SAFETY: the call returned a NUL-terminated string.
     let sddl_text = unsafe { text.to_string() }.map_err(|e| PlatformError::new("SDDL", &shown, e))?;
-    let mut security = sddl::dir_security(&sddl_text, &own_sid()?, privileged())
+    let me = own_sid()?;
+    let mut security = sddl::dir_security(&sddl_text, &me, is_privileged(&me))
         .map_err(|e| PlatformError::new("SDDL", &shown, format!("{e} (descriptor {sddl_text})")))?;
     if super::system::is_wine() {
         // Wine keeps a file's security as Unix mode bits: it reports owner and writers from
