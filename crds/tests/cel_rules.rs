@@ -92,6 +92,10 @@ fn string_field(
     cases
 }
 
+const CONCURRENCY: &str =
+    "maxConcurrent must be a count of at least 1 or a percentage from 1% to 100%, like 5 or \"10%\"";
+const FAILURE_BUDGET: &str =
+    "maxFailures must be a count of at least 0 or a percentage from 0% to 100%, like 2 or \"5%\"";
 const ASCII_GROUP: &str = "groupName must be printable ASCII: letters, digits, spaces and punctuation (no look-alike, invisible or control characters)";
 const TRIMMED_GROUP: &str = "groupName must not start with a space or end with a dot or a space (Windows trims them, so it would name another group)";
 const DEVICE_GROUP: &str = "groupName must not be a device name (CON, PRN, AUX, NUL, COM1-COM9, LPT1-LPT9), which Windows reserves in file names";
@@ -172,36 +176,11 @@ fn cases() -> Vec<Case> {
         accept("counts", Task, json!({"rollout": {"maxConcurrent": 5, "maxFailures": 0}})),
         accept("percentages", Task, json!({"rollout": {"maxConcurrent": "100%", "maxFailures": "0%"}})),
         accept("a count as a string", Task, json!({"rollout": {"maxConcurrent": "3", "maxFailures": "2"}})),
-        reject(
-            "zero concurrency",
-            Task,
-            json!({"rollout": {"maxConcurrent": 0}}),
-            "maxConcurrent must be a count of at least 1 or a percentage from 1% to 100%, like 5 or \"10%\"",
-        ),
-        reject(
-            "zero percent concurrency",
-            Task,
-            json!({"rollout": {"maxConcurrent": "0%"}}),
-            "maxConcurrent must be a count of at least 1 or a percentage from 1% to 100%, like 5 or \"10%\"",
-        ),
-        reject(
-            "a percentage over 100",
-            Task,
-            json!({"rollout": {"maxFailures": "150%"}}),
-            "maxFailures must be a count of at least 0 or a percentage from 0% to 100%, like 2 or \"5%\"",
-        ),
-        reject(
-            "a negative failure budget",
-            Task,
-            json!({"rollout": {"maxFailures": -1}}),
-            "maxFailures must be a count of at least 0 or a percentage from 0% to 100%, like 2 or \"5%\"",
-        ),
-        reject(
-            "a word for a count",
-            Task,
-            json!({"rollout": {"maxFailures": "some"}}),
-            "maxFailures must be a count of at least 0 or a percentage from 0% to 100%, like 2 or \"5%\"",
-        ),
+        reject("zero concurrency", Task, json!({"rollout": {"maxConcurrent": 0}}), CONCURRENCY),
+        reject("zero percent concurrency", Task, json!({"rollout": {"maxConcurrent": "0%"}}), CONCURRENCY),
+        reject("a percentage over 100", Task, json!({"rollout": {"maxFailures": "150%"}}), FAILURE_BUDGET),
+        reject("a negative failure budget", Task, json!({"rollout": {"maxFailures": -1}}), FAILURE_BUDGET),
+        reject("a word for a count", Task, json!({"rollout": {"maxFailures": "some"}}), FAILURE_BUDGET),
         accept("a script of 1000000 bytes", Task, json!({"script": "\u{1F600}".repeat(250_000)})),
         reject(
             "a script over 1000000 bytes in fewer than 262144 characters",
@@ -214,13 +193,13 @@ fn cases() -> Vec<Case> {
             "a group rolled out to no node at a time",
             Group,
             json!({"rollout": {"maxConcurrent": 0}}),
-            "maxConcurrent must be a count of at least 1 or a percentage from 1% to 100%, like 5 or \"10%\"",
+            CONCURRENCY,
         ),
         reject(
             "a group's failure budget over 100%",
             Group,
             json!({"rollout": {"maxFailures": "150%"}}),
-            "maxFailures must be a count of at least 0 or a percentage from 0% to 100%, like 2 or \"5%\"",
+            FAILURE_BUDGET,
         ),
         accept(
             "a described group with grants and members",
@@ -360,10 +339,7 @@ fn cases() -> Vec<Case> {
         Grant,
         |v| json!({"maxConcurrent": v}),
         &["5", "10%", "100%"],
-        &[
-            ("0", "maxConcurrent must be a count of at least 1 or a percentage from 1% to 100%, like 5 or \"10%\""),
-            ("101%", "maxConcurrent must be a count of at least 1 or a percentage from 1% to 100%, like 5 or \"10%\""),
-        ],
+        &[("0", CONCURRENCY), ("101%", CONCURRENCY)],
     ));
     cases.extend(string_field(
         Task,
