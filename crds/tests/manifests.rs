@@ -53,7 +53,7 @@ fn the_readme_example_is_a_valid_host_task() {
 #[test]
 fn the_real_cluster_end_to_end_objects_parse_and_validate() {
     let files = yaml_files("tests/e2e-real");
-    assert_eq!(files.len(), 3, "{files:?}");
+    assert_eq!(files.len(), 4, "{files:?}");
     for file in files {
         let text = fs::read_to_string(&file).expect("readable");
         let parsed = parse_manifests(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));

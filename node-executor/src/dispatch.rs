@@ -4,14 +4,14 @@
 use std::path::Path;
 use std::time::Duration;
 
-use hostprocess_crds::{AppliesTo, Grant, HostGroupSpec, Mode, Rights, format, units};
+use hostprocess_crds::{Grant, HostGroupSpec, Mode, format, units};
 use hostprocess_protocol::digest;
 use hostprocess_protocol::{
     Cli, Command, GrantCommand, GroupCommand, Outcome, ProbeArgs, ResultLine, RunArgs, WaitForArg,
 };
 
 use crate::platform::host::Host;
-use crate::platform::{Ace, JobLimits, Launch, Platform};
+use crate::platform::{JobLimits, Launch, Platform};
 use crate::provision::{Change, Owner};
 use crate::run::RunRequest;
 use crate::shutdown::Shutdown;
@@ -184,10 +184,6 @@ fn reboot(platform: &Host, reason: &str) -> Result<Reply, Failure> {
     Ok(Reply::ok(Outcome::Rebooting { pending_confirmed: pending }))
 }
 
-/// Rights an account other than SYSTEM gets on its task's folder: Modify, inherited by what is
-/// created below it (`icacls DIR /grant ACCOUNT:(OI)(CI)M`).
-const TASK_DIR_RIGHTS: (Rights, AppliesTo) = (Rights::Modify, AppliesTo::ThisFolderSubfoldersAndFiles);
-
 fn prepare(
     platform: &Host,
     state_dir: &Path,
@@ -196,45 +192,10 @@ fn prepare(
     install: bool,
 ) -> Result<Reply, Failure> {
     check_token("task-uid", task_uid)?;
-    if !platform.privileged() {
-        return Err(Failure(
-            "prepare must run as SYSTEM (or root): it decides who may write in the state directory".into(),
-        ));
-    }
-    let task_dir = state_dir.join("tasks").join(task_uid);
-    std::fs::create_dir_all(&task_dir)
-        .map_err(|e| Failure(format!("cannot create {}: {e}", task_dir.display())))?;
-    if let Some(account) = account {
-        if account.is_empty() || account.len() > 256 || account.chars().any(char::is_control) {
-            return Err(Failure(format!("account {account:?} is not an account name")));
-        }
-        let account = canonical_account(account);
-        if platform.lookup_account(account)?.is_none() {
-            return Err(Failure(format!("account {account:?} does not exist on this host")));
-        }
-        let shown = task_dir.to_string_lossy();
-        let (rights, applies_to) = TASK_DIR_RIGHTS;
-        let have = platform.explicit_aces(&shown, account)?;
-        if have != [Ace::new(rights, applies_to)] {
-            platform.set_ace(&shown, account, rights, applies_to)?;
-            let change =
-                Change::SetGrant { path: shown.to_string(), group: account.into(), rights, applies_to };
-            eprintln!("node-executor: {}", change.command_line());
-        }
-    }
+    let (task_dir, account) =
+        crate::prepare::task_dir(platform, state_dir, task_uid, account).map_err(Failure)?;
     let installed = if install { Some(install::install(state_dir).map_err(Failure)?.0) } else { None };
-    let account = account.map(|a| canonical_account(a).to_string());
     Ok(Reply::ok(Outcome::Prepared { task_dir, account, installed }))
-}
-
-/// The names HostProcess containers take for the service accounts (`NT AUTHORITY\Local service`,
-/// `NT AUTHORITY\NetworkService`) as the account database spells them; other names unchanged.
-fn canonical_account(name: &str) -> &str {
-    match name.to_ascii_lowercase().as_str() {
-        r"nt authority\local service" | r"nt authority\localservice" => r"NT AUTHORITY\LOCAL SERVICE",
-        r"nt authority\network service" | r"nt authority\networkservice" => r"NT AUTHORITY\NETWORK SERVICE",
-        _ => name,
-    }
 }
 
 fn probe(args: &ProbeArgs, state_dir: &Path) -> Result<Reply, Failure> {

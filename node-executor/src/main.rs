@@ -15,6 +15,7 @@ mod install;
 mod lock;
 mod payload;
 mod platform;
+mod prepare;
 mod provision;
 mod record;
 mod run;
@@ -57,9 +58,8 @@ fn main() {
             EXIT_EXECUTOR_ERROR
         }
     };
-    // Done: the record and the result line are written. A pending close or shutdown event of
-    // the container may now let the process end.
-    shutdown::Shutdown::finished();
+    // The record and the result line are written; exiting also ends a pending close or
+    // shutdown handler, which holds the process until now.
     // Exit codes are 32-bit on Windows (3010 passes through); Linux keeps the low 8 bits.
     std::process::exit(code)
 }

@@ -12,7 +12,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use hostprocess_crds::{AppliesTo, Grant, HostGroupSpec, ValidationErrors, messages};
+use hostprocess_crds::{AppliesTo, Grant, HostGroupSpec, Rights, ValidationErrors, messages};
 use serde::{Deserialize, Serialize};
 
 use crate::atomic_file;
@@ -384,21 +384,31 @@ fn group_name_errors(group: &str) -> Vec<hostprocess_crds::FieldError> {
     }
 }
 
+/// The change that leaves `trustee` exactly one explicit entry on `path`, of these rights;
+/// none when that is what the path has already (a second run changes nothing).
+pub fn grant_change<P: Platform>(
+    platform: &P,
+    path: &str,
+    trustee: &str,
+    rights: Rights,
+    applies_to: AppliesTo,
+) -> Result<Option<Change>, PlatformError> {
+    if platform.explicit_aces(path, trustee)? == [Ace::new(rights, applies_to)] {
+        return Ok(None);
+    }
+    Ok(Some(Change::SetGrant { path: path.into(), group: trustee.into(), rights, applies_to }))
+}
+
 fn apply_grants<P: Platform>(
     applier: &mut Applier<'_, P>,
     group: &str,
     grants: &[Grant],
 ) -> Result<(), ProvisionError> {
     for grant in grants {
-        let wanted = Ace::new(grant.rights, grant.applies_to);
-        let current = applier.platform.explicit_aces(&grant.path, group).map_err(host)?;
-        if current != [wanted] {
-            let change = Change::SetGrant {
-                path: grant.path.clone(),
-                group: group.into(),
-                rights: grant.rights,
-                applies_to: grant.applies_to,
-            };
+        let (rights, applies_to) = (grant.rights, grant.applies_to);
+        if let Some(change) =
+            grant_change(applier.platform, &grant.path, group, rights, applies_to).map_err(host)?
+        {
             applier.apply(change, |p| p.set_ace(&grant.path, group, grant.rights, grant.applies_to))?;
         }
         // Records written before paths were normalized may hold another spelling.

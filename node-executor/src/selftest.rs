@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use hostprocess_crds::{AppliesTo, Grant, HostGroupSpec, Rights};
+use hostprocess_protocol::State;
 use serde::Serialize;
 
 use crate::platform::{Ace, Job, JobLimits, Launch, LimitKind, Platform};
@@ -47,7 +48,7 @@ impl Report {
                 Verdict::Fail => "FAIL",
                 Verdict::NotOnWine => "WINE",
             };
-            out.push_str(&format!("  {verdict:<4}  {:<36} {}\n", c.name, c.detail));
+            out.push_str(&format!("  {verdict:<4}  {:<40} {}\n", c.name, c.detail));
         }
         let wine = self.checks.iter().any(|c| c.verdict == Verdict::NotOnWine);
         if wine {
@@ -90,6 +91,8 @@ pub fn run<P: Platform>(platform: &P, state_dir: &Path, scratch: &Path, acl_path
         exit_code(platform, &payload(&["exit", "-1073741819"]), violation),
         false,
     );
+    check("a stop request ends the run gracefully", graceful_stop(platform, &exe, scratch), false);
+    check("prepare grants the task account", prepare_grant(platform, scratch), true);
     check("state directory is the administrators' alone", state_dir_check(platform, state_dir), false);
     check("install replaces a planted binary", planted_binary(&scratch.join("install")), false);
     let tree_dir = scratch.join("tree");
@@ -206,6 +209,110 @@ fn cpu_under_cap<P: Platform>(
     }
 }
 
+/// What the container runtime does when a pod is deleted, done to an executor running a payload
+/// tree: it stops the job, records the attempt `Interrupted` and exits 143 (Windows: the console
+/// shutdown event, which a HostProcess container receives without a console).
+fn graceful_stop<P: Platform>(platform: &P, exe: &std::ffi::OsStr, scratch: &Path) -> Result<String, String> {
+    let state = scratch.join("stop-state");
+    let pid_dir = scratch.join("stop-pids");
+    std::fs::create_dir_all(&pid_dir).map_err(|e| format!("{}: {e}", pid_dir.display()))?;
+    let (uid, revision) = ("self-test-stop", "r1");
+    let mut executor = std::process::Command::new(exe)
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["run", "--task", "self-test/stop", "--task-uid", uid, "--revision", revision, "--"])
+        .arg(exe)
+        .args(["payload", "spawn-tree", "2"])
+        .arg(&pid_dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("starting an executor: {e}"))?;
+    let outcome = stop_started_executor(platform, &mut executor, &pid_dir);
+    if outcome.is_err() {
+        let _ = executor.kill();
+        let _ = executor.wait();
+    }
+    let (code, pids) = outcome?;
+    let alive: Vec<u32> = pids.iter().copied().filter(|p| platform.process_alive(*p)).collect();
+    let record = crate::record::RecordPath::new(&state, uid, revision).load().map_err(|e| e.to_string())?;
+    let recorded = record.map(|r| r.state);
+    match (code, alive.is_empty(), recorded) {
+        (Some(143), true, Some(State::Interrupted)) => {
+            Ok(format!("exit code 143, record Interrupted, none of {} processes left", pids.len()))
+        }
+        _ => Err(format!("exit code {code:?}, record {recorded:?}, still alive: {alive:?}")),
+    }
+}
+
+/// Waits until the executor's payload tree has started, asks the executor to stop and waits
+/// for it to exit: its exit code and the tree's process ids.
+fn stop_started_executor<P: Platform>(
+    platform: &P,
+    executor: &mut std::process::Child,
+    pid_dir: &Path,
+) -> Result<(Option<i32>, Vec<u32>), String> {
+    let started = Instant::now() + Duration::from_secs(30);
+    let pids = loop {
+        let pids = pids_in(pid_dir);
+        if pids.len() >= 3 {
+            break pids;
+        }
+        if Instant::now() > started {
+            return Err(format!("the payload tree did not start: {pids:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    platform.request_stop(executor.id()).map_err(|e| e.to_string())?;
+    let exited = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = executor.try_wait().map_err(|e| e.to_string())? {
+            return Ok((status.code(), pids));
+        }
+        if Instant::now() > exited {
+            return Err("the executor did not exit within 30 s of the stop request".into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The process ids a `spawn-tree` payload wrote as file names into `dir`.
+fn pids_in(dir: &Path) -> Vec<u32> {
+    std::fs::read_dir(dir)
+        .map(|d| d.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+/// What the init container of a task running as LocalService does: the task's folder gets one
+/// explicit entry, Modify for that account, inherited below; a second time changes nothing.
+fn prepare_grant<P: Platform>(platform: &P, scratch: &Path) -> Result<String, String> {
+    let state = scratch.join("prepare-state");
+    platform.create_private_dir(&state).map_err(|e| e.to_string())?;
+    let (dir, account) =
+        crate::prepare::task_dir(platform, &state, "self-test-prepare", Some(r"NT AUTHORITY\Local service"))?;
+    let account = account.ok_or("no account")?;
+    let shown = dir.to_string_lossy();
+    let aces = platform.explicit_aces(&shown, &account).map_err(|e| e.to_string())?;
+    let (rights, applies_to) = crate::prepare::TASK_DIR_RIGHTS;
+    if aces != [Ace::new(rights, applies_to)] {
+        return Err(format!("{account} has {aces:?} on {shown}"));
+    }
+    if let Some(change) =
+        provision::grant_change(platform, &shown, &account, rights, applies_to).map_err(|e| e.to_string())?
+    {
+        return Err(format!("a second prepare would change it again: {}", change.command_line()));
+    }
+    #[cfg(windows)]
+    {
+        let shown_by_icacls = system_tool("icacls.exe", &[&shown])?;
+        let wanted = format!("{account}:(OI)(CI)(M)").to_ascii_lowercase();
+        if !shown_by_icacls.to_ascii_lowercase().contains(&wanted) {
+            return Err(format!("icacls {shown} does not show {wanted}: {shown_by_icacls}"));
+        }
+    }
+    Ok(format!("{account}: (OI)(CI)M on tasks\\self-test-prepare, unchanged the second time"))
+}
+
 fn state_dir_check<P: Platform>(platform: &P, state_dir: &Path) -> Result<String, String> {
     let security = platform.dir_security(state_dir).map_err(|e| e.to_string())?;
     match security.problems() {
@@ -233,9 +340,7 @@ fn kill_tree<P: Platform>(platform: &P, launch: &Launch, pid_dir: &Path) -> Resu
     let mut job = platform.launch(launch, &JobLimits::default()).map_err(|e| e.to_string())?;
     let until = Instant::now() + Duration::from_secs(30);
     let pids = loop {
-        let pids: Vec<u32> = std::fs::read_dir(pid_dir)
-            .map(|d| d.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect())
-            .unwrap_or_default();
+        let pids = pids_in(pid_dir);
         if pids.len() >= 3 || Instant::now() > until {
             break pids;
         }
@@ -319,25 +424,28 @@ fn groups<P: Platform>(platform: &P, state_dir: &Path, acl_path: &str) -> Result
 /// `icacls` the grant, in the notation the executor logs (names and flags are not localized).
 #[cfg(windows)]
 fn windows_tools_agree(acl_path: &str) -> Result<String, String> {
-    let system32 =
-        format!(r"{}\System32", std::env::var("SystemRoot").unwrap_or_else(|_| r"C:\Windows".into()));
-    let run = |program: &str, args: &[&str]| -> Result<String, String> {
-        let out = std::process::Command::new(format!(r"{system32}\{program}"))
-            .args(args)
-            .output()
-            .map_err(|e| format!("{program}: {e}"))?;
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    };
-    let members = run("net.exe", &["localgroup", GROUP])?;
+    let members = system_tool("net.exe", &["localgroup", GROUP])?;
     if !members.lines().any(|l| l.trim().eq_ignore_ascii_case("DefaultAccount")) {
         return Err(format!("net localgroup {GROUP} does not list DefaultAccount: {members}"));
     }
-    let acl = run("icacls.exe", &[acl_path])?;
+    let acl = system_tool("icacls.exe", &[acl_path])?;
     let wanted = format!("{GROUP}:(OI)(CI)(RX)").to_ascii_lowercase();
     if !acl.to_ascii_lowercase().contains(&wanted) {
         return Err(format!("icacls {acl_path} does not show {wanted}: {acl}"));
     }
     Ok("net localgroup lists DefaultAccount; icacls shows (OI)(CI)(RX)".into())
+}
+
+/// The standard output of a program of System32's.
+#[cfg(windows)]
+fn system_tool(program: &str, args: &[&str]) -> Result<String, String> {
+    let system32 =
+        format!(r"{}\System32", std::env::var("SystemRoot").unwrap_or_else(|_| r"C:\Windows".into()));
+    let out = std::process::Command::new(format!(r"{system32}\{program}"))
+        .args(args)
+        .output()
+        .map_err(|e| format!("{program}: {e}"))?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// A junction to the granted folder (what a user who may change a grant target would plant) is

@@ -1143,3 +1143,32 @@ fn bad_input_is_refused_with_a_clear_message_and_changes_nothing() {
         assert_eq!(node.snapshot(), before, "{args:?} changed the host");
     }
 }
+
+#[test]
+fn self_test_passes_on_a_store_seeded_like_windows_server() {
+    let node = Node::new();
+    let store = node.state().join("test-store");
+    fs::create_dir_all(&store).expect("store");
+    // What every Windows Server has: BUILTIN\Administrators and the DefaultAccount the
+    // self-test adds to its group.
+    let seed = serde_json::json!({
+        "accounts": ["DefaultAccount"],
+        "groups": {"administrators": {"name": "Administrators", "description": "", "members": []}},
+        "sids": {"administrators": "S-1-5-32-544", "defaultaccount": "S-1-5-21-1-2-3-503"},
+    });
+    fs::write(store.join("accounts.json"), seed.to_string()).expect("seed");
+    let out = node.exec(&["self-test"]);
+    let report = result(&out);
+    let checks = report["checks"].as_array().expect("checks");
+    let failed: Vec<&Value> = checks.iter().filter(|c| c["verdict"] != "Pass").collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+    let names: Vec<&str> = checks.iter().filter_map(|c| c["name"].as_str()).collect();
+    for name in [
+        "a stop request ends the run gracefully",
+        "second run changes nothing",
+        "a built-in group is refused by SID",
+    ] {
+        assert!(names.contains(&name), "no check {name:?} in {names:?}");
+    }
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}

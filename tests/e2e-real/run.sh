@@ -2,8 +2,9 @@
 # End to end on a real cluster with Windows nodes (e.g. AKS with a Windows Server 2022 node pool
 # on containerd 1.7+): installs the operator from deploy/, runs a task as SYSTEM, a HostGroup and
 # a task running as that group, the executor's self-test on every Windows node (what Wine cannot
-# show: job limits, groups, ACLs), then deletes the HostGroup and checks that it is gone from the
-# nodes. Checks every result with kubectl.
+# show: job limits, groups, ACLs, the graceful stop), then deletes the HostGroup and checks that
+# it is gone from the nodes; last, one node is rebooted by a task that exits 3010 and must come
+# back Ready and uncordoned. Checks every result with kubectl.
 #
 #   HOSTPROCESS_E2E_KUBECONFIG=~/.kube/aks.yaml \
 #   HOSTPROCESS_E2E_OPERATOR_IMAGE=REGISTRY/hostprocess-operator@sha256:… \
@@ -13,7 +14,8 @@
 # The images are the ones you built and pushed (deploy/ names placeholders that cannot be pulled).
 # Without a kubeconfig it says so and exits 0 (skipped). It changes the cluster: it installs the
 # operator and creates a local group `HostProcessE2E` and C:\ProgramData\hostprocess-e2e on the
-# Windows nodes; without --keep it removes the objects and uninstalls the operator at the end.
+# Windows nodes, and restarts one of them; without --keep it removes the objects and uninstalls
+# the operator at the end.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 here=tests/e2e-real
@@ -38,6 +40,8 @@ cleanup() {
     [ -n "$keep" ] && { echo "e2e-real: --keep: left everything installed"; return; }
     say "cleaning up"
     kubectl delete -f "$here/objects.yaml" --ignore-not-found --wait=true --timeout=10m || true
+    kubectl -n "$ns" delete ht/e2e-reboot --ignore-not-found --wait=true --timeout=10m || true
+    [ -z "${reboot_node:-}" ] || kubectl label node "$reboot_node" hostprocess.dev/e2e-reboot- || true
     kubectl delete -k deploy/ --ignore-not-found --wait=true --timeout=5m || true
 }
 
@@ -98,4 +102,20 @@ kubectl apply -f "$here/verify-removed.yaml"
 kubectl -n "$ns" wait ht/e2e-verify-removed --for=condition=Ready --timeout="$timeout" \
     || { kubectl -n "$ns" describe ht/e2e-verify-removed; fail "the group is still on some node"; }
 kubectl -n "$ns" delete ht/e2e-verify-removed ht/e2e-prepare --wait=true
+
+say "a payload that exits 3010 reboots its node, which comes back Ready and uncordoned"
+reboot_node="$(kubectl get nodes -l kubernetes.io/os=windows -o jsonpath='{.items[0].metadata.name}')"
+boot_before="$(field node "$reboot_node" -o jsonpath='{.status.nodeInfo.bootID}')"
+kubectl label node "$reboot_node" hostprocess.dev/e2e-reboot=true --overwrite
+kubectl apply -f "$here/reboot.yaml"
+kubectl -n "$ns" wait ht/e2e-reboot --for=condition=Ready --timeout="$timeout" \
+    || { kubectl -n "$ns" describe ht/e2e-reboot; fail "e2e-reboot did not complete"; }
+boot_after="$(field node "$reboot_node" -o jsonpath='{.status.nodeInfo.bootID}')"
+[ -n "$boot_before" ] && [ "$boot_after" != "$boot_before" ] \
+    || fail "$reboot_node did not restart (boot id $boot_before before, $boot_after after)"
+[ -z "$(field node "$reboot_node" -o jsonpath='{.spec.unschedulable}')" ] \
+    || fail "$reboot_node is still cordoned after its reboot"
+kubectl -n "$ns" delete ht/e2e-reboot --wait=true
+kubectl label node "$reboot_node" hostprocess.dev/e2e-reboot-
+reboot_node=""
 echo "e2e-real: passed on $windows Windows nodes"

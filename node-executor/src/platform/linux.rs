@@ -387,6 +387,12 @@ impl Platform for Host {
         process_alive(pid)
     }
 
+    fn request_stop(&self, pid: u32) -> Result<(), PlatformError> {
+        let pid = i32::try_from(pid).map_err(|_| PlatformError::new("kill", pid.to_string(), "not a pid"))?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM)
+            .map_err(|e| PlatformError::new("kill", format!("{pid}, SIGTERM"), e))
+    }
+
     fn describe(&self) -> String {
         format!("{} (accounts and ACLs in {})", describe(), self.store.display())
     }

@@ -229,6 +229,11 @@ pub trait Platform {
 
     /// Whether a process is alive (not exited, not a zombie).
     fn process_alive(&self, pid: u32) -> bool;
+    /// Asks a process to stop the way the container runtime does when a pod is deleted:
+    /// SIGTERM on Linux; on Windows the console shutdown event, delivered by a thread started
+    /// in the process at `kernel32!CtrlRoutine` (how hcsshim signals a HostProcess container,
+    /// which has no console).
+    fn request_stop(&self, pid: u32) -> Result<(), PlatformError>;
     /// What this host is, for reports: "Linux (test platform)", "Windows", "Wine 8.0".
     fn describe(&self) -> String;
     /// Whether this is Wine, which implements some calls only as stubs.

@@ -126,6 +126,10 @@ impl Platform for Host {
         system::process_alive(pid)
     }
 
+    fn request_stop(&self, pid: u32) -> Result<(), PlatformError> {
+        system::send_shutdown_event(pid)
+    }
+
     fn reboot_pending(&self) -> Result<bool, PlatformError> {
         system::reboot_pending()
     }

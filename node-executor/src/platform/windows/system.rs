@@ -22,8 +22,9 @@ use windows::Win32::System::Shutdown::{
     SHTDN_REASON_MINOR_UPGRADE,
 };
 use windows::Win32::System::Threading::{
-    CreateEventW, GetCurrentProcess, GetExitCodeProcess, OpenProcess, OpenProcessToken,
-    PROCESS_QUERY_LIMITED_INFORMATION,
+    CreateEventW, CreateRemoteThread, GetCurrentProcess, GetExitCodeProcess, OpenProcess, OpenProcessToken,
+    PROCESS_CREATE_THREAD, PROCESS_QUERY_INFORMATION, PROCESS_QUERY_LIMITED_INFORMATION,
+    PROCESS_VM_OPERATION, PROCESS_VM_READ, PROCESS_VM_WRITE,
 };
 use windows::core::{PCSTR, PCWSTR};
 
@@ -124,6 +125,49 @@ impl InheritableEvent {
     pub fn value(&self) -> u64 {
         self.0.0.0 as usize as u64
     }
+}
+
+/// Delivers the console shutdown event to a process without a console, as hcsshim does when a
+/// HostProcess container is stopped: a thread started in the process at `kernel32!CtrlRoutine`
+/// (at the same address in every process of a boot) with the event as its argument runs the
+/// process's console handlers.
+pub(super) fn send_shutdown_event(pid: u32) -> Result<(), PlatformError> {
+    let subject = || format!("process {pid}");
+    let access = PROCESS_CREATE_THREAD
+        | PROCESS_QUERY_INFORMATION
+        | PROCESS_VM_OPERATION
+        | PROCESS_VM_READ
+        | PROCESS_VM_WRITE;
+    // SAFETY: opening a process by id; the handle is owned below.
+    let process = unsafe { OpenProcess(access, false, pid) }
+        .map_err(|e| PlatformError::new("OpenProcess", subject(), e))?;
+    let process = Owned(process);
+    let kernel32 = wide("kernel32.dll");
+    // SAFETY: kernel32 is loaded in every process; the module handle is not owned.
+    let module = unsafe { GetModuleHandleW(PCWSTR(kernel32.as_ptr())) }
+        .map_err(|e| PlatformError::new("GetModuleHandleW", "kernel32.dll", e))?;
+    // SAFETY: a NUL-terminated ASCII name.
+    let routine = unsafe { GetProcAddress(module, PCSTR(c"CtrlRoutine".as_ptr() as *const u8)) }
+        .ok_or_else(|| PlatformError::new("GetProcAddress", "kernel32!CtrlRoutine", "not exported"))?;
+    // SAFETY: CtrlRoutine takes one pointer-sized argument (the event) and returns a DWORD: the
+    // shape of a thread start routine.
+    let start: unsafe extern "system" fn(*mut std::ffi::c_void) -> u32 =
+        unsafe { std::mem::transmute(routine) };
+    // SAFETY: the process handle allows thread creation; the argument is a value, not a pointer.
+    let thread = unsafe {
+        CreateRemoteThread(
+            process.0,
+            None,
+            0,
+            Some(start),
+            Some(CTRL_SHUTDOWN_EVENT as usize as *const std::ffi::c_void),
+            0,
+            None,
+        )
+    }
+    .map_err(|e| PlatformError::new("CreateRemoteThread", subject(), e))?;
+    drop(Owned(thread));
+    Ok(())
 }
 
 /// Whether a process is alive (has not exited).
