@@ -1172,3 +1172,25 @@ fn self_test_passes_on_a_store_seeded_like_windows_server() {
     }
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
+
+#[test]
+fn grants_through_a_link_are_refused_and_change_nothing() {
+    let node = Node::new();
+    node.mkdir(r"C:\Windows\System32\drivers");
+    node.mkdir(r"C:\ProgramData\App");
+    let store = node.state().join("test-store");
+    // What a user who may change a grant target plants: a link to System32, as the target and
+    // on the way to it (the test store's stand-in for a junction).
+    std::os::unix::fs::symlink(store.join("fs/c/windows/system32"), store.join("fs/c/programdata/app/logs"))
+        .expect("link");
+    assert_eq!(result(&node.exec(&["group", "ensure", "--name", "AppLogReaders"]))["changed"], true);
+    let acls_before = fs::read(store.join("acls.json")).ok();
+    for path in [r"C:\ProgramData\App\logs", r"C:\ProgramData\App\logs\drivers"] {
+        let out =
+            node.exec(&["grant", "apply", "--group", "AppLogReaders", "--path", path, "--rights", "Modify"]);
+        assert_eq!(out.status.code(), Some(125), "{path}: {}", stderr(&out));
+        let error = result(&out)["error"].as_str().unwrap_or_default().to_string();
+        assert!(error.contains("grants are never written through one"), "{path}: {error}");
+    }
+    assert_eq!(fs::read(store.join("acls.json")).ok(), acls_before, "no entry written");
+}

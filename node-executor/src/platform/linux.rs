@@ -324,6 +324,7 @@ impl Platform for Host {
     }
 
     fn explicit_aces_of(&self, path: &str, sid: &AccountId) -> Result<Vec<Ace>, PlatformError> {
+        self.refuse_links(path)?;
         let acls: HashMap<String, Vec<StoredAce>> = load(&self.acls_file())?;
         Ok(acls
             .get(&path.to_lowercase())
@@ -344,6 +345,7 @@ impl Platform for Host {
         let id = self
             .lookup_account(group)?
             .ok_or_else(|| PlatformError::new("grant", group, "no such account").with_code(1332))?;
+        self.refuse_links(path)?;
         let mut acls: HashMap<String, Vec<StoredAce>> = load(&self.acls_file())?;
         let entries = acls.entry(path.to_lowercase()).or_default();
         entries.retain(|a| a.trustee() != id);
@@ -359,6 +361,7 @@ impl Platform for Host {
     }
 
     fn remove_aces_of(&self, path: &str, sid: &AccountId) -> Result<(), PlatformError> {
+        self.refuse_links(path)?;
         let mut acls: HashMap<String, Vec<StoredAce>> = load(&self.acls_file())?;
         if let Some(entries) = acls.get_mut(&path.to_lowercase()) {
             entries.retain(|a| a.trustee() != *sid);
@@ -403,6 +406,34 @@ impl Platform for Host {
 }
 
 impl Host {
+    /// A symbolic link on the way to a grant target, the test store's junction, is refused in
+    /// the words Windows uses: a grant is never read or written through a link. Below the
+    /// store's `fs` for a Windows path; every component for a host path (`prepare`'s folder).
+    fn refuse_links(&self, path: &str) -> Result<(), PlatformError> {
+        let (root, target) = if path.starts_with('/') {
+            (PathBuf::from("/"), PathBuf::from(path))
+        } else {
+            (self.store.join("fs"), self.host_path(path))
+        };
+        let mut at = root.clone();
+        for part in target.strip_prefix(&root).into_iter().flat_map(Path::components) {
+            at.push(part);
+            if fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink()) {
+                let detail = if at == target {
+                    "it is a link (junction or symbolic link): grants are never written through one"
+                        .to_string()
+                } else {
+                    format!(
+                        "{} on the way is a link: a junction or link on the way is refused, grants are never written through one",
+                        at.display()
+                    )
+                };
+                return Err(PlatformError::new("open", path, detail));
+            }
+        }
+        Ok(())
+    }
+
     fn edit_group(&self, name: &str, edit: impl FnOnce(&mut StoredGroup)) -> Result<(), PlatformError> {
         let mut store: AccountStore = load(&self.accounts_file())?;
         let group = store
