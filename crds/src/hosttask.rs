@@ -286,6 +286,18 @@ pub enum Mode {
     Continuous,
 }
 
+/// How strictly `rollout.maxFailures` holds.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FailureBudget {
+    /// Up to `maxConcurrent` nodes in flight; payloads already running when the budget runs
+    /// out finish (and may fail).
+    #[default]
+    Eager,
+    /// No more nodes in flight than the budget can still absorb: at most `maxFailures + 1`
+    /// nodes ever fail.
+    Strict,
+}
+
 /// What to do when a `Once` payload asks for a reboot (exit code 3010).
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum RebootPolicy {
@@ -313,6 +325,15 @@ pub struct Rollout {
     #[serde(default = "default_max_failures")]
     #[x_kube(validation = Rule::new(MAX_FAILURES_RULE).message(msg::MAX_FAILURES))]
     pub max_failures: IntOrString,
+
+    /// How strictly `maxFailures` holds. `Eager` (the default) keeps up to `maxConcurrent`
+    /// nodes in flight: when the budget runs out, nothing new is admitted, nodes admitted whose
+    /// payload has not started are withdrawn, but payloads already running finish, so up to
+    /// `maxConcurrent - 1` more nodes can fail. `Strict` keeps no more nodes in flight than the
+    /// budget can still absorb (`maxFailures + 1 - failed`), so at most `maxFailures + 1` nodes
+    /// ever run a failing payload, at the cost of speed.
+    #[serde(default)]
+    pub failure_budget: FailureBudget,
 
     /// Stop starting nodes at once; nodes already running finish. Default false.
     #[serde(default)]
@@ -343,6 +364,7 @@ impl Default for Rollout {
         Rollout {
             max_concurrent: default_max_concurrent(),
             max_failures: default_max_failures(),
+            failure_budget: FailureBudget::Eager,
             paused: false,
             track_referenced_data: false,
         }

@@ -18,8 +18,8 @@ pub use hostgroup::{
     AppliesTo, DeletionPolicy, Grant, GroupRollout, HostGroup, HostGroupSpec, HostGroupStatus, Rights,
 };
 pub use hosttask::{
-    Account, HostTask, HostTaskSpec, HostTaskStatus, Limits, Mode, RebootPolicy, Retries, Rollout, RunAs,
-    WaitFor,
+    Account, FailureBudget, HostTask, HostTaskSpec, HostTaskStatus, Limits, Mode, RebootPolicy, Retries,
+    Rollout, RunAs, WaitFor,
 };
 pub use manifest::{GROUP, Manifest, ManifestError, VERSION, parse_manifests};
 pub use validate::{FieldError, ValidationErrors};

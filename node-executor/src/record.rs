@@ -59,9 +59,9 @@ impl RecordPath {
     }
 }
 
-/// Now, as RFC 3339 with seconds.
+/// Now, as RFC 3339 with milliseconds (attempts on different nodes can be ordered).
 pub fn now() -> String {
-    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
 }
 
 /// What the readiness probe answers: ready, and why.

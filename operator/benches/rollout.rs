@@ -38,6 +38,7 @@ fn main() {
         let limits = Limits {
             max_concurrent: u32::try_from(fleet / 10).unwrap_or(u32::MAX),
             max_failures: 5,
+            strict: false,
             paused: false,
         };
         per_call(&format!("plan a wave, {fleet} nodes"), 200, || {

@@ -46,8 +46,16 @@ impl Events {
 
     /// Queues an event about `object` (dropped, and counted, when the queue is full).
     pub fn publish<K: Resource<DynamicType = ()>>(&self, object: &K, action: &str, note: Note) {
-        let Note { type_, reason, message } = note;
-        let event = Event { type_, reason, note: Some(message), action: action.into(), secondary: None };
+        let Note { type_, reason, message, node } = note;
+        // The node is the Event's related object. It is also part of the recorder's key, so
+        // each wave and each node's failure is an Event of its own, not a repeat of the first.
+        let secondary = node.map(|name| ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Node".into()),
+            name: Some(name),
+            ..ObjectReference::default()
+        });
+        let event = Event { type_, reason, note: Some(message), action: action.into(), secondary };
         if let Err(refused) = self.queue.try_send((event, object.object_ref(&()))) {
             self.metrics.event_dropped();
             let (event, _) = refused.into_inner();
@@ -62,15 +70,22 @@ pub struct Note {
     pub type_: EventType,
     pub reason: String,
     pub message: String,
+    /// The node the Event is about (a failed node; the first node of a wave), if any.
+    pub node: Option<String>,
 }
 
 impl Note {
     pub fn normal(reason: &str, message: impl Into<String>) -> Note {
-        Note { type_: EventType::Normal, reason: reason.into(), message: message.into() }
+        Note { type_: EventType::Normal, reason: reason.into(), message: message.into(), node: None }
     }
 
     pub fn warning(reason: &str, message: impl Into<String>) -> Note {
-        Note { type_: EventType::Warning, reason: reason.into(), message: message.into() }
+        Note { type_: EventType::Warning, reason: reason.into(), message: message.into(), node: None }
+    }
+
+    /// The same Note, about `node`.
+    pub fn about(self, node: &str) -> Note {
+        Note { node: Some(node.into()), ..self }
     }
 }
 

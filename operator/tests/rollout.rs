@@ -113,6 +113,26 @@ async fn a_patch_rollout_over_20_nodes_never_runs_more_than_max_concurrent_and_r
         .and_then(|e| e.note)
         .unwrap_or_default();
     assert!(first_wave.starts_with("starting on 5 nodes: "), "{first_wave}");
+    // Every wave is an Event of its own (not a repeat of the first with a count): together they
+    // name every node, each once.
+    let mut named: Vec<String> = events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("WaveStarted"))
+        .filter_map(|e| e.note)
+        .flat_map(|note| {
+            let nodes = note.split_once(": ").map(|(_, nodes)| nodes.to_string()).unwrap_or_default();
+            nodes.split(", ").map(String::from).collect::<Vec<_>>()
+        })
+        .collect();
+    named.sort();
+    let every_node: Vec<String> = fx.sim.kubelets.iter().map(|k| k.config.node.clone()).collect();
+    let mut every_node = every_node;
+    every_node.sort();
+    assert_eq!(named, every_node, "the waves' Events name every node once");
 
     // Deleting the task takes its admission labels off every node before it goes.
     let key = hostprocess_operator::admission_label(&uid);
@@ -155,6 +175,92 @@ async fn a_rollout_halts_when_failures_exceed_max_failures() {
     // Nothing new starts after the halt.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(fx.admitted("broken").await.len(), 2);
+    // Each failed node is an Event of its own, not a repeat of the first one's.
+    let events: Api<Event> = Api::namespaced(fx.sim.client.clone(), NS);
+    let failed_nodes = until("an Event per failed node", Duration::from_secs(30), || async {
+        let mut named: Vec<String> = events
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some("NodeFailed"))
+            .filter_map(|e| Some(e.note?.split_once(':')?.0.to_string()))
+            .collect();
+        named.sort();
+        (named.len() == 2).then_some(named)
+    })
+    .await
+    .unwrap();
+    let mut listed: Vec<String> = status.failures.iter().map(|f| f.node.clone()).collect();
+    listed.sort();
+    assert_eq!(failed_nodes, listed);
+}
+
+/// Every node's record of this task's revision: (node, state, when its first attempt started).
+async fn records(fx: &Fixture, task: &str) -> Vec<(String, String, k8s_openapi::jiff::Timestamp)> {
+    let task = fx.task(task).await;
+    let (uid, revision) = (task.metadata.uid.unwrap(), task.status.unwrap().revision.unwrap());
+    let mut found = vec![];
+    for kubelet in &fx.sim.kubelets {
+        let path = kubelet.config.state_dir().join(format!("tasks/{uid}/{revision}.json"));
+        let Ok(bytes) = std::fs::read(&path) else { continue };
+        let record: Value = serde_json::from_slice(&bytes).unwrap();
+        let started = record["attempts"][0]["startTime"].as_str().unwrap().parse().unwrap();
+        found.push((kubelet.config.node.clone(), record["state"].as_str().unwrap().to_string(), started));
+    }
+    found
+}
+
+#[tokio::test]
+async fn the_failure_budget_holds_with_payloads_that_fail_at_once() {
+    let fx = Fixture::start(12, "privileged").await;
+    let fail_at_once = json!({"script": "exit 3\n", "retries": {"limit": 0},
+        "rollout": {"maxConcurrent": 4, "maxFailures": 1}});
+    fx.apply("eager", fail_at_once.clone()).await;
+    let mut strict = fail_at_once;
+    strict["rollout"]["failureBudget"] = json!("Strict");
+    strict["rollout"]["maxConcurrent"] = json!(6);
+    fx.apply("strict", strict).await;
+    for task in ["eager", "strict"] {
+        until("the rollout to halt", Duration::from_secs(90), || async {
+            is(&fx.task(task).await, "Stalled", "True").then_some(())
+        })
+        .await
+        .unwrap();
+    }
+    // When the operator announced the halt of the eager rollout.
+    let events: Api<Event> = Api::namespaced(fx.sim.client.clone(), NS);
+    let halted_at = until("the RolloutHalted Event", Duration::from_secs(30), || async {
+        events
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .find(|e| {
+                e.reason.as_deref() == Some("RolloutHalted")
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("eager")
+            })
+            .and_then(|e| e.event_time)
+            .map(|t| t.0)
+    })
+    .await
+    .unwrap();
+    // Long enough for anything admitted before the halt to start, were it not withdrawn.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    let eager = records(&fx, "eager").await;
+    let late: Vec<_> = eager.iter().filter(|(_, _, started)| *started > halted_at).collect();
+    assert!(late.is_empty(), "payloads started after the halt ({halted_at}): {late:?}");
+    assert!(eager.len() <= 4, "at most the first wave ran: {eager:?}");
+    assert!(eager.iter().all(|(_, state, _)| state == "Failed"), "{eager:?}");
+    let eager_task = fx.task("eager").await.status.unwrap();
+    assert_eq!(eager_task.nodes.failed as usize, eager.len(), "every payload that ran is counted");
+
+    let strict = records(&fx, "strict").await;
+    assert!(strict.len() <= 2, "a strict budget of 1 lets at most 2 nodes fail: {strict:?}");
+    assert_eq!(fx.task("strict").await.status.unwrap().nodes.failed, 2);
 }
 
 #[tokio::test]

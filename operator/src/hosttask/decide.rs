@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use hostprocess_crds::units::CountOrPercent;
-use hostprocess_crds::{HostTask, HostTaskStatus, Mode};
+use hostprocess_crds::{FailureBudget, HostTask, HostTaskStatus, Mode};
 use kube::runtime::controller::Action;
 
 use super::admission::{self, Changes};
@@ -58,6 +58,7 @@ fn limits(task: &HostTask, targeted: usize) -> Limits {
     Limits {
         max_concurrent: of(&rollout.max_concurrent, 1).max(1),
         max_failures: of(&rollout.max_failures, 0),
+        strict: rollout.failure_budget == FailureBudget::Strict,
         paused: rollout.paused,
     }
 }
@@ -68,7 +69,8 @@ pub fn events(previous: Option<&HostTaskStatus>, revision: &str, decision: &Deci
     let mut notes = Vec::new();
     if !decision.starting.is_empty() {
         let (n, nodes) = (decision.starting.len(), name_list(&decision.starting, NAMED_IN_EVENTS));
-        notes.push(Note::normal("WaveStarted", format!("starting on {n} nodes: {nodes}")));
+        let note = Note::normal("WaveStarted", format!("starting on {n} nodes: {nodes}"));
+        notes.push(note.about(&decision.starting[0]));
     }
     let was = |type_: &str| {
         previous.is_some_and(|s| s.conditions.iter().any(|c| c.type_ == type_ && c.status == "True"))
@@ -100,7 +102,7 @@ pub fn events(previous: Option<&HostTaskStatus>, revision: &str, decision: &Deci
             }
             _ => format!("{}: {}", failure.node, failure.message),
         };
-        notes.push(Note::warning("NodeFailed", message));
+        notes.push(Note::warning("NodeFailed", message).about(&failure.node));
     }
     notes
 }
@@ -142,7 +144,7 @@ mod tests {
 
     #[test]
     fn a_wave_a_failure_and_the_halt_are_each_told_once() {
-        let limits = Limits { max_concurrent: 2, max_failures: 0, paused: false };
+        let limits = Limits { max_concurrent: 2, max_failures: 0, strict: false, paused: false };
         let first = plan_once(&nodes(4), &[], &BTreeMap::new(), limits);
         let notes = events(None, "r1", &first);
         assert_eq!(reasons(&notes), ["WaveStarted"]);
@@ -153,6 +155,8 @@ mod tests {
         let notes = events(None, "r1", &halted);
         assert_eq!(reasons(&notes), ["RolloutHalted", "NodeFailed"]);
         assert_eq!(notes[1].message, "win-000: exited with code 1", "the code once");
+        // Each failure and each wave is about a node: Events of their own, never merged.
+        assert_eq!(notes[1].node.as_deref(), Some("win-000"));
 
         let now = k8s_openapi::jiff::Timestamp::now();
         let told = super::super::status::status(None, Some(1), "r1", Some(&halted), None, false, now);
@@ -165,7 +169,7 @@ mod tests {
 
     #[test]
     fn completion_is_told_once_and_a_task_that_targets_nothing_is_warned_about_once() {
-        let limits = Limits { max_concurrent: 2, max_failures: 0, paused: false };
+        let limits = Limits { max_concurrent: 2, max_failures: 0, strict: false, paused: false };
         let done =
             BTreeMap::from([("win-000".to_string(), NodeResult::Succeeded { reboot_required: false })]);
         let complete = plan_once(&nodes(1), &nodes(1), &done, limits);

@@ -4,7 +4,9 @@
 //!
 //! `Once`: a node is admitted into the DaemonSet's node affinity when the rollout gives it a
 //! slot; admitted nodes that have not finished hold a slot (`maxConcurrent`, from the very
-//! first wave). Failures beyond `maxFailures` halt admissions; `paused` stops them at once.
+//! first wave). Failures beyond `maxFailures` halt admissions and withdraw the admitted nodes
+//! whose payload has not started; `paused` stops admissions at once. With a strict failure
+//! budget no more nodes are in flight than the budget can still absorb.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -28,6 +30,8 @@ pub enum Phase {
 pub struct Limits {
     pub max_concurrent: u32,
     pub max_failures: u32,
+    /// `failureBudget: Strict`: in flight, at most `max_failures + 1 - failed` nodes.
+    pub strict: bool,
     pub paused: bool,
 }
 
@@ -76,8 +80,14 @@ pub fn plan_once_where(
     kept.dedup();
     let mut counts = NodeCounts { targeted: len(&targeted), ..NodeCounts::default() };
     let mut failures = Vec::new();
+    let mut not_started = Vec::new();
     for node in &kept {
-        match results.get(node).unwrap_or(&NodeResult::Running) {
+        // Admitted and no pod yet: its payload has not started either.
+        match results.get(node).unwrap_or(&NodeResult::Starting) {
+            NodeResult::Starting => {
+                counts.running += 1;
+                not_started.push(node.clone());
+            }
             NodeResult::Running => counts.running += 1,
             NodeResult::Succeeded { reboot_required } => {
                 counts.succeeded += 1;
@@ -91,12 +101,24 @@ pub fn plan_once_where(
         }
     }
     let halted = counts.failed > limits.max_failures;
+    if halted {
+        // Nodes admitted before the failure that exceeded the budget was seen: their payload
+        // has not started, so they are withdrawn rather than let run a failing change.
+        kept.retain(|n| not_started.binary_search(n).is_err());
+        counts.running -= len(&not_started);
+    }
     let may_start = |n: &&String| eligible.is_none_or(|e| e.contains(*n));
     let waiting: Vec<String> =
         targeted.iter().filter(|n| kept.binary_search(n).is_err() && !may_start(n)).cloned().collect();
     let mut starting = Vec::new();
     if !halted && !limits.paused {
-        let slots = limits.max_concurrent.saturating_sub(counts.running + counts.rebooting) as usize;
+        let in_flight = counts.running + counts.rebooting;
+        let mut most = limits.max_concurrent;
+        if limits.strict {
+            // Every node in flight may fail: keep them within what the budget can absorb.
+            most = most.min((limits.max_failures + 1).saturating_sub(counts.failed));
+        }
+        let slots = most.saturating_sub(in_flight) as usize;
         starting = targeted
             .iter()
             .filter(|n| kept.binary_search(n).is_err() && may_start(n))
@@ -160,10 +182,11 @@ pub fn plan_continuous(
 /// running because a duplicate pod has not started.
 pub fn keep_settled(results: &mut BTreeMap<String, NodeResult>, node: String, result: NodeResult) {
     let rank = |r: &NodeResult| match r {
-        NodeResult::Running => 0,
-        NodeResult::Rebooting => 1,
-        NodeResult::Failed(_) => 2,
-        NodeResult::Succeeded { .. } => 3,
+        NodeResult::Starting => 0,
+        NodeResult::Running => 1,
+        NodeResult::Rebooting => 2,
+        NodeResult::Failed(_) => 3,
+        NodeResult::Succeeded { .. } => 4,
     };
     match results.get(&node) {
         Some(existing) if rank(existing) >= rank(&result) => {}
@@ -186,7 +209,45 @@ mod tests {
     }
 
     fn limits(max_concurrent: u32, max_failures: u32) -> Limits {
-        Limits { max_concurrent, max_failures, paused: false }
+        Limits { max_concurrent, max_failures, strict: false, paused: false }
+    }
+
+    fn running(nodes: &[&str]) -> BTreeMap<String, NodeResult> {
+        nodes.iter().map(|n| (n.to_string(), NodeResult::Running)).collect()
+    }
+
+    #[test]
+    fn a_halt_withdraws_admitted_nodes_whose_payload_has_not_started() {
+        // win-000 and win-001 failed; win-002 runs its payload; win-003 has a pod in its init
+        // container and win-004 no pod yet.
+        let mut results = running(&["win-002"]);
+        results.insert("win-000".into(), failed("win-000"));
+        results.insert("win-001".into(), failed("win-001"));
+        results.insert("win-003".into(), NodeResult::Starting);
+        let d = plan_once(&nodes(10), &nodes(5), &results, limits(5, 1));
+        assert_eq!(d.phase, Phase::Halted);
+        assert_eq!(d.admitted, ["win-000", "win-001", "win-002"], "the running payload finishes");
+        assert!(d.starting.is_empty());
+        assert_eq!((d.counts.running, d.counts.failed, d.counts.pending), (1, 2, 7));
+    }
+
+    #[test]
+    fn a_strict_budget_keeps_no_more_nodes_in_flight_than_it_can_absorb() {
+        let strict = Limits { strict: true, ..limits(5, 1) };
+        let d = plan_once(&nodes(10), &[], &BTreeMap::new(), strict);
+        assert_eq!(d.starting, ["win-000", "win-001"], "maxFailures + 1 in flight, not maxConcurrent");
+        // One failed: one more may be in flight, and it is.
+        let results = BTreeMap::from([("win-000".to_string(), failed("win-000"))]);
+        let d = plan_once(&nodes(10), &nodes(2), &results, strict);
+        assert!(d.starting.is_empty(), "win-001 is in flight: the budget can absorb no more");
+        let mut results = results;
+        results.insert("win-001".into(), done());
+        let d = plan_once(&nodes(10), &nodes(2), &results, strict);
+        assert_eq!(d.starting, ["win-002"]);
+        // Whatever happens, at most maxFailures + 1 nodes fail: win-002 failing halts.
+        results.insert("win-002".into(), failed("win-002"));
+        let d = plan_once(&nodes(10), &nodes(3), &results, strict);
+        assert_eq!((d.phase, d.counts.failed), (Phase::Halted, 2));
     }
 
     fn failed(node: &str) -> NodeResult {

@@ -12,7 +12,10 @@ const MESSAGE_LIMIT: usize = 512;
 /// What the pod of the current revision on a node says.
 #[derive(Debug, Clone, PartialEq)]
 pub enum NodeResult {
-    /// Admitted, not finished (starting, running, retrying).
+    /// Admitted; the payload's container has not started yet (no pod yet, pending, or in its
+    /// init container). Withdrawn when the rollout halts.
+    Starting,
+    /// Admitted, not finished (running, retrying).
     Running,
     Succeeded {
         reboot_required: bool,
@@ -138,7 +141,12 @@ pub fn observe(pod: &Pod) -> Option<(String, NodeResult)> {
     if let Some(reboot_required) = task.and_then(completion_of) {
         return Some((node, NodeResult::Succeeded { reboot_required }));
     }
-    Some((node, NodeResult::Running))
+    let started = task.is_some_and(|t| {
+        t.restart_count > 0
+            || t.last_state.as_ref().is_some_and(|s| s.running.is_some() || s.terminated.is_some())
+            || t.state.as_ref().is_some_and(|s| s.running.is_some() || s.terminated.is_some())
+    });
+    Some((node, if started { NodeResult::Running } else { NodeResult::Starting }))
 }
 
 /// A success the container reported by exiting: `Some(reboot required)`.
@@ -211,6 +219,10 @@ mod tests {
         let running = pod(json!({"phase": "Running", "containerStatuses": [{"name": "task", "ready": false,
             "restartCount": 0, "image": "x", "imageID": "", "state": {"running": {}}}]}));
         assert_eq!(observe(&running), Some(("win-007".into(), NodeResult::Running)));
+        // Bound, in its init container: the payload has not started.
+        let init = pod(json!({"phase": "Pending", "containerStatuses": [{"name": "task", "ready": false,
+            "restartCount": 0, "image": "x", "imageID": "", "state": {"waiting": {"reason": "PodInitializing"}}}]}));
+        assert_eq!(observe(&init), Some(("win-007".into(), NodeResult::Starting)));
 
         let attempts =
             [(AttemptOutcome::ExitCode, "exited with 3017"), (AttemptOutcome::TimedOut, "killed after 1h")];

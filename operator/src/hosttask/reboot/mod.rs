@@ -206,7 +206,8 @@ impl Driver<'_> {
         Ok(())
     }
 
+    /// An Event about this node's reboot.
     fn publish(&self, note: Note) {
-        self.ctx.events.publish(self.task, crate::events::ROLLOUT, note);
+        self.ctx.events.publish(self.task, crate::events::ROLLOUT, note.about(&self.pod.node));
     }
 }
