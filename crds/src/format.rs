@@ -339,6 +339,40 @@ pub static BACKOFF: Format = Format::new(
     ],
 );
 
+/// A time of day on a 24-hour clock, like `22:00`: when a maintenance window opens or closes.
+pub static CLOCK_TIME: Format = Format::new(
+    "time of day",
+    5,
+    5,
+    &[Rule::Matches(
+        r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
+        "a time of day must be HH:MM on a 24-hour clock, like 22:00 or 04:30",
+    )],
+);
+
+/// A calendar date, like `2026-12-24`: a blackout day.
+pub static DATE: Format = Format::new(
+    "date",
+    10,
+    10,
+    &[Rule::Matches(
+        r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$",
+        "a date must be YYYY-MM-DD, like 2026-12-24",
+    )],
+);
+
+/// An IANA time zone name, like `Europe/Berlin` or `UTC` (that it exists is checked by the
+/// operator against its time zone database).
+pub static TIME_ZONE: Format = Format::new(
+    "time zone",
+    1,
+    64,
+    &[Rule::Matches(
+        r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$",
+        "timeZone must be an IANA time zone name like Europe/Berlin, America/New_York or UTC",
+    )],
+);
+
 /// The name of an object (DNS-1123 subdomain), e.g. the HostGroup a task runs as.
 pub static OBJECT_NAME: Format = Format::new(
     "name",

@@ -32,6 +32,7 @@ use crate::messages as msg;
     printcolumn = r#"{"name":"Failed", "type":"integer", "jsonPath":".status.nodes.failed"}"#,
     printcolumn = r#"{"name":"Ready", "type":"string", "jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Reason", "type":"string", "priority":1, "jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Next Window", "type":"string", "jsonPath":".status.nextWindow"}"#,
     printcolumn = r#"{"name":"Age", "type":"date", "jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[x_kube(
@@ -39,6 +40,7 @@ use crate::messages as msg;
     validation = Rule::new("!has(self.args) || has(self.command)").message(msg::ARGS_NEED_COMMAND),
     validation = Rule::new("self.mode == 'Once' || self.reboot == 'Never'").message(msg::REBOOT_ONLY_ONCE),
     validation = Rule::new("self.mode == 'Once' || !has(self.timeout)").message(msg::TIMEOUT_ONLY_ONCE),
+    validation = Rule::new("self.mode == 'Once' || !has(self.rollout.schedule)").message(msg::SCHEDULE_ONLY_ONCE),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct HostTaskSpec {
@@ -339,6 +341,13 @@ pub struct Rollout {
     #[serde(default)]
     pub paused: bool,
 
+    /// When nodes may start: weekly maintenance windows and blackout dates in a time zone.
+    /// Outside them the rollout waits (`Ready` is False with reason
+    /// `WaitingForMaintenanceWindow` and `status.nextWindow` says when it opens); nodes already
+    /// running finish. Unset: any time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<crate::schedule::Schedule>,
+
     /// Make the content of the Secrets and ConfigMaps referenced by `env` and `envFrom` part
     /// of the revision, so that changing them rolls the task out again. Default false: a
     /// rotating Secret never silently re-runs a task across the fleet.
@@ -366,6 +375,7 @@ impl Default for Rollout {
             max_failures: default_max_failures(),
             failure_budget: FailureBudget::Eager,
             paused: false,
+            schedule: None,
             track_referenced_data: false,
         }
     }
@@ -406,6 +416,10 @@ pub struct HostTaskStatus {
     /// When every targeted node finished the current revision (`Once` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<Time>,
+
+    /// While the rollout waits outside its maintenance windows: when the next one opens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_window: Option<Time>,
 }
 
 /// Node counts of a rollout.

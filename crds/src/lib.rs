@@ -10,6 +10,7 @@ pub mod hostgroup;
 pub mod hosttask;
 pub mod manifest;
 pub mod messages;
+pub mod schedule;
 pub mod units;
 pub mod validate;
 

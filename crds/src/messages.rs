@@ -23,3 +23,6 @@ pub const GRANT_PATHS_UNIQUE: &str =
     "each path may appear in only one grant (paths are compared case-insensitively)";
 pub const MEMBERS_UNIQUE: &str = "each member may appear only once (names are compared case-insensitively)";
 pub const FILES_ONLY_THIS_FOLDER: &str = "appliesTo other than ThisFolderSubfoldersAndFiles needs the path to be a folder; for a file use ThisFolderOnly";
+pub const WINDOW_EMPTY: &str = "a maintenance window's start and end must differ (an end earlier than the start closes it the next day); for any time of day, leave windows out";
+pub const BLACKOUT_ORDER: &str = "a blackout's to must be the same day as from or later";
+pub const SCHEDULE_ONLY_ONCE: &str = "rollout.schedule applies only to mode: Once (a Continuous agent is restarted when it exits, whatever the time)";

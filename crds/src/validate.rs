@@ -83,6 +83,9 @@ impl HostTaskSpec {
         if self.mode == Mode::Continuous && self.timeout.is_some() {
             errors.push("spec", msg::TIMEOUT_ONLY_ONCE);
         }
+        if self.mode == Mode::Continuous && self.rollout.schedule.is_some() {
+            errors.push("spec", msg::SCHEDULE_ONLY_ONCE);
+        }
         errors.at_most("spec.tolerations", self.tolerations.len(), 32);
         if let Some(image) = &self.image {
             errors.check("spec.image", &format::IMAGE, image);
@@ -152,7 +155,36 @@ impl HostTaskSpec {
         if CountOrPercent::parse(&self.rollout.max_failures).is_none() {
             errors.push("spec.rollout.maxFailures", msg::MAX_FAILURES);
         }
+        if let Some(schedule) = &self.rollout.schedule {
+            errors.schedule("spec.rollout.schedule", schedule);
+        }
         errors.into_result()
+    }
+}
+
+impl ValidationErrors {
+    /// A schedule as the schema checks it: shapes, sizes, a window's two ends, a blackout's order.
+    fn schedule(&mut self, at: &str, schedule: &crate::schedule::Schedule) {
+        self.check(format!("{at}.timeZone"), &format::TIME_ZONE, &schedule.time_zone);
+        self.at_most(&format!("{at}.windows"), schedule.windows.len(), 28);
+        self.at_most(&format!("{at}.blackouts"), schedule.blackouts.len(), 64);
+        for (i, window) in schedule.windows.iter().enumerate() {
+            let field = format!("{at}.windows[{i}]");
+            self.at_most(&format!("{field}.days"), window.days.len(), 7);
+            self.check(format!("{field}.start"), &format::CLOCK_TIME, &window.start);
+            self.check(format!("{field}.end"), &format::CLOCK_TIME, &window.end);
+            if window.start == window.end {
+                self.push(field, msg::WINDOW_EMPTY);
+            }
+        }
+        for (i, blackout) in schedule.blackouts.iter().enumerate() {
+            let field = format!("{at}.blackouts[{i}]");
+            self.check(format!("{field}.from"), &format::DATE, &blackout.from);
+            self.check(format!("{field}.to"), &format::DATE, &blackout.to);
+            if blackout.to < blackout.from {
+                self.push(field, msg::BLACKOUT_ORDER);
+            }
+        }
     }
 }
 

@@ -96,6 +96,8 @@ const CONCURRENCY: &str =
     "maxConcurrent must be a count of at least 1 or a percentage from 1% to 100%, like 5 or \"10%\"";
 const FAILURE_BUDGET: &str =
     "maxFailures must be a count of at least 0 or a percentage from 0% to 100%, like 2 or \"5%\"";
+const WINDOW_EMPTY: &str = "a maintenance window's start and end must differ (an end earlier than the start closes it the next day); for any time of day, leave windows out";
+const BLACKOUT_ORDER: &str = "a blackout's to must be the same day as from or later";
 const ASCII_GROUP: &str = "groupName must be printable ASCII: letters, digits, spaces and punctuation (no look-alike, invisible or control characters)";
 const TRIMMED_GROUP: &str = "groupName must not start with a space or end with a dot or a space (Windows trims them, so it would name another group)";
 const DEVICE_GROUP: &str = "groupName must not be a device name (CON, PRN, AUX, NUL, COM1-COM9, LPT1-LPT9), which Windows reserves in file names";
@@ -179,6 +181,49 @@ fn cases() -> Vec<Case> {
         reject("zero concurrency", Task, json!({"rollout": {"maxConcurrent": 0}}), CONCURRENCY),
         reject("zero percent concurrency", Task, json!({"rollout": {"maxConcurrent": "0%"}}), CONCURRENCY),
         reject("a percentage over 100", Task, json!({"rollout": {"maxFailures": "150%"}}), FAILURE_BUDGET),
+        accept(
+            "a schedule with a window across midnight and a blackout",
+            Task,
+            json!({"rollout": {"schedule": {"timeZone": "Europe/Berlin",
+                "windows": [{"days": ["Saturday", "Sunday"], "start": "22:00", "end": "04:00"}],
+                "blackouts": [{"from": "2026-12-24", "to": "2026-12-26"}, {"from": "2026-12-31", "to": "2026-12-31"}]}}}),
+        ),
+        reject(
+            "a schedule for an agent",
+            Task,
+            json!({"mode": "Continuous", "rollout": {"schedule": {"timeZone": "UTC"}}}),
+            "rollout.schedule applies only to mode: Once (a Continuous agent is restarted when it exits, whatever the time)",
+        ),
+        reject(
+            "a window that opens and closes at once",
+            Task,
+            json!({"rollout": {"schedule": {"windows": [{"start": "22:00", "end": "22:00"}]}}}),
+            WINDOW_EMPTY,
+        ),
+        reject(
+            "a blackout that ends before it starts",
+            Task,
+            json!({"rollout": {"schedule": {"blackouts": [{"from": "2026-12-26", "to": "2026-12-24"}]}}}),
+            BLACKOUT_ORDER,
+        ),
+        reject(
+            "a window at 24:00",
+            Task,
+            json!({"rollout": {"schedule": {"windows": [{"start": "22:00", "end": "24:00"}]}}}),
+            "a time of day must be HH:MM on a 24-hour clock, like 22:00 or 04:30",
+        ),
+        reject(
+            "a blackout in month 13",
+            Task,
+            json!({"rollout": {"schedule": {"blackouts": [{"from": "2026-13-01", "to": "2026-13-02"}]}}}),
+            "a date must be YYYY-MM-DD, like 2026-12-24",
+        ),
+        reject(
+            "a time zone with a space",
+            Task,
+            json!({"rollout": {"schedule": {"timeZone": "Central European Time"}}}),
+            "timeZone must be an IANA time zone name like Europe/Berlin, America/New_York or UTC",
+        ),
         reject("a negative failure budget", Task, json!({"rollout": {"maxFailures": -1}}), FAILURE_BUDGET),
         reject("a word for a count", Task, json!({"rollout": {"maxFailures": "some"}}), FAILURE_BUDGET),
         accept("a script of 1000000 bytes", Task, json!({"script": "\u{1F600}".repeat(250_000)})),

@@ -39,6 +39,7 @@ fn main() {
             max_concurrent: u32::try_from(fleet / 10).unwrap_or(u32::MAX),
             max_failures: 5,
             strict: false,
+            window: hostprocess_crds::schedule::Admission::Open,
             paused: false,
         };
         per_call(&format!("plan a wave, {fleet} nodes"), 200, || {

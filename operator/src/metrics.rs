@@ -132,8 +132,22 @@ impl Metrics {
     }
 
     /// Records a task's node counts; `None` forgets the task (it was deleted).
-    pub fn task_nodes(&self, namespace: &str, task: &str, counts: Option<&NodeCounts>) {
-        let states = ["targeted", "pending", "running", "succeeded", "failed", "reboot_required"];
+    pub fn task_nodes(
+        &self,
+        namespace: &str,
+        task: &str,
+        counts: Option<&NodeCounts>,
+        waiting_for_window: u32,
+    ) {
+        let states = [
+            "targeted",
+            "pending",
+            "running",
+            "succeeded",
+            "failed",
+            "reboot_required",
+            "waiting_for_window",
+        ];
         for state in states {
             let labels = NodeLabels { namespace: namespace.into(), task: task.into(), state: state.into() };
             let Some(c) = counts else {
@@ -146,7 +160,9 @@ impl Metrics {
                 "running" => c.running,
                 "succeeded" => c.succeeded,
                 "failed" => c.failed,
-                _ => c.reboot_required,
+                "reboot_required" => c.reboot_required,
+                // Pending nodes held back by the schedule (they are counted as pending too).
+                _ => waiting_for_window,
             };
             self.task_nodes.get_or_create(&labels).set(i64::from(value));
         }
@@ -171,7 +187,7 @@ mod tests {
         m.reconciled("hosttask", Duration::from_millis(12));
         m.failed("hosttask", "apply_daemonset");
         let counts = NodeCounts { targeted: 5, succeeded: 3, running: 2, ..NodeCounts::default() };
-        m.task_nodes("tasks", "patch", Some(&counts));
+        m.task_nodes("tasks", "patch", Some(&counts), 2);
         let text = m.encode();
         assert!(text.contains(r#"hostprocess_reconciles_total{resource="hosttask"} 1"#), "{text}");
         assert!(
@@ -184,8 +200,14 @@ mod tests {
             text.contains(r#"hostprocess_task_nodes{namespace="tasks",task="patch",state="succeeded"} 3"#),
             "{text}"
         );
+        assert!(
+            text.contains(
+                r#"hostprocess_task_nodes{namespace="tasks",task="patch",state="waiting_for_window"} 2"#
+            ),
+            "{text}"
+        );
         assert!(text.contains("hostprocess_reconcile_duration_seconds_bucket"), "{text}");
-        m.task_nodes("tasks", "patch", None);
+        m.task_nodes("tasks", "patch", None, 0);
         assert!(!m.encode().contains(r#"task="patch""#));
     }
 }

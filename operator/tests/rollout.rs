@@ -822,3 +822,62 @@ async fn a_deletion_that_cannot_release_its_nodes_says_why_and_finishes_once_it_
         assert_eq!(admitted.count(), 0, "no admission label left");
     }
 }
+
+#[tokio::test]
+async fn a_rollout_waits_for_its_maintenance_window() {
+    use k8s_openapi::jiff::{Timestamp, ToSpan, tz::TimeZone};
+    let fx = Fixture::start(3, "privileged").await;
+    let now = Timestamp::now().to_zoned(TimeZone::UTC);
+    let weekday = |offset: i64| format!("{:?}", now.date().checked_add(offset.days()).unwrap().weekday());
+    // A window the day after tomorrow only (a test run across midnight does not reach it): the
+    // rollout waits, and says until when.
+    let later =
+        json!({"timeZone": "UTC", "windows": [{"days": [weekday(2)], "start": "00:00", "end": "06:00"}]});
+    let spec = |schedule: Value| json!({"script": "echo patched\n", "rollout": {"maxConcurrent": 3, "schedule": schedule}});
+    fx.apply("patch", spec(later)).await;
+    let waiting = until("the task to wait for its window", Duration::from_secs(30), || async {
+        let task = fx.task("patch").await;
+        (condition(&task, "Ready")?.1 == "WaitingForMaintenanceWindow").then_some(task)
+    })
+    .await
+    .unwrap();
+    let midnight_in =
+        |days: i64| now.date().checked_add(days.days()).unwrap().to_zoned(TimeZone::UTC).unwrap().timestamp();
+    let opens = midnight_in(2);
+    let status = waiting.status.unwrap();
+    assert_eq!(status.next_window.map(|t| t.0), Some(opens));
+    assert_eq!((status.nodes.pending, status.nodes.running), (3, 0));
+    assert_eq!(
+        condition(&fx.task("patch").await, "Reconciling").unwrap().0,
+        "False",
+        "waiting is not progress"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(fx.admitted("patch").await.is_empty(), "no node starts outside the window");
+
+    // A blackout from today to the day after tomorrow closes an open schedule too.
+    let (today, last) = (now.date().to_string(), now.date().checked_add(2.days()).unwrap().to_string());
+    fx.apply("patch", spec(json!({"blackouts": [{"from": today, "to": last}]}))).await;
+    until("the blackout to be told", Duration::from_secs(30), || async {
+        let status = fx.task("patch").await.status?;
+        (status.next_window?.0 == midnight_in(3)).then_some(())
+    })
+    .await
+    .unwrap();
+    assert!(fx.admitted("patch").await.is_empty(), "no node starts in a blackout");
+
+    // A window around now, across midnight if need be: the rollout goes on and completes.
+    let clock = |t: k8s_openapi::jiff::Zoned| format!("{:02}:{:02}", t.hour(), t.minute());
+    let around = json!({"windows": [{"start": clock(now.checked_sub(1.hour()).unwrap()),
+        "end": clock(now.checked_add(1.hour()).unwrap())}]});
+    fx.apply("patch", spec(around)).await;
+    let done = fx.watch_until_ready("patch", Duration::from_secs(90), |_| {}).await;
+    let status = done.status.unwrap();
+    assert_eq!((status.nodes.succeeded, status.next_window), (3, None));
+    let events: Api<Event> = Api::namespaced(fx.sim.client.clone(), NS);
+    let told = events.list(&ListParams::default()).await.unwrap().items.into_iter().any(|e| {
+        e.reason.as_deref() == Some("WaitingForMaintenanceWindow")
+            && e.note.as_deref().is_some_and(|n| n.contains(&opens.to_string()))
+    });
+    assert!(told, "an Event said when the window opens");
+}

@@ -80,7 +80,7 @@ pub async fn apply(
 /// references); the admission labels are taken off the nodes before the finalizer lets it go.
 pub async fn finalize(ctx: &Context, task: &HostTask) -> Result<Action, Error> {
     let (namespace, uid) = (task.namespace().unwrap_or_default(), task.uid().unwrap_or_default());
-    ctx.metrics.task_nodes(&namespace, &task.name_any(), None);
+    ctx.metrics.task_nodes(&namespace, &task.name_any(), None, 0);
     ctx.writes.script_maps.forget(&uid);
     ctx.writes.task_status.forget(&uid);
     if finalizer::has(task) {

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use hostprocess_crds::schedule::Admission;
 use hostprocess_crds::units::CountOrPercent;
 use hostprocess_crds::{FailureBudget, HostTask, HostTaskStatus, Mode};
 use kube::runtime::controller::Action;
@@ -38,7 +39,11 @@ impl Decided {
 pub fn decide(task: &HostTask, resolved: &Resolved, account: &Account) -> Decided {
     let pinned = task.spec.mode == Mode::Once || account.eligible.is_some();
     let admitted = admission::admitted(&resolved.labelled, &resolved.revision, resolved.runs_revision);
-    let limits = limits(task, resolved.targeted.len());
+    let mut limits = limits(task, resolved.targeted.len());
+    // Validation refused a schedule that does not compile: here it does.
+    if let Some(Ok(schedule)) = task.spec.rollout.schedule.as_ref().map(|s| s.compile()) {
+        limits.window = schedule.at(resolved.now);
+    }
     let results = &resolved.pods.results;
     let eligible = account.eligible.as_ref();
     let decision = match task.spec.mode {
@@ -60,6 +65,7 @@ fn limits(task: &HostTask, targeted: usize) -> Limits {
         max_failures: of(&rollout.max_failures, 0),
         strict: rollout.failure_budget == FailureBudget::Strict,
         paused: rollout.paused,
+        window: Admission::Open,
     }
 }
 
@@ -77,6 +83,14 @@ pub fn events(previous: Option<&HostTaskStatus>, revision: &str, decision: &Deci
     };
     let same_revision = previous.is_some_and(|s| s.revision.as_deref() == Some(revision));
     let counts = &decision.counts;
+    if let Phase::WaitingForWindow { opens } = decision.phase {
+        let waited = previous.is_some_and(|s| {
+            s.conditions.iter().any(|c| c.type_ == READY && c.reason == super::status::WAITING_FOR_WINDOW)
+        });
+        if !(same_revision && waited) {
+            notes.push(Note::normal(super::status::WAITING_FOR_WINDOW, super::status::window_message(opens)));
+        }
+    }
     if decision.phase == Phase::Halted && !was(STALLED) {
         let message = format!("{} nodes failed, more than maxFailures allows", counts.failed);
         notes.push(Note::warning("RolloutHalted", message));
@@ -108,12 +122,18 @@ pub fn events(previous: Option<&HostTaskStatus>, revision: &str, decision: &Deci
 }
 
 /// When to look again: node status (boot id, Ready) is not watched, so a reboot is polled.
-pub fn requeue(decided: &Decided, rebooting: bool) -> Action {
-    Action::requeue(Duration::from_secs(match decided.decision.phase {
-        _ if rebooting => 2,
-        Phase::Progressing => 30,
-        _ => 300,
-    }))
+/// A rollout waiting for its window looks again when the window opens (at most an hour ahead:
+/// a clock that drifts or a time zone that changes its rules is caught up with).
+pub fn requeue(decided: &Decided, rebooting: bool, now: k8s_openapi::jiff::Timestamp) -> Action {
+    Action::requeue(match decided.decision.phase {
+        _ if rebooting => Duration::from_secs(2),
+        Phase::WaitingForWindow { opens: Some(opens) } => {
+            let until = Duration::try_from(opens.duration_since(now)).unwrap_or_default();
+            (until + Duration::from_secs(1)).min(Duration::from_secs(3600))
+        }
+        Phase::Progressing => Duration::from_secs(30),
+        _ => Duration::from_secs(300),
+    })
 }
 
 #[cfg(test)]
@@ -144,7 +164,13 @@ mod tests {
 
     #[test]
     fn a_wave_a_failure_and_the_halt_are_each_told_once() {
-        let limits = Limits { max_concurrent: 2, max_failures: 0, strict: false, paused: false };
+        let limits = Limits {
+            max_concurrent: 2,
+            max_failures: 0,
+            strict: false,
+            paused: false,
+            window: hostprocess_crds::schedule::Admission::Open,
+        };
         let first = plan_once(&nodes(4), &[], &BTreeMap::new(), limits);
         let notes = events(None, "r1", &first);
         assert_eq!(reasons(&notes), ["WaveStarted"]);
@@ -168,8 +194,41 @@ mod tests {
     }
 
     #[test]
+    fn waiting_for_a_window_is_told_once_and_looked_at_again_when_it_opens() {
+        let now: k8s_openapi::jiff::Timestamp =
+            "2026-12-05T20:00:00Z".parse().unwrap_or_else(|e| panic!("{e}"));
+        let opens: k8s_openapi::jiff::Timestamp =
+            "2026-12-05T21:00:00Z".parse().unwrap_or_else(|e| panic!("{e}"));
+        let limits = Limits {
+            max_concurrent: 2,
+            max_failures: 0,
+            strict: false,
+            paused: false,
+            window: Admission::Closed { opens: Some(opens) },
+        };
+        let waiting = plan_once(&nodes(4), &[], &BTreeMap::new(), limits);
+        let notes = events(None, "r1", &waiting);
+        assert_eq!(reasons(&notes), ["WaitingForMaintenanceWindow"]);
+        assert!(notes[0].message.contains("2026-12-05T21:00:00Z"), "{}", notes[0].message);
+        let told = super::super::status::status(None, Some(1), "r1", Some(&waiting), None, false, now);
+        assert_eq!(told.next_window.as_ref().map(|t| t.0), Some(opens));
+        assert!(events(Some(&told), "r1", &waiting).is_empty(), "told once");
+        let decided = Decided { decision: waiting, limits, pinned: true, label_changes: Default::default() };
+        // An hour ahead: the most a reconcile waits; a window in ten minutes: then.
+        assert_eq!(requeue(&decided, false, now), Action::requeue(Duration::from_secs(3600)));
+        let soon = "2026-12-05T20:50:00Z".parse().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(requeue(&decided, false, soon), Action::requeue(Duration::from_secs(601)));
+    }
+
+    #[test]
     fn completion_is_told_once_and_a_task_that_targets_nothing_is_warned_about_once() {
-        let limits = Limits { max_concurrent: 2, max_failures: 0, strict: false, paused: false };
+        let limits = Limits {
+            max_concurrent: 2,
+            max_failures: 0,
+            strict: false,
+            paused: false,
+            window: hostprocess_crds::schedule::Admission::Open,
+        };
         let done =
             BTreeMap::from([("win-000".to_string(), NodeResult::Succeeded { reboot_required: false })]);
         let complete = plan_once(&nodes(1), &nodes(1), &done, limits);

@@ -100,8 +100,12 @@ pub(crate) async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<
     let status = status::status(previous, generation, revision, Some(&decided.decision), None, paused, now);
     ctx.writes.task_status.submit(&task, status);
     let counts = &decided.decision.counts;
-    ctx.metrics.task_nodes(&task.namespace().unwrap_or_default(), &task.name_any(), Some(counts));
-    Ok(decide::requeue(&decided, !resolved.pods.rebooting.is_empty()))
+    let waiting = match decided.decision.phase {
+        rollout::Phase::WaitingForWindow { .. } => counts.pending,
+        _ => 0,
+    };
+    ctx.metrics.task_nodes(&task.namespace().unwrap_or_default(), &task.name_any(), Some(counts), waiting);
+    Ok(decide::requeue(&decided, !resolved.pods.rebooting.is_empty(), now))
 }
 
 /// Why a cluster administrator's grants do not let the task run, from the caches.

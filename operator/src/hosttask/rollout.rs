@@ -11,6 +11,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use hostprocess_crds::hosttask::{NodeCounts, NodeFailure};
+use hostprocess_crds::schedule::Admission;
+use k8s_openapi::jiff::Timestamp;
 
 pub use crate::state::pod_result::NodeResult;
 
@@ -21,6 +23,10 @@ pub use hostprocess_crds::LISTED_FAILURES;
 pub enum Phase {
     Progressing,
     Paused,
+    /// Outside the maintenance windows (or in a blackout): nothing new starts until `opens`.
+    WaitingForWindow {
+        opens: Option<Timestamp>,
+    },
     /// More failures than `maxFailures`: nothing new starts.
     Halted,
     Complete,
@@ -33,6 +39,8 @@ pub struct Limits {
     /// `failureBudget: Strict`: in flight, at most `max_failures + 1 - failed` nodes.
     pub strict: bool,
     pub paused: bool,
+    /// Whether the schedule lets nodes start now (`Open` without one).
+    pub window: Admission,
 }
 
 /// The decision.
@@ -110,8 +118,12 @@ pub fn plan_once_where(
     let may_start = |n: &&String| eligible.is_none_or(|e| e.contains(*n));
     let waiting: Vec<String> =
         targeted.iter().filter(|n| kept.binary_search(n).is_err() && !may_start(n)).cloned().collect();
+    let closed = match limits.window {
+        Admission::Open => None,
+        Admission::Closed { opens } => Some(opens),
+    };
     let mut starting = Vec::new();
-    if !halted && !limits.paused {
+    if !halted && !limits.paused && closed.is_none() {
         let in_flight = counts.running + counts.rebooting;
         let mut most = limits.max_concurrent;
         if limits.strict {
@@ -137,6 +149,8 @@ pub fn plan_once_where(
         Phase::Complete
     } else if limits.paused {
         Phase::Paused
+    } else if let Some(opens) = closed.filter(|_| counts.pending > 0) {
+        Phase::WaitingForWindow { opens }
     } else {
         Phase::Progressing
     };
@@ -209,7 +223,20 @@ mod tests {
     }
 
     fn limits(max_concurrent: u32, max_failures: u32) -> Limits {
-        Limits { max_concurrent, max_failures, strict: false, paused: false }
+        Limits { max_concurrent, max_failures, strict: false, paused: false, window: Admission::Open }
+    }
+
+    #[test]
+    fn outside_its_window_nothing_starts_and_running_nodes_finish() {
+        let opens: Timestamp = "2026-12-05T21:00:00Z".parse().unwrap_or_else(|e| panic!("{e}"));
+        let closed = Limits { window: Admission::Closed { opens: Some(opens) }, ..limits(5, 0) };
+        let d = plan_once(&nodes(10), &nodes(2), &running(&["win-000", "win-001"]), closed);
+        assert!(d.starting.is_empty());
+        assert_eq!((d.counts.running, d.counts.pending), (2, 8));
+        assert_eq!(d.phase, Phase::WaitingForWindow { opens: Some(opens) });
+        // Only nodes that have finished left: complete, whatever the window.
+        let all_done: BTreeMap<String, NodeResult> = nodes(2).into_iter().map(|n| (n, done())).collect();
+        assert_eq!(plan_once(&nodes(2), &nodes(2), &all_done, closed).phase, Phase::Complete);
     }
 
     fn running(nodes: &[&str]) -> BTreeMap<String, NodeResult> {

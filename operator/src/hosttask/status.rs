@@ -16,6 +16,18 @@ const NAMED_IN_CONDITIONS: usize = 5;
 pub const NO_TARGETED_NODES: &str = "NoTargetedNodes";
 pub const NO_TARGETED_NODES_MESSAGE: &str = "no Windows node matches the task's node selector: nothing runs, nothing is created; nodes that match later start it";
 
+/// The reason of a rollout waiting outside its maintenance windows.
+pub const WAITING_FOR_WINDOW: &str = "WaitingForMaintenanceWindow";
+
+/// What a rollout waiting for its window says.
+pub fn window_message(opens: Option<Timestamp>) -> String {
+    match opens {
+        Some(opens) => format!("outside the maintenance windows: nodes start again at {opens}"),
+        None => "outside the maintenance windows, and none opens within a year: check spec.rollout.schedule"
+            .into(),
+    }
+}
+
 /// The status to write.
 pub fn status(
     previous: Option<&HostTaskStatus>,
@@ -79,6 +91,15 @@ pub fn status(
                     Wanted::new(STALLED, true, "FailureBudgetExceeded", message),
                 ]
             }
+            Phase::WaitingForWindow { opens } => {
+                status.next_window = opens.map(Time);
+                let message = format!("{}; {progress}", window_message(opens));
+                vec![
+                    Wanted::new(READY, false, WAITING_FOR_WINDOW, message),
+                    Wanted::new(RECONCILING, false, WAITING_FOR_WINDOW, ""),
+                    Wanted::new(STALLED, false, WAITING_FOR_WINDOW, ""),
+                ]
+            }
             Phase::Paused => vec![
                 Wanted::new(READY, false, "Paused", format!("paused: {progress}")),
                 Wanted::new(RECONCILING, false, "Paused", ""),
@@ -136,7 +157,13 @@ mod tests {
     fn kstatus_conditions_follow_the_rollout() {
         let now = Timestamp::now();
         let nodes: Vec<String> = (0..4).map(|i| format!("n{i}")).collect();
-        let limits = Limits { max_concurrent: 2, max_failures: 0, strict: false, paused: false };
+        let limits = Limits {
+            max_concurrent: 2,
+            max_failures: 0,
+            strict: false,
+            paused: false,
+            window: hostprocess_crds::schedule::Admission::Open,
+        };
         let d = plan_once(&nodes, &[], &BTreeMap::new(), limits);
         let s = status(None, Some(3), "abc", Some(&d), None, false, now);
         assert_eq!(condition(&s, "Reconciling"), ("True", "RollingOut"));

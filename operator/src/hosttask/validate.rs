@@ -34,6 +34,12 @@ fn blocked(task: &HostTask, namespace: Option<&PartialObjectMeta<Namespace>>) ->
     if let Err(errors) = task.spec.validate() {
         return Some(Blocked { reason: "InvalidSpec", message: errors.to_string() });
     }
+    if let Some(Err(message)) = task.spec.rollout.schedule.as_ref().map(|s| s.compile()) {
+        return Some(Blocked {
+            reason: "InvalidSchedule",
+            message: format!("spec.rollout.schedule: {message}"),
+        });
+    }
     if let Some(level) = namespace.and_then(|ns| labels::pod_security_refusal(ns.labels())) {
         return Some(Blocked {
             reason: "PodSecurityRejects",
@@ -62,6 +68,18 @@ mod tests {
         let mut ns = PartialObjectMeta::<Namespace>::default();
         ns.metadata.labels = Some([(labels::POD_SECURITY_ENFORCE.to_string(), level.to_string())].into());
         ns
+    }
+
+    #[test]
+    fn a_schedule_in_an_unknown_time_zone_blocks_the_task_and_says_what_to_fix() {
+        let spec = json!({"script": "exit 0", "rollout": {"schedule": {"timeZone": "Europe/Atlantis"}}});
+        let blocked = blocked(&task("patch", spec), None).unwrap_or_else(|| panic!("blocked"));
+        assert_eq!(blocked.reason, "InvalidSchedule");
+        assert!(
+            blocked.message.contains("timeZone \"Europe/Atlantis\" is not a time zone"),
+            "{}",
+            blocked.message
+        );
     }
 
     #[test]
