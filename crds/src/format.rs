@@ -373,6 +373,17 @@ pub static TIME_ZONE: Format = Format::new(
     )],
 );
 
+/// `rerun`: a token whose change runs a task again, like `2026-12-02T13:00:00Z` or `CHG-4711`.
+pub static RERUN_TOKEN: Format = Format::new(
+    "rerun",
+    1,
+    63,
+    &[Rule::Matches(
+        r"^[A-Za-z0-9][A-Za-z0-9._:+-]*$",
+        "rerun must be letters, digits and . _ : + - (starting with a letter or digit), like 2026-12-02T13:00:00Z or CHG-4711",
+    )],
+);
+
 /// The name of an object (DNS-1123 subdomain), e.g. the HostGroup a task runs as.
 pub static OBJECT_NAME: Format = Format::new(
     "name",

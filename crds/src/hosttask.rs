@@ -137,6 +137,17 @@ pub struct HostTaskSpec {
     /// for Ready and uncordon the node, counted against `rollout.maxConcurrent`.
     #[serde(default)]
     pub reboot: RebootPolicy,
+
+    /// Run the unchanged task again: any new value (a date, a ticket number) is a new revision,
+    /// so every targeted node runs it once more (`Continuous` agents restart), rolled out like any
+    /// change. Unset or unchanged: nothing runs again. `kubectl hostprocess rerun` sets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "rerun_schema")]
+    pub rerun: Option<String>,
+}
+
+fn rerun_schema(_: &mut SchemaGenerator) -> Schema {
+    format::RERUN_TOKEN.schema()
 }
 
 fn timeout_schema(_: &mut SchemaGenerator) -> Schema {

@@ -144,6 +144,9 @@ impl HostTaskSpec {
         if let Some(timeout) = &self.timeout {
             errors.check("spec.timeout", &format::TIMEOUT, timeout);
         }
+        if let Some(rerun) = &self.rerun {
+            errors.check("spec.rerun", &format::RERUN_TOKEN, rerun);
+        }
         if self.retries.limit > 10 {
             errors.push("spec.retries.limit", "retries.limit must be between 0 and 10");
         }

@@ -188,6 +188,13 @@ fn cases() -> Vec<Case> {
                 "windows": [{"days": ["Saturday", "Sunday"], "start": "22:00", "end": "04:00"}],
                 "blackouts": [{"from": "2026-12-24", "to": "2026-12-26"}, {"from": "2026-12-31", "to": "2026-12-31"}]}}}),
         ),
+        accept("a rerun token", Task, json!({"rerun": "2026-12-02T13:00:00Z"})),
+        reject(
+            "a rerun token with a space",
+            Task,
+            json!({"rerun": "after the fix"}),
+            "rerun must be letters, digits and . _ : + - (starting with a letter or digit), like 2026-12-02T13:00:00Z or CHG-4711",
+        ),
         reject(
             "a schedule for an agent",
             Task,

@@ -36,13 +36,18 @@ pub fn content_hash(value: &serde_json::Value) -> String {
 /// retries, mode, reboot policy), not of where or how fast it rolls out — changing the node
 /// selector, tolerations, `maxConcurrent`, `maxFailures` or `paused` does not run anything again.
 /// `referenced` is the content of referenced Secrets/ConfigMaps when the task asks to track it.
+/// A `rerun` token is part of it when set (and only then: a task that never set one keeps the
+/// revision it had before the field existed).
 pub fn revision(spec: &HostTaskSpec, referenced: Option<&str>) -> String {
-    let what = json!({
+    let mut what = json!({
         "image": spec.image, "command": spec.command, "args": spec.args, "script": spec.script,
         "env": spec.env, "envFrom": spec.env_from, "runAs": spec.run_as, "limits": spec.limits,
         "timeout": spec.timeout, "retries": spec.retries, "mode": spec.mode, "reboot": spec.reboot,
         "referenced": referenced,
     });
+    if let Some(token) = &spec.rerun {
+        what["rerun"] = token.as_str().into();
+    }
     format!("{:010x}", fnv1a(what.to_string().as_bytes()) & 0xff_ffff_ffff)
 }
 
@@ -96,5 +101,19 @@ mod tests {
         payload.args = Some(vec!["/norestart".into()]);
         assert_ne!(revision(&payload, None), r);
         assert_ne!(revision(&base, Some("secret v2")), r, "tracked referenced data is part of it");
+
+        let mut rerun = base.clone();
+        rerun.rerun = Some("2026-12-02".into());
+        let again = revision(&rerun, None);
+        assert_ne!(again, r, "a rerun token is a new revision");
+        rerun.rerun = Some("2026-12-03".into());
+        assert_ne!(revision(&rerun, None), again, "and every new token another one");
+    }
+
+    #[test]
+    fn revisions_of_tasks_without_a_rerun_token_are_what_they_were() {
+        // Computed before `rerun` existed: upgrading the operator runs nothing again.
+        let task = spec(json!({"command": ["C:\\tools\\patch.exe", "/quiet"]}));
+        assert_eq!(revision(&task, None), "4ce9c19274");
     }
 }

@@ -881,3 +881,31 @@ async fn a_rollout_waits_for_its_maintenance_window() {
     });
     assert!(told, "an Event said when the window opens");
 }
+
+#[tokio::test]
+async fn rerunning_an_unchanged_task_runs_it_again_on_every_node_once() {
+    let fx = Fixture::start(3, "privileged").await;
+    let spec = json!({"script": "echo patched\n", "rollout": {"maxConcurrent": 3}});
+    let first = fx.watch_until_ready_after_apply("patch", spec.clone()).await;
+    let first_revision = first.status.unwrap().revision.unwrap();
+    // Nothing changed: applying it again runs nothing.
+    fx.apply("patch", spec.clone()).await;
+    assert_eq!(fx.task("patch").await.status.unwrap().revision.unwrap(), first_revision);
+
+    let mut rerun = spec;
+    rerun["rerun"] = json!("CHG-4711");
+    let again = fx.watch_until_ready_after_apply("patch", rerun).await;
+    let status = again.status.unwrap();
+    let second_revision = status.revision.unwrap();
+    assert_ne!(second_revision, first_revision, "the token is a new revision");
+    assert_eq!(status.nodes.succeeded, 3);
+    let uid = again.metadata.uid.unwrap();
+    for kubelet in &fx.sim.kubelets {
+        for revision in [&first_revision, &second_revision] {
+            let path = kubelet.config.state_dir().join(format!("tasks/{uid}/{revision}.json"));
+            let record: Value = serde_json::from_slice(&std::fs::read(&path).expect("record")).unwrap();
+            assert_eq!(record["state"], "Succeeded", "{}", path.display());
+            assert_eq!(record["attempts"].as_array().map(Vec::len), Some(1), "{}", path.display());
+        }
+    }
+}

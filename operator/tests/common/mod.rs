@@ -128,6 +128,19 @@ impl Fixture {
         self.apply_in(NS, name, spec).await;
     }
 
+    /// Applies a HostTask and waits until its new generation is observed and Ready.
+    pub async fn watch_until_ready_after_apply(&self, name: &str, spec: Value) -> HostTask {
+        self.apply(name, spec).await;
+        let generation = self.task(name).await.metadata.generation;
+        until("the applied generation to be ready", Duration::from_secs(90), || async {
+            let task = self.task(name).await;
+            let observed = task.status.as_ref()?.observed_generation;
+            (observed == generation && is(&task, "Ready", "True")).then_some(task)
+        })
+        .await
+        .expect("ready")
+    }
+
     /// Applies a HostTask in another namespace (see `namespace`).
     pub async fn apply_in(&self, namespace: &str, name: &str, spec: Value) {
         let task = json!({"apiVersion": "hostprocess.dev/v1alpha1", "kind": "HostTask",
