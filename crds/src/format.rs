@@ -373,6 +373,18 @@ pub static TIME_ZONE: Format = Format::new(
     )],
 );
 
+/// A node label key, like `topology.kubernetes.io/zone`: an optional DNS-subdomain prefix and a
+/// name.
+pub static LABEL_KEY: Format = Format::new(
+    "label key",
+    1,
+    317,
+    &[Rule::Matches(
+        r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$",
+        "topologyKey must be a label key like topology.kubernetes.io/zone (an optional DNS prefix and a slash, then letters, digits, - _ .)",
+    )],
+);
+
 /// `rerun`: a token whose change runs a task again, like `2026-12-02T13:00:00Z` or `CHG-4711`.
 pub static RERUN_TOKEN: Format = Format::new(
     "rerun",

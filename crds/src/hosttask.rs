@@ -299,6 +299,37 @@ pub enum Mode {
     Continuous,
 }
 
+/// How a rollout spreads over zones.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ZoneSpread {
+    /// The node label whose values are the zones. Default `topology.kubernetes.io/zone`.
+    #[serde(default = "default_topology_key")]
+    #[schemars(schema_with = "label_key_schema")]
+    pub topology_key: String,
+
+    /// How many nodes of one zone may run (or reboot for) the task at once: a count like `2` or
+    /// a percentage of the zone's targeted nodes like `"34%"` (rounded up). Unset: only
+    /// `maxConcurrent` limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new(MAX_CONCURRENT_RULE).message(msg::MAX_CONCURRENT_PER_ZONE))]
+    pub max_concurrent_per_zone: Option<IntOrString>,
+}
+
+impl Default for ZoneSpread {
+    fn default() -> Self {
+        ZoneSpread { topology_key: default_topology_key(), max_concurrent_per_zone: None }
+    }
+}
+
+fn default_topology_key() -> String {
+    "topology.kubernetes.io/zone".into()
+}
+
+fn label_key_schema(_: &mut SchemaGenerator) -> Schema {
+    format::LABEL_KEY.schema()
+}
+
 /// How strictly `rollout.maxFailures` holds.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum FailureBudget {
@@ -352,6 +383,12 @@ pub struct Rollout {
     #[serde(default)]
     pub paused: bool,
 
+    /// How waves spread over zones: nodes are taken from each zone in turn (by a topology
+    /// label, default `topology.kubernetes.io/zone`), so no zone is patched or rebooted all at
+    /// once, with an optional cap per zone. Nodes without the label form a zone of their own.
+    #[serde(default)]
+    pub zones: ZoneSpread,
+
     /// When nodes may start: weekly maintenance windows and blackout dates in a time zone.
     /// Outside them the rollout waits (`Ready` is False with reason
     /// `WaitingForMaintenanceWindow` and `status.nextWindow` says when it opens); nodes already
@@ -386,6 +423,7 @@ impl Default for Rollout {
             max_failures: default_max_failures(),
             failure_budget: FailureBudget::Eager,
             paused: false,
+            zones: ZoneSpread::default(),
             schedule: None,
             track_referenced_data: false,
         }

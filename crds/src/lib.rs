@@ -20,7 +20,7 @@ pub use hostgroup::{
 };
 pub use hosttask::{
     Account, FailureBudget, HostTask, HostTaskSpec, HostTaskStatus, Limits, Mode, RebootPolicy, Retries,
-    Rollout, RunAs, WaitFor,
+    Rollout, RunAs, WaitFor, ZoneSpread,
 };
 pub use manifest::{GROUP, Manifest, ManifestError, VERSION, parse_manifests};
 pub use validate::{FieldError, ValidationErrors};

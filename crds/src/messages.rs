@@ -26,3 +26,5 @@ pub const FILES_ONLY_THIS_FOLDER: &str = "appliesTo other than ThisFolderSubfold
 pub const WINDOW_EMPTY: &str = "a maintenance window's start and end must differ (an end earlier than the start closes it the next day); for any time of day, leave windows out";
 pub const BLACKOUT_ORDER: &str = "a blackout's to must be the same day as from or later";
 pub const SCHEDULE_ONLY_ONCE: &str = "rollout.schedule applies only to mode: Once (a Continuous agent is restarted when it exits, whatever the time)";
+pub const MAX_CONCURRENT_PER_ZONE: &str =
+    "maxConcurrentPerZone must be a count of at least 1 or a percentage from 1% to 100%, like 2 or \"34%\"";

@@ -158,6 +158,13 @@ impl HostTaskSpec {
         if CountOrPercent::parse(&self.rollout.max_failures).is_none() {
             errors.push("spec.rollout.maxFailures", msg::MAX_FAILURES);
         }
+        errors.check("spec.rollout.zones.topologyKey", &format::LABEL_KEY, &self.rollout.zones.topology_key);
+        if let Some(cap) = &self.rollout.zones.max_concurrent_per_zone {
+            match CountOrPercent::parse(cap) {
+                Some(CountOrPercent::Count(n) | CountOrPercent::Percent(n)) if n >= 1 => {}
+                _ => errors.push("spec.rollout.zones.maxConcurrentPerZone", msg::MAX_CONCURRENT_PER_ZONE),
+            }
+        }
         if let Some(schedule) = &self.rollout.schedule {
             errors.schedule("spec.rollout.schedule", schedule);
         }

@@ -189,6 +189,23 @@ fn cases() -> Vec<Case> {
                 "blackouts": [{"from": "2026-12-24", "to": "2026-12-26"}, {"from": "2026-12-31", "to": "2026-12-31"}]}}}),
         ),
         accept("a rerun token", Task, json!({"rerun": "2026-12-02T13:00:00Z"})),
+        accept(
+            "zones by a custom label with a cap",
+            Task,
+            json!({"rollout": {"zones": {"topologyKey": "example.com/rack", "maxConcurrentPerZone": "34%"}}}),
+        ),
+        reject(
+            "a zone cap of zero",
+            Task,
+            json!({"rollout": {"zones": {"maxConcurrentPerZone": 0}}}),
+            "maxConcurrentPerZone must be a count of at least 1 or a percentage from 1% to 100%, like 2 or \"34%\"",
+        ),
+        reject(
+            "a topology key with a space",
+            Task,
+            json!({"rollout": {"zones": {"topologyKey": "my zone"}}}),
+            "topologyKey must be a label key like topology.kubernetes.io/zone (an optional DNS prefix and a slash, then letters, digits, - _ .)",
+        ),
         reject(
             "a rerun token with a space",
             Task,

@@ -909,3 +909,62 @@ async fn rerunning_an_unchanged_task_runs_it_again_on_every_node_once() {
         }
     }
 }
+
+#[tokio::test]
+async fn waves_spread_across_zones() {
+    use k8s_openapi::api::core::v1::Node;
+    use k8s_openapi::jiff::Timestamp;
+    use kube::api::{Patch, PatchParams};
+    let fx = Fixture::start(6, "privileged").await;
+    let zone_of = |node: &str| match node {
+        "win-000" | "win-001" | "win-002" => "zone-a",
+        "win-003" | "win-004" => "zone-b",
+        _ => "zone-c",
+    };
+    let nodes: Api<Node> = Api::all(fx.sim.client.clone());
+    for kubelet in &fx.sim.kubelets {
+        let node = &kubelet.config.node;
+        let patch = json!({"metadata": {"labels": {"topology.kubernetes.io/zone": zone_of(node)}}});
+        nodes.patch(node, &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    }
+    fx.apply(
+        "patch",
+        json!({"script": "sleep 1\n", "rollout": {"maxConcurrent": 6, "zones": {"maxConcurrentPerZone": 1}}}),
+    )
+    .await;
+    let done = fx.watch_until_ready("patch", Duration::from_secs(120), |_| {}).await;
+    let status = done.status.unwrap();
+    assert_eq!(status.nodes.succeeded, 6);
+    // Within each zone, no two nodes ran the payload at the same time (the executor's records).
+    let (uid, revision) = (done.metadata.uid.unwrap(), status.revision.unwrap());
+    let mut runs: Vec<(&str, Timestamp, Timestamp, String)> = vec![];
+    for kubelet in &fx.sim.kubelets {
+        let path = kubelet.config.state_dir().join(format!("tasks/{uid}/{revision}.json"));
+        let record: Value = serde_json::from_slice(&std::fs::read(&path).expect("record")).unwrap();
+        let attempt = &record["attempts"][0];
+        let time = |field: &str| attempt[field].as_str().unwrap().parse::<Timestamp>().unwrap();
+        let node = kubelet.config.node.clone();
+        runs.push((zone_of(&node), time("startTime"), time("endTime"), node));
+    }
+    for a in &runs {
+        for b in runs.iter().filter(|b| b.0 == a.0 && b.3 != a.3) {
+            assert!(a.2 <= b.1 || b.2 <= a.1, "{} and {} in {} ran at once: {a:?} {b:?}", a.3, b.3, a.0);
+        }
+    }
+    // The first wave took one node of each zone.
+    let events: Api<Event> = Api::namespaced(fx.sim.client.clone(), NS);
+    let first = until("the first wave's Event", Duration::from_secs(30), || async {
+        events
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some("WaveStarted"))
+            .min_by_key(|e| e.event_time.clone().map(|t| t.0))
+            .and_then(|e| e.note)
+    })
+    .await
+    .unwrap();
+    assert_eq!(first, "starting on 3 nodes: win-000, win-003, win-005");
+}

@@ -47,7 +47,13 @@ pub fn decide(task: &HostTask, resolved: &Resolved, account: &Account) -> Decide
     let results = &resolved.pods.results;
     let eligible = account.eligible.as_ref();
     let decision = match task.spec.mode {
-        Mode::Once => rollout::plan_once_where(&resolved.targeted, &admitted, results, limits, eligible),
+        Mode::Once => {
+            let zones = rollout::Zones {
+                of: resolved.zones.clone(),
+                cap: task.spec.rollout.zones.max_concurrent_per_zone.as_ref().and_then(CountOrPercent::parse),
+            };
+            rollout::plan_once_where(&resolved.targeted, &admitted, results, limits, eligible, &zones)
+        }
         Mode::Continuous => rollout::plan_continuous(&resolved.targeted, results, limits.paused, eligible),
     };
     let desired = pinned.then_some(decision.admitted.as_slice());

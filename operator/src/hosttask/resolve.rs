@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use hostprocess_crds::{HostTask, HostTaskStatus};
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Secret};
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::Api;
@@ -47,6 +47,8 @@ pub struct Resolved {
     pub labelled: BTreeMap<String, String>,
     /// The Windows nodes the task targets, sorted.
     pub targeted: Vec<String>,
+    /// The zone of each targeted node: its value of `rollout.zones.topologyKey` ("" without).
+    pub zones: BTreeMap<String, String>,
     pub pods: TaskPods,
 }
 
@@ -71,6 +73,7 @@ pub async fn resolve(ctx: &Context, task: &HostTask, targeted: Vec<String>) -> R
     let nodes = ctx.cache.nodes.state();
     let node_labels = &ctx.writes.node_labels;
     node_labels.settle(&admission_label, &nodes);
+    let zones = zones_of(&targeted, &nodes, &task.spec.rollout.zones.topology_key);
     Ok(Resolved {
         namespace: ctx.cache.namespaces.get(&ObjectRef::new(&namespace)),
         runs_revision,
@@ -81,9 +84,23 @@ pub async fn resolve(ctx: &Context, task: &HostTask, targeted: Vec<String>) -> R
         labelled: node_labels.current(&admission_label, &nodes),
         admission_label,
         targeted,
+        zones,
         pods: pods::read(&ctx.cache.task_pods, task, &revision),
         revision,
     })
+}
+
+/// Each targeted node's value of the topology label (`""` where it has none).
+fn zones_of(
+    targeted: &[String],
+    nodes: &[Arc<PartialObjectMeta<Node>>],
+    key: &str,
+) -> BTreeMap<String, String> {
+    nodes
+        .iter()
+        .filter(|n| targeted.binary_search(&n.name_any()).is_ok())
+        .map(|n| (n.name_any(), n.labels().get(key).cloned().unwrap_or_default()))
+        .collect()
 }
 
 /// Now, in whole seconds: what the API keeps of a time, so a status read back equals the one

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use hostprocess_crds::hosttask::{NodeCounts, NodeFailure};
 use hostprocess_crds::schedule::Admission;
+use hostprocess_crds::units::CountOrPercent;
 use k8s_openapi::jiff::Timestamp;
 
 pub use crate::state::pod_result::NodeResult;
@@ -43,6 +44,34 @@ pub struct Limits {
     pub window: Admission,
 }
 
+/// Where the targeted nodes are, to spread waves over zones.
+#[derive(Debug, Clone, Default)]
+pub struct Zones {
+    /// Each targeted node's zone (`""` without the topology label; a node not listed is in it).
+    pub of: BTreeMap<String, String>,
+    /// Most nodes of one zone in flight: a count, or a percentage of the zone's targeted nodes.
+    pub cap: Option<CountOrPercent>,
+}
+
+impl Zones {
+    fn zone<'a>(&'a self, node: &str) -> &'a str {
+        self.of.get(node).map_or("", String::as_str)
+    }
+
+    /// The order nodes start in: one node of each zone in turn (zones by name), each zone's
+    /// nodes by name. Deterministic, so a plan shows what a rollout will do.
+    pub fn spread(&self, targeted: &[String]) -> Vec<String> {
+        let mut by_zone: BTreeMap<&str, Vec<&String>> = BTreeMap::new();
+        for node in targeted {
+            by_zone.entry(self.zone(node)).or_default().push(node);
+        }
+        let longest = by_zone.values().map(Vec::len).max().unwrap_or(0);
+        (0..longest)
+            .flat_map(|i| by_zone.values().filter_map(move |nodes| nodes.get(i).map(|n| (*n).clone())))
+            .collect()
+    }
+}
+
 /// The decision.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
@@ -66,17 +95,18 @@ pub fn plan_once(
     results: &BTreeMap<String, NodeResult>,
     limits: Limits,
 ) -> Decision {
-    plan_once_where(targeted, admitted, results, limits, None)
+    plan_once_where(targeted, admitted, results, limits, None, &Zones::default())
 }
 
-/// `plan_once` where only `eligible` nodes may start (`None`: every targeted node). A task that
-/// runs as a HostGroup starts only where the group is provisioned.
+/// `plan_once` where only `eligible` nodes may start (`None`: every targeted node), spread over
+/// `zones`. A task that runs as a HostGroup starts only where the group is provisioned.
 pub fn plan_once_where(
     targeted: &[String],
     admitted: &[String],
     results: &BTreeMap<String, NodeResult>,
     limits: Limits,
     eligible: Option<&BTreeSet<String>>,
+    zones: &Zones,
 ) -> Decision {
     let mut targeted: Vec<String> = targeted.to_vec();
     targeted.sort();
@@ -89,9 +119,14 @@ pub fn plan_once_where(
     let mut counts = NodeCounts { targeted: len(&targeted), ..NodeCounts::default() };
     let mut failures = Vec::new();
     let mut not_started = Vec::new();
+    let mut zone_in_flight: BTreeMap<&str, u32> = BTreeMap::new();
     for node in &kept {
         // Admitted and no pod yet: its payload has not started either.
-        match results.get(node).unwrap_or(&NodeResult::Starting) {
+        let result = results.get(node).unwrap_or(&NodeResult::Starting);
+        if matches!(result, NodeResult::Running | NodeResult::Rebooting) {
+            *zone_in_flight.entry(zones.zone(node)).or_default() += 1;
+        }
+        match result {
             NodeResult::Starting => {
                 counts.running += 1;
                 not_started.push(node.clone());
@@ -114,6 +149,10 @@ pub fn plan_once_where(
         // has not started, so they are withdrawn rather than let run a failing change.
         kept.retain(|n| not_started.binary_search(n).is_err());
         counts.running -= len(&not_started);
+    } else {
+        for node in &not_started {
+            *zone_in_flight.entry(zones.zone(node)).or_default() += 1;
+        }
     }
     let may_start = |n: &&String| eligible.is_none_or(|e| e.contains(*n));
     let waiting: Vec<String> =
@@ -130,13 +169,30 @@ pub fn plan_once_where(
             // Every node in flight may fail: keep them within what the budget can absorb.
             most = most.min((limits.max_failures + 1).saturating_sub(counts.failed));
         }
-        let slots = most.saturating_sub(in_flight) as usize;
-        starting = targeted
-            .iter()
-            .filter(|n| kept.binary_search(n).is_err() && may_start(n))
-            .take(slots)
-            .cloned()
-            .collect();
+        let mut slots = most.saturating_sub(in_flight) as usize;
+        let mut zone_size: BTreeMap<&str, u32> = BTreeMap::new();
+        for node in &targeted {
+            *zone_size.entry(zones.zone(node)).or_default() += 1;
+        }
+        let zone_cap = |zone: &str| {
+            zones.cap.map_or(u32::MAX, |cap| cap.of(zone_size.get(zone).copied().unwrap_or(0)).max(1))
+        };
+        for node in zones.spread(&targeted) {
+            if slots == 0 {
+                break;
+            }
+            if kept.binary_search(&node).is_ok() || !may_start(&&node) {
+                continue;
+            }
+            let zone = zones.zone(&node).to_string();
+            let busy = zone_in_flight.get(zone.as_str()).copied().unwrap_or(0);
+            if busy >= zone_cap(&zone) {
+                continue;
+            }
+            zone_in_flight.insert(zones.zone(&node), busy + 1);
+            starting.push(node);
+            slots -= 1;
+        }
     }
     counts.running += len(&starting);
     let mut all = kept;
@@ -224,6 +280,46 @@ mod tests {
 
     fn limits(max_concurrent: u32, max_failures: u32) -> Limits {
         Limits { max_concurrent, max_failures, strict: false, paused: false, window: Admission::Open }
+    }
+
+    fn zones(of: &[(&str, &str)], cap: Option<u32>) -> Zones {
+        Zones {
+            of: of.iter().map(|(n, z)| (n.to_string(), z.to_string())).collect(),
+            cap: cap.map(CountOrPercent::Count),
+        }
+    }
+
+    #[test]
+    fn waves_take_each_zone_in_turn_and_keep_to_the_zone_cap() {
+        let of = [
+            ("win-000", "a"),
+            ("win-001", "a"),
+            ("win-002", "a"),
+            ("win-003", "b"),
+            ("win-004", "b"),
+            ("win-005", "c"),
+        ];
+        let spread = zones(&of, None);
+        assert_eq!(
+            spread.spread(&nodes(6)),
+            ["win-000", "win-003", "win-005", "win-001", "win-004", "win-002"]
+        );
+        let d = plan_once_where(&nodes(6), &[], &BTreeMap::new(), limits(4, 0), None, &spread);
+        assert_eq!(
+            d.starting,
+            ["win-000", "win-003", "win-005", "win-001"],
+            "every zone before a second of one"
+        );
+        // At most one node per zone in flight: three zones, three nodes, whatever maxConcurrent.
+        let capped = zones(&of, Some(1));
+        let d = plan_once_where(&nodes(6), &[], &BTreeMap::new(), limits(5, 0), None, &capped);
+        assert_eq!(d.starting, ["win-000", "win-003", "win-005"]);
+        // win-003 (zone b) done: zone b's next node starts, zones a and c stay busy.
+        let mut results = running(&["win-000", "win-005"]);
+        results.insert("win-003".into(), done());
+        let admitted = ["win-000", "win-003", "win-005"].map(String::from);
+        let d = plan_once_where(&nodes(6), &admitted, &results, limits(5, 0), None, &capped);
+        assert_eq!(d.starting, ["win-004"]);
     }
 
     #[test]
@@ -317,14 +413,22 @@ mod tests {
     #[test]
     fn only_eligible_nodes_start_and_the_others_wait() {
         let eligible: BTreeSet<String> = ["win-001", "win-003"].map(String::from).into();
-        let d = plan_once_where(&nodes(4), &[], &BTreeMap::new(), limits(3, 0), Some(&eligible));
+        let d = plan_once_where(
+            &nodes(4),
+            &[],
+            &BTreeMap::new(),
+            limits(3, 0),
+            Some(&eligible),
+            &Zones::default(),
+        );
         assert_eq!(d.starting, ["win-001", "win-003"]);
         assert_eq!(d.waiting, ["win-000", "win-002"]);
         assert_eq!((d.counts.running, d.counts.pending, d.phase), (2, 2, Phase::Progressing));
 
         let results = BTreeMap::from([("win-001".to_string(), done()), ("win-003".to_string(), done())]);
         let admitted = ["win-001", "win-003"].map(String::from);
-        let d = plan_once_where(&nodes(4), &admitted, &results, limits(3, 0), Some(&eligible));
+        let d =
+            plan_once_where(&nodes(4), &admitted, &results, limits(3, 0), Some(&eligible), &Zones::default());
         assert_eq!(d.phase, Phase::Progressing, "not complete while nodes wait for the group");
 
         let c = plan_continuous(&nodes(4), &BTreeMap::new(), false, Some(&eligible));
