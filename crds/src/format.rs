@@ -324,6 +324,21 @@ pub static TIMEOUT: Format = Format::new(
     ],
 );
 
+/// How long a canary soaks before the rest of the fleet: 1s to 7 days.
+pub static SOAK: Format = Format::new(
+    "soak",
+    2,
+    16,
+    &[
+        Rule::Matches(DURATION_PATTERN, "soak must be hours, minutes and seconds like 90s, 30m or 1h30m"),
+        Rule::Expr {
+            cel: "!self.matches('^([0-9]{1,6}h)?([0-9]{1,8}m)?([0-9]{1,9}s)?$') || (duration(self) >= duration('1s') && duration(self) <= duration('168h'))",
+            holds: |v| duration_within(v, std::time::Duration::from_secs(168 * 3600)),
+            message: "soak must be between 1s and 168h (7 days)",
+        },
+    ],
+);
+
 /// The first wait between two attempts on a node (doubled each time): 1s to 1 hour.
 pub static BACKOFF: Format = Format::new(
     "backoff",

@@ -299,6 +299,31 @@ pub enum Mode {
     Continuous,
 }
 
+/// The canary stage of a rollout.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Canary {
+    /// How many nodes run each revision first: a count like `1` or a percentage of the targeted
+    /// nodes like `"5%"` (rounded up), the first in rollout order (zones in turn).
+    #[x_kube(validation = Rule::new(MAX_CONCURRENT_RULE).message(msg::CANARY_NODES))]
+    pub nodes: IntOrString,
+
+    /// How long to watch the canary nodes after the last of them succeeded before the rest of
+    /// the fleet starts, like `30m`. Unset: wait until `promoted` names the revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "soak_schema")]
+    pub soak: Option<String>,
+
+    /// The revision (`status.revision`) promoted past its canary by hand, so a later revision
+    /// never goes past its canary on an earlier approval. `kubectl hostprocess resume` sets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoted: Option<String>,
+}
+
+fn soak_schema(_: &mut SchemaGenerator) -> Schema {
+    format::SOAK.schema()
+}
+
 /// How a rollout spreads over zones.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -383,6 +408,12 @@ pub struct Rollout {
     #[serde(default)]
     pub paused: bool,
 
+    /// A first stage: these nodes run the revision before any other; once every one of them
+    /// succeeded the rollout goes on after `soak`, or, without a soak, when `promoted` names the
+    /// revision. Unset: no canary stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<Canary>,
+
     /// How waves spread over zones: nodes are taken from each zone in turn (by a topology
     /// label, default `topology.kubernetes.io/zone`), so no zone is patched or rebooted all at
     /// once, with an optional cap per zone. Nodes without the label form a zone of their own.
@@ -423,6 +454,7 @@ impl Default for Rollout {
             max_failures: default_max_failures(),
             failure_budget: FailureBudget::Eager,
             paused: false,
+            canary: None,
             zones: ZoneSpread::default(),
             schedule: None,
             track_referenced_data: false,
@@ -469,6 +501,10 @@ pub struct HostTaskStatus {
     /// While the rollout waits outside its maintenance windows: when the next one opens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_window: Option<Time>,
+
+    /// When every canary node of the current revision had succeeded (the soak starts then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_completion_time: Option<Time>,
 }
 
 /// Node counts of a rollout.

@@ -28,3 +28,5 @@ pub const BLACKOUT_ORDER: &str = "a blackout's to must be the same day as from o
 pub const SCHEDULE_ONLY_ONCE: &str = "rollout.schedule applies only to mode: Once (a Continuous agent is restarted when it exits, whatever the time)";
 pub const MAX_CONCURRENT_PER_ZONE: &str =
     "maxConcurrentPerZone must be a count of at least 1 or a percentage from 1% to 100%, like 2 or \"34%\"";
+pub const CANARY_NODES: &str =
+    "canary.nodes must be a count of at least 1 or a percentage from 1% to 100%, like 1 or \"5%\"";

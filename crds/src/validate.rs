@@ -165,6 +165,15 @@ impl HostTaskSpec {
                 _ => errors.push("spec.rollout.zones.maxConcurrentPerZone", msg::MAX_CONCURRENT_PER_ZONE),
             }
         }
+        if let Some(canary) = &self.rollout.canary {
+            match CountOrPercent::parse(&canary.nodes) {
+                Some(CountOrPercent::Count(n) | CountOrPercent::Percent(n)) if n >= 1 => {}
+                _ => errors.push("spec.rollout.canary.nodes", msg::CANARY_NODES),
+            }
+            if let Some(soak) = &canary.soak {
+                errors.check("spec.rollout.canary.soak", &format::SOAK, soak);
+            }
+        }
         if let Some(schedule) = &self.rollout.schedule {
             errors.schedule("spec.rollout.schedule", schedule);
         }

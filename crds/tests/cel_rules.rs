@@ -190,6 +190,34 @@ fn cases() -> Vec<Case> {
         ),
         accept("a rerun token", Task, json!({"rerun": "2026-12-02T13:00:00Z"})),
         accept(
+            "a canary of one node soaking",
+            Task,
+            json!({"rollout": {"canary": {"nodes": 1, "soak": "30m"}}}),
+        ),
+        accept(
+            "a canary of 5% promoted by hand",
+            Task,
+            json!({"rollout": {"canary": {"nodes": "5%", "promoted": "4ce9c19274"}}}),
+        ),
+        reject(
+            "a canary of no node",
+            Task,
+            json!({"rollout": {"canary": {"nodes": 0}}}),
+            "canary.nodes must be a count of at least 1 or a percentage from 1% to 100%, like 1 or \"5%\"",
+        ),
+        reject(
+            "a canary soaking for a while",
+            Task,
+            json!({"rollout": {"canary": {"nodes": 1, "soak": "a while"}}}),
+            "soak must be hours, minutes and seconds like 90s, 30m or 1h30m",
+        ),
+        reject(
+            "a canary soaking for a month",
+            Task,
+            json!({"rollout": {"canary": {"nodes": 1, "soak": "720h"}}}),
+            "soak must be between 1s and 168h (7 days)",
+        ),
+        accept(
             "zones by a custom label with a cap",
             Task,
             json!({"rollout": {"zones": {"topologyKey": "example.com/rack", "maxConcurrentPerZone": "34%"}}}),

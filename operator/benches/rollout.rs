@@ -40,6 +40,7 @@ fn main() {
             max_failures: 5,
             strict: false,
             window: hostprocess_crds::schedule::Admission::Open,
+            canary: None,
             paused: false,
         };
         per_call(&format!("plan a wave, {fleet} nodes"), 200, || {

@@ -101,6 +101,7 @@ fn task_phases() -> Vec<(&'static str, Value)> {
         strict: false,
         paused: false,
         window: hostprocess_crds::schedule::Admission::Open,
+        canary: None,
     };
     let status = |decision, blocked: Option<&Blocked>, paused| {
         Some(hosttask::status::status(None, Some(2), "abc", decision, blocked, paused, now()))

@@ -968,3 +968,53 @@ async fn waves_spread_across_zones() {
     .unwrap();
     assert_eq!(first, "starting on 3 nodes: win-000, win-003, win-005");
 }
+
+#[tokio::test]
+async fn a_canary_stage_pauses_until_resumed() {
+    let fx = Fixture::start(4, "privileged").await;
+    let spec = |canary: Value| json!({"script": "echo patched\n", "rollout": {"maxConcurrent": 4, "canary": canary}});
+    fx.apply("patch", spec(json!({"nodes": 1}))).await;
+    let held = until("the canary to succeed and hold", Duration::from_secs(60), || async {
+        let task = fx.task("patch").await;
+        (condition(&task, "Ready")?.1 == "WaitingForPromotion").then_some(task)
+    })
+    .await
+    .unwrap();
+    let status = held.status.unwrap();
+    assert_eq!((status.nodes.succeeded, status.nodes.pending), (1, 3));
+    assert!(status.canary_completion_time.is_some());
+    let revision = status.revision.unwrap();
+    let task = fx.task("patch").await;
+    let ready = task.status.unwrap().conditions.into_iter().find(|c| c.type_ == "Ready").unwrap();
+    let message = ready.message;
+    assert!(message.contains(&format!("spec.rollout.canary.promoted to {revision}")), "{message}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(fx.admitted("patch").await.len(), 1, "nothing beyond the canary starts unpromoted");
+
+    // Promoting the revision lets the others go.
+    let done =
+        fx.watch_until_ready_after_apply("patch", spec(json!({"nodes": 1, "promoted": revision}))).await;
+    assert_eq!(done.status.unwrap().nodes.succeeded, 4);
+}
+
+#[tokio::test]
+async fn a_canary_soaks_before_the_other_nodes_start() {
+    let fx = Fixture::start(3, "privileged").await;
+    fx.apply(
+        "patch",
+        json!({"script": "echo patched\n", "rollout": {"maxConcurrent": 3, "canary": {"nodes": 1, "soak": "4s"}}}),
+    )
+    .await;
+    let done = fx.watch_until_ready("patch", Duration::from_secs(90), |_| {}).await;
+    let status = done.status.unwrap();
+    assert_eq!(status.nodes.succeeded, 3);
+    // The status keeps whole seconds: the completion was seen at or after this second began.
+    let soaked_from = status.canary_completion_time.unwrap().0;
+    let mut runs = records(&fx, "patch").await;
+    runs.sort_by_key(|(_, _, started)| *started);
+    let (canary, others) = runs.split_first().unwrap();
+    assert!(canary.2 < soaked_from.checked_add(k8s_openapi::jiff::SignedDuration::from_secs(1)).unwrap());
+    let soak_end = soaked_from.checked_add(k8s_openapi::jiff::SignedDuration::from_secs(4)).unwrap();
+    let early: Vec<_> = others.iter().filter(|(_, _, started)| *started < soak_end).collect();
+    assert!(early.is_empty(), "started before the soak of 4s from {soaked_from} ended: {early:?}");
+}

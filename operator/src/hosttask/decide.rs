@@ -4,8 +4,10 @@
 use std::time::Duration;
 
 use hostprocess_crds::schedule::Admission;
+use hostprocess_crds::units;
 use hostprocess_crds::units::CountOrPercent;
 use hostprocess_crds::{FailureBudget, HostTask, HostTaskStatus, Mode};
+use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
 
 use super::admission::{self, Changes};
@@ -46,7 +48,29 @@ pub fn decide(task: &HostTask, resolved: &Resolved, account: &Account) -> Decide
     }
     let results = &resolved.pods.results;
     let eligible = account.eligible.as_ref();
-    let decision = match task.spec.mode {
+    // The canary's completion, as first seen for this revision: the soak counts from it.
+    let same_revision =
+        resolved.previous.as_ref().and_then(|p| p.revision.as_deref()) == Some(resolved.revision.as_str());
+    let completed = resolved
+        .previous
+        .as_ref()
+        .filter(|_| same_revision)
+        .and_then(|p| p.canary_completion_time.as_ref())
+        .map(|t| t.0);
+    let soak =
+        task.spec.rollout.canary.as_ref().and_then(|c| c.soak.as_deref()).and_then(units::parse_duration);
+    let soak_until = |completed: Timestamp| {
+        soak.and_then(|soak| k8s_openapi::jiff::SignedDuration::try_from(soak).ok())
+            .and_then(|soak| completed.checked_add(soak).ok())
+    };
+    limits.canary = task.spec.rollout.canary.as_ref().map(|canary| {
+        let nodes =
+            CountOrPercent::parse(&canary.nodes).map_or(1, |n| n.of(len(resolved.targeted.len()))).max(1);
+        let promoted = canary.promoted.as_deref() == Some(resolved.revision.as_str());
+        let soaked = completed.and_then(soak_until).is_some_and(|until| until <= resolved.now);
+        rollout::CanaryGate { nodes, released: promoted || soaked }
+    });
+    let mut decision = match task.spec.mode {
         Mode::Once => {
             let zones = rollout::Zones {
                 of: resolved.zones.clone(),
@@ -56,9 +80,20 @@ pub fn decide(task: &HostTask, resolved: &Resolved, account: &Account) -> Decide
         }
         Mode::Continuous => rollout::plan_continuous(&resolved.targeted, results, limits.paused, eligible),
     };
+    if decision.canary_complete {
+        let completed = completed.unwrap_or(resolved.now);
+        decision.canary_completion_time = Some(completed);
+        if let Phase::CanaryHold { until } = &mut decision.phase {
+            *until = soak_until(completed);
+        }
+    }
     let desired = pinned.then_some(decision.admitted.as_slice());
     let label_changes = admission::changes(&resolved.labelled, desired, &resolved.revision);
     Decided { decision, limits, pinned, label_changes }
+}
+
+fn len(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// The task's rollout limits resolved against the number of targeted nodes.
@@ -72,6 +107,7 @@ fn limits(task: &HostTask, targeted: usize) -> Limits {
         strict: rollout.failure_budget == FailureBudget::Strict,
         paused: rollout.paused,
         window: Admission::Open,
+        canary: None,
     }
 }
 
@@ -89,6 +125,19 @@ pub fn events(previous: Option<&HostTaskStatus>, revision: &str, decision: &Deci
     };
     let same_revision = previous.is_some_and(|s| s.revision.as_deref() == Some(revision));
     let counts = &decision.counts;
+    let canary_told = same_revision && previous.is_some_and(|s| s.canary_completion_time.is_some());
+    if decision.canary_complete && !canary_told {
+        let message = match decision.phase {
+            Phase::CanaryHold { until: Some(until) } => {
+                format!("every canary node succeeded; the other nodes start at {until}")
+            }
+            Phase::CanaryHold { until: None } => format!(
+                "every canary node succeeded; set spec.rollout.canary.promoted to {revision} to start the other nodes"
+            ),
+            _ => "every canary node succeeded".to_string(),
+        };
+        notes.push(Note::normal("CanarySucceeded", message));
+    }
     if let Phase::WaitingForWindow { opens } = decision.phase {
         let waited = previous.is_some_and(|s| {
             s.conditions.iter().any(|c| c.type_ == READY && c.reason == super::status::WAITING_FOR_WINDOW)
@@ -133,8 +182,8 @@ pub fn events(previous: Option<&HostTaskStatus>, revision: &str, decision: &Deci
 pub fn requeue(decided: &Decided, rebooting: bool, now: k8s_openapi::jiff::Timestamp) -> Action {
     Action::requeue(match decided.decision.phase {
         _ if rebooting => Duration::from_secs(2),
-        Phase::WaitingForWindow { opens: Some(opens) } => {
-            let until = Duration::try_from(opens.duration_since(now)).unwrap_or_default();
+        Phase::WaitingForWindow { opens: Some(at) } | Phase::CanaryHold { until: Some(at) } => {
+            let until = Duration::try_from(at.duration_since(now)).unwrap_or_default();
             (until + Duration::from_secs(1)).min(Duration::from_secs(3600))
         }
         Phase::Progressing => Duration::from_secs(30),
@@ -176,6 +225,7 @@ mod tests {
             strict: false,
             paused: false,
             window: hostprocess_crds::schedule::Admission::Open,
+            canary: None,
         };
         let first = plan_once(&nodes(4), &[], &BTreeMap::new(), limits);
         let notes = events(None, "r1", &first);
@@ -211,6 +261,7 @@ mod tests {
             strict: false,
             paused: false,
             window: Admission::Closed { opens: Some(opens) },
+            canary: None,
         };
         let waiting = plan_once(&nodes(4), &[], &BTreeMap::new(), limits);
         let notes = events(None, "r1", &waiting);
@@ -234,6 +285,7 @@ mod tests {
             strict: false,
             paused: false,
             window: hostprocess_crds::schedule::Admission::Open,
+            canary: None,
         };
         let done =
             BTreeMap::from([("win-000".to_string(), NodeResult::Succeeded { reboot_required: false })]);

@@ -24,6 +24,11 @@ pub use hostprocess_crds::LISTED_FAILURES;
 pub enum Phase {
     Progressing,
     Paused,
+    /// Every canary node succeeded; the rest waits for the soak to end (`until`) or, without a
+    /// soak (`None`), for the revision to be promoted.
+    CanaryHold {
+        until: Option<Timestamp>,
+    },
     /// Outside the maintenance windows (or in a blackout): nothing new starts until `opens`.
     WaitingForWindow {
         opens: Option<Timestamp>,
@@ -42,6 +47,16 @@ pub struct Limits {
     pub paused: bool,
     /// Whether the schedule lets nodes start now (`Open` without one).
     pub window: Admission,
+    /// The canary stage, if the task has one.
+    pub canary: Option<CanaryGate>,
+}
+
+/// The canary stage: its first `nodes` nodes (in rollout order) run the revision alone; the
+/// rest starts once all of them succeeded and the stage is `released` (promoted, or soaked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CanaryGate {
+    pub nodes: u32,
+    pub released: bool,
 }
 
 /// Where the targeted nodes are, to spread waves over zones.
@@ -85,6 +100,10 @@ pub struct Decision {
     pub phase: Phase,
     /// Targeted nodes that may not start yet: the task's HostGroup is not provisioned there.
     pub waiting: Vec<String>,
+    /// Every canary node succeeded (false without a canary).
+    pub canary_complete: bool,
+    /// When every canary node had first been seen succeeded (set by `decide`).
+    pub canary_completion_time: Option<Timestamp>,
 }
 
 /// `Once` mode. `targeted` and `admitted` are node names; `results` holds the nodes whose pod
@@ -157,6 +176,13 @@ pub fn plan_once_where(
     let may_start = |n: &&String| eligible.is_none_or(|e| e.contains(*n));
     let waiting: Vec<String> =
         targeted.iter().filter(|n| kept.binary_search(n).is_err() && !may_start(n)).cloned().collect();
+    let order = zones.spread(&targeted);
+    let canary: Vec<&String> =
+        limits.canary.map_or(vec![], |c| order.iter().take(c.nodes as usize).collect());
+    let canary_complete = limits.canary.is_some()
+        && canary.iter().all(|n| matches!(results.get(*n), Some(NodeResult::Succeeded { .. })));
+    // Until the canary succeeded and was released, only canary nodes start.
+    let held = limits.canary.is_some_and(|c| !(canary_complete && c.released));
     let closed = match limits.window {
         Admission::Open => None,
         Admission::Closed { opens } => Some(opens),
@@ -177,20 +203,20 @@ pub fn plan_once_where(
         let zone_cap = |zone: &str| {
             zones.cap.map_or(u32::MAX, |cap| cap.of(zone_size.get(zone).copied().unwrap_or(0)).max(1))
         };
-        for node in zones.spread(&targeted) {
+        for node in &order {
             if slots == 0 {
                 break;
             }
-            if kept.binary_search(&node).is_ok() || !may_start(&&node) {
+            if kept.binary_search(node).is_ok() || !may_start(&node) || (held && !canary.contains(&node)) {
                 continue;
             }
-            let zone = zones.zone(&node).to_string();
+            let zone = zones.zone(node).to_string();
             let busy = zone_in_flight.get(zone.as_str()).copied().unwrap_or(0);
             if busy >= zone_cap(&zone) {
                 continue;
             }
-            zone_in_flight.insert(zones.zone(&node), busy + 1);
-            starting.push(node);
+            zone_in_flight.insert(zones.zone(node), busy + 1);
+            starting.push(node.clone());
             slots -= 1;
         }
     }
@@ -205,6 +231,8 @@ pub fn plan_once_where(
         Phase::Complete
     } else if limits.paused {
         Phase::Paused
+    } else if held && canary_complete && counts.pending > 0 {
+        Phase::CanaryHold { until: None }
     } else if let Some(opens) = closed.filter(|_| counts.pending > 0) {
         Phase::WaitingForWindow { opens }
     } else {
@@ -212,7 +240,16 @@ pub fn plan_once_where(
     };
     failures.sort_by(|a, b| a.node.cmp(&b.node));
     failures.truncate(LISTED_FAILURES);
-    Decision { admitted: all, starting, counts, failures, phase, waiting }
+    Decision {
+        admitted: all,
+        starting,
+        counts,
+        failures,
+        phase,
+        waiting,
+        canary_complete,
+        canary_completion_time: None,
+    }
 }
 
 /// `Continuous` mode: every targeted node runs the agent; the DaemonSet's rolling update
@@ -244,7 +281,16 @@ pub fn plan_continuous(
         (false, true) => Phase::Paused,
         (false, false) => Phase::Progressing,
     };
-    Decision { admitted, starting: Vec::new(), counts, failures, phase, waiting }
+    Decision {
+        admitted,
+        starting: Vec::new(),
+        counts,
+        failures,
+        phase,
+        waiting,
+        canary_complete: false,
+        canary_completion_time: None,
+    }
 }
 
 /// Records a node's result; with two pods on one node (a DaemonSet controller can briefly make a
@@ -279,7 +325,33 @@ mod tests {
     }
 
     fn limits(max_concurrent: u32, max_failures: u32) -> Limits {
-        Limits { max_concurrent, max_failures, strict: false, paused: false, window: Admission::Open }
+        Limits {
+            max_concurrent,
+            max_failures,
+            strict: false,
+            paused: false,
+            window: Admission::Open,
+            canary: None,
+        }
+    }
+
+    #[test]
+    fn a_canary_runs_alone_then_holds_until_released() {
+        let canary = Limits { canary: Some(CanaryGate { nodes: 2, released: false }), ..limits(5, 0) };
+        let d = plan_once(&nodes(10), &[], &BTreeMap::new(), canary);
+        assert_eq!(d.starting, ["win-000", "win-001"], "the canary alone, though maxConcurrent is 5");
+        let one_done =
+            BTreeMap::from([("win-000".to_string(), done()), ("win-001".to_string(), NodeResult::Running)]);
+        let d = plan_once(&nodes(10), &nodes(2), &one_done, canary);
+        assert!(d.starting.is_empty());
+        assert_eq!((d.phase, d.canary_complete), (Phase::Progressing, false));
+        let both: BTreeMap<String, NodeResult> = nodes(2).into_iter().map(|n| (n, done())).collect();
+        let d = plan_once(&nodes(10), &nodes(2), &both, canary);
+        assert!(d.starting.is_empty(), "not released: held");
+        assert_eq!((d.phase, d.canary_complete), (Phase::CanaryHold { until: None }, true));
+        let released = Limits { canary: Some(CanaryGate { nodes: 2, released: true }), ..canary };
+        let d = plan_once(&nodes(10), &nodes(2), &both, released);
+        assert_eq!(d.starting, ["win-002", "win-003", "win-004", "win-005", "win-006"]);
     }
 
     fn zones(of: &[(&str, &str)], cap: Option<u32>) -> Zones {

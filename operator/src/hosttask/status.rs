@@ -16,6 +16,11 @@ const NAMED_IN_CONDITIONS: usize = 5;
 pub const NO_TARGETED_NODES: &str = "NoTargetedNodes";
 pub const NO_TARGETED_NODES_MESSAGE: &str = "no Windows node matches the task's node selector: nothing runs, nothing is created; nodes that match later start it";
 
+/// The reason of a rollout whose canary succeeded and soaks before the other nodes start.
+pub const CANARY_SOAKING: &str = "CanarySoaking";
+/// The reason of a rollout whose canary succeeded and waits to be promoted by hand.
+pub const WAITING_FOR_PROMOTION: &str = "WaitingForPromotion";
+
 /// The reason of a rollout waiting outside its maintenance windows.
 pub const WAITING_FOR_WINDOW: &str = "WaitingForMaintenanceWindow";
 
@@ -50,6 +55,7 @@ pub fn status(
         blocked.conditions()
     } else if let Some(d) = decision {
         status.nodes = d.counts.clone();
+        status.canary_completion_time = d.canary_completion_time.map(Time);
         status.failures = d.failures.clone();
         let c = &d.counts;
         let mut progress = format!(
@@ -89,6 +95,27 @@ pub fn status(
                     Wanted::new(READY, false, "FailureBudgetExceeded", message.clone()),
                     Wanted::new(RECONCILING, false, "FailureBudgetExceeded", ""),
                     Wanted::new(STALLED, true, "FailureBudgetExceeded", message),
+                ]
+            }
+            Phase::CanaryHold { until } => {
+                let (reason, message) = match until {
+                    Some(until) => (
+                        CANARY_SOAKING,
+                        format!(
+                            "the canary succeeded; the other nodes start at {until}, after the soak; {progress}"
+                        ),
+                    ),
+                    None => (
+                        WAITING_FOR_PROMOTION,
+                        format!(
+                            "the canary succeeded; the other nodes start when the revision is promoted: set spec.rollout.canary.promoted to {revision} (kubectl hostprocess resume); {progress}"
+                        ),
+                    ),
+                };
+                vec![
+                    Wanted::new(READY, false, reason, message),
+                    Wanted::new(RECONCILING, false, reason, ""),
+                    Wanted::new(STALLED, false, reason, ""),
                 ]
             }
             Phase::WaitingForWindow { opens } => {
@@ -163,6 +190,7 @@ mod tests {
             strict: false,
             paused: false,
             window: hostprocess_crds::schedule::Admission::Open,
+            canary: None,
         };
         let d = plan_once(&nodes, &[], &BTreeMap::new(), limits);
         let s = status(None, Some(3), "abc", Some(&d), None, false, now);
