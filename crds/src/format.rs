@@ -324,6 +324,24 @@ pub static TIMEOUT: Format = Format::new(
     ],
 );
 
+/// How long a drain or a reboot may take: 1s to 24 hours.
+pub static STEP_TIMEOUT: Format = Format::new(
+    "step timeout",
+    2,
+    16,
+    &[
+        Rule::Matches(
+            DURATION_PATTERN,
+            "a drain or reboot timeout must be hours, minutes and seconds like 90s, 30m or 1h30m",
+        ),
+        Rule::Expr {
+            cel: "!self.matches('^([0-9]{1,6}h)?([0-9]{1,8}m)?([0-9]{1,9}s)?$') || (duration(self) >= duration('1s') && duration(self) <= duration('24h'))",
+            holds: |v| duration_within(v, std::time::Duration::from_secs(24 * 3600)),
+            message: "a drain or reboot timeout must be between 1s and 24h",
+        },
+    ],
+);
+
 /// How long a canary soaks before the rest of the fleet: 1s to 7 days.
 pub static SOAK: Format = Format::new(
     "soak",

@@ -138,6 +138,18 @@ pub struct HostTaskSpec {
     #[serde(default)]
     pub reboot: RebootPolicy,
 
+    /// With `reboot: IfRequired`: how long a drain may be held up (by PodDisruptionBudgets) and
+    /// what happens then.
+    #[serde(default)]
+    pub drain: Drain,
+
+    /// With `reboot: IfRequired`: how long a node may take to come back Ready after its reboot
+    /// was asked for, like `30m`; past it the node fails (`RebootTimedOut`), frees its
+    /// `maxConcurrent` slot and stays cordoned for an administrator to look at. Default `30m`.
+    #[serde(default = "default_step_timeout")]
+    #[schemars(schema_with = "step_timeout_schema")]
+    pub reboot_timeout: String,
+
     /// Run the unchanged task again: any new value (a date, a ticket number) is a new revision,
     /// so every targeted node runs it once more (`Continuous` agents restart), rolled out like any
     /// change. Unset or unchanged: nothing runs again. `kubectl hostprocess rerun` sets it.
@@ -322,6 +334,44 @@ pub struct Canary {
 
 fn soak_schema(_: &mut SchemaGenerator) -> Schema {
     format::SOAK.schema()
+}
+
+/// How a node is drained before its reboot.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Drain {
+    /// How long evictions may be refused before the drain gives up, like `30m`. Default `30m`.
+    #[serde(default = "default_step_timeout")]
+    #[schemars(schema_with = "step_timeout_schema")]
+    pub timeout: String,
+
+    /// When the drain times out. `Fail` (the default): the node fails (`DrainTimedOut`), is
+    /// uncordoned without a reboot and frees its slot. `Force`: the pods left are deleted,
+    /// ignoring their PodDisruptionBudgets, and the reboot goes on.
+    #[serde(default)]
+    pub on_timeout: DrainTimeoutAction,
+}
+
+impl Default for Drain {
+    fn default() -> Self {
+        Drain { timeout: default_step_timeout(), on_timeout: DrainTimeoutAction::Fail }
+    }
+}
+
+/// What a drain that timed out does.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DrainTimeoutAction {
+    #[default]
+    Fail,
+    Force,
+}
+
+fn default_step_timeout() -> String {
+    "30m".into()
+}
+
+fn step_timeout_schema(_: &mut SchemaGenerator) -> Schema {
+    format::STEP_TIMEOUT.schema()
 }
 
 /// How a rollout spreads over zones.

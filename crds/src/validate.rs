@@ -144,6 +144,8 @@ impl HostTaskSpec {
         if let Some(timeout) = &self.timeout {
             errors.check("spec.timeout", &format::TIMEOUT, timeout);
         }
+        errors.check("spec.drain.timeout", &format::STEP_TIMEOUT, &self.drain.timeout);
+        errors.check("spec.rebootTimeout", &format::STEP_TIMEOUT, &self.reboot_timeout);
         if let Some(rerun) = &self.rerun {
             errors.check("spec.rerun", &format::RERUN_TOKEN, rerun);
         }

@@ -190,6 +190,23 @@ fn cases() -> Vec<Case> {
         ),
         accept("a rerun token", Task, json!({"rerun": "2026-12-02T13:00:00Z"})),
         accept(
+            "a forced drain after 10 minutes and an hour to come back",
+            Task,
+            json!({"reboot": "IfRequired", "drain": {"timeout": "10m", "onTimeout": "Force"}, "rebootTimeout": "1h"}),
+        ),
+        reject(
+            "a drain timeout of two days",
+            Task,
+            json!({"drain": {"timeout": "48h"}}),
+            "a drain or reboot timeout must be between 1s and 24h",
+        ),
+        reject(
+            "a reboot timeout in words",
+            Task,
+            json!({"rebootTimeout": "half an hour"}),
+            "a drain or reboot timeout must be hours, minutes and seconds like 90s, 30m or 1h30m",
+        ),
+        accept(
             "a canary of one node soaking",
             Task,
             json!({"rollout": {"canary": {"nodes": 1, "soak": "30m"}}}),

@@ -177,7 +177,7 @@ mod tests {
         assert_eq!(seen.results["win-001"], NodeResult::Rebooting);
         assert_eq!(seen.results["win-003"], NodeResult::Succeeded { reboot_required: false });
         let steps: Vec<(&str, &Step)> = seen.rebooting.iter().map(|r| (r.pod.as_str(), &r.step)).collect();
-        assert_eq!(steps, [("patch-a", &Step::Required), ("patch-b", &Step::Draining)]);
+        assert_eq!(steps, [("patch-a", &Step::Required), ("patch-b", &Step::Draining { since: None })]);
 
         let never = read(&index, &task("Never"), "r1");
         assert_eq!(never.results["win-001"], NodeResult::Succeeded { reboot_required: true });

@@ -133,6 +133,14 @@ pub fn plan_once_where(
     // A node that left (or stopped matching) is dropped from the rollout and its counts.
     let mut kept: Vec<String> =
         admitted.iter().filter(|n| targeted.binary_search(n).is_ok()).cloned().collect();
+    // A node withdrawn as not started whose pod turns out to have run this revision (the
+    // withdrawal raced its start) is counted with what it did, and stays admitted.
+    kept.extend(
+        results
+            .iter()
+            .filter(|(n, r)| !matches!(r, NodeResult::Starting) && targeted.binary_search(n).is_ok())
+            .map(|(n, _)| n.clone()),
+    );
     kept.sort();
     kept.dedup();
     let mut counts = NodeCounts { targeted: len(&targeted), ..NodeCounts::default() };

@@ -11,8 +11,9 @@
 pub(crate) mod pod;
 pub(crate) mod step;
 
-use hostprocess_crds::HostTask;
+use hostprocess_crds::{DrainTimeoutAction, HostTask, units};
 use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, EvictParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
@@ -25,6 +26,13 @@ use crate::labels::{CORDONED_BY, REBOOT_STEP};
 use crate::writes::ignore_not_found;
 use crate::writes::reboots::Slot;
 use step::Step;
+
+/// A drain or reboot timeout the schema let through but that does not parse (never, in practice).
+const DEFAULT_STEP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1800);
+
+fn now() -> Timestamp {
+    Timestamp::now()
+}
 
 /// How long one eviction may take before it counts as refused for now.
 const EVICTION_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -45,10 +53,14 @@ pub async fn advance(ctx: &Context, task: &HostTask, pod: &Rebooting, revision: 
     tracing::debug!(node = %pod.node, step = ?pod.step, "reboot step");
     match &pod.step {
         Step::Required => driver.cordon(&node).await,
-        Step::Draining => driver.drain(&node, revision).await,
-        Step::Rebooting { boot_id } if step::is_back(&node, boot_id) => driver.uncordon(&node).await,
-        Step::Rebooting { .. } => driver.wait_for_new_boot().await,
-        Step::Done | Step::Failed(_) => Ok(()),
+        Step::Draining { since: None } => driver.set_step(&Step::Draining { since: Some(now()) }).await,
+        Step::Draining { since } => driver.drain(&node, revision, *since).await,
+        Step::Rebooting { boot_id, .. } if step::is_back(&node, boot_id) => driver.uncordon(&node).await,
+        Step::Rebooting { boot_id, since: None } => {
+            driver.set_step(&Step::Rebooting { boot_id: boot_id.clone(), since: Some(now()) }).await
+        }
+        Step::Rebooting { since, .. } => driver.wait_for_new_boot(*since).await,
+        Step::Done | Step::Failed { .. } => Ok(()),
     }
 }
 
@@ -92,15 +104,51 @@ impl Driver<'_> {
                 }
             }
         }
-        self.set_step(&Step::Draining).await?;
-        let message =
-            format!("{}: cordoned, draining before the reboot the payload asked for", self.pod.node);
+        let since = now();
+        self.set_step(&Step::Draining { since: Some(since) }).await?;
+        let gives_up =
+            Step::deadline(Some(since), self.drain_timeout()).map(|t| t.to_string()).unwrap_or_default();
+        let message = format!(
+            "{}: cordoned, draining before the reboot the payload asked for (the drain gives up at {gives_up})",
+            self.pod.node
+        );
         self.publish(Note::normal("NodeDraining", message));
         Ok(())
     }
 
-    /// Evicts what runs on the node; once nothing is left, starts the reboot.
-    async fn drain(&self, node: &Node, revision: &str) -> Result<(), Error> {
+    fn drain_timeout(&self) -> std::time::Duration {
+        units::parse_duration(&self.task.spec.drain.timeout).unwrap_or(DEFAULT_STEP_TIMEOUT)
+    }
+
+    fn reboot_timeout(&self) -> std::time::Duration {
+        units::parse_duration(&self.task.spec.reboot_timeout).unwrap_or(DEFAULT_STEP_TIMEOUT)
+    }
+
+    /// Ends this node's reboot as failed: its slot and the fleet-wide reboot budget are freed.
+    async fn fail(&self, reason: &str, message: String) -> Result<(), Error> {
+        self.set_step(&Step::Failed { reason: reason.into(), message: message.clone() }).await?;
+        self.ctx.writes.reboots.release(&self.pod.node);
+        self.publish(Note::warning(reason, format!("{}: {message}", self.pod.node)));
+        Ok(())
+    }
+
+    /// Takes back this task's cordon (never an administrator's).
+    async fn uncordon_if_ours(&self, node: &Node) -> Result<(), Error> {
+        if node.annotations().get(CORDONED_BY) == Some(&self.owner) {
+            let patch =
+                json!({"metadata": {"annotations": {CORDONED_BY: null}}, "spec": {"unschedulable": null}});
+            self.nodes
+                .patch(&self.pod.node, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map_err(Error::Node)?;
+        }
+        Ok(())
+    }
+
+    /// Evicts what runs on the node; once nothing is left, starts the reboot. Past the drain's
+    /// deadline, fails the node (uncordoned, not rebooted) or deletes what is left (`Force`).
+    async fn drain(&self, node: &Node, revision: &str, since: Option<Timestamp>) -> Result<(), Error> {
+        let expired = Step::deadline(since, self.drain_timeout()).is_some_and(|deadline| deadline <= now());
         let on_node = Api::<Pod>::all(self.ctx.client.clone())
             .list(&ListParams::default().fields(&format!("spec.nodeName={}", self.pod.node)))
             .await
@@ -128,6 +176,30 @@ impl Driver<'_> {
                 Ok(Err(e)) => return Err(Error::Drain(e)),
             }
         }
+        if expired && !blocked.is_empty() {
+            let timeout = self.task.spec.drain.timeout.clone();
+            if self.task.spec.drain.on_timeout == DrainTimeoutAction::Force {
+                for victim in &blocked {
+                    let (namespace, name) = victim.split_once('/').unwrap_or_default();
+                    let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), namespace);
+                    ignore_not_found(api.delete(name, &DeleteParams::default()).await)
+                        .map_err(Error::Drain)?;
+                }
+                let message = format!(
+                    "{}: the drain did not finish within {timeout}; deleted {} despite their PodDisruptionBudget (drain.onTimeout: Force)",
+                    self.pod.node,
+                    blocked.join(", ")
+                );
+                self.publish(Note::warning("DrainForced", message));
+                return Ok(());
+            }
+            self.uncordon_if_ours(node).await?;
+            let message = format!(
+                "the drain did not finish within {timeout}: a PodDisruptionBudget kept {}; uncordoned and not rebooted (set drain.onTimeout: Force to evict regardless)",
+                blocked.join(", ")
+            );
+            return self.fail(step::DRAIN_TIMED_OUT, message).await;
+        }
         if !blocked.is_empty() {
             let message = format!(
                 "{}: a PodDisruptionBudget does not allow evicting {} yet",
@@ -150,33 +222,37 @@ impl Driver<'_> {
             Err(kube::Error::Api(s)) if s.code == 409 => {}
             Err(e) => return Err(Error::RebootPod(e)),
         }
-        self.set_step(&Step::Rebooting { boot_id: step::boot_id(node) }).await?;
-        self.publish(Note::normal("NodeRebooting", format!("{}: drained, rebooting", self.pod.node)));
+        let since = now();
+        self.set_step(&Step::Rebooting { boot_id: step::boot_id(node), since: Some(since) }).await?;
+        let deadline =
+            Step::deadline(Some(since), self.reboot_timeout()).map(|t| t.to_string()).unwrap_or_default();
+        let message =
+            format!("{}: drained, rebooting (it must be back and Ready by {deadline})", self.pod.node);
+        self.publish(Note::normal("NodeRebooting", message));
         Ok(())
     }
 
-    /// The node is not back yet: the reboot pod may say why it never will be.
-    async fn wait_for_new_boot(&self) -> Result<(), Error> {
+    /// The node is not back yet: the reboot pod may say why it never will be, or its deadline
+    /// has passed (the node fails and frees its slot; it stays cordoned: it is not back).
+    async fn wait_for_new_boot(&self, since: Option<Timestamp>) -> Result<(), Error> {
         let reboot_pod = pod::name(&self.task.name_any(), &self.pod.node);
         let reboot_pod = self.pods.get_opt(&reboot_pod).await.map_err(Error::RebootPod)?;
         if let Some(message) = reboot_pod.as_ref().and_then(pod::failure) {
-            self.set_step(&Step::Failed(message.clone())).await?;
-            let message = format!("{}: {message}; the node stays cordoned", self.pod.node);
-            self.publish(Note::warning("RebootFailed", message));
+            return self.fail(step::REBOOT_FAILED, format!("{message}; the node stays cordoned")).await;
+        }
+        if Step::deadline(since, self.reboot_timeout()).is_some_and(|deadline| deadline <= now()) {
+            let message = format!(
+                "not back and Ready within {} of the reboot; it stays cordoned for an administrator to look at",
+                self.task.spec.reboot_timeout
+            );
+            return self.fail(step::REBOOT_TIMED_OUT, message).await;
         }
         Ok(())
     }
 
     /// The node is back: uncordoned if this task cordoned it, the reboot pod deleted.
     async fn uncordon(&self, node: &Node) -> Result<(), Error> {
-        if node.annotations().get(CORDONED_BY) == Some(&self.owner) {
-            let patch =
-                json!({"metadata": {"annotations": {CORDONED_BY: null}}, "spec": {"unschedulable": null}});
-            self.nodes
-                .patch(&self.pod.node, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-                .map_err(Error::Node)?;
-        }
+        self.uncordon_if_ours(node).await?;
         let reboot_pod = pod::name(&self.task.name_any(), &self.pod.node);
         ignore_not_found(self.pods.delete(&reboot_pod, &DeleteParams::default()).await)
             .map_err(Error::RebootPod)?;

@@ -4,36 +4,65 @@
 use hostprocess_crds::hosttask::NodeFailure;
 use hostprocess_crds::{HostTask, Mode, RebootPolicy};
 use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::jiff::{self, Timestamp};
 use kube::ResourceExt;
 
 use crate::labels::REBOOT_FOR;
 use crate::state::pod_result::NodeResult;
 
-/// Where a node's reboot stands, as the task pod's `REBOOT_STEP` annotation records it.
+/// Where a node's reboot stands, as the task pod's `REBOOT_STEP` annotation records it. A step
+/// with a deadline records when it began (`None`: recorded by an operator that kept no time; the
+/// driver records it now).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     /// The payload asked for a reboot; nothing done yet.
     Required,
     /// Cordoned; pods are being evicted.
-    Draining,
+    Draining { since: Option<Timestamp> },
     /// The reboot pod runs; the node had this boot id before.
-    Rebooting { boot_id: String },
+    Rebooting { boot_id: String, since: Option<Timestamp> },
     /// Back, Ready, uncordoned.
     Done,
-    /// The reboot could not be carried out.
-    Failed(String),
+    /// The reboot could not be carried out: `reason` is `RebootFailed`, `DrainTimedOut` or
+    /// `RebootTimedOut`.
+    Failed { reason: String, message: String },
+}
+
+/// The reasons a failed step records.
+pub const REBOOT_FAILED: &str = "RebootFailed";
+pub const DRAIN_TIMED_OUT: &str = "DrainTimedOut";
+pub const REBOOT_TIMED_OUT: &str = "RebootTimedOut";
+
+fn with_time(text: &str) -> (&str, Option<Timestamp>) {
+    match text.rsplit_once('@') {
+        Some((head, time)) => match time.parse() {
+            Ok(time) => (head, Some(time)),
+            Err(_) => (text, None),
+        },
+        None => (text, None),
+    }
 }
 
 impl Step {
     /// The step a task pod's annotation records.
     pub fn of(annotation: Option<&str>) -> Step {
-        match annotation {
-            None => Step::Required,
-            Some("draining") => Step::Draining,
-            Some("done") => Step::Done,
-            Some(other) => match other.split_once(':') {
-                Some(("rebooting", id)) => Step::Rebooting { boot_id: id.to_string() },
-                Some(("failed", message)) => Step::Failed(message.to_string()),
+        let Some(annotation) = annotation else { return Step::Required };
+        let (head, since) = with_time(annotation);
+        match head {
+            "draining" => Step::Draining { since },
+            "done" => Step::Done,
+            _ => match annotation.split_once(':') {
+                Some(("rebooting", _)) => match head.split_once(':') {
+                    Some((_, id)) => Step::Rebooting { boot_id: id.to_string(), since },
+                    None => Step::Required,
+                },
+                Some(("failed", rest)) => match rest.split_once(':') {
+                    Some((reason @ (REBOOT_FAILED | DRAIN_TIMED_OUT | REBOOT_TIMED_OUT), message)) => {
+                        Step::Failed { reason: reason.into(), message: message.into() }
+                    }
+                    // Recorded before failures had a reason.
+                    _ => Step::Failed { reason: REBOOT_FAILED.into(), message: rest.into() },
+                },
                 _ => Step::Required,
             },
         }
@@ -41,13 +70,19 @@ impl Step {
 
     /// The annotation value that records this step.
     pub fn annotation(&self) -> String {
+        let at = |since: &Option<Timestamp>| since.map(|t| format!("@{t}")).unwrap_or_default();
         match self {
             Step::Required => String::new(),
-            Step::Draining => "draining".into(),
-            Step::Rebooting { boot_id } => format!("rebooting:{boot_id}"),
+            Step::Draining { since } => format!("draining{}", at(since)),
+            Step::Rebooting { boot_id, since } => format!("rebooting:{boot_id}{}", at(since)),
             Step::Done => "done".into(),
-            Step::Failed(message) => format!("failed:{message}"),
+            Step::Failed { reason, message } => format!("failed:{reason}:{message}"),
         }
+    }
+
+    /// When this step gives up: its start plus `limit`.
+    pub fn deadline(since: Option<Timestamp>, limit: std::time::Duration) -> Option<Timestamp> {
+        since?.checked_add(jiff::SignedDuration::try_from(limit).ok()?).ok()
     }
 }
 
@@ -61,18 +96,19 @@ pub fn result(task: &HostTask, step: &Step, node: &str, observed: NodeResult) ->
     let reboot_required = observed == NodeResult::Succeeded { reboot_required: true };
     match (step.clone(), observed) {
         (Step::Done, NodeResult::Succeeded { .. }) => NodeResult::Succeeded { reboot_required: false },
-        (Step::Failed(message), _) => NodeResult::Failed(Box::new(NodeFailure {
+        (Step::Failed { reason, message }, _) => NodeResult::Failed(Box::new(NodeFailure {
             node: node.to_string(),
             exit_code: Some(3010),
-            reason: "RebootFailed".into(),
+            reason,
             message,
             attempts: 1,
         })),
         (Step::Required, _) if reboot_required => NodeResult::Rebooting,
         // Once started, the reboot goes on whatever the restarted container says meanwhile.
-        (Step::Draining | Step::Rebooting { .. }, NodeResult::Succeeded { .. } | NodeResult::Running) => {
-            NodeResult::Rebooting
-        }
+        (
+            Step::Draining { .. } | Step::Rebooting { .. },
+            NodeResult::Succeeded { .. } | NodeResult::Running,
+        ) => NodeResult::Rebooting,
         (_, observed) => observed,
     }
 }
@@ -120,15 +156,29 @@ mod tests {
 
     #[test]
     fn the_step_round_trips_through_the_annotation() {
+        let at: Timestamp = "2026-12-02T13:00:00Z".parse().unwrap_or_else(|e| panic!("{e}"));
         for step in [
-            Step::Draining,
-            Step::Rebooting { boot_id: "b-1".into() },
+            Step::Draining { since: Some(at) },
+            Step::Draining { since: None },
+            Step::Rebooting { boot_id: "b-1".into(), since: Some(at) },
             Step::Done,
-            Step::Failed("no privilege".into()),
+            Step::Failed { reason: DRAIN_TIMED_OUT.into(), message: "pods left: a/web".into() },
         ] {
             assert_eq!(Step::of(Some(&step.annotation())), step);
         }
         assert_eq!(Step::of(None), Step::Required);
+        // What an operator of the previous version recorded still reads.
+        assert_eq!(Step::of(Some("draining")), Step::Draining { since: None });
+        assert_eq!(Step::of(Some("rebooting:b-1")), Step::Rebooting { boot_id: "b-1".into(), since: None });
+        assert_eq!(
+            Step::of(Some("failed:no privilege: SeShutdownPrivilege")),
+            Step::Failed {
+                reason: REBOOT_FAILED.into(),
+                message: "no privilege: SeShutdownPrivilege".into()
+            }
+        );
+        let deadline = Step::deadline(Some(at), std::time::Duration::from_secs(1800));
+        assert_eq!(deadline, "2026-12-02T13:30:00Z".parse().ok());
     }
 
     #[test]
