@@ -1110,3 +1110,40 @@ async fn a_node_that_never_returns_from_reboot_fails_and_frees_its_slot() {
     assert!(unschedulable(&nodes.get("win-000").await.unwrap()), "left cordoned: it is not back");
     assert!(!unschedulable(&nodes.get("win-001").await.unwrap()));
 }
+
+#[tokio::test]
+async fn deleting_a_task_mid_reboot_uncordons_its_node() {
+    use k8s_openapi::api::core::v1::Node;
+    use kube::api::{Patch, PatchParams};
+    let fx = Fixture::start(2, "privileged").await;
+    let nodes: Api<Node> = Api::all(fx.sim.client.clone());
+    // An administrator's cordon on win-001, and a workload on win-000 its budget keeps there.
+    let cordon = json!({"spec": {"unschedulable": true}});
+    nodes.patch("win-001", &PatchParams::default(), &Patch::Merge(&cordon)).await.unwrap();
+    unevictable_workload(&fx, "win-000").await;
+    fx.apply(
+        "kb-patch",
+        json!({"script": "exit 3010\n", "runAs": {"account": "System"}, "reboot": "IfRequired",
+            "rollout": {"maxConcurrent": 2}}),
+    )
+    .await;
+    until("win-000 cordoned by the task and draining", Duration::from_secs(60), || async {
+        let node = nodes.get("win-000").await.unwrap();
+        let ours = node.metadata.annotations.as_ref()?.get("hostprocess.dev/cordoned-by").cloned();
+        (unschedulable(&node) && ours.as_deref() == Some("hostprocess-tasks/kb-patch")).then_some(())
+    })
+    .await
+    .unwrap();
+
+    fx.tasks().delete("kb-patch", &Default::default()).await.unwrap();
+    until("the task to be gone", Duration::from_secs(30), || async {
+        fx.tasks().get_opt("kb-patch").await.unwrap().is_none().then_some(())
+    })
+    .await
+    .unwrap();
+    let win0 = nodes.get("win-000").await.unwrap();
+    assert!(!unschedulable(&win0), "the task's cordon went with it");
+    assert!(!win0.metadata.annotations.unwrap_or_default().contains_key("hostprocess.dev/cordoned-by"));
+    assert!(unschedulable(&nodes.get("win-001").await.unwrap()), "the administrator's cordon stays");
+    assert_eq!(fx.sim.kubelets[0].boots(), 1, "the abandoned reboot did not happen");
+}

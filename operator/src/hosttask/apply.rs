@@ -2,7 +2,7 @@
 //! labels (queued for the writers), the script ConfigMap, the DaemonSet, the pods of an older
 //! revision on newly admitted nodes, the reboots — and the cleanup when the task goes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use futures::{StreamExt, TryStreamExt};
 use hostprocess_crds::{HostTask, Mode};
@@ -16,8 +16,10 @@ use kube::runtime::reflector::ObjectRef;
 
 use super::decide::Decided;
 use super::error::Error;
+use super::reboot::{self, step};
 use super::resolve::Resolved;
-use super::{admission, build, reboot};
+use super::rollout::NodeResult;
+use super::{admission, build};
 use crate::conditions::{self, READY, RECONCILING, STALLED, Wanted};
 use crate::context::Context;
 use crate::events::Note;
@@ -73,7 +75,21 @@ pub async fn apply(
     for pod in &resolved.pods.rebooting {
         reboot::advance(ctx, task, pod, revision).await?;
     }
-    Ok(())
+    // No cordon of this task outlives the reboot it was for.
+    let holding: BTreeSet<&str> = resolved
+        .pods
+        .results
+        .iter()
+        .filter(|(_, result)| match result {
+            NodeResult::Rebooting => true,
+            NodeResult::Failed(f) => {
+                matches!(f.reason.as_str(), step::REBOOT_FAILED | step::REBOOT_TIMED_OUT)
+            }
+            _ => false,
+        })
+        .map(|(node, _)| node.as_str())
+        .collect();
+    reboot::release_cordons(ctx, task, &holding, false).await
 }
 
 /// The task is being deleted: the DaemonSet, its pods and the ConfigMaps go with it (owner
@@ -91,6 +107,11 @@ pub async fn finalize(ctx: &Context, task: &HostTask) -> Result<Action, Error> {
         {
             report_deletion_blocked(ctx, &api, task, &error.to_string()).await;
             return Err(Error::Admit(error));
+        }
+        // Its reboots are abandoned: every cordon it set is taken back (an administrator's stays).
+        if let Err(error) = reboot::release_cordons(ctx, task, &BTreeSet::new(), true).await {
+            report_deletion_blocked(ctx, &api, task, &error.to_string()).await;
+            return Err(error);
         }
         finalizer::remove(&api, task).await.map_err(Error::PatchFinalizer)?;
     }

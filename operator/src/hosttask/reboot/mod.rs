@@ -64,6 +64,53 @@ pub async fn advance(ctx: &Context, task: &HostTask, pod: &Rebooting, revision: 
     }
 }
 
+/// Takes this task's cordon back from every node where none of its reboots holds it any more:
+/// the step was lost with its pod (a new revision replaced it, the node left the task), or the
+/// task is going (`holding` empty). `holding`: nodes whose reboot is under way, or failed and
+/// left cordoned on purpose. A node an administrator cordoned carries no annotation of ours and
+/// is never touched. A reconcile reads the nodes from the cache (a cordon it has not seen yet is
+/// taken back by a later one); a task that goes (`fresh`) lists their metadata from the API, since
+/// nothing comes after it.
+pub async fn release_cordons(
+    ctx: &Context,
+    task: &HostTask,
+    holding: &std::collections::BTreeSet<&str>,
+    fresh: bool,
+) -> Result<(), Error> {
+    let owner = format!("{}/{}", task.namespace().unwrap_or_default(), task.name_any());
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
+    let listed = if fresh {
+        let list = nodes.list_metadata(&ListParams::default()).await.map_err(Error::Node)?;
+        list.items.into_iter().map(std::sync::Arc::new).collect()
+    } else {
+        ctx.cache.nodes.state()
+    };
+    for node in listed {
+        let name = node.name_any();
+        if node.annotations().get(CORDONED_BY) != Some(&owner) || holding.contains(name.as_str()) {
+            continue;
+        }
+        // Only while it still says we cordoned it: the resource version must be the one read.
+        let patch = json!({
+            "metadata": {"resourceVersion": node.resource_version(), "annotations": {CORDONED_BY: null}},
+            "spec": {"unschedulable": null},
+        });
+        match nodes.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => continue,
+            Err(e) => return Err(Error::Node(e)),
+        }
+        ctx.writes.reboots.release(&name);
+        let message = format!("{name}: uncordoned: the reboot it was cordoned for is no longer under way");
+        ctx.events.publish(
+            task,
+            crate::events::ROLLOUT,
+            Note::normal("CordonReleased", message).about(&name),
+        );
+    }
+    Ok(())
+}
+
 /// One node's reboot, for one task.
 struct Driver<'a> {
     ctx: &'a Context,
