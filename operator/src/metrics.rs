@@ -24,6 +24,11 @@ struct ErrorLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StepLabels {
+    step: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct NodeLabels {
     namespace: String,
     task: String,
@@ -42,6 +47,7 @@ pub struct Metrics {
     node_label_writes_failed: Counter,
     status_writes_failed: Counter,
     status_write_lag: Histogram,
+    reboot_steps_timed_out: Family<StepLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -85,6 +91,12 @@ impl Default for Metrics {
             "From a reconcile deciding a HostTask status to the API server accepting it (a status decided meanwhile replaces one not yet sent)",
             status_write_lag.clone(),
         );
+        let reboot_steps_timed_out = Family::<StepLabels, Counter>::default();
+        registry.register(
+            "reboot_steps_timed_out",
+            "Drains and reboots that passed their deadline (drain.timeout, rebootTimeout), by step",
+            reboot_steps_timed_out.clone(),
+        );
         Metrics {
             registry,
             reconciles,
@@ -95,6 +107,7 @@ impl Default for Metrics {
             node_label_writes_failed,
             status_writes_failed,
             status_write_lag,
+            reboot_steps_timed_out,
         }
     }
 }
@@ -112,6 +125,11 @@ impl Metrics {
 
     pub fn failed(&self, resource: &str, reason: &str) {
         self.errors.get_or_create(&ErrorLabels { resource: resource.into(), reason: reason.into() }).inc();
+    }
+
+    /// A drain (`step = "drain"`) or a reboot (`"reboot"`) passed its deadline.
+    pub fn reboot_step_timed_out(&self, step: &str) {
+        self.reboot_steps_timed_out.get_or_create(&StepLabels { step: step.into() }).inc();
     }
 
     pub fn event_dropped(&self) {
@@ -207,6 +225,8 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("hostprocess_reconcile_duration_seconds_bucket"), "{text}");
+        m.reboot_step_timed_out("drain");
+        assert!(m.encode().contains(r#"hostprocess_reboot_steps_timed_out_total{step="drain"} 1"#));
         m.task_nodes("tasks", "patch", None, 0);
         assert!(!m.encode().contains(r#"task="patch""#));
     }

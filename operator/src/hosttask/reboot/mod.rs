@@ -174,6 +174,11 @@ impl Driver<'_> {
     /// Ends this node's reboot as failed: its slot and the fleet-wide reboot budget are freed.
     async fn fail(&self, reason: &str, message: String) -> Result<(), Error> {
         self.set_step(&Step::Failed { reason: reason.into(), message: message.clone() }).await?;
+        match reason {
+            step::DRAIN_TIMED_OUT => self.ctx.metrics.reboot_step_timed_out("drain"),
+            step::REBOOT_TIMED_OUT => self.ctx.metrics.reboot_step_timed_out("reboot"),
+            _ => {}
+        }
         self.ctx.writes.reboots.release(&self.pod.node);
         self.publish(Note::warning(reason, format!("{}: {message}", self.pod.node)));
         Ok(())
@@ -238,6 +243,7 @@ impl Driver<'_> {
                     blocked.join(", ")
                 );
                 self.publish(Note::warning("DrainForced", message));
+                self.ctx.metrics.reboot_step_timed_out("drain");
                 return Ok(());
             }
             self.uncordon_if_ours(node).await?;
