@@ -44,6 +44,7 @@ fn task_pod(i: usize) -> serde_json::Value {
         executor_version: "0.1.0",
         revision,
         run_as_user: "NT AUTHORITY\\SYSTEM",
+        transitional: &[],
         admission_label: Some(&key),
         max_unavailable: 1,
     };

@@ -57,6 +57,7 @@ fn main() {
             executor_version: "0.1.0",
             revision: "abcdef0123",
             run_as_user: r"NT AUTHORITY\SYSTEM",
+            transitional: &[],
             admission_label: Some("admitted.hostprocess.dev/0000-1111"),
             max_unavailable: 1,
         };

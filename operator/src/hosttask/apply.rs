@@ -69,7 +69,22 @@ pub async fn apply(
     // Only now: a pod deleted before the DaemonSet runs the new revision would come back as the
     // old one.
     if task.spec.mode == Mode::Once {
-        replace_outdated_pods(ctx, task, &resolved.pods.outdated, &decided.decision.admitted).await?;
+        // Not where an earlier revision's payload still runs: it finishes first.
+        let finishing: BTreeSet<&str> = resolved
+            .pods
+            .results
+            .iter()
+            .filter(|(_, r)| matches!(r, NodeResult::Finishing))
+            .map(|(node, _)| node.as_str())
+            .collect();
+        let outdated: Vec<(String, String)> = resolved
+            .pods
+            .outdated
+            .iter()
+            .filter(|(_, node)| !finishing.contains(node.as_str()))
+            .cloned()
+            .collect();
+        replace_outdated_pods(ctx, task, &outdated, &decided.decision.admitted).await?;
     }
     // Reboots the payloads asked for, each as far as it can go now.
     for pod in &resolved.pods.rebooting {

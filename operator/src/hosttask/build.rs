@@ -42,6 +42,9 @@ pub struct BuildInputs<'a> {
     /// the group is provisioned. The DaemonSet requires it to carry the revision. `None`: every
     /// targeted node.
     pub admission_label: Option<&'a str>,
+    /// Earlier revisions the admission label may still carry on nodes finishing them (see
+    /// `Decided::transitional`).
+    pub transitional: &'a [String],
     /// `Continuous` mode: how many nodes may be updating at once.
     pub max_unavailable: u32,
 }
@@ -115,7 +118,11 @@ fn run_command(task: &HostTask, revision: &str) -> Command {
 
 /// Node affinity: every term of the task's selector (ANDed), and for a pinned task the admission
 /// label with the revision.
-fn affinity(selector: Option<&LabelSelector>, admission: Option<(&str, &str)>) -> Option<Affinity> {
+fn affinity(
+    selector: Option<&LabelSelector>,
+    admission: Option<(&str, &str)>,
+    transitional: &[String],
+) -> Option<Affinity> {
     let mut expressions: Vec<NodeSelectorRequirement> = Vec::new();
     if let Some(selector) = selector {
         for (key, value) in selector.match_labels.iter().flatten() {
@@ -134,10 +141,12 @@ fn affinity(selector: Option<&LabelSelector>, admission: Option<(&str, &str)>) -
         }
     }
     if let Some((label, revision)) = admission {
+        let mut values = vec![revision.to_string()];
+        values.extend(transitional.iter().cloned());
         expressions.push(NodeSelectorRequirement {
             key: label.into(),
             operator: "In".into(),
-            values: Some(vec![revision.into()]),
+            values: Some(values),
         });
     }
     if expressions.is_empty() {
@@ -232,7 +241,11 @@ pub fn daemon_set(task: &HostTask, inputs: &BuildInputs<'_>) -> DaemonSet {
     tolerations.extend(spec.tolerations.iter().cloned());
     let pod = PodSpec {
         node_selector: Some(BTreeMap::from([("kubernetes.io/os".to_string(), "windows".to_string())])),
-        affinity: affinity(spec.node_selector.as_ref(), inputs.admission_label.map(|l| (l, inputs.revision))),
+        affinity: affinity(
+            spec.node_selector.as_ref(),
+            inputs.admission_label.map(|l| (l, inputs.revision)),
+            inputs.transitional,
+        ),
         tolerations: Some(tolerations),
         // A DaemonSet pod must restart: the executor idles after a `Once` payload instead.
         restart_policy: Some("Always".into()),

@@ -28,6 +28,9 @@ pub struct Decided {
     /// The task runs only on nodes labelled for it (`Once`, or as a HostGroup).
     pub pinned: bool,
     pub label_changes: Changes,
+    /// Earlier revisions still running on nodes being relabelled for this one: the DaemonSet
+    /// keeps matching them until the relabel is written.
+    pub transitional: Vec<String>,
 }
 
 impl Decided {
@@ -88,8 +91,32 @@ pub fn decide(task: &HostTask, resolved: &Resolved, account: &Account) -> Decide
         }
     }
     let desired = pinned.then_some(decision.admitted.as_slice());
-    let label_changes = admission::changes(&resolved.labelled, desired, &resolved.revision);
-    Decided { decision, limits, pinned, label_changes }
+    let mut label_changes = admission::changes(&resolved.labelled, desired, &resolved.revision);
+    // Nodes that still run an earlier revision's payload keep matching the DaemonSet until their
+    // label carries this revision (else it would delete their pod mid-run): those revisions stay
+    // in its node affinity meanwhile, and other nodes still labelled with them are released.
+    let mut transitional: Vec<String> = resolved
+        .pods
+        .results
+        .iter()
+        .filter(|(_, r)| matches!(r, rollout::NodeResult::Finishing))
+        .filter_map(|(node, _)| resolved.labelled.get(node))
+        .filter(|value| **value != resolved.revision)
+        .cloned()
+        .collect();
+    transitional.sort();
+    transitional.dedup();
+    if pinned {
+        let admitted: std::collections::BTreeSet<&String> = decision.admitted.iter().collect();
+        label_changes.release.extend(
+            resolved
+                .labelled
+                .iter()
+                .filter(|(node, value)| transitional.contains(value) && !admitted.contains(node))
+                .map(|(node, _)| node.clone()),
+        );
+    }
+    Decided { decision, limits, pinned, label_changes, transitional }
 }
 
 fn len(n: usize) -> u32 {
@@ -270,7 +297,13 @@ mod tests {
         let told = super::super::status::status(None, Some(1), "r1", Some(&waiting), None, false, now);
         assert_eq!(told.next_window.as_ref().map(|t| t.0), Some(opens));
         assert!(events(Some(&told), "r1", &waiting).is_empty(), "told once");
-        let decided = Decided { decision: waiting, limits, pinned: true, label_changes: Default::default() };
+        let decided = Decided {
+            decision: waiting,
+            limits,
+            pinned: true,
+            label_changes: Default::default(),
+            transitional: vec![],
+        };
         // An hour ahead: the most a reconcile waits; a window in ten minutes: then.
         assert_eq!(requeue(&decided, false, now), Action::requeue(Duration::from_secs(3600)));
         let soon = "2026-12-05T20:50:00Z".parse().unwrap_or_else(|e| panic!("{e}"));

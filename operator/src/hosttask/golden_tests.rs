@@ -33,6 +33,7 @@ fn rendered(example: &str) -> String {
             executor_version: "0.1.0",
             revision: &revision,
             run_as_user: &run_as,
+            transitional: &[],
             admission_label: pinned.then_some(label.as_str()),
             max_unavailable: 2,
         };
@@ -106,6 +107,7 @@ fn every_invocation_the_operator_builds_parses_with_the_executor_s_own_cli() {
                         executor_version: "0.1.0",
                         revision: &revision,
                         run_as_user: "NT AUTHORITY\\SYSTEM",
+                        transitional: &[],
                         admission_label: None,
                         max_unavailable: 1,
                     };

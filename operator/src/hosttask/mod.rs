@@ -155,7 +155,7 @@ fn build_inputs<'a>(
     ctx: &'a Context,
     resolved: &'a resolve::Resolved,
     account: &'a resolve::Account,
-    decided: &decide::Decided,
+    decided: &'a decide::Decided,
 ) -> build::BuildInputs<'a> {
     build::BuildInputs {
         executor_image: &ctx.config.executor_image,
@@ -163,6 +163,7 @@ fn build_inputs<'a>(
         revision: &resolved.revision,
         run_as_user: &account.user,
         admission_label: decided.pinned.then_some(resolved.admission_label.as_str()),
+        transitional: &decided.transitional,
         max_unavailable: decided.limits.max_concurrent,
     }
 }

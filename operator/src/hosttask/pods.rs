@@ -56,8 +56,13 @@ pub fn read(index: &PodIndex, task: &HostTask, revision: &str) -> TaskPods {
             }
         }
         for (_, pods) in revisions.iter().filter(|(r, _)| &***r != revision) {
-            read.outdated
-                .extend(live(pods).into_iter().map(|(name, node, _)| (name.to_string(), node.to_string())));
+            for (name, node, pod) in live(pods) {
+                read.outdated.push((name.to_string(), node.to_string()));
+                // An earlier revision's payload still running there: it finishes first.
+                if pod.observed == Some(NodeResult::Running) && !read.results.contains_key(node) {
+                    read.results.insert(node.to_string(), NodeResult::Finishing);
+                }
+            }
         }
         read.outdated.sort();
         read.rebooting.sort_by(|a, b| a.node.cmp(&b.node));

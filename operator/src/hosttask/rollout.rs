@@ -150,7 +150,7 @@ pub fn plan_once_where(
     for node in &kept {
         // Admitted and no pod yet: its payload has not started either.
         let result = results.get(node).unwrap_or(&NodeResult::Starting);
-        if matches!(result, NodeResult::Running | NodeResult::Rebooting) {
+        if matches!(result, NodeResult::Running | NodeResult::Rebooting | NodeResult::Finishing) {
             *zone_in_flight.entry(zones.zone(node)).or_default() += 1;
         }
         match result {
@@ -158,7 +158,7 @@ pub fn plan_once_where(
                 counts.running += 1;
                 not_started.push(node.clone());
             }
-            NodeResult::Running => counts.running += 1,
+            NodeResult::Running | NodeResult::Finishing => counts.running += 1,
             NodeResult::Succeeded { reboot_required } => {
                 counts.succeeded += 1;
                 counts.reboot_required += u32::from(*reboot_required);
@@ -306,7 +306,7 @@ pub fn plan_continuous(
 /// running because a duplicate pod has not started.
 pub fn keep_settled(results: &mut BTreeMap<String, NodeResult>, node: String, result: NodeResult) {
     let rank = |r: &NodeResult| match r {
-        NodeResult::Starting => 0,
+        NodeResult::Finishing | NodeResult::Starting => 0,
         NodeResult::Running => 1,
         NodeResult::Rebooting => 2,
         NodeResult::Failed(_) => 3,

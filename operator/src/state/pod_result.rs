@@ -12,6 +12,9 @@ const MESSAGE_LIMIT: usize = 512;
 /// What the pod of the current revision on a node says.
 #[derive(Debug, Clone, PartialEq)]
 pub enum NodeResult {
+    /// The node still runs an earlier revision's payload: the new revision waits there until it
+    /// finished (never two revisions of a task at once on a node). Holds a slot.
+    Finishing,
     /// Admitted; the payload's container has not started yet (no pod yet, pending, or in its
     /// init container). Withdrawn when the rollout halts.
     Starting,
