@@ -35,14 +35,7 @@ fn main() {
                 (n.clone(), result)
             })
             .collect();
-        let limits = Limits {
-            max_concurrent: u32::try_from(fleet / 10).unwrap_or(u32::MAX),
-            max_failures: 5,
-            strict: false,
-            window: hostprocess_crds::schedule::Admission::Open,
-            canary: None,
-            paused: false,
-        };
+        let limits = Limits::new(u32::try_from(fleet / 10).unwrap_or(u32::MAX), 5);
         per_call(&format!("plan a wave, {fleet} nodes"), 200, || {
             black_box(build::plan_once(black_box(&nodes), black_box(&admitted), black_box(&results), limits));
         });

@@ -95,14 +95,7 @@ fn failed(node: &str) -> NodeResult {
 
 /// HostTasks in every phase, with the status the operator's status function writes.
 fn task_phases() -> Vec<(&'static str, Value)> {
-    let limits = Limits {
-        max_concurrent: 2,
-        max_failures: 0,
-        strict: false,
-        paused: false,
-        window: hostprocess_crds::schedule::Admission::Open,
-        canary: None,
-    };
+    let limits = Limits::new(2, 0);
     let status = |decision, blocked: Option<&Blocked>, paused| {
         Some(hosttask::status::status(None, Some(2), "abc", decision, blocked, paused, now()))
     };

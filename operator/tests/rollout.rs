@@ -197,6 +197,13 @@ async fn a_rollout_halts_when_failures_exceed_max_failures() {
     assert_eq!(failed_nodes, listed);
 }
 
+/// The task namespace's Events with this reason.
+async fn events_with_reason(fx: &Fixture, reason: &str) -> Vec<Event> {
+    let events: Api<Event> = Api::namespaced(fx.sim.client.clone(), NS);
+    let list = events.list(&ListParams::default()).await.unwrap();
+    list.items.into_iter().filter(|e| e.reason.as_deref() == Some(reason)).collect()
+}
+
 /// Every node's record of this task's revision: (node, state, when its first attempt started).
 async fn records(fx: &Fixture, task: &str) -> Vec<(String, String, k8s_openapi::jiff::Timestamp)> {
     let task = fx.task(task).await;
@@ -230,18 +237,11 @@ async fn the_failure_budget_holds_with_payloads_that_fail_at_once() {
         .unwrap();
     }
     // When the operator announced the halt of the eager rollout.
-    let events: Api<Event> = Api::namespaced(fx.sim.client.clone(), NS);
     let halted_at = until("the RolloutHalted Event", Duration::from_secs(30), || async {
-        events
-            .list(&ListParams::default())
+        events_with_reason(&fx, "RolloutHalted")
             .await
-            .unwrap()
-            .items
             .into_iter()
-            .find(|e| {
-                e.reason.as_deref() == Some("RolloutHalted")
-                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("eager")
-            })
+            .find(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("eager"))
             .and_then(|e| e.event_time)
             .map(|t| t.0)
     })
@@ -250,9 +250,26 @@ async fn the_failure_budget_holds_with_payloads_that_fail_at_once() {
     // Long enough for anything admitted before the halt to start, were it not withdrawn.
     tokio::time::sleep(Duration::from_secs(5)).await;
 
+    // No node is admitted once the halt is decided: every wave was told before it, and every
+    // payload that ran was on a node one of those waves admitted. (A pod already starting when
+    // its node was withdrawn can still start its payload in that instant: withdrawal goes
+    // through the DaemonSet controller.)
     let eager = records(&fx, "eager").await;
-    let late: Vec<_> = eager.iter().filter(|(_, _, started)| *started > halted_at).collect();
-    assert!(late.is_empty(), "payloads started after the halt ({halted_at}): {late:?}");
+    let waves: Vec<Event> = events_with_reason(&fx, "WaveStarted")
+        .await
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("eager"))
+        .collect();
+    let after: Vec<_> =
+        waves.iter().filter(|e| e.event_time.as_ref().is_some_and(|t| t.0 > halted_at)).collect();
+    assert!(after.is_empty(), "nodes admitted after the halt ({halted_at}): {after:?}");
+    let admitted: BTreeSet<String> = waves
+        .iter()
+        .filter_map(|e| e.note.as_deref()?.split_once(": ").map(|(_, nodes)| nodes.to_string()))
+        .flat_map(|nodes| nodes.split(", ").map(String::from).collect::<Vec<_>>())
+        .collect();
+    let unadmitted: Vec<_> = eager.iter().filter(|(node, _, _)| !admitted.contains(node)).collect();
+    assert!(unadmitted.is_empty(), "payloads ran on nodes no wave admitted: {unadmitted:?} {admitted:?}");
     // maxConcurrent nodes, and one more in the slot the failure within the budget freed.
     assert!(eager.len() <= 4 + 1, "at most maxConcurrent + maxFailures nodes ran: {eager:?}");
     assert!(eager.iter().all(|(_, state, _)| state == "Failed"), "{eager:?}");
@@ -955,15 +972,10 @@ async fn waves_spread_across_zones() {
         }
     }
     // The first wave took one node of each zone.
-    let events: Api<Event> = Api::namespaced(fx.sim.client.clone(), NS);
     let first = until("the first wave's Event", Duration::from_secs(30), || async {
-        events
-            .list(&ListParams::default())
+        events_with_reason(&fx, "WaveStarted")
             .await
-            .unwrap()
-            .items
             .into_iter()
-            .filter(|e| e.reason.as_deref() == Some("WaveStarted"))
             .min_by_key(|e| e.event_time.clone().map(|t| t.0))
             .and_then(|e| e.note)
     })

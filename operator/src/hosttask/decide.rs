@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use hostprocess_crds::schedule::Admission;
 use hostprocess_crds::units;
 use hostprocess_crds::units::CountOrPercent;
 use hostprocess_crds::{FailureBudget, HostTask, HostTaskStatus, Mode};
@@ -129,12 +128,9 @@ fn limits(task: &HostTask, targeted: usize) -> Limits {
     let rollout = &task.spec.rollout;
     let of = |value, fallback| CountOrPercent::parse(value).map_or(fallback, |c| c.of(total));
     Limits {
-        max_concurrent: of(&rollout.max_concurrent, 1).max(1),
-        max_failures: of(&rollout.max_failures, 0),
         strict: rollout.failure_budget == FailureBudget::Strict,
         paused: rollout.paused,
-        window: Admission::Open,
-        canary: None,
+        ..Limits::new(of(&rollout.max_concurrent, 1).max(1), of(&rollout.max_failures, 0))
     }
 }
 
@@ -222,6 +218,7 @@ pub fn requeue(decided: &Decided, rebooting: bool, now: k8s_openapi::jiff::Times
 mod tests {
     use super::*;
     use hostprocess_crds::hosttask::NodeFailure;
+    use hostprocess_crds::schedule::Admission;
     use rollout::{NodeResult, plan_once};
     use std::collections::BTreeMap;
 
@@ -246,14 +243,7 @@ mod tests {
 
     #[test]
     fn a_wave_a_failure_and_the_halt_are_each_told_once() {
-        let limits = Limits {
-            max_concurrent: 2,
-            max_failures: 0,
-            strict: false,
-            paused: false,
-            window: hostprocess_crds::schedule::Admission::Open,
-            canary: None,
-        };
+        let limits = Limits::new(2, 0);
         let first = plan_once(&nodes(4), &[], &BTreeMap::new(), limits);
         let notes = events(None, "r1", &first);
         assert_eq!(reasons(&notes), ["WaveStarted"]);
@@ -282,14 +272,7 @@ mod tests {
             "2026-12-05T20:00:00Z".parse().unwrap_or_else(|e| panic!("{e}"));
         let opens: k8s_openapi::jiff::Timestamp =
             "2026-12-05T21:00:00Z".parse().unwrap_or_else(|e| panic!("{e}"));
-        let limits = Limits {
-            max_concurrent: 2,
-            max_failures: 0,
-            strict: false,
-            paused: false,
-            window: Admission::Closed { opens: Some(opens) },
-            canary: None,
-        };
+        let limits = Limits { window: Admission::Closed { opens: Some(opens) }, ..Limits::new(2, 0) };
         let waiting = plan_once(&nodes(4), &[], &BTreeMap::new(), limits);
         let notes = events(None, "r1", &waiting);
         assert_eq!(reasons(&notes), ["WaitingForMaintenanceWindow"]);
@@ -312,14 +295,7 @@ mod tests {
 
     #[test]
     fn completion_is_told_once_and_a_task_that_targets_nothing_is_warned_about_once() {
-        let limits = Limits {
-            max_concurrent: 2,
-            max_failures: 0,
-            strict: false,
-            paused: false,
-            window: hostprocess_crds::schedule::Admission::Open,
-            canary: None,
-        };
+        let limits = Limits::new(2, 0);
         let done =
             BTreeMap::from([("win-000".to_string(), NodeResult::Succeeded { reboot_required: false })]);
         let complete = plan_once(&nodes(1), &nodes(1), &done, limits);

@@ -51,6 +51,20 @@ pub struct Limits {
     pub canary: Option<CanaryGate>,
 }
 
+impl Limits {
+    /// At most `max_concurrent` in flight and `max_failures` failures; nothing else holds back.
+    pub fn new(max_concurrent: u32, max_failures: u32) -> Limits {
+        Limits {
+            max_concurrent,
+            max_failures,
+            strict: false,
+            paused: false,
+            window: Admission::Open,
+            canary: None,
+        }
+    }
+}
+
 /// The canary stage: its first `nodes` nodes (in rollout order) run the revision alone; the
 /// rest starts once all of them succeeded and the stage is `released` (promoted, or soaked).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -333,14 +347,7 @@ mod tests {
     }
 
     fn limits(max_concurrent: u32, max_failures: u32) -> Limits {
-        Limits {
-            max_concurrent,
-            max_failures,
-            strict: false,
-            paused: false,
-            window: Admission::Open,
-            canary: None,
-        }
+        Limits::new(max_concurrent, max_failures)
     }
 
     #[test]

@@ -184,14 +184,7 @@ mod tests {
     fn kstatus_conditions_follow_the_rollout() {
         let now = Timestamp::now();
         let nodes: Vec<String> = (0..4).map(|i| format!("n{i}")).collect();
-        let limits = Limits {
-            max_concurrent: 2,
-            max_failures: 0,
-            strict: false,
-            paused: false,
-            window: hostprocess_crds::schedule::Admission::Open,
-            canary: None,
-        };
+        let limits = Limits::new(2, 0);
         let d = plan_once(&nodes, &[], &BTreeMap::new(), limits);
         let s = status(None, Some(3), "abc", Some(&d), None, false, now);
         assert_eq!(condition(&s, "Reconciling"), ("True", "RollingOut"));
