@@ -350,11 +350,16 @@ pub struct Drain {
     /// ignoring their PodDisruptionBudgets, and the reboot goes on.
     #[serde(default)]
     pub on_timeout: DrainTimeoutAction,
+
+    /// Pods the drain leaves on the node, by label (a node-local cache, a monitoring agent that
+    /// should see the reboot). DaemonSet pods and mirror pods are always left. Unset: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip_pods: Option<LabelSelector>,
 }
 
 impl Default for Drain {
     fn default() -> Self {
-        Drain { timeout: default_step_timeout(), on_timeout: DrainTimeoutAction::Fail }
+        Drain { timeout: default_step_timeout(), on_timeout: DrainTimeoutAction::Fail, skip_pods: None }
     }
 }
 

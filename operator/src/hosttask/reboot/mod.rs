@@ -207,7 +207,7 @@ impl Driver<'_> {
             .map_err(Error::Drain)?;
         let mut blocked = Vec::new();
         let mut remaining = 0;
-        for victim in step::evictable(&on_node.items) {
+        for victim in step::evictable(&on_node.items, self.task.spec.drain.skip_pods.as_ref()) {
             remaining += 1;
             if victim.metadata.deletion_timestamp.is_some() {
                 continue;

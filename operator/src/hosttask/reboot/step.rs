@@ -4,8 +4,10 @@
 use hostprocess_crds::hosttask::NodeFailure;
 use hostprocess_crds::{HostTask, Mode, RebootPolicy};
 use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::jiff::{self, Timestamp};
 use kube::ResourceExt;
+use kube::core::{Selector, SelectorExt};
 
 use crate::labels::REBOOT_FOR;
 use crate::state::pod_result::NodeResult;
@@ -114,9 +116,12 @@ pub fn result(task: &HostTask, step: &Step, node: &str, observed: NodeResult) ->
 }
 
 /// The pods a drain evicts: not DaemonSet pods (they would come back; the task's own is one),
-/// not mirror pods, not finished ones, not the reboot pod.
-pub fn evictable(pods: &[Pod]) -> Vec<&Pod> {
+/// not mirror pods, not finished ones, not the reboot pod, not those `skip` selects (a selector
+/// the API server would refuse skips nothing).
+pub fn evictable<'a>(pods: &'a [Pod], skip: Option<&LabelSelector>) -> Vec<&'a Pod> {
+    let skip: Option<Selector> = skip.and_then(|s| Selector::try_from(s.clone()).ok());
     pods.iter()
+        .filter(|p| !skip.as_ref().is_some_and(|s| s.matches(p.labels())))
         .filter(|p| !p.owner_references().iter().any(|o| o.kind == "DaemonSet"))
         .filter(|p| !p.annotations().contains_key("kubernetes.io/config.mirror"))
         .filter(|p| !p.labels().contains_key(REBOOT_FOR))
@@ -192,8 +197,14 @@ mod tests {
             pod(json!({"metadata": {"name": "done"}, "status": {"phase": "Succeeded"}})),
             pod(json!({"metadata": {"name": "reboot", "labels": {REBOOT_FOR: "t"}}})),
         ];
-        let names: Vec<String> = evictable(&pods).iter().map(|p| p.name_any()).collect();
+        let names: Vec<String> = evictable(&pods, None).iter().map(|p| p.name_any()).collect();
         assert_eq!(names, ["web"]);
+        let cache = pod(json!({"metadata": {"name": "cache", "labels": {"drain": "skip"}}}));
+        let with_cache = [pods[0].clone(), cache];
+        let skip: LabelSelector = serde_json::from_value(json!({"matchLabels": {"drain": "skip"}}))
+            .unwrap_or_else(|e| panic!("selector: {e}"));
+        let names: Vec<String> = evictable(&with_cache, Some(&skip)).iter().map(|p| p.name_any()).collect();
+        assert_eq!(names, ["web"], "the pod the task skips stays");
     }
 
     #[test]
