@@ -80,8 +80,7 @@ async fn a_patch_rollout_over_20_nodes_never_runs_more_than_max_concurrent_and_r
     let revision = status.revision.unwrap();
     let uid = done.metadata.uid.unwrap();
     for kubelet in &fx.sim.kubelets {
-        let record = kubelet.config.state_dir().join(format!("tasks/{uid}/{revision}.json"));
-        let record: Value = serde_json::from_slice(&std::fs::read(&record).expect("record")).unwrap();
+        let record = record_of(kubelet, &uid, &revision).expect("record");
         assert_eq!(record["state"], "Succeeded");
         assert_eq!(record["attempts"].as_array().map(Vec::len), Some(1));
     }
@@ -210,9 +209,7 @@ async fn records(fx: &Fixture, task: &str) -> Vec<(String, String, k8s_openapi::
     let (uid, revision) = (task.metadata.uid.unwrap(), task.status.unwrap().revision.unwrap());
     let mut found = vec![];
     for kubelet in &fx.sim.kubelets {
-        let path = kubelet.config.state_dir().join(format!("tasks/{uid}/{revision}.json"));
-        let Ok(bytes) = std::fs::read(&path) else { continue };
-        let record: Value = serde_json::from_slice(&bytes).unwrap();
+        let Some(record) = record_of(kubelet, &uid, &revision) else { continue };
         let started = record["attempts"][0]["startTime"].as_str().unwrap().parse().unwrap();
         found.push((kubelet.config.node.clone(), record["state"].as_str().unwrap().to_string(), started));
     }
@@ -922,10 +919,9 @@ async fn rerunning_an_unchanged_task_runs_it_again_on_every_node_once() {
     let uid = again.metadata.uid.unwrap();
     for kubelet in &fx.sim.kubelets {
         for revision in [&first_revision, &second_revision] {
-            let path = kubelet.config.state_dir().join(format!("tasks/{uid}/{revision}.json"));
-            let record: Value = serde_json::from_slice(&std::fs::read(&path).expect("record")).unwrap();
-            assert_eq!(record["state"], "Succeeded", "{}", path.display());
-            assert_eq!(record["attempts"].as_array().map(Vec::len), Some(1), "{}", path.display());
+            let record = record_of(kubelet, &uid, revision).expect("record");
+            assert_eq!(record["state"], "Succeeded", "{revision}: {record}");
+            assert_eq!(record["attempts"].as_array().map(Vec::len), Some(1), "{revision}: {record}");
         }
     }
 }
@@ -959,8 +955,7 @@ async fn waves_spread_across_zones() {
     let (uid, revision) = (done.metadata.uid.unwrap(), status.revision.unwrap());
     let mut runs: Vec<(&str, Timestamp, Timestamp, String)> = vec![];
     for kubelet in &fx.sim.kubelets {
-        let path = kubelet.config.state_dir().join(format!("tasks/{uid}/{revision}.json"));
-        let record: Value = serde_json::from_slice(&std::fs::read(&path).expect("record")).unwrap();
+        let record = record_of(kubelet, &uid, &revision).expect("record");
         let attempt = &record["attempts"][0];
         let time = |field: &str| attempt[field].as_str().unwrap().parse::<Timestamp>().unwrap();
         let node = kubelet.config.node.clone();
@@ -1170,12 +1165,7 @@ async fn a_new_revision_waits_for_in_flight_nodes() {
     let uid = until("revision 1 running on both nodes", Duration::from_secs(60), || async {
         let task = fx.task("patch").await;
         let (uid, revision) = (task.metadata.uid.clone()?, task.status?.revision?);
-        let running = fx
-            .sim
-            .kubelets
-            .iter()
-            .filter(|k| k.config.state_dir().join(format!("tasks/{uid}/{revision}.json")).exists())
-            .count();
+        let running = fx.sim.kubelets.iter().filter(|k| record_of(k, &uid, &revision).is_some()).count();
         (running == 2).then_some(uid)
     })
     .await
@@ -1192,10 +1182,7 @@ async fn a_new_revision_waits_for_in_flight_nodes() {
     .unwrap();
     let v2 = done.status.unwrap().revision.unwrap();
     for kubelet in &fx.sim.kubelets {
-        let read = |revision: &str| -> Value {
-            let path = kubelet.config.state_dir().join(format!("tasks/{uid}/{revision}.json"));
-            serde_json::from_slice(&std::fs::read(&path).expect("record")).unwrap()
-        };
+        let read = |revision: &str| record_of(kubelet, &uid, revision).expect("record");
         let (first, second) = (read(&v1), read(&v2));
         let node = &kubelet.config.node;
         assert_eq!(first["state"], "Succeeded", "{node}: revision 1 was not killed: {first}");

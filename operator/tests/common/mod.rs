@@ -306,12 +306,15 @@ impl Stoppable {
 
 pub fn record(sim: &Simulation, node: usize, task: &HostTask) -> Value {
     let status = task.status.as_ref().unwrap();
-    let path = sim.kubelets[node].config.state_dir().join(format!(
-        "tasks/{}/{}.json",
-        task.metadata.uid.as_deref().unwrap(),
-        status.revision.as_deref().unwrap()
-    ));
-    serde_json::from_slice(&std::fs::read(&path).expect("record")).unwrap()
+    let (uid, revision) = (task.metadata.uid.as_deref().unwrap(), status.revision.as_deref().unwrap());
+    record_of(&sim.kubelets[node], uid, revision).expect("record")
+}
+
+/// The executor's record of one revision of a task on a node, if it wrote one.
+pub fn record_of(kubelet: &hostprocess_sim::kubelet::Kubelet, uid: &str, revision: &str) -> Option<Value> {
+    let path = kubelet.config.state_dir().join(format!("tasks/{uid}/{revision}.json"));
+    let bytes = std::fs::read(&path).ok()?;
+    Some(serde_json::from_slice(&bytes).unwrap())
 }
 
 /// How many HostTask reconciles an operator ran, by its metrics.

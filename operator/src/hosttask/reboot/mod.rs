@@ -46,7 +46,7 @@ pub async fn advance(ctx: &Context, task: &HostTask, pod: &Rebooting, revision: 
         ctx,
         task,
         pod,
-        owner: format!("{namespace}/{}", task.name_any()),
+        owner: cordon_owner(task),
         nodes,
         pods: Api::namespaced(ctx.client.clone(), &namespace),
     };
@@ -64,6 +64,11 @@ pub async fn advance(ctx: &Context, task: &HostTask, pod: &Rebooting, revision: 
     }
 }
 
+/// What a node's `CORDONED_BY` says when this task cordoned it: `namespace/name`.
+fn cordon_owner(task: &HostTask) -> String {
+    format!("{}/{}", task.namespace().unwrap_or_default(), task.name_any())
+}
+
 /// Takes this task's cordon back from every node where none of its reboots holds it any more:
 /// the step was lost with its pod (a new revision replaced it, the node left the task), or the
 /// task is going (`holding` empty). `holding`: nodes whose reboot is under way, or failed and
@@ -77,7 +82,7 @@ pub async fn release_cordons(
     holding: &std::collections::BTreeSet<&str>,
     fresh: bool,
 ) -> Result<(), Error> {
-    let owner = format!("{}/{}", task.namespace().unwrap_or_default(), task.name_any());
+    let owner = cordon_owner(task);
     let nodes: Api<Node> = Api::all(ctx.client.clone());
     let listed = if fresh {
         let list = nodes.list_metadata(&ListParams::default()).await.map_err(Error::Node)?;
