@@ -429,6 +429,28 @@ pub static RERUN_TOKEN: Format = Format::new(
     )],
 );
 
+/// `rollout.concurrencyGroup`: a DNS label, like `windows-installer`.
+pub static CONCURRENCY_GROUP: Format = Format::new(
+    "concurrencyGroup",
+    1,
+    63,
+    &[Rule::Matches(
+        r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        "concurrencyGroup must be a lowercase name of a-z, 0-9 and '-', starting and ending with a letter or digit, like windows-installer",
+    )],
+);
+
+/// `retryFailed`: a token whose change retries the nodes that failed, like `CHG-4712`.
+pub static RETRY_TOKEN: Format = Format::new(
+    "retryFailed",
+    1,
+    63,
+    &[Rule::Matches(
+        r"^[A-Za-z0-9][A-Za-z0-9._:+-]*$",
+        "retryFailed must be letters, digits and . _ : + - (starting with a letter or digit), like 2026-12-02T13:00:00Z or CHG-4712",
+    )],
+);
+
 /// The name of an object (DNS-1123 subdomain), e.g. the HostGroup a task runs as.
 pub static OBJECT_NAME: Format = Format::new(
     "name",

@@ -41,6 +41,8 @@ use crate::messages as msg;
     validation = Rule::new("self.mode == 'Once' || self.reboot == 'Never'").message(msg::REBOOT_ONLY_ONCE),
     validation = Rule::new("self.mode == 'Once' || !has(self.timeout)").message(msg::TIMEOUT_ONLY_ONCE),
     validation = Rule::new("self.mode == 'Once' || !has(self.rollout.schedule)").message(msg::SCHEDULE_ONLY_ONCE),
+    validation = Rule::new("self.mode == 'Once' || !has(self.rollout.concurrencyGroup)").message(msg::CONCURRENCY_GROUP_ONLY_ONCE),
+    validation = Rule::new("!has(self.rollout.concurrencyGroup) || has(self.timeout)").message(msg::CONCURRENCY_GROUP_TIMEOUT),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct HostTaskSpec {
@@ -156,6 +158,23 @@ pub struct HostTaskSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "rerun_schema")]
     pub rerun: Option<String>,
+
+    /// Try the nodes where the current revision failed once more: any new value (a date, a
+    /// ticket number) gives each node that had failed before it a new round of attempts
+    /// (`retries.limit` + 1), admitted under the rollout's limits like any node; nodes that
+    /// succeeded, run or have not started are never run again by it. Not part of the revision.
+    /// `kubectl hostprocess retry-failed` sets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "retry_failed_schema")]
+    pub retry_failed: Option<String>,
+}
+
+fn concurrency_group_schema(_: &mut SchemaGenerator) -> Schema {
+    format::CONCURRENCY_GROUP.schema()
+}
+
+fn retry_failed_schema(_: &mut SchemaGenerator) -> Schema {
+    format::RETRY_TOKEN.schema()
 }
 
 fn rerun_schema(_: &mut SchemaGenerator) -> Schema {
@@ -475,6 +494,16 @@ pub struct Rollout {
     #[serde(default)]
     pub zones: ZoneSpread,
 
+    /// Tasks that must not overlap on a node: of all the `Once` tasks (in every namespace) that
+    /// name the same group, at most one runs on a node at a time — its payload, its retries and
+    /// the reboot it asks for; the others wait for the node (their nodes elsewhere go on). Two
+    /// Windows Installer packages at once fail with 1618, so tasks that install share a group
+    /// such as `windows-installer`. A task in a group needs a `timeout`, so no task holds a node
+    /// for ever. Unset: the task runs beside any other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "concurrency_group_schema")]
+    pub concurrency_group: Option<String>,
+
     /// When nodes may start: weekly maintenance windows and blackout dates in a time zone.
     /// Outside them the rollout waits (`Ready` is False with reason
     /// `WaitingForMaintenanceWindow` and `status.nextWindow` says when it opens); nodes already
@@ -511,6 +540,7 @@ impl Default for Rollout {
             paused: false,
             canary: None,
             zones: ZoneSpread::default(),
+            concurrency_group: None,
             schedule: None,
             track_referenced_data: false,
         }

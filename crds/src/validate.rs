@@ -86,6 +86,15 @@ impl HostTaskSpec {
         if self.mode == Mode::Continuous && self.rollout.schedule.is_some() {
             errors.push("spec", msg::SCHEDULE_ONLY_ONCE);
         }
+        if let Some(group) = &self.rollout.concurrency_group {
+            if self.mode == Mode::Continuous {
+                errors.push("spec", msg::CONCURRENCY_GROUP_ONLY_ONCE);
+            }
+            if self.timeout.is_none() {
+                errors.push("spec", msg::CONCURRENCY_GROUP_TIMEOUT);
+            }
+            errors.check("spec.rollout.concurrencyGroup", &format::CONCURRENCY_GROUP, group);
+        }
         errors.at_most("spec.tolerations", self.tolerations.len(), 32);
         if let Some(image) = &self.image {
             errors.check("spec.image", &format::IMAGE, image);
@@ -148,6 +157,9 @@ impl HostTaskSpec {
         errors.check("spec.rebootTimeout", &format::STEP_TIMEOUT, &self.reboot_timeout);
         if let Some(rerun) = &self.rerun {
             errors.check("spec.rerun", &format::RERUN_TOKEN, rerun);
+        }
+        if let Some(token) = &self.retry_failed {
+            errors.check("spec.retryFailed", &format::RETRY_TOKEN, token);
         }
         if self.retries.limit > 10 {
             errors.push("spec.retries.limit", "retries.limit must be between 0 and 10");

@@ -189,6 +189,12 @@ fn cases() -> Vec<Case> {
                 "blackouts": [{"from": "2026-12-24", "to": "2026-12-26"}, {"from": "2026-12-31", "to": "2026-12-31"}]}}}),
         ),
         accept("a rerun token", Task, json!({"rerun": "2026-12-02T13:00:00Z"})),
+        accept("a retry token", Task, json!({"retryFailed": "CHG-4712"})),
+        accept(
+            "a concurrency group with a timeout",
+            Task,
+            json!({"timeout": "1h", "rollout": {"concurrencyGroup": "windows-installer"}}),
+        ),
         accept(
             "a forced drain after 10 minutes and an hour to come back",
             Task,
@@ -250,6 +256,30 @@ fn cases() -> Vec<Case> {
             Task,
             json!({"rollout": {"zones": {"topologyKey": "my zone"}}}),
             "topologyKey must be a label key like topology.kubernetes.io/zone (an optional DNS prefix and a slash, then letters, digits, - _ .)",
+        ),
+        reject(
+            "a concurrency group without a timeout",
+            Task,
+            json!({"rollout": {"concurrencyGroup": "windows-installer"}}),
+            "a task in a rollout.concurrencyGroup needs a timeout (like 1h), so that it cannot hold a node from the other tasks of its group for ever",
+        ),
+        reject(
+            "a concurrency group for an agent",
+            Task,
+            json!({"mode": "Continuous", "rollout": {"concurrencyGroup": "windows-installer"}}),
+            "rollout.concurrencyGroup applies only to mode: Once (a Continuous agent runs all the time and would hold its nodes for ever)",
+        ),
+        reject(
+            "a concurrency group in capitals",
+            Task,
+            json!({"timeout": "1h", "rollout": {"concurrencyGroup": "Installers"}}),
+            "concurrencyGroup must be a lowercase name of a-z, 0-9 and '-', starting and ending with a letter or digit, like windows-installer",
+        ),
+        reject(
+            "a retry token with a slash",
+            Task,
+            json!({"retryFailed": "CHG/4712"}),
+            "retryFailed must be letters, digits and . _ : + - (starting with a letter or digit), like 2026-12-02T13:00:00Z or CHG-4712",
         ),
         reject(
             "a rerun token with a space",

@@ -254,6 +254,9 @@ fn check_token(what: &str, value: &str) -> Result<(), Failure> {
 fn run_request<P: Platform>(platform: &P, args: &RunArgs, state_dir: &Path) -> Result<RunRequest, Failure> {
     check_token("task-uid", &args.task_uid)?;
     check_token("revision", &args.revision)?;
+    if let Some(retry) = &args.retry {
+        check_token("retry", retry)?;
+    }
     let mode = Mode::from(args.mode);
     let timeout = match &args.timeout {
         Some(_) if mode == Mode::Continuous => {
@@ -316,6 +319,7 @@ fn run_request<P: Platform>(platform: &P, args: &RunArgs, state_dir: &Path) -> R
         retries: args.retries,
         backoff,
         wait_all: args.wait_for == WaitForArg::All,
+        retry: args.retry.clone(),
         state_dir: state_dir.to_path_buf(),
     })
 }

@@ -94,6 +94,8 @@ mod tests {
             state,
             exit_code: None,
             attempts: vec![],
+            retry: None,
+            retry_after: 0,
         }
     }
 
@@ -137,9 +139,11 @@ mod tests {
     #[test]
     fn interrupted_attempts_do_not_count_against_retries() {
         let mut r = record(hostprocess_crds::Mode::Once, State::Interrupted);
-        for outcome in [AttemptOutcome::ExitCode, AttemptOutcome::Interrupted, AttemptOutcome::TimedOut] {
+        for (number, outcome) in
+            (1..).zip([AttemptOutcome::ExitCode, AttemptOutcome::Interrupted, AttemptOutcome::TimedOut])
+        {
             r.attempts.push(Attempt {
-                number: 0,
+                number,
                 start_time: now(),
                 end_time: None,
                 pid: None,
@@ -151,5 +155,8 @@ mod tests {
             });
         }
         assert_eq!(r.counted_attempts(), 2);
+        // A retry round counts its own attempts only.
+        r.retry_after = 1;
+        assert_eq!(r.counted_attempts(), 1);
     }
 }

@@ -43,6 +43,8 @@ pub struct RunRequest {
     pub backoff: Duration,
     /// Finished only when every process of the job has exited, not only the main one.
     pub wait_all: bool,
+    /// The retry round in force (`--retry`): a failed record of another round runs again.
+    pub retry: Option<String>,
     pub state_dir: PathBuf,
 }
 
@@ -82,6 +84,18 @@ pub fn run<P: Platform>(platform: &P, req: &RunRequest, shutdown: &Shutdown) -> 
         return Ok(Ran { report, exit_code: EXIT_INTERRUPTED });
     };
     let mut record = match path.load()? {
+        Some(mut failed) if retries_now(req, &failed) => {
+            let after = failed.attempts.last().map_or(0, |a| a.number);
+            log(&format!(
+                "revision {} failed here after {after} attempt(s); retrying it (retryFailed round {})",
+                req.revision,
+                req.retry.as_deref().unwrap_or_default()
+            ));
+            failed.retry.clone_from(&req.retry);
+            failed.retry_after = after;
+            failed.state = State::Running;
+            failed
+        }
         Some(done) if req.mode == Mode::Once && done.state.is_final() => {
             log(&format!(
                 "revision {} already finished here ({:?}); not running it again",
@@ -108,6 +122,15 @@ pub fn run<P: Platform>(platform: &P, req: &RunRequest, shutdown: &Shutdown) -> 
     Ok(Ran { report: RunReport { skipped: false, record_path: path.path().into(), record }, exit_code })
 }
 
+/// Whether a failed `Once` record gets a new round of attempts: a retry round was asked for
+/// that it has not had. A success is never run again.
+fn retries_now(req: &RunRequest, record: &Record) -> bool {
+    req.mode == Mode::Once
+        && record.state == State::Failed
+        && req.retry.is_some()
+        && record.retry != req.retry
+}
+
 fn new_record(req: &RunRequest, state: State) -> Record {
     Record {
         task: req.task.clone(),
@@ -117,6 +140,8 @@ fn new_record(req: &RunRequest, state: State) -> Record {
         state,
         exit_code: None,
         attempts: vec![],
+        retry: req.retry.clone(),
+        retry_after: 0,
     }
 }
 

@@ -151,7 +151,10 @@ fn main() {
         "apiVersion": "hostprocess.dev/v1alpha1", "kind": "HostTask",
         "metadata": {"name": "fleet-07", "namespace": "hostprocess-tasks"}, "spec": {"script": "exit 0"}}))
     .unwrap();
-    assert_eq!(build::read_task_pods(&index, &task, REVISION).results.len(), pods);
+    assert_eq!(
+        build::read_task_pods(&index, &task, REVISION, k8s_openapi::jiff::Timestamp::now()).results.len(),
+        pods
+    );
     println!(
         "task pod index: {pods} task pods: {:.1} MiB, {} bytes per pod",
         mib(indexed),

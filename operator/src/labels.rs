@@ -24,6 +24,14 @@ pub fn is_admission_label(key: &str) -> bool {
     key.strip_prefix(ADMITTED_PREFIX).is_some_and(|rest| rest.starts_with('/'))
 }
 
+/// On a task pod: the retry round (`spec.retryFailed`, hashed) its template was made for. A
+/// failed pod of another round is run again when the rollout admits it.
+pub const RETRY: &str = "hostprocess.dev/retry";
+
+/// On a task pod: the task's `rollout.concurrencyGroup`, so a restarted operator sees which
+/// nodes run a task of the group.
+pub const CONCURRENCY_GROUP: &str = "hostprocess.dev/concurrency-group";
+
 /// On a task pod: where its node's reboot stands (`hosttask::reboot::step`).
 pub const REBOOT_STEP: &str = "hostprocess.dev/reboot";
 

@@ -1196,3 +1196,146 @@ async fn a_new_revision_waits_for_in_flight_nodes() {
         );
     }
 }
+
+#[tokio::test]
+async fn retrying_failed_nodes_reruns_only_them() {
+    let fx = Fixture::start(5, "privileged").await;
+    // The payload fails on two nodes until their cause is fixed (a file the test creates).
+    let fixed = tempfile::tempdir().unwrap();
+    let marker = fixed.path().join("fixed");
+    let script = format!(
+        "case \"$COMPUTERNAME\" in WIN-001|WIN-003) [ -e '{}' ] || {{ echo disk full >&2; exit 3; }} ;; esac\necho patched\n",
+        marker.display()
+    );
+    let spec = json!({"script": script, "retries": {"limit": 0},
+        "rollout": {"maxConcurrent": 2, "maxFailures": 1}});
+    fx.apply("patch", spec.clone()).await;
+    let halted = until("the rollout to halt on two failures", Duration::from_secs(90), || async {
+        let task = fx.task("patch").await;
+        let status = task.status.clone()?;
+        (is(&task, "Stalled", "True") && status.nodes.failed == 2).then_some(task)
+    })
+    .await
+    .unwrap();
+    let revision = halted.status.as_ref().unwrap().revision.clone().unwrap();
+    let uid = halted.metadata.uid.clone().unwrap();
+    let before: Vec<(String, usize)> = fx
+        .sim
+        .kubelets
+        .iter()
+        .filter_map(|k| {
+            let record = record_of(k, &uid, &revision)?;
+            Some((k.config.node.clone(), record["attempts"].as_array()?.len()))
+        })
+        .collect();
+
+    std::fs::write(&marker, "").unwrap();
+    let mut retry = spec;
+    retry["retryFailed"] = json!("CHG-4712");
+    let done = fx.watch_until_ready_after_apply("patch", retry).await;
+    let status = done.status.unwrap();
+    assert_eq!(status.revision.as_deref(), Some(revision.as_str()), "a retry is not a new revision");
+    assert_eq!((status.nodes.succeeded, status.nodes.failed), (5, 0), "{status:?}");
+    for kubelet in &fx.sim.kubelets {
+        let node = kubelet.config.node.clone();
+        let record = record_of(kubelet, &uid, &revision).expect("every node ran the revision");
+        let attempts = record["attempts"].as_array().unwrap();
+        let ran_before = before.iter().find(|(n, _)| *n == node).map(|(_, a)| *a);
+        if ["win-001", "win-003"].contains(&node.as_str()) {
+            assert_eq!(ran_before, Some(1), "{node} failed once before the retry");
+            assert_eq!(attempts.len(), 2, "{node}: one more attempt: {record}");
+            assert_eq!(record["state"], "Succeeded", "{node}: {record}");
+        } else {
+            assert_eq!(attempts.len(), 1, "{node} succeeded and never ran again: {record}");
+        }
+    }
+    // The retry is told as a wave like any other.
+    let retried: Vec<Event> = events_with_reason(&fx, "WaveStarted").await;
+    let named_after_retry: usize =
+        retried.iter().filter(|e| e.note.as_deref().is_some_and(|n| n.contains("win-001"))).count();
+    assert_eq!(named_after_retry, 2, "win-001 started twice: its first run and its retry");
+}
+
+#[tokio::test]
+async fn counts_a_user_watches_only_move_forward() {
+    let fx = Fixture::start(4, "privileged").await;
+    // Every node reboots after the patch; win-002's first attempt fails and its retry succeeds.
+    let tries = tempfile::tempdir().unwrap();
+    let script = format!(
+        "if [ \"$COMPUTERNAME\" = WIN-002 ] && [ ! -e '{0}/tried' ]; then touch '{0}/tried'; exit 5; fi\nexit 3010\n",
+        tries.path().display()
+    );
+    fx.apply(
+        "patch",
+        json!({"script": script, "runAs": {"account": "System"}, "reboot": "IfRequired",
+            "retries": {"limit": 1, "backoff": "1s"}, "rollout": {"maxConcurrent": 2}}),
+    )
+    .await;
+    let mut seen: Vec<(u32, u32)> = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let task = fx.task("patch").await;
+        if let Some(status) = &task.status {
+            let now = (status.nodes.succeeded, status.nodes.failed);
+            if seen.last() != Some(&now) {
+                seen.push(now);
+            }
+            if is(&task, "Ready", "True") && status.nodes.succeeded == 4 {
+                break;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "not complete in time; counts seen: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(seen.iter().all(|(_, failed)| *failed == 0), "no node ever counted failed: {seen:?}");
+    assert!(seen.windows(2).all(|w| w[0].0 <= w[1].0), "succeeded never went back: {seen:?}");
+    let boots: Vec<u32> = fx.sim.kubelets.iter().map(|k| k.boots()).collect();
+    assert_eq!(boots, [2, 2, 2, 2], "each node rebooted once");
+}
+
+#[tokio::test]
+async fn exclusive_tasks_never_overlap_on_a_node() {
+    let fx = Fixture::start(3, "privileged").await;
+    // Two installers in one group, each free to take every node at once.
+    let installer = json!({"script": "sleep 2\n", "timeout": "5m",
+        "rollout": {"maxConcurrent": 3, "concurrencyGroup": "windows-installer"}});
+    fx.apply("kb-a", installer.clone()).await;
+    fx.apply("kb-b", installer).await;
+    fx.apply("kb-free", json!({"script": "sleep 2\n", "rollout": {"maxConcurrent": 3}})).await;
+    for task in ["kb-a", "kb-b", "kb-free"] {
+        fx.wait_ready(task, "both installers to complete").await;
+    }
+    let interval = |record: &Value| -> (k8s_openapi::jiff::Timestamp, k8s_openapi::jiff::Timestamp) {
+        let attempt = &record["attempts"][0];
+        (
+            attempt["startTime"].as_str().unwrap().parse().unwrap(),
+            attempt["endTime"].as_str().unwrap().parse().unwrap(),
+        )
+    };
+    let (a, b) = (fx.task("kb-a").await, fx.task("kb-b").await);
+    let of = |task: &hostprocess_crds::HostTask, kubelet| {
+        record_of(
+            kubelet,
+            task.metadata.uid.as_deref().unwrap(),
+            task.status.as_ref().unwrap().revision.as_deref().unwrap(),
+        )
+    };
+    for kubelet in &fx.sim.kubelets {
+        let (ra, rb) = (of(&a, kubelet).expect("kb-a ran"), of(&b, kubelet).expect("kb-b ran"));
+        let ((a_start, a_end), (b_start, b_end)) = (interval(&ra), interval(&rb));
+        assert!(
+            a_end <= b_start || b_end <= a_start,
+            "{}: kb-a ran {a_start}..{a_end} and kb-b {b_start}..{b_end}",
+            kubelet.config.node
+        );
+    }
+    // A task outside the group ran beside them: what the check above would catch.
+    let free = fx.task("kb-free").await;
+    let overlapped = fx.sim.kubelets.iter().any(|kubelet| {
+        let (f_start, f_end) = interval(&of(&free, kubelet).expect("kb-free ran"));
+        let (a_start, a_end) = interval(&of(&a, kubelet).expect("kb-a ran"));
+        let (b_start, b_end) = interval(&of(&b, kubelet).expect("kb-b ran"));
+        (f_start < a_end && a_start < f_end) || (f_start < b_end && b_start < f_end)
+    });
+    assert!(overlapped, "the task outside the group ran beside an installer somewhere");
+}

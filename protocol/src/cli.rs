@@ -46,7 +46,7 @@ pub fn default_state_dir() -> PathBuf {
 pub enum Command {
     /// Run a payload in a new job object (every process it starts included) with limits and a
     /// timeout; record the result so that a `Once` payload never runs twice for a revision.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Readiness: exit 0 when the record says the payload succeeded (`Once`) or is running
     /// (`Continuous`), 1 otherwise.
     Probe(ProbeArgs),
@@ -165,6 +165,10 @@ pub struct RunArgs {
     /// container finds the record and idles without running the payload again.
     #[arg(long)]
     pub idle_after: bool,
+    /// The retry round (`retryFailed`) in force: a `Once` revision recorded as failed under
+    /// another round (or none) gets a new round of attempts; one that succeeded never runs again.
+    #[arg(long)]
+    pub retry: Option<String>,
     /// The program and its arguments, after `--`.
     #[arg(last = true, required_unless_present = "script")]
     pub command: Vec<OsString>,
@@ -478,7 +482,8 @@ impl RunArgs {
             .flag_opt("--memory", self.memory.as_deref())
             .flag_opt("--cpu", self.cpu.as_deref())
             .flag_opt("--processes", self.processes.map(|p| p.to_string()))
-            .switch("--idle-after", self.idle_after);
+            .switch("--idle-after", self.idle_after)
+            .flag_opt("--retry", self.retry.as_deref());
         match &self.script {
             Some(script) => {
                 args.flag("--script", path(script)).flag_opt("--script-sha256", self.script_sha256.as_deref())
@@ -567,6 +572,7 @@ mod tests {
             script: None,
             script_sha256: None,
             idle_after: true,
+            retry: Some("5f3a9c01".into()),
             command: vec!["C:\\tools\\patch.exe".into(), "--quiet".into(), "a b \"c\"".into(), "-".into()],
         }
     }
@@ -584,8 +590,8 @@ mod tests {
 
     #[test]
     fn every_subcommand_round_trips_through_the_parser() {
-        round_trip(Command::Run(run()));
-        round_trip(Command::Run(RunArgs {
+        round_trip(Command::Run(Box::new(run())));
+        round_trip(Command::Run(Box::new(RunArgs {
             mode: ModeArg::Continuous,
             timeout: None,
             memory: None,
@@ -594,10 +600,11 @@ mod tests {
             script: Some(PathBuf::from(r"C:\hostprocess\task\script.ps1")),
             script_sha256: Some(crate::digest::sha256_hex(b"exit 0")),
             idle_after: false,
+            retry: None,
             wait_for: WaitForArg::Main,
             command: Vec::new(),
             ..run()
-        }));
+        })));
         round_trip(Command::Probe(ProbeArgs { task_uid: "u-1".into(), revision: "r1".into() }));
         round_trip(Command::Group(GroupCommand::Ensure {
             name: "AppLogReaders".into(),
@@ -645,6 +652,6 @@ mod tests {
     fn a_payload_word_that_looks_like_a_flag_stays_the_payload_s() {
         let mut args = run();
         args.command = vec!["cmd.exe".into(), "--revision".into(), "evil".into()];
-        round_trip(Command::Run(args));
+        round_trip(Command::Run(Box::new(args)));
     }
 }

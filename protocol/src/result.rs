@@ -298,12 +298,27 @@ pub struct Record {
     pub exit_code: Option<i64>,
     /// Attempts, oldest first (for `Continuous`, the latest 20).
     pub attempts: Vec<Attempt>,
+    /// The retry round (`retryFailed`) the latest attempts belong to, when one was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<String>,
+    /// Attempts numbered up to this one belong to earlier rounds.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retry_after: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Record {
-    /// Attempts that count against the retry budget (an interrupted one was not the payload's fault).
+    /// Attempts of this round that count against the retry budget (an interrupted one was not
+    /// the payload's fault).
     pub fn counted_attempts(&self) -> u32 {
-        let n = self.attempts.iter().filter(|a| a.outcome != Some(AttemptOutcome::Interrupted)).count();
+        let n = self
+            .attempts
+            .iter()
+            .filter(|a| a.number > self.retry_after && a.outcome != Some(AttemptOutcome::Interrupted))
+            .count();
         u32::try_from(n).unwrap_or(u32::MAX)
     }
 }
@@ -466,6 +481,8 @@ mod tests {
                 }),
                 message: String::new(),
             }],
+            retry: None,
+            retry_after: 0,
         }
     }
 

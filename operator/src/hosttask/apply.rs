@@ -84,7 +84,16 @@ pub async fn apply(
             .filter(|(_, node)| !finishing.contains(node.as_str()))
             .cloned()
             .collect();
-        replace_outdated_pods(ctx, task, &outdated, &decided.decision.admitted).await?;
+        replace_pods(ctx, task, &outdated, &decided.decision.admitted).await?;
+        // Failed nodes admitted into a retry round: their pod is replaced by one of the round
+        // (the DaemonSet applied above makes it).
+        let retried: Vec<(String, String)> = decided
+            .decision
+            .retrying
+            .iter()
+            .filter_map(|node| Some((resolved.pods.retry.get(node)?.clone(), node.clone())))
+            .collect();
+        replace_pods(ctx, task, &retried, &decided.decision.retrying).await?;
     }
     // Reboots the payloads asked for, each as far as it can go now.
     for pod in &resolved.pods.rebooting {
@@ -96,7 +105,8 @@ pub async fn apply(
         .results
         .iter()
         .filter(|(_, result)| match result {
-            NodeResult::Rebooting => true,
+            // A cordon a failed reboot left stays until the node runs its retry round.
+            NodeResult::Rebooting | NodeResult::RetryPending => true,
             NodeResult::Failed(f) => {
                 matches!(f.reason.as_str(), step::REBOOT_FAILED | step::REBOOT_TIMED_OUT)
             }
@@ -114,6 +124,7 @@ pub async fn finalize(ctx: &Context, task: &HostTask) -> Result<Action, Error> {
     ctx.metrics.task_nodes(&namespace, &task.name_any(), None, 0);
     ctx.writes.script_maps.forget(&uid);
     ctx.writes.task_status.forget(&uid);
+    ctx.writes.exclusive.release(&namespace, &task.name_any());
     if finalizer::has(task) {
         let nodes = ctx.cache.nodes.state();
         let api: Api<HostTask> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -215,9 +226,10 @@ async fn delete_daemon_set(ctx: &Context, task: &HostTask) -> Result<(), Error> 
     Ok(())
 }
 
-/// `Once` DaemonSets use `OnDelete`: the operator replaces a pod of an older revision once its
-/// node is admitted for the new one (the DaemonSet controller then creates the new pod).
-async fn replace_outdated_pods(
+/// `Once` DaemonSets use `OnDelete`: the operator replaces a pod (of an older revision, or of an
+/// earlier retry round) once its node is admitted (`on`, sorted) for the new one; the DaemonSet
+/// controller then creates the new pod.
+async fn replace_pods(
     ctx: &Context,
     task: &HostTask,
     outdated: &[(String, String)],

@@ -16,6 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 
+use crate::hashing;
 use crate::hostprocess_pod::{self, IMAGE_EXECUTOR, invocation, windows_tolerations};
 use crate::labels;
 
@@ -90,6 +91,13 @@ pub fn script_config_map(task: &HostTask, revision: &str) -> Option<ConfigMap> {
     })
 }
 
+/// The retry round `spec.retryFailed` asks for, as the executor and the pod label carry it (a
+/// hash: the token may hold characters neither allows). `None` for `Continuous` tasks.
+pub fn retry_round(task: &HostTask) -> Option<String> {
+    let token = task.spec.retry_failed.as_deref().filter(|_| task.spec.mode == Mode::Once)?;
+    Some(hashing::short(token))
+}
+
 /// The executor's invocation for the task: `run` with its limits, then the payload.
 fn run_command(task: &HostTask, revision: &str) -> Command {
     let spec = &task.spec;
@@ -97,7 +105,7 @@ fn run_command(task: &HostTask, revision: &str) -> Command {
     let script = spec.script.as_ref().map(|_| PathBuf::from(format!(r"{SCRIPT_DIR}\{SCRIPT_FILE}")));
     // Each word stays one argument: nothing reaches a shell.
     let payload = spec.command.iter().flatten().chain(spec.args.iter().flatten());
-    Command::Run(RunArgs {
+    Command::Run(Box::new(RunArgs {
         task: format!("{}/{}", task.namespace().unwrap_or_default(), task.name_any()),
         task_uid: task.uid().unwrap_or_default(),
         revision: revision.into(),
@@ -110,10 +118,11 @@ fn run_command(task: &HostTask, revision: &str) -> Command {
         backoff: spec.retries.backoff.clone(),
         wait_for: spec.effective_wait_for().into(),
         idle_after: spec.mode == Mode::Once,
+        retry: retry_round(task),
         command: if script.is_some() { Vec::new() } else { payload.map(OsString::from).collect() },
         script_sha256: spec.script.as_ref().map(|s| digest::sha256_hex(s.as_bytes())),
         script,
-    })
+    }))
 }
 
 /// Node affinity: every term of the task's selector (ANDed), and for a pinned task the admission
@@ -170,7 +179,13 @@ fn affinity(
 pub fn daemon_set(task: &HostTask, inputs: &BuildInputs<'_>) -> DaemonSet {
     let spec = &task.spec;
     let name = labels::daemon_set_name(&task.name_any());
-    let pod_labels = task_labels(task, Some(inputs.revision));
+    let mut pod_labels = task_labels(task, Some(inputs.revision));
+    if let Some(round) = retry_round(task) {
+        pod_labels.insert(labels::RETRY.to_string(), round);
+    }
+    if let Some(group) = &spec.rollout.concurrency_group {
+        pod_labels.insert(labels::CONCURRENCY_GROUP.to_string(), group.clone());
+    }
     let selector_labels = BTreeMap::from([
         (labels::MANAGED_BY.to_string(), labels::MANAGED_BY_VALUE.to_string()),
         (labels::TASK.to_string(), task.name_any()),

@@ -1,6 +1,7 @@
 //! Decide: from what `resolve` read, which nodes run now (the rollout decision), which admission
 //! labels change, and which Events tell the story. Pure: unit-tested without a cluster.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use hostprocess_crds::units;
@@ -38,9 +39,29 @@ impl Decided {
     pub fn runs_anywhere(&self) -> bool {
         !self.pinned || !self.decision.admitted.is_empty()
     }
+
+    /// The nodes the task has in flight after this decision: admitted and not finished (a
+    /// reboot under way is not), the ones starting now included.
+    pub fn in_flight(
+        &self,
+        results: &std::collections::BTreeMap<String, rollout::NodeResult>,
+    ) -> Vec<String> {
+        use rollout::NodeResult;
+        let finished = |node: &String| {
+            matches!(
+                results.get(node),
+                Some(NodeResult::Succeeded { .. } | NodeResult::Failed(_) | NodeResult::RetryPending)
+            )
+        };
+        let mut nodes: Vec<String> =
+            self.decision.admitted.iter().filter(|n| !finished(n)).cloned().collect();
+        nodes.extend(self.decision.retrying.iter().cloned());
+        nodes
+    }
 }
 
-pub fn decide(task: &HostTask, resolved: &Resolved, account: &Account) -> Decided {
+/// `busy`: nodes another task of the task's concurrency group holds (none without a group).
+pub fn decide(task: &HostTask, resolved: &Resolved, account: &Account, busy: &BTreeSet<String>) -> Decided {
     let pinned = task.spec.mode == Mode::Once || account.eligible.is_some();
     let admitted = admission::admitted(&resolved.labelled, &resolved.revision, resolved.runs_revision);
     let mut limits = limits(task, resolved.targeted.len());
@@ -49,7 +70,12 @@ pub fn decide(task: &HostTask, resolved: &Resolved, account: &Account) -> Decide
         limits.window = schedule.at(resolved.now);
     }
     let results = &resolved.pods.results;
-    let eligible = account.eligible.as_ref();
+    // Nodes another task of the group holds do not start; the others go on.
+    let free: Option<BTreeSet<String>> = (!busy.is_empty()).then(|| {
+        let targeted = resolved.targeted.iter().filter(|n| !busy.contains(*n));
+        targeted.filter(|n| account.eligible.as_ref().is_none_or(|e| e.contains(*n))).cloned().collect()
+    });
+    let eligible = free.as_ref().or(account.eligible.as_ref());
     // The canary's completion, as first seen for this revision: the soak counts from it.
     let same_revision =
         resolved.previous.as_ref().and_then(|p| p.revision.as_deref()) == Some(resolved.revision.as_str());
@@ -82,6 +108,11 @@ pub fn decide(task: &HostTask, resolved: &Resolved, account: &Account) -> Decide
         }
         Mode::Continuous => rollout::plan_continuous(&resolved.targeted, results, limits.paused, eligible),
     };
+    // Held back by the group, not by the HostGroup: told apart.
+    let (held_by_group, waiting): (Vec<String>, Vec<String>) =
+        std::mem::take(&mut decision.waiting).into_iter().partition(|n| busy.contains(n));
+    decision.waiting = waiting;
+    decision.held_by_group = held_by_group;
     if decision.canary_complete {
         let completed = completed.unwrap_or(resolved.now);
         decision.canary_completion_time = Some(completed);

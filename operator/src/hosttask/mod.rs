@@ -47,6 +47,7 @@ pub(crate) async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<
     let targeted = windows_nodes_matching(task.spec.node_selector.as_ref(), &ctx.cache.nodes.state());
     if let Some(mut refused) = refusal(&ctx, &task, targeted.len()) {
         // Taken back or never given: whatever the task still runs stops.
+        ctx.writes.exclusive.release(&task.namespace().unwrap_or_default(), &task.name_any());
         if let Err(error) = apply::withdraw(&ctx, &task).await {
             warn!(%error, "cannot stop what the task runs");
             refused.message.push_str(&format!("; what it runs could not be stopped: {error}"));
@@ -67,7 +68,7 @@ pub(crate) async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<
             return Ok(Action::requeue(Duration::from_secs(300)));
         }
     };
-    let decided = decide::decide(&task, &resolved, &account);
+    let decided = decide_in_group(&ctx, &task, &resolved, &account);
     if apply::finalizer_first(&ctx, &task, &decided).await? {
         return Ok(Action::await_change());
     }
@@ -106,6 +107,33 @@ pub(crate) async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<
     };
     ctx.metrics.task_nodes(&task.namespace().unwrap_or_default(), &task.name_any(), Some(counts), waiting);
     Ok(decide::requeue(&decided, !resolved.pods.rebooting.is_empty(), now))
+}
+
+/// The decision, taken under the concurrency group's lock when the task names one: the nodes
+/// another task of the group holds do not start, and the task holds its nodes in flight after.
+fn decide_in_group(
+    ctx: &Context,
+    task: &HostTask,
+    resolved: &resolve::Resolved,
+    account: &resolve::Account,
+) -> decide::Decided {
+    let (namespace, name) = (task.namespace().unwrap_or_default(), task.name_any());
+    let group = task
+        .spec
+        .rollout
+        .concurrency_group
+        .as_deref()
+        .filter(|_| task.spec.mode == hostprocess_crds::Mode::Once);
+    let Some(group) = group else {
+        ctx.writes.exclusive.release(&namespace, &name);
+        return decide::decide(task, resolved, account, &Default::default());
+    };
+    let cached = pods::in_flight_in_group(&ctx.cache.task_pods, group, task);
+    ctx.writes.exclusive.decide(group, (&namespace, &name), cached, |busy| {
+        let decided = decide::decide(task, resolved, account, busy);
+        let holding = decided.in_flight(&resolved.pods.results);
+        (decided, holding)
+    })
 }
 
 /// Why a cluster administrator's grants do not let the task run, from the caches.

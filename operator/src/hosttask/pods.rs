@@ -5,10 +5,15 @@
 use std::collections::{BTreeMap, HashMap};
 
 use hostprocess_crds::HostTask;
+use k8s_openapi::jiff::Timestamp;
 
 use super::reboot::step::{self, Step};
 use super::rollout::{self, NodeResult};
 use crate::state::task_pods::{PodIndex, TaskPod};
+
+/// How long a pod of an earlier revision that reads as not started yet may still be starting
+/// its payload unseen: until then it is left to finish, after it replaced.
+const STARTING_GRACE: k8s_openapi::jiff::SignedDuration = k8s_openapi::jiff::SignedDuration::from_secs(30);
 
 /// A pod on a node whose reboot the operator carries out.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,10 +33,14 @@ pub struct TaskPods {
     pub outdated: Vec<(String, String)>,
     /// This revision's pods whose node is rebooting.
     pub rebooting: Vec<Rebooting>,
+    /// Per node, the failed pod of an earlier retry round (`RetryPending`): replaced when the
+    /// node is admitted again.
+    pub retry: BTreeMap<String, String>,
 }
 
 /// The pods of `task` in `index`, read against its current `revision`.
-pub fn read(index: &PodIndex, task: &HostTask, revision: &str) -> TaskPods {
+pub fn read(index: &PodIndex, task: &HostTask, revision: &str, now: Timestamp) -> TaskPods {
+    let round = super::build::retry_round(task);
     let (namespace, name) = (task.metadata.namespace.as_deref(), task.metadata.name.as_deref());
     index.read_task(namespace.unwrap_or_default(), name.unwrap_or_default(), |revisions| {
         let Some(revisions) = revisions else { return TaskPods::default() };
@@ -44,9 +53,16 @@ pub fn read(index: &PodIndex, task: &HostTask, revision: &str) -> TaskPods {
         }
         let current = revisions.get(revision).map(live).unwrap_or_default();
         let mut read = TaskPods::default();
-        for &(_, node, pod) in &current {
+        for &(name, node, pod) in &current {
             let Some(observed) = pod.observed.clone() else { continue };
-            let result = step::result(task, &Step::of(pod.reboot.as_deref()), node, observed);
+            let mut result = step::result(task, &Step::of(pod.reboot.as_deref()), node, observed);
+            if matches!(result, NodeResult::Failed(_))
+                && round.is_some()
+                && pod.retry.as_deref() != round.as_deref()
+            {
+                read.retry.insert(node.to_string(), name.to_string());
+                result = NodeResult::RetryPending;
+            }
             rollout::keep_settled(&mut read.results, node.to_string(), result);
         }
         for (name, node, pod) in current {
@@ -58,8 +74,16 @@ pub fn read(index: &PodIndex, task: &HostTask, revision: &str) -> TaskPods {
         for (_, pods) in revisions.iter().filter(|(r, _)| &***r != revision) {
             for (name, node, pod) in live(pods) {
                 read.outdated.push((name.to_string(), node.to_string()));
-                // An earlier revision's payload still running there: it finishes first.
-                if pod.observed == Some(NodeResult::Running) && !read.results.contains_key(node) {
+                // An earlier revision's payload still running there (or maybe: its container
+                // may have started before the kubelet said so): it finishes first.
+                let may_run = match pod.observed {
+                    Some(NodeResult::Running) => true,
+                    Some(NodeResult::Starting) => {
+                        pod.created.is_some_and(|c| now.duration_since(c) < STARTING_GRACE)
+                    }
+                    _ => false,
+                };
+                if may_run && !read.results.contains_key(node) {
                     read.results.insert(node.to_string(), NodeResult::Finishing);
                 }
             }
@@ -67,6 +91,25 @@ pub fn read(index: &PodIndex, task: &HostTask, revision: &str) -> TaskPods {
         read.outdated.sort();
         read.rebooting.sort_by(|a, b| a.node.cmp(&b.node));
         read
+    })
+}
+
+/// The nodes where another task of concurrency group `group` is in flight, as its pods say:
+/// not yet finished, or in the reboot it asked for.
+pub fn in_flight_in_group(
+    index: &PodIndex,
+    group: &str,
+    task: &HostTask,
+) -> std::collections::BTreeSet<String> {
+    let (namespace, name) = (task.metadata.namespace.as_deref(), task.metadata.name.as_deref());
+    index.nodes_of_group(group, (namespace.unwrap_or_default(), name.unwrap_or_default()), |pod| {
+        match &pod.observed {
+            None | Some(NodeResult::Starting | NodeResult::Running) => true,
+            Some(NodeResult::Succeeded { reboot_required: true }) => {
+                matches!(Step::of(pod.reboot.as_deref()), Step::Draining { .. } | Step::Rebooting { .. })
+            }
+            Some(_) => false,
+        }
     })
 }
 
@@ -150,7 +193,7 @@ mod tests {
                 pod("other-a", "other", "r2", "win-005", Some(&ok())),
             ]),
         );
-        let seen = read(&index, &task("Never"), "r2");
+        let seen = read(&index, &task("Never"), "r2", Timestamp::now());
         let nodes: Vec<(&str, &NodeResult)> = seen.results.iter().map(|(n, r)| (n.as_str(), r)).collect();
         assert_eq!(
             nodes,
@@ -164,7 +207,7 @@ mod tests {
         assert!(seen.rebooting.is_empty());
         let mut elsewhere = task("Never");
         elsewhere.metadata.namespace = Some("elsewhere".into());
-        assert_eq!(read(&index, &elsewhere, "r2"), TaskPods::default());
+        assert_eq!(read(&index, &elsewhere, "r2", Timestamp::now()), TaskPods::default());
     }
 
     #[test]
@@ -178,13 +221,13 @@ mod tests {
         done.metadata.annotations = Some([(labels::REBOOT_STEP.to_string(), "done".to_string())].into());
         follow(&index, listed(vec![pod("patch-a", "patch", "r1", "win-001", Some(asks)), draining, done]));
 
-        let seen = read(&index, &task("IfRequired"), "r1");
+        let seen = read(&index, &task("IfRequired"), "r1", Timestamp::now());
         assert_eq!(seen.results["win-001"], NodeResult::Rebooting);
         assert_eq!(seen.results["win-003"], NodeResult::Succeeded { reboot_required: false });
         let steps: Vec<(&str, &Step)> = seen.rebooting.iter().map(|r| (r.pod.as_str(), &r.step)).collect();
         assert_eq!(steps, [("patch-a", &Step::Required), ("patch-b", &Step::Draining { since: None })]);
 
-        let never = read(&index, &task("Never"), "r1");
+        let never = read(&index, &task("Never"), "r1", Timestamp::now());
         assert_eq!(never.results["win-001"], NodeResult::Succeeded { reboot_required: true });
         assert!(never.rebooting.is_empty(), "with reboot: Never the operator reboots nothing");
     }
@@ -201,10 +244,10 @@ mod tests {
             ],
         );
         let nodes = |index: &PodIndex| -> Vec<String> {
-            read(index, &task("Never"), "r1").results.into_keys().collect()
+            read(index, &task("Never"), "r1", Timestamp::now()).results.into_keys().collect()
         };
         assert_eq!(
-            read(&index, &task("Never"), "r1").results["win-001"],
+            read(&index, &task("Never"), "r1", Timestamp::now()).results["win-001"],
             NodeResult::Succeeded { reboot_required: false }
         );
         follow(&index, vec![watcher::Event::Delete(pod("patch-a", "patch", "r1", "win-001", None))]);
@@ -232,7 +275,7 @@ mod tests {
         let index = PodIndex::default();
         follow(&index, listed(vec![pod("patch-a", "patch", "r1", "win-001", None)]));
         follow(&index, vec![watcher::Event::Apply(pod("patch-a", "other", "r1", "win-001", None))]);
-        assert!(read(&index, &task("Never"), "r1").results.is_empty());
+        assert!(read(&index, &task("Never"), "r1", Timestamp::now()).results.is_empty());
         let mut unlabelled = pod("patch-a", "other", "r1", "win-001", None);
         unlabelled.metadata.labels = None;
         follow(&index, vec![watcher::Event::Apply(unlabelled)]);
@@ -240,7 +283,7 @@ mod tests {
             "apiVersion": "hostprocess.dev/v1alpha1", "kind": "HostTask",
             "metadata": {"name": "other", "namespace": "ops"}, "spec": {"script": "exit 0"}}))
         .unwrap_or_else(|e| panic!("task: {e}"));
-        assert!(read(&index, &other, "r1").results.is_empty());
+        assert!(read(&index, &other, "r1", Timestamp::now()).results.is_empty());
         assert!(index.is_empty(), "nothing left behind");
     }
 
@@ -266,5 +309,45 @@ mod tests {
         assert_eq!(follow(&index, vec![watcher::Event::Delete(moved)]), ["ops/other"]);
         let relisted = follow(&index, listed(vec![pod("patch-b", "patch", "r1", "win-002", None)]));
         assert_eq!(relisted, ["ops/patch"]);
+    }
+
+    #[test]
+    fn a_failure_of_an_earlier_retry_round_is_pending_and_one_of_this_round_stays_failed() {
+        let index = PodIndex::default();
+        let failed = lines::ran(State::Failed, 3, &[(AttemptOutcome::ExitCode, "")]);
+        let down = |name: &str, node: &str, round: Option<&str>| {
+            let mut pod: CachedPod = serde_json::from_value(json!({
+                "metadata": {"name": name, "namespace": "ops",
+                    "labels": {labels::TASK: "patch", labels::REVISION: "r1"},
+                    "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet", "controller": true,
+                        "name": labels::daemon_set_name("patch"), "uid": "ds-1"}]},
+                "spec": {"nodeName": node},
+                "status": {"phase": "Running", "containerStatuses": [{"name": "task", "ready": false,
+                    "restartCount": 1, "state": {"running": {}},
+                    "lastState": {"terminated": {"exitCode": 3, "message": failed}}}]},
+            }))
+            .unwrap_or_else(|e| panic!("pod: {e}"));
+            if let (Some(labels), Some(round)) = (pod.metadata.labels.as_mut(), round) {
+                labels.insert(labels::RETRY.into(), round.into());
+            }
+            crate::state::cached_pod::strip_pod(&mut pod);
+            pod
+        };
+        let mut retried = task("Never");
+        retried.spec.retry_failed = Some("CHG-1".into());
+        let round = super::super::build::retry_round(&retried);
+        follow(
+            &index,
+            listed(vec![down("patch-a", "win-001", None), down("patch-b", "win-002", round.as_deref())]),
+        );
+        let seen = read(&index, &retried, "r1", Timestamp::now());
+        assert_eq!(seen.results["win-001"], NodeResult::RetryPending);
+        assert_eq!(seen.retry.get("win-001").map(String::as_str), Some("patch-a"));
+        assert!(matches!(seen.results["win-002"], NodeResult::Failed(_)), "failed in this round: {seen:?}");
+        // Without a retry token, a failure is a failure.
+        assert!(matches!(
+            read(&index, &task("Never"), "r1", Timestamp::now()).results["win-001"],
+            NodeResult::Failed(_)
+        ));
     }
 }

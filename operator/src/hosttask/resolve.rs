@@ -85,7 +85,7 @@ pub async fn resolve(ctx: &Context, task: &HostTask, targeted: Vec<String>) -> R
         admission_label,
         targeted,
         zones,
-        pods: pods::read(&ctx.cache.task_pods, task, &revision),
+        pods: pods::read(&ctx.cache.task_pods, task, &revision, now()),
         revision,
     })
 }

@@ -108,12 +108,18 @@ pub struct Decision {
     pub admitted: Vec<String>,
     /// Admitted by this decision: the wave that starts now.
     pub starting: Vec<String>,
+    /// Of `starting`, the nodes that run again in a retry round (`RetryPending`): their failed
+    /// pod is replaced.
+    pub retrying: Vec<String>,
     pub counts: NodeCounts,
     /// Failing nodes, sorted by name, at most `LISTED_FAILURES`.
     pub failures: Vec<NodeFailure>,
     pub phase: Phase,
     /// Targeted nodes that may not start yet: the task's HostGroup is not provisioned there.
     pub waiting: Vec<String>,
+    /// Targeted nodes that may not start yet: another task of the concurrency group runs there
+    /// (set by `decide`).
+    pub held_by_group: Vec<String>,
     /// Every canary node succeeded (false without a canary).
     pub canary_complete: bool,
     /// When every canary node had first been seen succeeded (set by `decide`).
@@ -160,6 +166,8 @@ pub fn plan_once_where(
     let mut counts = NodeCounts { targeted: len(&targeted), ..NodeCounts::default() };
     let mut failures = Vec::new();
     let mut not_started = Vec::new();
+    // Failed before the retry round asked for: pending again, started like a new node.
+    let mut retry_pending = Vec::new();
     let mut zone_in_flight: BTreeMap<&str, u32> = BTreeMap::new();
     for node in &kept {
         // Admitted and no pod yet: its payload has not started either.
@@ -182,6 +190,7 @@ pub fn plan_once_where(
                 counts.failed += 1;
                 failures.push((**failure).clone());
             }
+            NodeResult::RetryPending => retry_pending.push(node.clone()),
         }
     }
     let halted = counts.failed > limits.max_failures;
@@ -210,6 +219,7 @@ pub fn plan_once_where(
         Admission::Closed { opens } => Some(opens),
     };
     let mut starting = Vec::new();
+    let mut retrying = Vec::new();
     if !halted && !limits.paused && closed.is_none() {
         let in_flight = counts.running + counts.rebooting;
         let mut most = limits.max_concurrent;
@@ -229,7 +239,11 @@ pub fn plan_once_where(
             if slots == 0 {
                 break;
             }
-            if kept.binary_search(node).is_ok() || !may_start(&node) || (held && !canary.contains(&node)) {
+            let retry = retry_pending.binary_search(node).is_ok();
+            if (kept.binary_search(node).is_ok() && !retry)
+                || !may_start(&node)
+                || (held && !canary.contains(&node))
+            {
                 continue;
             }
             let zone = zones.zone(node).to_string();
@@ -238,15 +252,20 @@ pub fn plan_once_where(
                 continue;
             }
             zone_in_flight.insert(zones.zone(node), busy + 1);
+            if retry {
+                retrying.push(node.clone());
+            }
             starting.push(node.clone());
             slots -= 1;
         }
     }
     counts.running += len(&starting);
+    retrying.sort();
     let mut all = kept;
-    all.extend(starting.iter().cloned());
+    all.extend(starting.iter().filter(|n| retrying.binary_search(n).is_err()).cloned());
     all.sort();
-    counts.pending = counts.targeted - len(&all);
+    // A node waiting for its retry round stays admitted (labelled) but counts as pending.
+    counts.pending = counts.targeted - len(&all) + len(&retry_pending) - len(&retrying);
     let phase = if halted {
         Phase::Halted
     } else if counts.pending == 0 && counts.running == 0 && counts.rebooting == 0 {
@@ -265,10 +284,12 @@ pub fn plan_once_where(
     Decision {
         admitted: all,
         starting,
+        retrying,
         counts,
         failures,
         phase,
         waiting,
+        held_by_group: Vec::new(),
         canary_complete,
         canary_completion_time: None,
     }
@@ -306,10 +327,12 @@ pub fn plan_continuous(
     Decision {
         admitted,
         starting: Vec::new(),
+        retrying: Vec::new(),
         counts,
         failures,
         phase,
         waiting,
+        held_by_group: Vec::new(),
         canary_complete: false,
         canary_completion_time: None,
     }
@@ -323,7 +346,7 @@ pub fn keep_settled(results: &mut BTreeMap<String, NodeResult>, node: String, re
         NodeResult::Finishing | NodeResult::Starting => 0,
         NodeResult::Running => 1,
         NodeResult::Rebooting => 2,
-        NodeResult::Failed(_) => 3,
+        NodeResult::Failed(_) | NodeResult::RetryPending => 3,
         NodeResult::Succeeded { .. } => 4,
     };
     match results.get(&node) {

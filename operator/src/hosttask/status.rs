@@ -88,7 +88,7 @@ pub fn status(
                 let failing: Vec<&str> = d.failures.iter().map(|f| f.node.as_str()).collect();
                 let failing = name_list(&failing, NAMED_IN_CONDITIONS);
                 let message = format!(
-                    "halted: {} nodes failed, more than maxFailures allows ({failing}); fix the payload (a new revision rolls out again) or raise maxFailures",
+                    "halted: {} nodes failed, more than maxFailures allows ({failing}); fix the payload (a new revision rolls out again), retry the failed nodes (a new spec.retryFailed) or raise maxFailures",
                     c.failed
                 );
                 vec![
@@ -144,16 +144,26 @@ pub fn status(
                     Wanted::new(STALLED, false, "WaitingForHostGroup", ""),
                 ]
             }
-            Phase::Progressing => vec![
-                Wanted::new(
-                    READY,
-                    false,
-                    "RollingOut",
-                    format!("rolling out revision {revision}: {progress}"),
-                ),
-                Wanted::new(RECONCILING, true, "RollingOut", progress),
-                Wanted::new(STALLED, false, "RollingOut", ""),
-            ],
+            Phase::Progressing => {
+                let mut progress = progress;
+                if !d.held_by_group.is_empty() {
+                    progress.push_str(&format!(
+                        "; {} nodes wait for another task of the concurrency group to finish there: {}",
+                        d.held_by_group.len(),
+                        name_list(&d.held_by_group, NAMED_IN_CONDITIONS)
+                    ));
+                }
+                vec![
+                    Wanted::new(
+                        READY,
+                        false,
+                        "RollingOut",
+                        format!("rolling out revision {revision}: {progress}"),
+                    ),
+                    Wanted::new(RECONCILING, true, "RollingOut", progress),
+                    Wanted::new(STALLED, false, "RollingOut", ""),
+                ]
+            }
         }
     } else {
         vec![]

@@ -117,6 +117,8 @@ pub async fn run(
             kube::runtime::watcher::Config::default().labels(&labels::managed_selector()),
         )
         .reconcile_on(triggers::paced(pod_changes, triggers::PACE))
+        // Nodes another task of its concurrency group let go.
+        .reconcile_on(ctx.writes.exclusive.woken())
         .reconcile_all_on(futures::stream::select(task_triggers, refused_writes))
         .graceful_shutdown_on(stop.stopped());
     let group_controller = Controller::new(Api::<HostGroup>::all(client.clone()), Default::default())

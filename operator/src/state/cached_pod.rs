@@ -256,6 +256,7 @@ pub fn strip_pod(pod: &mut CachedPod) {
         namespace: m.namespace.take(),
         uid: m.uid.take(),
         resource_version: m.resource_version.take(),
+        creation_timestamp: m.creation_timestamp.take(),
         deletion_timestamp: m.deletion_timestamp.take(),
         annotations: m
             .annotations

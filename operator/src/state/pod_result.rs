@@ -28,6 +28,9 @@ pub enum NodeResult {
     Rebooting,
     /// Boxed: results are kept per pod, and most are not failures.
     Failed(Box<NodeFailure>),
+    /// Failed before the retry round `spec.retryFailed` asks for: pending again, run when the
+    /// rollout admits it (its pod is replaced by one of the round).
+    RetryPending,
 }
 
 /// A message cut to what status holds (512 bytes, on a character boundary).
@@ -100,6 +103,11 @@ fn failure_of(node: &str, status: &ContainerStatus) -> Option<NodeFailure> {
             message: shorten(line.error().unwrap_or("the node-executor refused the task")),
             attempts: 0,
         },
+        // No account from the executor: the container was stopped from outside (the node
+        // rebooted or crashed, the runtime killed it). Restarted, its executor reads its record
+        // and says what happened; only a container that cannot start or that the kubelet has
+        // stopped restarting has failed.
+        None if !stays_down(status, &terminated) => return None,
         None => NodeFailure {
             node: node.to_string(),
             exit_code: Some(i64::from(terminated.exit_code)),
@@ -109,6 +117,23 @@ fn failure_of(node: &str, status: &ContainerStatus) -> Option<NodeFailure> {
         },
     };
     Some(failure)
+}
+
+/// Whether a container that ended without the executor's account stays down: it could not
+/// start, or the kubelet backs off from restarting it.
+fn stays_down(status: &ContainerStatus, terminated: &ContainerStateTerminated) -> bool {
+    const WAITING: [&str; 7] = [
+        "CrashLoopBackOff",
+        "CreateContainerError",
+        "CreateContainerConfigError",
+        "RunContainerError",
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+    ];
+    let waiting = status.state.as_ref().and_then(|s| s.waiting.as_ref()).and_then(|w| w.reason.as_deref());
+    let cannot_start = matches!(terminated.reason.as_deref(), Some("StartError" | "ContainerCannotRun"));
+    cannot_start || waiting.is_some_and(|reason| WAITING.contains(&reason))
 }
 
 /// What a pod of the current revision says about its node, or `None` when it is not bound.
@@ -192,6 +217,8 @@ pub(crate) mod lines {
             state,
             exit_code: Some(exit_code),
             attempts,
+            retry: None,
+            retry_after: 0,
         };
         let report = RunReport { skipped: false, record_path: "/state/tasks/u-1/r1.json".into(), record };
         let line =
@@ -263,5 +290,26 @@ mod tests {
             (f.reason.as_str(), f.message.as_str()),
             ("ExecutorError", "retries must be between 0 and 10")
         );
+    }
+
+    #[test]
+    fn a_container_stopped_from_outside_is_running_again_not_failed() {
+        // The node rebooted: the container was killed without a word from the executor, and
+        // runs again; the restarted executor's record says what happened.
+        let restarted =
+            pod(json!({"phase": "Running", "containerStatuses": [{"name": "task", "ready": false,
+            "restartCount": 1, "image": "x", "imageID": "", "state": {"running": {}},
+            "lastState": {"terminated": {"exitCode": 255, "reason": "Unknown"}}}]}));
+        assert_eq!(observe(&restarted), Some(("win-007".into(), NodeResult::Running)));
+        // Ended, and not restarted yet: on its way back.
+        let ended = pod(json!({"phase": "Running", "containerStatuses": [{"name": "task", "ready": false,
+            "restartCount": 1, "image": "x", "imageID": "",
+            "state": {"terminated": {"exitCode": 255, "reason": "Unknown"}}}]}));
+        assert_eq!(observe(&ended), Some(("win-007".into(), NodeResult::Running)));
+        // Down and staying down: failed.
+        let down = pod(json!({"phase": "Running", "containerStatuses": [{"name": "task", "ready": false,
+            "restartCount": 3, "image": "x", "imageID": "", "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+            "lastState": {"terminated": {"exitCode": 255, "reason": "Unknown"}}}]}));
+        assert!(matches!(observe(&down), Some((_, NodeResult::Failed(_)))));
     }
 }

@@ -30,6 +30,11 @@ pub struct TaskPod {
     pub observed: Option<NodeResult>,
     /// The reboot step annotation (`labels::REBOOT_STEP`).
     pub reboot: Option<Box<str>>,
+    /// The retry round its template was made for (`labels::RETRY`).
+    pub retry: Option<Box<str>>,
+    /// Its task's concurrency group (`labels::CONCURRENCY_GROUP`).
+    pub group: Option<Box<str>>,
+    pub created: Option<k8s_openapi::jiff::Timestamp>,
 }
 
 impl TaskPod {
@@ -44,6 +49,9 @@ impl TaskPod {
                 .as_ref()
                 .and_then(|a| a.get(labels::REBOOT_STEP))
                 .map(|s| Box::from(&**s)),
+            retry: pod.label(labels::RETRY).map(Box::from),
+            group: pod.label(labels::CONCURRENCY_GROUP).map(Box::from),
+            created: pod.metadata.creation_timestamp.as_ref().map(|t| t.0),
         }
     }
 }
@@ -190,6 +198,31 @@ impl PodIndex {
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Pods> {
         self.pods.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The nodes where a pod of concurrency group `group` that `in_flight` accepts runs, of any
+    /// task but `namespace/name`.
+    pub fn nodes_of_group(
+        &self,
+        group: &str,
+        (namespace, name): (&str, &str),
+        in_flight: impl Fn(&TaskPod) -> bool,
+    ) -> std::collections::BTreeSet<String> {
+        let pods = self.pods.read().unwrap_or_else(PoisonError::into_inner);
+        let mut nodes = std::collections::BTreeSet::new();
+        for (ns, tasks) in &pods.0 {
+            for (task, revisions) in tasks {
+                if &**ns == namespace && &**task == name {
+                    continue;
+                }
+                for pod in revisions.values().flat_map(HashMap::values) {
+                    if pod.group.as_deref() == Some(group) && !pod.deleting && in_flight(pod) {
+                        nodes.extend(pod.node.as_deref().map(str::to_string));
+                    }
+                }
+            }
+        }
+        nodes
     }
 
     /// Reads the pods of task `name` in `namespace`, by revision, under the index's lock.

@@ -11,6 +11,7 @@
 //! - `node_labels`: admission labels, queued and sent by a few writers, one patch per node.
 //! - `task_status`: HostTask statuses, the newest one per task, sent by a few writers.
 //! - `reboots`: the fleet-wide reboot budget: nodes claimed for a reboot the cache may not show.
+//! - `exclusive`: the nodes each concurrency group's tasks hold, decided under one lock.
 //! - `script_maps`: the script ConfigMaps already in the API (immutable, written once).
 //! - `config_maps`: a script or spec ConfigMap is used only if the operator's object controls it
 //!   and its content is the operator's.
@@ -21,6 +22,7 @@
 
 pub(crate) mod apply;
 pub(crate) mod config_maps;
+pub(crate) mod exclusive;
 pub(crate) mod node_labels;
 pub(crate) mod own_writes;
 pub(crate) mod reboots;
@@ -46,4 +48,6 @@ pub(crate) struct Writes {
     pub script_maps: script_maps::ScriptMaps,
     /// Nodes claimed for a reboot, against `--max-rebooting`.
     pub reboots: reboots::RebootSlots,
+    /// Nodes held by a task of a concurrency group.
+    pub exclusive: exclusive::Exclusive,
 }

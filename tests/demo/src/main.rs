@@ -120,7 +120,7 @@ async fn install(sim: &Simulation) -> Result<(), Error> {
 }
 
 /// The example patch rollout's grant, and its task with the simulated payload in place of the
-/// PowerShell script and without its maintenance window.
+/// PowerShell script, without its maintenance window and with a canary soak of seconds.
 fn demo_task(root: &Path) -> Result<(serde_json::Value, serde_json::Value), Error> {
     let text = std::fs::read_to_string(root.join("examples/patch-rollout.yaml"))?;
     let mut docs = text.split("\n---").map(yaml_serde::from_str::<serde_json::Value>);
@@ -131,6 +131,9 @@ fn demo_task(root: &Path) -> Result<(serde_json::Value, serde_json::Value), Erro
     // The example waits for a weekend night in Berlin; the demo runs now.
     if let Some(rollout) = task["spec"]["rollout"].as_object_mut() {
         rollout.remove("schedule");
+        if let Some(canary) = rollout.get_mut("canary") {
+            canary["soak"] = "5s".into();
+        }
     }
     Ok((grant, task))
 }
