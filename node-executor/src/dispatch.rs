@@ -202,7 +202,7 @@ fn probe(args: &ProbeArgs, state_dir: &Path) -> Result<Reply, Failure> {
     check_token("task-uid", &args.task_uid)?;
     check_token("revision", &args.revision)?;
     let record = record::RecordPath::new(state_dir, &args.task_uid, &args.revision).load()?;
-    let (ready, reason) = record::readiness(record.as_ref());
+    let (ready, reason) = record::readiness(record.as_ref(), std::time::SystemTime::now());
     let outcome = Outcome::Probed { ready, reason, state: record.map(|r| r.state) };
     Ok(Reply { code: if ready { 0 } else { 1 }, ..Reply::ok(outcome) })
 }

@@ -64,10 +64,30 @@ pub fn now() -> String {
     humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
 }
 
-/// What the readiness probe answers: ready, and why.
-pub fn readiness(record: Option<&Record>) -> (bool, String) {
+/// How long a payload that started the node's restart itself (1641) is waited for: after it,
+/// the run counts as done with a restart still to come (the operator carries it out with
+/// `reboot: IfRequired`).
+pub const SELF_RESTART_WAIT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
+/// What the readiness probe answers at `now`: ready, and why.
+pub fn readiness(record: Option<&Record>, now: std::time::SystemTime) -> (bool, String) {
     match record {
         None => (false, "the payload has not run for this revision yet".into()),
+        Some(r)
+            if r.mode == hostprocess_crds::Mode::Once
+                && r.state == State::RebootInitiated
+                && r.rebooted_at.is_none() =>
+        {
+            let ended = r.attempts.last().and_then(|a| a.end_time.as_deref());
+            let ended = ended.and_then(|t| humantime::parse_rfc3339(t).ok());
+            match ended.and_then(|e| now.duration_since(e).ok()) {
+                Some(waited) if waited >= SELF_RESTART_WAIT => (
+                    true,
+                    "the payload said it restarts the node (1641), which did not restart within 30m".into(),
+                ),
+                _ => (false, "the payload started the node's restart (1641); waiting for it".into()),
+            }
+        }
         Some(r) => match (r.mode, r.state) {
             (hostprocess_crds::Mode::Once, s) if s.is_final() && s.is_success() => {
                 (true, format!("the payload finished: {s:?}"))
@@ -96,20 +116,41 @@ mod tests {
             attempts: vec![],
             retry: None,
             retry_after: 0,
+            rebooted_at: None,
         }
     }
 
     #[test]
     fn readiness_follows_the_record() {
         use hostprocess_crds::Mode::{Continuous, Once};
-        assert!(!readiness(None).0);
-        assert!(readiness(Some(&record(Once, State::Succeeded))).0);
-        assert!(readiness(Some(&record(Once, State::RebootRequired))).0);
-        assert!(!readiness(Some(&record(Once, State::Failed))).0);
-        assert!(!readiness(Some(&record(Once, State::Running))).0);
-        assert!(!readiness(Some(&record(Once, State::Interrupted))).0);
-        assert!(readiness(Some(&record(Continuous, State::Running))).0);
-        assert!(!readiness(Some(&record(Continuous, State::BackingOff))).0);
+        let now = std::time::SystemTime::now();
+        assert!(!readiness(None, now).0);
+        assert!(readiness(Some(&record(Once, State::Succeeded)), now).0);
+        assert!(readiness(Some(&record(Once, State::RebootRequired)), now).0);
+        assert!(!readiness(Some(&record(Once, State::Failed)), now).0);
+        assert!(!readiness(Some(&record(Once, State::Running)), now).0);
+        assert!(!readiness(Some(&record(Once, State::Interrupted)), now).0);
+        assert!(readiness(Some(&record(Continuous, State::Running)), now).0);
+        assert!(!readiness(Some(&record(Continuous, State::BackingOff)), now).0);
+        // A payload that restarts the node itself: not ready until the node restarted, or
+        // until the wait is over.
+        let mut restarting = record(Once, State::RebootInitiated);
+        restarting.attempts.push(Attempt {
+            number: 1,
+            start_time: "2026-12-02T10:00:00Z".into(),
+            end_time: Some("2026-12-02T10:01:00Z".into()),
+            pid: None,
+            exit_code: Some(1641),
+            outcome: Some(AttemptOutcome::RebootInitiated),
+            timed_out: false,
+            stats: None,
+            message: String::new(),
+        });
+        let at = |t: &str| humantime::parse_rfc3339(t).expect("time");
+        assert!(!readiness(Some(&restarting), at("2026-12-02T10:05:00Z")).0);
+        assert!(readiness(Some(&restarting), at("2026-12-02T10:31:00Z")).0, "waited 30m");
+        restarting.rebooted_at = Some("2026-12-02T10:02:00Z".into());
+        assert!(readiness(Some(&restarting), at("2026-12-02T10:05:00Z")).0);
     }
 
     #[test]

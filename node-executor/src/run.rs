@@ -96,11 +96,14 @@ pub fn run<P: Platform>(platform: &P, req: &RunRequest, shutdown: &Shutdown) -> 
             failed.state = State::Running;
             failed
         }
-        Some(done) if req.mode == Mode::Once && done.state.is_final() => {
+        Some(mut done) if req.mode == Mode::Once && done.state.is_final() => {
             log(&format!(
                 "revision {} already finished here ({:?}); not running it again",
                 req.revision, done.state
             ));
+            if note_restart(platform, &mut done) {
+                path.save(&done)?;
+            }
             let exit_code = final_exit_code(&done);
             let report = RunReport { skipped: true, record_path: path.path().into(), record: done };
             return Ok(Ran { report, exit_code });
@@ -120,6 +123,30 @@ pub fn run<P: Platform>(platform: &P, req: &RunRequest, shutdown: &Shutdown) -> 
         Mode::Continuous => run_continuous(platform, req, shutdown, &path, &mut record)?,
     };
     Ok(Ran { report: RunReport { skipped: false, record_path: path.path().into(), record }, exit_code })
+}
+
+/// A payload that started the node's restart itself (1641): once the node has started again
+/// since the payload ended, the record says when (`rebootedAt`), and the run counts as done.
+/// Whether the record changed.
+fn note_restart<P: Platform>(platform: &P, record: &mut Record) -> bool {
+    if record.state != State::RebootInitiated || record.rebooted_at.is_some() {
+        return false;
+    }
+    let ended = record.attempts.last().and_then(|a| a.end_time.as_deref());
+    let ended = ended.and_then(|t| humantime::parse_rfc3339(t).ok());
+    match (platform.booted_at(), ended) {
+        (Ok(booted), Some(ended)) if booted > ended => {
+            let at = humantime::format_rfc3339_millis(booted).to_string();
+            log(&format!("the node restarted at {at}, as the payload started it to"));
+            record.rebooted_at = Some(at);
+            true
+        }
+        (Err(e), _) => {
+            log(&format!("cannot tell when the node started: {e}"));
+            false
+        }
+        _ => false,
+    }
 }
 
 /// Whether a failed `Once` record gets a new round of attempts: a retry round was asked for
@@ -142,6 +169,7 @@ fn new_record(req: &RunRequest, state: State) -> Record {
         attempts: vec![],
         retry: req.retry.clone(),
         retry_after: 0,
+        rebooted_at: None,
     }
 }
 

@@ -1339,3 +1339,28 @@ async fn exclusive_tasks_never_overlap_on_a_node() {
     });
     assert!(overlapped, "the task outside the group ran beside an installer somewhere");
 }
+
+#[tokio::test]
+async fn a_payload_that_restarts_the_node_itself_is_waited_for_not_rebooted_again() {
+    let fx = Fixture::start(2, "privileged").await;
+    // An installer that starts the restart itself and says so (1641).
+    let script = "touch \"$HOSTPROCESS_TEST_STORE/reboot-requested\"\nexit 1641\n";
+    let done = fx
+        .watch_until_ready_after_apply(
+            "self-restart",
+            json!({"script": script, "runAs": {"account": "System"}, "reboot": "IfRequired",
+                "rollout": {"maxConcurrent": 1}}),
+        )
+        .await;
+    let status = done.status.unwrap();
+    assert_eq!((status.nodes.succeeded, status.nodes.reboot_required), (2, 0), "{status:?}");
+    let boots: Vec<u32> = fx.sim.kubelets.iter().map(|k| k.boots()).collect();
+    assert_eq!(boots, [2, 2], "each node restarted once, by its payload");
+    assert!(events_with_reason(&fx, "NodeRebooting").await.is_empty(), "the operator rebooted nothing");
+    let (uid, revision) = (done.metadata.uid.unwrap(), status.revision.unwrap());
+    for kubelet in &fx.sim.kubelets {
+        let record = record_of(kubelet, &uid, &revision).expect("record");
+        assert_eq!(record["state"], "RebootInitiated", "{record}");
+        assert!(record["rebootedAt"].is_string(), "the executor saw the restart: {record}");
+    }
+}

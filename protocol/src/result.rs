@@ -304,6 +304,9 @@ pub struct Record {
     /// Attempts numbered up to this one belong to earlier rounds.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub retry_after: u32,
+    /// When the node started again after the restart the payload started itself (1641).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebooted_at: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -483,6 +486,7 @@ mod tests {
             }],
             retry: None,
             retry_after: 0,
+            rebooted_at: None,
         }
     }
 

@@ -75,6 +75,8 @@ impl Host {
 pub const REBOOT_REQUIRED: &str = "reboot-required";
 /// In the test store: the host is asked to reboot (what the simulated kubelet watches for).
 pub const REBOOT_REQUESTED: &str = "reboot-requested";
+/// In the test store: when the simulated node last booted (RFC 3339).
+pub const BOOTED_AT: &str = "booted-at";
 
 /// The test store's accounts: the accounts that exist, and the local groups.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -384,6 +386,20 @@ impl Platform for Host {
         fs::write(&path, message).map_err(|e| PlatformError::new("write", path.display().to_string(), e))?;
         let _ = fs::remove_file(self.store.join(REBOOT_REQUIRED));
         Ok(())
+    }
+
+    /// The test store's `booted-at` (RFC 3339, written by the simulated kubelet at each boot of
+    /// its node), else the host's boot from `/proc/uptime`.
+    fn booted_at(&self) -> Result<std::time::SystemTime, PlatformError> {
+        let path = self.store.join(BOOTED_AT);
+        if let Ok(text) = fs::read_to_string(&path) {
+            return humantime::parse_rfc3339(text.trim())
+                .map_err(|e| PlatformError::new("read", path.display().to_string(), e));
+        }
+        let uptime =
+            fs::read_to_string("/proc/uptime").map_err(|e| PlatformError::new("read", "/proc/uptime", e))?;
+        let seconds: f64 = uptime.split_whitespace().next().and_then(|s| s.parse().ok()).unwrap_or(0.0);
+        Ok(std::time::SystemTime::now() - std::time::Duration::from_secs_f64(seconds))
     }
 
     fn process_alive(&self, pid: u32) -> bool {

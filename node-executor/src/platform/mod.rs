@@ -214,6 +214,8 @@ pub trait Platform {
     fn reboot_pending(&self) -> Result<bool, PlatformError>;
     /// Asks the OS to restart the host after a short delay, as a planned restart.
     fn request_reboot(&self, message: &str) -> Result<(), PlatformError>;
+    /// When the host last started (Windows: now less the milliseconds since boot).
+    fn booted_at(&self) -> Result<std::time::SystemTime, PlatformError>;
 
     /// Creates `dir` (and missing parents) so that only the administrators (Windows: SYSTEM and
     /// Administrators, full control, nothing inherited; users may read) or root can write in it.

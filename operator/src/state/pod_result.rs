@@ -184,7 +184,10 @@ fn completion_of(status: &ContainerStatus) -> Option<bool> {
         return Some(false);
     }
     let line = ResultLine::parse_last(terminated.message.as_deref().unwrap_or_default())?;
-    (line.ok && line.asks_for_reboot()).then_some(true)
+    // A payload that restarted the node itself (1641) is done once its executor, back after
+    // the restart, says so by being ready: until then the node is running it.
+    let restarting = line.run().is_some_and(|r| r.record.state == State::RebootInitiated);
+    (line.ok && line.asks_for_reboot() && !restarting).then_some(true)
 }
 
 /// Result lines as the executor prints them, for tests: built from the protocol types.
@@ -219,6 +222,7 @@ pub(crate) mod lines {
             attempts,
             retry: None,
             retry_after: 0,
+            rebooted_at: None,
         };
         let report = RunReport { skipped: false, record_path: "/state/tasks/u-1/r1.json".into(), record };
         let line =
@@ -311,5 +315,19 @@ mod tests {
             "restartCount": 3, "image": "x", "imageID": "", "state": {"waiting": {"reason": "CrashLoopBackOff"}},
             "lastState": {"terminated": {"exitCode": 255, "reason": "Unknown"}}}]}));
         assert!(matches!(observe(&down), Some((_, NodeResult::Failed(_)))));
+    }
+
+    #[test]
+    fn a_payload_that_restarts_the_node_itself_runs_until_its_executor_is_ready_again() {
+        let started = lines::ran(State::RebootInitiated, 1641, &[(AttemptOutcome::RebootInitiated, "")]);
+        let exited = pod(json!({"phase": "Running", "containerStatuses": [{"name": "task", "ready": false,
+            "restartCount": 1, "image": "x", "imageID": "", "state": {"running": {}},
+            "lastState": {"terminated": {"exitCode": 1641, "message": started}}}]}));
+        assert_eq!(observe(&exited), Some(("win-007".into(), NodeResult::Running)));
+        let asked = lines::ran(State::RebootRequired, 3010, &[(AttemptOutcome::RebootRequired, "")]);
+        let asks = pod(json!({"phase": "Running", "containerStatuses": [{"name": "task", "ready": false,
+            "restartCount": 1, "image": "x", "imageID": "", "state": {"running": {}},
+            "lastState": {"terminated": {"exitCode": 3010, "message": asked}}}]}));
+        assert_eq!(observe(&asks), Some(("win-007".into(), NodeResult::Succeeded { reboot_required: true })));
     }
 }

@@ -138,6 +138,14 @@ impl Platform for Host {
         system::request_reboot(message)
     }
 
+    fn booted_at(&self) -> Result<std::time::SystemTime, PlatformError> {
+        // SAFETY: GetTickCount64 takes nothing and cannot fail.
+        let since = std::time::Duration::from_millis(unsafe {
+            windows::Win32::System::SystemInformation::GetTickCount64()
+        });
+        Ok(std::time::SystemTime::now() - since)
+    }
+
     fn describe(&self) -> String {
         system::describe()
     }

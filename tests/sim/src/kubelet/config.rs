@@ -7,6 +7,9 @@ use std::time::Duration;
 /// The file whose appearance under the node's test store asks the node to reboot (what the
 /// node-executor's Linux platform writes where Windows would call InitiateSystemShutdownEx).
 pub const REBOOT_REQUEST: &str = "reboot-requested";
+/// The file under the node's test store that says when the node last booted (RFC 3339), read
+/// by the executor's Linux platform as the host's boot time.
+pub const BOOTED_AT: &str = "booted-at";
 
 /// How one simulated node behaves.
 #[derive(Debug, Clone)]

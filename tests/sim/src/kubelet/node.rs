@@ -35,6 +35,12 @@ pub(super) async fn run_node(
             *boots += 1;
             *boots
         };
+        // What the executor's test platform reads as the host's boot time.
+        let store = config.test_store();
+        if std::fs::create_dir_all(&store).is_ok() {
+            let now = k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+            let _ = std::fs::write(store.join(BOOTED_AT), now);
+        }
         let boot_id = format!("{}-boot-{boot}", config.node);
         let machine_id = control.machine_id(&config.node);
         let heartbeat = {
