@@ -342,6 +342,24 @@ pub static STEP_TIMEOUT: Format = Format::new(
     ],
 );
 
+/// How long a health check may run: 1s to 1 hour.
+pub static HEALTH_CHECK_TIMEOUT: Format = Format::new(
+    "health check timeout",
+    2,
+    16,
+    &[
+        Rule::Matches(
+            DURATION_PATTERN,
+            "healthCheck.timeout must be hours, minutes and seconds like 90s, 5m or 1h",
+        ),
+        Rule::Expr {
+            cel: "!self.matches('^([0-9]{1,6}h)?([0-9]{1,8}m)?([0-9]{1,9}s)?$') || (duration(self) >= duration('1s') && duration(self) <= duration('1h'))",
+            holds: |v| duration_within(v, std::time::Duration::from_secs(3600)),
+            message: "healthCheck.timeout must be between 1s and 1h",
+        },
+    ],
+);
+
 /// How long a canary soaks before the rest of the fleet: 1s to 7 days.
 pub static SOAK: Format = Format::new(
     "soak",

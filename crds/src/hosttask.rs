@@ -42,6 +42,7 @@ use crate::messages as msg;
     validation = Rule::new("self.mode == 'Once' || !has(self.timeout)").message(msg::TIMEOUT_ONLY_ONCE),
     validation = Rule::new("self.mode == 'Once' || !has(self.rollout.schedule)").message(msg::SCHEDULE_ONLY_ONCE),
     validation = Rule::new("self.mode == 'Once' || !has(self.rollout.concurrencyGroup)").message(msg::CONCURRENCY_GROUP_ONLY_ONCE),
+    validation = Rule::new("self.mode == 'Once' || !has(self.healthCheck)").message(msg::HEALTH_CHECK_ONLY_ONCE),
     validation = Rule::new("!has(self.rollout.concurrencyGroup) || has(self.timeout)").message(msg::CONCURRENCY_GROUP_TIMEOUT),
 )]
 #[serde(rename_all = "camelCase")]
@@ -120,6 +121,16 @@ pub struct HostTaskSpec {
     /// and `MainProcess` for `Continuous`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait_for: Option<WaitFor>,
+
+    /// For `Once`: a program the executor runs on the node after the payload succeeded, to tell
+    /// whether the change took (a hotfix is listed, a service answers). It runs as the payload
+    /// does, in a job of the same limits; exit code 0 passes. After a payload that needs a
+    /// restart (3010 with `reboot: IfRequired`, or 1641) it runs once the node is back. A node
+    /// succeeds only when it passes; a failing or timed-out check fails the node
+    /// (`HealthCheckFailed`, counted against `maxFailures`; `retryFailed` runs payload and check
+    /// again). Part of the revision. Unset: the payload's exit code decides alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
 
     /// How often a failed `Once` payload is tried again on the same node, and how long to wait.
     #[serde(default)]
@@ -203,6 +214,32 @@ fn cpu_schema(_: &mut SchemaGenerator) -> Schema {
 
 fn host_group_ref_schema(_: &mut SchemaGenerator) -> Schema {
     format::OBJECT_NAME.schema()
+}
+
+/// A check the executor runs after the payload (`spec.healthCheck`).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthCheck {
+    /// The program and its arguments: `[program, arg, ...]`, like
+    /// `[powershell.exe, -NoProfile, -Command, "if (-not (Get-HotFix KB5034439)) { exit 1 }"]`.
+    /// Resolved like `command`; never run through a shell of ours.
+    #[schemars(length(min = 1, max = 64))]
+    #[x_kube(validation = Rule::new("size(self[0]) > 0").message(msg::HEALTH_CHECK_EMPTY))]
+    pub command: Vec<String>,
+
+    /// How long the check may run before it is killed and counts as failed, like `2m`. 1s to
+    /// 1h. Default `5m`.
+    #[serde(default = "default_health_timeout")]
+    #[schemars(schema_with = "health_timeout_schema")]
+    pub timeout: String,
+}
+
+fn default_health_timeout() -> String {
+    "5m".into()
+}
+
+fn health_timeout_schema(_: &mut SchemaGenerator) -> Schema {
+    format::HEALTH_CHECK_TIMEOUT.schema()
 }
 
 /// The Windows account a payload runs as.

@@ -19,8 +19,8 @@ pub use hostgroup::{
     AppliesTo, DeletionPolicy, Grant, GroupRollout, HostGroup, HostGroupSpec, HostGroupStatus, Rights,
 };
 pub use hosttask::{
-    Account, Canary, Drain, DrainTimeoutAction, FailureBudget, HostTask, HostTaskSpec, HostTaskStatus,
-    Limits, Mode, RebootPolicy, Retries, Rollout, RunAs, WaitFor, ZoneSpread,
+    Account, Canary, Drain, DrainTimeoutAction, FailureBudget, HealthCheck, HostTask, HostTaskSpec,
+    HostTaskStatus, Limits, Mode, RebootPolicy, Retries, Rollout, RunAs, WaitFor, ZoneSpread,
 };
 pub use manifest::{GROUP, Manifest, ManifestError, VERSION, parse_manifests};
 pub use validate::{FieldError, ValidationErrors};

@@ -32,3 +32,6 @@ pub const CANARY_NODES: &str =
     "canary.nodes must be a count of at least 1 or a percentage from 1% to 100%, like 1 or \"5%\"";
 pub const CONCURRENCY_GROUP_ONLY_ONCE: &str = "rollout.concurrencyGroup applies only to mode: Once (a Continuous agent runs all the time and would hold its nodes for ever)";
 pub const CONCURRENCY_GROUP_TIMEOUT: &str = "a task in a rollout.concurrencyGroup needs a timeout (like 1h), so that it cannot hold a node from the other tasks of its group for ever";
+pub const HEALTH_CHECK_ONLY_ONCE: &str =
+    "healthCheck applies only to mode: Once (a Continuous agent is judged by running)";
+pub const HEALTH_CHECK_EMPTY: &str = "healthCheck.command[0] must name the program to run";

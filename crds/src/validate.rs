@@ -86,6 +86,16 @@ impl HostTaskSpec {
         if self.mode == Mode::Continuous && self.rollout.schedule.is_some() {
             errors.push("spec", msg::SCHEDULE_ONLY_ONCE);
         }
+        if let Some(check) = &self.health_check {
+            if self.mode == Mode::Continuous {
+                errors.push("spec", msg::HEALTH_CHECK_ONLY_ONCE);
+            }
+            if check.command.first().is_none_or(String::is_empty) {
+                errors.push("spec.healthCheck.command", msg::HEALTH_CHECK_EMPTY);
+            }
+            errors.at_most("spec.healthCheck.command", check.command.len(), 64);
+            errors.check("spec.healthCheck.timeout", &format::HEALTH_CHECK_TIMEOUT, &check.timeout);
+        }
         if let Some(group) = &self.rollout.concurrency_group {
             if self.mode == Mode::Continuous {
                 errors.push("spec", msg::CONCURRENCY_GROUP_ONLY_ONCE);

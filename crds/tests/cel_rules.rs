@@ -191,6 +191,11 @@ fn cases() -> Vec<Case> {
         accept("a rerun token", Task, json!({"rerun": "2026-12-02T13:00:00Z"})),
         accept("a retry token", Task, json!({"retryFailed": "CHG-4712"})),
         accept(
+            "a health check",
+            Task,
+            json!({"healthCheck": {"command": ["powershell.exe", "-Command", "Get-HotFix KB5034439"], "timeout": "2m"}}),
+        ),
+        accept(
             "a concurrency group with a timeout",
             Task,
             json!({"timeout": "1h", "rollout": {"concurrencyGroup": "windows-installer"}}),
@@ -256,6 +261,30 @@ fn cases() -> Vec<Case> {
             Task,
             json!({"rollout": {"zones": {"topologyKey": "my zone"}}}),
             "topologyKey must be a label key like topology.kubernetes.io/zone (an optional DNS prefix and a slash, then letters, digits, - _ .)",
+        ),
+        reject(
+            "a health check for an agent",
+            Task,
+            json!({"mode": "Continuous", "healthCheck": {"command": ["check.exe"]}}),
+            "healthCheck applies only to mode: Once (a Continuous agent is judged by running)",
+        ),
+        reject(
+            "a health check without a program",
+            Task,
+            json!({"healthCheck": {"command": [""]}}),
+            "healthCheck.command[0] must name the program to run",
+        ),
+        reject(
+            "a health check timeout in days",
+            Task,
+            json!({"healthCheck": {"command": ["check.exe"], "timeout": "1d"}}),
+            "healthCheck.timeout must be hours, minutes and seconds like 90s, 5m or 1h",
+        ),
+        reject(
+            "a health check that may take a day",
+            Task,
+            json!({"healthCheck": {"command": ["check.exe"], "timeout": "24h"}}),
+            "healthCheck.timeout must be between 1s and 1h",
         ),
         reject(
             "a concurrency group without a timeout",

@@ -308,6 +308,24 @@ fn run_request<P: Platform>(platform: &P, args: &RunArgs, state_dir: &Path) -> R
         }
         (None, None) => return Err(Failure("give the program to run after `--`, or --script".into())),
     };
+    let health_check = match args.health_check.split_first() {
+        None => None,
+        Some((program, rest)) => {
+            if program.is_empty() {
+                return Err(Failure(hostprocess_crds::messages::HEALTH_CHECK_EMPTY.into()));
+            }
+            let timeout = args.health_check_timeout.as_deref().unwrap_or("5m");
+            format::HEALTH_CHECK_TIMEOUT.check(timeout)?;
+            Some(crate::health::HealthCheck {
+                launch: Launch {
+                    program: sandbox::resolve_from_env(Path::new(program)).into_os_string(),
+                    args: rest.to_vec(),
+                },
+                timeout: units::parse_duration(timeout).unwrap_or(Duration::from_secs(300)),
+                after_restart: args.health_check_after_restart,
+            })
+        }
+    };
     Ok(RunRequest {
         task: args.task.clone(),
         task_uid: args.task_uid.clone(),
@@ -320,6 +338,7 @@ fn run_request<P: Platform>(platform: &P, args: &RunArgs, state_dir: &Path) -> R
         backoff,
         wait_all: args.wait_for == WaitForArg::All,
         retry: args.retry.clone(),
+        health_check,
         state_dir: state_dir.to_path_buf(),
     })
 }

@@ -11,6 +11,7 @@ mod cmdline;
 #[cfg(any(windows, test))]
 mod cpu;
 mod dispatch;
+mod health;
 mod install;
 mod lock;
 mod payload;

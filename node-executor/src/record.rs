@@ -8,7 +8,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-pub use hostprocess_protocol::{Attempt, AttemptOutcome, Record, State};
+pub use hostprocess_protocol::{Attempt, AttemptOutcome, HealthState, Record, State};
 
 use crate::atomic_file;
 
@@ -88,6 +88,9 @@ pub fn readiness(record: Option<&Record>, now: std::time::SystemTime) -> (bool, 
                 _ => (false, "the payload started the node's restart (1641); waiting for it".into()),
             }
         }
+        Some(r) if r.health_check == Some(HealthState::Pending) => {
+            (false, "the payload succeeded; its health check has not run yet".into())
+        }
         Some(r) => match (r.mode, r.state) {
             (hostprocess_crds::Mode::Once, s) if s.is_final() && s.is_success() => {
                 (true, format!("the payload finished: {s:?}"))
@@ -117,6 +120,7 @@ mod tests {
             retry: None,
             retry_after: 0,
             rebooted_at: None,
+            health_check: None,
         }
     }
 

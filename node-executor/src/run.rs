@@ -45,6 +45,8 @@ pub struct RunRequest {
     pub wait_all: bool,
     /// The retry round in force (`--retry`): a failed record of another round runs again.
     pub retry: Option<String>,
+    /// What to run after the payload succeeded (`--health-check`).
+    pub health_check: Option<crate::health::HealthCheck>,
     pub state_dir: PathBuf,
 }
 
@@ -103,6 +105,17 @@ pub fn run<P: Platform>(platform: &P, req: &RunRequest, shutdown: &Shutdown) -> 
             ));
             if note_restart(platform, &mut done) {
                 path.save(&done)?;
+            }
+            // A health check that waited for the node's restart runs now that it is back.
+            if let Some(check) = req.health_check.as_ref().filter(|c| crate::health::due(platform, c, &done))
+            {
+                crate::health::run(platform, req, check, shutdown, &mut done)?;
+                path.save(&done)?;
+                if done.state == State::Failed {
+                    let exit_code = final_exit_code(&done);
+                    let report = RunReport { skipped: false, record_path: path.path().into(), record: done };
+                    return Ok(Ran { report, exit_code });
+                }
             }
             let exit_code = final_exit_code(&done);
             let report = RunReport { skipped: true, record_path: path.path().into(), record: done };
@@ -170,6 +183,7 @@ fn new_record(req: &RunRequest, state: State) -> Record {
         retry: req.retry.clone(),
         retry_after: 0,
         rebooted_at: None,
+        health_check: None,
     }
 }
 
@@ -208,7 +222,17 @@ fn run_once<P: Platform>(
                 }
             }
             State::Interrupted => return Ok(EXIT_INTERRUPTED),
-            _ => return Ok(final_exit_code(record)),
+            state => {
+                if let Some(check) = req.health_check.as_ref().filter(|_| state.is_success()) {
+                    if crate::health::waits_for_restart(check, state) {
+                        record.health_check = Some(crate::record::HealthState::Pending);
+                    } else {
+                        crate::health::run(platform, req, check, shutdown, record)?;
+                    }
+                    path.save(record)?;
+                }
+                return Ok(final_exit_code(record));
+            }
         }
     }
 }
@@ -290,34 +314,11 @@ fn attempt<P: Platform>(
                 log(note);
             }
             let deadline = timeout.map(|t| Instant::now() + t);
-            let mut said_waiting = false;
-            let ended = loop {
-                if shutdown.requested() {
-                    job.kill()?;
-                    break Ended::Interrupted;
-                }
-                if deadline.is_some_and(|d| Instant::now() >= d) {
-                    job.kill()?;
-                    break Ended::TimedOut;
-                }
-                if let Some(code) = job.poll(Duration::from_millis(50))? {
-                    let left = if req.wait_all { job.stats().active_processes } else { 0 };
-                    if left > 0 {
-                        // An installer that relaunched itself is still installing.
-                        if !said_waiting {
-                            log(&format!(
-                                "attempt {number}: the main process exited with {code}; waiting for the {left} process(es) it left in its job"
-                            ));
-                            said_waiting = true;
-                        }
-                        std::thread::sleep(Duration::from_millis(50));
-                        continue;
-                    }
-                    // Whatever the payload left running in its job ends with it.
-                    job.kill()?;
-                    break Ended::Exited(code);
-                }
-            };
+            let ended = wait_for_job(&mut job, deadline, shutdown, req.wait_all, |code, left| {
+                log(&format!(
+                    "attempt {number}: the main process exited with {code}; waiting for the {left} process(es) it left in its job"
+                ));
+            })?;
             let stats = job.stats();
             finished.stats = Some(stats);
             match (ended, stats.limit_exceeded) {
@@ -376,8 +377,43 @@ fn attempt<P: Platform>(
     Ok(finished)
 }
 
+/// Waits until the job's main process exited (with `wait_all`, every process of the job: an
+/// installer that relaunched itself is still installing; `waiting` is told once), the deadline
+/// passed or a stop was asked for; whatever is left in the job is killed.
+pub(crate) fn wait_for_job<J: Job>(
+    job: &mut J,
+    deadline: Option<Instant>,
+    shutdown: &Shutdown,
+    wait_all: bool,
+    waiting: impl FnOnce(i64, u32),
+) -> Result<Ended, RunError> {
+    let mut waiting = Some(waiting);
+    loop {
+        if shutdown.requested() {
+            job.kill()?;
+            return Ok(Ended::Interrupted);
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            job.kill()?;
+            return Ok(Ended::TimedOut);
+        }
+        if let Some(code) = job.poll(Duration::from_millis(50))? {
+            let left = if wait_all { job.stats().active_processes } else { 0 };
+            if left > 0 {
+                if let Some(tell) = waiting.take() {
+                    tell(code, left);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+            job.kill()?;
+            return Ok(Ended::Exited(code));
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
-enum Ended {
+pub(crate) enum Ended {
     Exited(i64),
     TimedOut,
     Interrupted,

@@ -36,8 +36,8 @@ pub fn content_hash(value: &serde_json::Value) -> String {
 /// retries, mode, reboot policy), not of where or how fast it rolls out — changing the node
 /// selector, tolerations, `maxConcurrent`, `maxFailures` or `paused` does not run anything again.
 /// `referenced` is the content of referenced Secrets/ConfigMaps when the task asks to track it.
-/// A `rerun` token is part of it when set (and only then: a task that never set one keeps the
-/// revision it had before the field existed).
+/// A `rerun` token and a health check are part of it when set (and only then: a task that never
+/// set one keeps the revision it had before the field existed).
 pub fn revision(spec: &HostTaskSpec, referenced: Option<&str>) -> String {
     let mut what = json!({
         "image": spec.image, "command": spec.command, "args": spec.args, "script": spec.script,
@@ -47,6 +47,9 @@ pub fn revision(spec: &HostTaskSpec, referenced: Option<&str>) -> String {
     });
     if let Some(token) = &spec.rerun {
         what["rerun"] = token.as_str().into();
+    }
+    if let Some(check) = &spec.health_check {
+        what["healthCheck"] = json!(check);
     }
     format!("{:010x}", fnv1a(what.to_string().as_bytes()) & 0xff_ffff_ffff)
 }
@@ -108,6 +111,14 @@ mod tests {
         assert_ne!(again, r, "a rerun token is a new revision");
         rerun.rerun = Some("2026-12-03".into());
         assert_ne!(revision(&rerun, None), again, "and every new token another one");
+
+        let mut retried = base.clone();
+        retried.retry_failed = Some("CHG-4712".into());
+        assert_eq!(revision(&retried, None), r, "retrying the failed nodes is not a new revision");
+        let mut checked = base.clone();
+        checked.health_check =
+            Some(hostprocess_crds::HealthCheck { command: vec!["check.exe".into()], timeout: "5m".into() });
+        assert_ne!(revision(&checked, None), r, "a health check is part of what runs");
     }
 
     #[test]

@@ -1364,3 +1364,69 @@ async fn a_payload_that_restarts_the_node_itself_is_waited_for_not_rebooted_agai
         assert!(record["rebootedAt"].is_string(), "the executor saw the restart: {record}");
     }
 }
+
+#[tokio::test]
+async fn a_failing_health_check_counts_as_a_failure() {
+    let fx = Fixture::start(3, "privileged").await;
+    // The patch installs everywhere, but on win-001 the check finds it missing.
+    fx.apply(
+        "patch",
+        json!({"script": "echo installed\n", "retries": {"limit": 2, "backoff": "1s"},
+            "healthCheck": {"command": ["sh", "-c", "echo checking; [ \"$COMPUTERNAME\" != WIN-001 ]"], "timeout": "1m"},
+            "rollout": {"maxConcurrent": 3, "maxFailures": 1}}),
+    )
+    .await;
+    let task = until("two nodes succeeded and one failed", Duration::from_secs(90), || async {
+        let task = fx.task("patch").await;
+        let nodes = &task.status.as_ref()?.nodes;
+        (nodes.succeeded == 2 && nodes.failed == 1).then_some(task)
+    })
+    .await
+    .unwrap();
+    let status = task.status.unwrap();
+    let failure = &status.failures[0];
+    assert_eq!(
+        (failure.node.as_str(), failure.reason.as_str()),
+        ("win-001", "HealthCheckFailed"),
+        "{failure:?}"
+    );
+    assert!(failure.message.contains("health check exited with code 1"), "{failure:?}");
+    let (uid, revision) = (task.metadata.uid.unwrap(), status.revision.unwrap());
+    for kubelet in &fx.sim.kubelets {
+        let record = record_of(kubelet, &uid, &revision).expect("record");
+        let attempts = record["attempts"].as_array().map(Vec::len);
+        assert_eq!(attempts, Some(1), "the payload ran once, the check decided: {record}");
+        let expected =
+            if kubelet.config.node == "win-001" { ("Failed", "Failed") } else { ("Succeeded", "Passed") };
+        assert_eq!(
+            (record["state"].as_str(), record["healthCheck"].as_str()),
+            (Some(expected.0), Some(expected.1)),
+            "{record}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_health_check_after_a_reboot_runs_once_the_node_is_back() {
+    let fx = Fixture::start(2, "privileged").await;
+    let seen = tempfile::tempdir().unwrap();
+    let dir = seen.path().display();
+    // The payload notes the boot it ran in; the check passes only in a later one.
+    let script = format!("cp \"$HOSTPROCESS_TEST_STORE/booted-at\" '{dir}/'\"$COMPUTERNAME\"\nexit 3010\n");
+    let check = format!("! cmp -s \"$HOSTPROCESS_TEST_STORE/booted-at\" '{dir}/'\"$COMPUTERNAME\"");
+    let done = fx
+        .watch_until_ready_after_apply(
+            "patch",
+            json!({"script": script, "runAs": {"account": "System"}, "reboot": "IfRequired",
+                "healthCheck": {"command": ["sh", "-c", check]}, "rollout": {"maxConcurrent": 2}}),
+        )
+        .await;
+    let status = done.status.unwrap();
+    assert_eq!((status.nodes.succeeded, status.nodes.failed), (2, 0), "{status:?}");
+    let (uid, revision) = (done.metadata.uid.unwrap(), status.revision.unwrap());
+    for kubelet in &fx.sim.kubelets {
+        assert_eq!(kubelet.boots(), 2, "{} rebooted once", kubelet.config.node);
+        let record = record_of(kubelet, &uid, &revision).expect("record");
+        assert_eq!(record["healthCheck"], "Passed", "{record}");
+    }
+}

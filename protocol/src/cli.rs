@@ -169,6 +169,17 @@ pub struct RunArgs {
     /// another round (or none) gets a new round of attempts; one that succeeded never runs again.
     #[arg(long)]
     pub retry: Option<String>,
+    /// A health check to run after the payload succeeded, one word per flag
+    /// (`--health-check=PROGRAM --health-check=ARG ...`); exit code 0 passes.
+    #[arg(long = "health-check", action = clap::ArgAction::Append, allow_hyphen_values = true)]
+    pub health_check: Vec<OsString>,
+    /// How long the health check may run, like 5m.
+    #[arg(long, requires = "health_check")]
+    pub health_check_timeout: Option<String>,
+    /// After a payload that asked for a restart (3010), run the health check once the node is
+    /// back rather than at once (the operator restarts it: `reboot: IfRequired`).
+    #[arg(long, requires = "health_check")]
+    pub health_check_after_restart: bool,
     /// The program and its arguments, after `--`.
     #[arg(last = true, required_unless_present = "script")]
     pub command: Vec<OsString>,
@@ -483,7 +494,12 @@ impl RunArgs {
             .flag_opt("--cpu", self.cpu.as_deref())
             .flag_opt("--processes", self.processes.map(|p| p.to_string()))
             .switch("--idle-after", self.idle_after)
-            .flag_opt("--retry", self.retry.as_deref());
+            .flag_opt("--retry", self.retry.as_deref())
+            .flag_opt("--health-check-timeout", self.health_check_timeout.as_deref())
+            .switch("--health-check-after-restart", self.health_check_after_restart);
+        // `--flag=value`: a word like `-NoProfile` stays a value.
+        let mut args = args;
+        args.0.extend(self.health_check.iter().map(|w| format!("--health-check={}", w.to_string_lossy())));
         match &self.script {
             Some(script) => {
                 args.flag("--script", path(script)).flag_opt("--script-sha256", self.script_sha256.as_deref())
@@ -573,6 +589,14 @@ mod tests {
             script_sha256: None,
             idle_after: true,
             retry: Some("5f3a9c01".into()),
+            health_check: vec![
+                "powershell.exe".into(),
+                "-NoProfile".into(),
+                "-Command".into(),
+                "exit (Get-HotFix KB1).Count -eq 0".into(),
+            ],
+            health_check_timeout: Some("2m".into()),
+            health_check_after_restart: true,
             command: vec!["C:\\tools\\patch.exe".into(), "--quiet".into(), "a b \"c\"".into(), "-".into()],
         }
     }
@@ -601,6 +625,9 @@ mod tests {
             script_sha256: Some(crate::digest::sha256_hex(b"exit 0")),
             idle_after: false,
             retry: None,
+            health_check: vec![],
+            health_check_timeout: None,
+            health_check_after_restart: false,
             wait_for: WaitForArg::Main,
             command: Vec::new(),
             ..run()

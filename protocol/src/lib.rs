@@ -13,6 +13,6 @@ pub use cli::{
     Cli, Command, GrantCommand, GroupCommand, ModeArg, ProbeArgs, RunArgs, TestPayload, WaitForArg,
 };
 pub use result::{
-    Attempt, AttemptOutcome, Change, JobStats, LimitKind, Outcome, REFUSED_NOTHING_CHANGED, Record,
-    ResultLine, RunReport, State, describe_status_code, exit_code_from_windows,
+    Attempt, AttemptOutcome, Change, HealthState, JobStats, LimitKind, Outcome, REFUSED_NOTHING_CHANGED,
+    Record, ResultLine, RunReport, State, describe_status_code, exit_code_from_windows,
 };

@@ -218,6 +218,8 @@ pub enum AttemptOutcome {
     Interrupted,
     /// Did not start.
     LaunchFailed,
+    /// The payload succeeded, but the health check after it failed or timed out.
+    HealthCheckFailed,
 }
 
 /// A Windows exit code (the 32 bits `GetExitCodeProcess` reports) in the signed form
@@ -307,6 +309,19 @@ pub struct Record {
     /// When the node started again after the restart the payload started itself (1641).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rebooted_at: Option<String>,
+    /// Where the health check stands, for a task that has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthState>,
+}
+
+/// Where a task's health check stands on a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HealthState {
+    /// The payload succeeded; the check runs once the node is back from its restart.
+    Pending,
+    Passed,
+    /// The check failed: the record's state is `Failed`, the last attempt says why.
+    Failed,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -338,6 +353,7 @@ impl AttemptOutcome {
             AttemptOutcome::LimitExceeded => "LimitExceeded",
             AttemptOutcome::Interrupted => "Interrupted",
             AttemptOutcome::LaunchFailed => "LaunchFailed",
+            AttemptOutcome::HealthCheckFailed => "HealthCheckFailed",
         }
     }
 }
@@ -487,6 +503,7 @@ mod tests {
             retry: None,
             retry_after: 0,
             rebooted_at: None,
+            health_check: None,
         }
     }
 

@@ -119,6 +119,10 @@ fn run_command(task: &HostTask, revision: &str) -> Command {
         wait_for: spec.effective_wait_for().into(),
         idle_after: spec.mode == Mode::Once,
         retry: retry_round(task),
+        health_check: spec.health_check.iter().flat_map(|c| c.command.iter().map(OsString::from)).collect(),
+        health_check_timeout: spec.health_check.as_ref().map(|c| c.timeout.clone()),
+        health_check_after_restart: spec.health_check.is_some()
+            && spec.reboot == hostprocess_crds::RebootPolicy::IfRequired,
         command: if script.is_some() { Vec::new() } else { payload.map(OsString::from).collect() },
         script_sha256: spec.script.as_ref().map(|s| digest::sha256_hex(s.as_bytes())),
         script,

@@ -223,6 +223,7 @@ pub(crate) mod lines {
             retry: None,
             retry_after: 0,
             rebooted_at: None,
+            health_check: None,
         };
         let report = RunReport { skipped: false, record_path: "/state/tasks/u-1/r1.json".into(), record };
         let line =

@@ -46,6 +46,9 @@ fi
 echo "installed"
 "#;
 
+/// The example's health check, as a shell stand-in: the update shows as installed.
+const SIMULATED_CHECK: &str = r#"echo "kb5034439 is installed on $COMPUTERNAME""#;
+
 /// The log collection of examples/log-readers.yaml, as a shell stand-in: it reads the logs the
 /// group may read and writes the archive where the group may write.
 const SIMULATED_COLLECT: &str = r#"echo "collecting the logs of $COMPUTERNAME as a member of AppLogReaders"
@@ -120,7 +123,8 @@ async fn install(sim: &Simulation) -> Result<(), Error> {
 }
 
 /// The example patch rollout's grant, and its task with the simulated payload in place of the
-/// PowerShell script, without its maintenance window and with a canary soak of seconds.
+/// PowerShell script and health check, without its maintenance window and with a canary soak of
+/// seconds.
 fn demo_task(root: &Path) -> Result<(serde_json::Value, serde_json::Value), Error> {
     let text = std::fs::read_to_string(root.join("examples/patch-rollout.yaml"))?;
     let mut docs = text.split("\n---").map(yaml_serde::from_str::<serde_json::Value>);
@@ -128,6 +132,7 @@ fn demo_task(root: &Path) -> Result<(serde_json::Value, serde_json::Value), Erro
     let mut task = docs.next().ok_or("patch-rollout.yaml: no HostTask")??;
     task["spec"]["script"] = SIMULATED_PATCH.into();
     task["spec"]["retries"] = serde_json::json!({"limit": 0});
+    task["spec"]["healthCheck"]["command"] = serde_json::json!(["sh", "-c", SIMULATED_CHECK]);
     // The example waits for a weekend night in Berlin; the demo runs now.
     if let Some(rollout) = task["spec"]["rollout"].as_object_mut() {
         rollout.remove("schedule");
