@@ -28,6 +28,7 @@ use crate::messages as msg;
     printcolumn = r#"{"name":"Provisioned", "type":"integer", "jsonPath":".status.nodes.provisioned"}"#,
     printcolumn = r#"{"name":"Failed", "type":"integer", "jsonPath":".status.nodes.failed"}"#,
     printcolumn = r#"{"name":"Ready", "type":"string", "jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Next Window", "type":"string", "jsonPath":".status.nextWindow"}"#,
     printcolumn = r#"{"name":"Age", "type":"date", "jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -154,6 +155,14 @@ pub struct GroupRollout {
     #[serde(default = "default_group_max_failures")]
     #[x_kube(validation = Rule::new(crate::hosttask::MAX_FAILURES_RULE).message(msg::MAX_FAILURES))]
     pub max_failures: IntOrString,
+
+    /// When nodes may be provisioned: weekly maintenance windows and blackout dates in a time
+    /// zone, as a HostTask's `rollout.schedule`. Outside them no node starts (`Ready` is False
+    /// with reason `WaitingForMaintenanceWindow`, `status.nextWindow` says when one opens);
+    /// nodes already provisioning finish, and cleanup of nodes the group leaves is not held back.
+    /// Unset: any time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<crate::schedule::Schedule>,
 }
 
 fn default_group_max_concurrent() -> IntOrString {
@@ -169,6 +178,7 @@ impl Default for GroupRollout {
         GroupRollout {
             max_concurrent: default_group_max_concurrent(),
             max_failures: default_group_max_failures(),
+            schedule: None,
         }
     }
 }
@@ -284,6 +294,10 @@ pub struct HostGroupStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 20))]
     pub failures: Vec<GroupNodeFailure>,
+
+    /// When the next maintenance window opens, while the rollout waits for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_window: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
 }
 
 /// Node counts of a HostGroup.

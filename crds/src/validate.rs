@@ -271,6 +271,9 @@ impl HostGroupSpec {
         if CountOrPercent::parse(&self.rollout.max_failures).is_none() {
             errors.push("spec.rollout.maxFailures", msg::MAX_FAILURES);
         }
+        if let Some(schedule) = &self.rollout.schedule {
+            errors.schedule("spec.rollout.schedule", schedule);
+        }
         errors.into_result()
     }
 

@@ -410,6 +410,20 @@ fn cases() -> Vec<Case> {
     ];
     let mut renamed = object(Group, json!({"groupName": "ops-admins-2"}));
     renamed["metadata"]["resourceVersion"] = json!("2");
+    // A HostGroup's schedule is the same type: every schedule case holds for groups too.
+    let schedules: Vec<Case> = cases
+        .iter()
+        .filter(|c| c.kind == Task && c.object["spec"]["mode"].is_null())
+        .filter(|c| !c.object["spec"]["rollout"]["schedule"].is_null())
+        .map(|c| Case {
+            name: Box::leak(format!("{} (HostGroup)", c.name).into_boxed_str()),
+            kind: Group,
+            object: object(Group, json!({"rollout": {"schedule": c.object["spec"]["rollout"]["schedule"]}})),
+            old: None,
+            reject: c.reject,
+        })
+        .collect();
+    cases.extend(schedules);
     cases.push(Case {
         name: "renaming the group",
         kind: Group,

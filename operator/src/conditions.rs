@@ -9,6 +9,18 @@ pub const RECONCILING: &str = "Reconciling";
 pub const STALLED: &str = "Stalled";
 pub const PAUSED: &str = "Paused";
 
+/// The reason of a rollout (a HostTask's or a HostGroup's) waiting outside its maintenance windows.
+pub const WAITING_FOR_WINDOW: &str = "WaitingForMaintenanceWindow";
+
+/// What a rollout waiting for its window says.
+pub fn window_message(opens: Option<Timestamp>) -> String {
+    match opens {
+        Some(opens) => format!("outside the maintenance windows: nodes start again at {opens}"),
+        None => "outside the maintenance windows, and none opens within a year: check spec.rollout.schedule"
+            .into(),
+    }
+}
+
 /// Why an object cannot be acted on at all (bad input the schema could not catch, a namespace
 /// that refuses HostProcess pods): Stalled, with this reason and message. A wait for something
 /// another object will provide (a HostGroup not created yet) is progress instead: Reconciling,

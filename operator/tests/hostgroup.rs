@@ -500,3 +500,38 @@ async fn a_setup_that_fails_for_a_lasting_reason_stops_and_says_why_until_it_is_
     let group = group_ready(&fx, "app-operators").await;
     assert_eq!(group.status.unwrap().nodes.provisioned, 2);
 }
+
+#[tokio::test]
+async fn a_hostgroup_rollout_waits_for_its_maintenance_window() {
+    use k8s_openapi::jiff::{Timestamp, ToSpan, tz::TimeZone};
+    let fx = Fixture::start(2, "privileged").await;
+    let now = Timestamp::now().to_zoned(TimeZone::UTC);
+    let weekday = format!("{:?}", now.date().checked_add(2.days()).unwrap().weekday());
+    // A window the day after tomorrow only: nothing is provisioned, and the status says until when.
+    let later =
+        json!({"timeZone": "UTC", "windows": [{"days": [weekday], "start": "00:00", "end": "06:00"}]});
+    apply_group(&fx, "readers", json!({"groupName": "LogReaders", "rollout": {"schedule": later}})).await;
+    let waiting = until("the HostGroup to wait for its window", Duration::from_secs(30), || async {
+        let group = groups(&fx).get("readers").await.unwrap();
+        let status = group.status.as_ref()?;
+        let ready = status.conditions.iter().find(|c| c.type_ == "Ready")?;
+        (ready.reason == "WaitingForMaintenanceWindow").then_some(group)
+    })
+    .await
+    .unwrap();
+    let opens = now.date().checked_add(2.days()).unwrap().to_zoned(TimeZone::UTC).unwrap().timestamp();
+    let status = waiting.status.unwrap();
+    assert_eq!(status.next_window.map(|t| t.0), Some(opens));
+    assert_eq!((status.nodes.provisioned, status.nodes.pending), (0, 2));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!((0..2).all(|n| !host_state(&fx.sim, n).0.contains("logreaders")), "no node provisioned");
+
+    // A window around now: the group is provisioned everywhere.
+    let clock = |t: k8s_openapi::jiff::Zoned| format!("{:02}:{:02}", t.hour(), t.minute());
+    let around = json!({"windows": [{"start": clock(now.checked_sub(1.hour()).unwrap()),
+        "end": clock(now.checked_add(1.hour()).unwrap())}]});
+    apply_group(&fx, "readers", json!({"groupName": "LogReaders", "rollout": {"schedule": around}})).await;
+    let ready = group_ready(&fx, "readers").await.status.unwrap();
+    assert_eq!((ready.nodes.provisioned, ready.next_window), (2, None));
+    assert!((0..2).all(|n| host_state(&fx.sim, n).0.contains("logreaders")));
+}

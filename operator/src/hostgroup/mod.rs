@@ -103,9 +103,16 @@ pub(crate) async fn reconcile(group: Arc<HostGroup>, ctx: Arc<Context>) -> Resul
     if let Some(note) = provisioned_note(&group, &status) {
         ctx.events.publish(&*group, crate::events::PROVISION, note);
     }
+    if let Some(opens) = plan.window_closed.filter(|_| !waited_for_window(group.status.as_ref())) {
+        let note =
+            Note::normal(crate::conditions::WAITING_FOR_WINDOW, crate::conditions::window_message(opens));
+        ctx.events.publish(&*group, crate::events::PROVISION, note);
+    }
     apply::status(&ctx, &group, status).await?;
-    // A failure that may pass is tried again when due; otherwise a periodic look.
-    let wait = plan.next_retry.map_or(Duration::from_secs(300), |due| {
+    // A failure that may pass is tried again when due, nodes start when the window opens;
+    // otherwise a periodic look.
+    let due = [plan.next_retry, plan.window_closed.flatten()].into_iter().flatten().min();
+    let wait = due.map_or(Duration::from_secs(300), |due| {
         Duration::from_secs(due.duration_since(now).as_secs().clamp(1, 300).unsigned_abs())
     });
     Ok(Action::requeue(wait))
@@ -178,7 +185,21 @@ fn plan_nodes(
         policy: group.spec.deletion_policy,
         max_concurrent: limit(&group.spec.rollout.max_concurrent, 1).max(1),
         max_failures: limit(&group.spec.rollout.max_failures, 0),
+        // Validation refused a schedule that does not compile: here it does.
+        window: match group.spec.rollout.schedule.as_ref().map(|s| s.compile()) {
+            Some(Ok(schedule)) => schedule.at(now),
+            _ => hostprocess_crds::schedule::Admission::Open,
+        },
         now,
+    })
+}
+
+/// Whether the status already says the rollout waits for a maintenance window.
+fn waited_for_window(status: Option<&hostprocess_crds::HostGroupStatus>) -> bool {
+    status.is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == crate::conditions::READY && c.reason == crate::conditions::WAITING_FOR_WINDOW)
     })
 }
 

@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use hostprocess_crds::DeletionPolicy;
+use hostprocess_crds::schedule::Admission;
 use hostprocess_protocol::ResultLine;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
@@ -136,6 +137,8 @@ pub struct Inputs<'a> {
     pub max_concurrent: usize,
     /// No node starts once more than this many failed.
     pub max_failures: usize,
+    /// Whether the schedule lets nodes start now (`Open` without one).
+    pub window: Admission,
     pub now: Timestamp,
 }
 
@@ -157,6 +160,9 @@ pub struct Plan {
     pub waiting: usize,
     /// More nodes failed than `maxFailures` allows: no further node starts.
     pub halted: bool,
+    /// Outside the maintenance windows with nodes waiting: when the next one opens (`Some(None)`:
+    /// none within a year).
+    pub window_closed: Option<Option<Timestamp>>,
     /// When the next failed pod whose failure may pass is due to be tried again.
     pub next_retry: Option<Timestamp>,
     /// Nodes being cleaned up (no longer targeted, or the HostGroup is being deleted).
@@ -252,7 +258,16 @@ fn provision(inputs: &Inputs<'_>, by_node: &BTreeMap<&str, Vec<&SetupPod>>, plan
         );
     }
     plan.halted = failed > inputs.max_failures;
-    let slots = if plan.halted { 0 } else { inputs.max_concurrent.max(1).saturating_sub(running) };
+    let closed = match inputs.window {
+        Admission::Open => None,
+        Admission::Closed { opens } => Some(opens),
+    };
+    plan.window_closed = closed.filter(|_| !next.is_empty());
+    let slots = if plan.halted || closed.is_some() {
+        0
+    } else {
+        inputs.max_concurrent.max(1).saturating_sub(running)
+    };
     next.sort();
     plan.waiting = next.len().saturating_sub(slots);
     plan.create.extend(next.into_iter().take(slots).map(|(_, node)| (node.to_string(), Setup::Provision)));
@@ -354,6 +369,7 @@ mod tests {
             policy: DeletionPolicy::Delete,
             max_concurrent: 100,
             max_failures: 0,
+            window: Admission::Open,
             now: Timestamp::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000),
         }
     }
@@ -384,6 +400,21 @@ mod tests {
         assert_eq!(plan.record, [("b".to_string(), "r2".to_string())]);
         assert!(plan.delete.is_empty(), "the pods stay as the account of what ran");
         assert_eq!(plan.provisioned().count(), 2);
+    }
+
+    #[test]
+    fn outside_the_maintenance_windows_no_node_starts() {
+        let targeted = nodes(&["a", "b"]);
+        let existing: BTreeSet<String> = targeted.iter().cloned().collect();
+        let opens: Timestamp = "2026-12-05T21:00:00Z".parse().unwrap_or_else(|e| panic!("{e}"));
+        let closed = plan(&Inputs {
+            window: Admission::Closed { opens: Some(opens) },
+            ..inputs(&targeted, &existing, &[], false)
+        });
+        assert!(closed.create.is_empty(), "{closed:?}");
+        assert_eq!((closed.waiting, closed.window_closed), (2, Some(Some(opens))));
+        let open = plan(&inputs(&targeted, &existing, &[], false));
+        assert_eq!((open.create.len(), open.window_closed), (2, None));
     }
 
     #[test]

@@ -5,8 +5,9 @@ use hostprocess_crds::hostgroup::{GroupNodeCounts, GroupNodeFailure, HostGroupSt
 use k8s_openapi::jiff::Timestamp;
 
 use super::plan::{Plan, SetupResult};
-use crate::conditions::{self, Blocked, READY, RECONCILING, STALLED, Wanted};
+use crate::conditions::{self, Blocked, READY, RECONCILING, STALLED, WAITING_FOR_WINDOW, Wanted};
 use crate::names::name_list;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use hostprocess_crds::LISTED_FAILURES;
 
@@ -111,6 +112,14 @@ pub fn status(
                     Wanted::new(RECONCILING, false, "SetupFailed", ""),
                     Wanted::new(STALLED, true, "SetupFailed", message),
                 ]
+            } else if let Some(opens) = plan.window_closed.filter(|_| !plan.halted) {
+                status.next_window = opens.map(Time);
+                let message = format!("{progress}; {}", crate::conditions::window_message(opens));
+                vec![
+                    Wanted::new(READY, false, WAITING_FOR_WINDOW, message),
+                    Wanted::new(RECONCILING, false, WAITING_FOR_WINDOW, ""),
+                    Wanted::new(STALLED, false, WAITING_FOR_WINDOW, ""),
+                ]
             } else if counts.pending > 0 {
                 vec![
                     Wanted::new(READY, false, "Provisioning", progress.clone()),
@@ -177,6 +186,20 @@ mod tests {
         let s = status(Some(&s), Some(3), Some(&done), None, false, now());
         assert_eq!(condition(&s, READY), ("True", "Provisioned"));
         assert!(s.failures.is_empty());
+    }
+
+    #[test]
+    fn a_rollout_outside_its_window_waits_and_says_when_it_opens() {
+        let opens: Timestamp = "2026-12-05T21:00:00Z".parse().unwrap_or_else(|e| panic!("{e}"));
+        let waiting = Plan {
+            window_closed: Some(Some(opens)),
+            ..plan(&[("a", SetupResult::Done), ("b", SetupResult::Pending)])
+        };
+        let s = status(None, Some(2), Some(&waiting), None, false, now());
+        assert_eq!(condition(&s, READY), ("False", WAITING_FOR_WINDOW));
+        assert_eq!(condition(&s, RECONCILING), ("False", WAITING_FOR_WINDOW), "a wait, not progress");
+        assert_eq!(condition(&s, STALLED), ("False", WAITING_FOR_WINDOW));
+        assert_eq!(s.next_window.map(|t| t.0), Some(opens));
     }
 
     #[test]

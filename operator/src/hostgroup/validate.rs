@@ -46,6 +46,12 @@ pub fn blocked(
     if let Err(errors) = group.spec.validate() {
         return Some(Blocked { reason: "InvalidSpec", message: errors.to_string() });
     }
+    if let Some(Err(message)) = group.spec.rollout.schedule.as_ref().map(|s| s.compile()) {
+        return Some(Blocked {
+            reason: "InvalidSchedule",
+            message: format!("spec.rollout.schedule: {message}"),
+        });
+    }
     if let Some(owner) = owner(group, groups).filter(|o| o.uid() != group.uid()) {
         return Some(Blocked {
             reason: GROUP_NAME_TAKEN,

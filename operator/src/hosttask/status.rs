@@ -21,17 +21,7 @@ pub const CANARY_SOAKING: &str = "CanarySoaking";
 /// The reason of a rollout whose canary succeeded and waits to be promoted by hand.
 pub const WAITING_FOR_PROMOTION: &str = "WaitingForPromotion";
 
-/// The reason of a rollout waiting outside its maintenance windows.
-pub const WAITING_FOR_WINDOW: &str = "WaitingForMaintenanceWindow";
-
-/// What a rollout waiting for its window says.
-pub fn window_message(opens: Option<Timestamp>) -> String {
-    match opens {
-        Some(opens) => format!("outside the maintenance windows: nodes start again at {opens}"),
-        None => "outside the maintenance windows, and none opens within a year: check spec.rollout.schedule"
-            .into(),
-    }
-}
+pub use crate::conditions::{WAITING_FOR_WINDOW, window_message};
 
 /// The status to write.
 pub fn status(
