@@ -1,12 +1,13 @@
 //! The health check after a `Once` payload (`spec.healthCheck`): a program run as the payload
-//! is, in a job with its limits, bounded by its own timeout; exit code 0 passes. A failing check
-//! fails the record (the payload did run; running it again is `retryFailed`'s call).
+//! is, in a job with its limits, bounded by its own timeout; exit code 0 passes. `run` (the
+//! module) records what it said: a failing check fails the record (the payload did run;
+//! running it again is `retryFailed`'s call).
 
 use std::time::{Duration, Instant};
 
-use crate::platform::{Job, Launch, Platform};
-use crate::record::{AttemptOutcome, HealthState, Record, State};
-use crate::run::{Ended, RunError, RunRequest, wait_for_job};
+use crate::job_wait::{Ended, wait_for_job};
+use crate::platform::{Job, JobLimits, Launch, Platform, PlatformError};
+use crate::record::{HealthState, Record, State};
 use crate::shutdown::Shutdown;
 
 /// The check a run carries.
@@ -16,6 +17,19 @@ pub struct HealthCheck {
     pub timeout: Duration,
     /// After a 3010, run once the node is back (the operator restarts it).
     pub after_restart: bool,
+}
+
+/// What the check said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Checked {
+    Passed,
+    /// Exited with this code.
+    Failed(i64),
+    TimedOut,
+    /// It could not start: why.
+    NotStarted(String),
+    /// The executor was stopped meanwhile: the check runs again at the next start.
+    Interrupted,
 }
 
 /// Whether the check must wait for the node's restart: the payload started one (1641), or
@@ -37,53 +51,27 @@ pub fn due<P: Platform>(platform: &P, check: &HealthCheck, record: &Record) -> b
     matches!((platform.booted_at(), ended), (Ok(booted), Some(ended)) if booted > ended)
 }
 
-/// Runs the check and records what it said: `Passed`, or the record `Failed` with the last
-/// attempt saying why. A stop while it runs leaves it `Pending`, to run at the next start.
-pub fn run<P: Platform>(
+/// Runs the check in a job of `limits`.
+pub fn check<P: Platform>(
     platform: &P,
-    req: &RunRequest,
+    limits: &JobLimits,
     check: &HealthCheck,
     shutdown: &Shutdown,
-    record: &mut Record,
-) -> Result<(), RunError> {
-    let failed = match platform.launch(&check.launch, &req.limits) {
-        Err(e) => Some((i64::from(crate::run::EXIT_EXECUTOR_ERROR), format!("could not start: {e}"))),
-        Ok(mut job) => {
-            log(&format!("health check: started process {}", job.pid()));
-            let deadline = Some(Instant::now() + check.timeout);
-            match wait_for_job(&mut job, deadline, shutdown, false, |_, _| {})? {
-                Ended::Interrupted => {
-                    log("health check: stopped with the executor; it runs again at the next start");
-                    record.health_check = Some(HealthState::Pending);
-                    return Ok(());
-                }
-                Ended::TimedOut => Some((
-                    i64::from(crate::run::EXIT_TIMED_OUT),
-                    format!("ran longer than its timeout of {}", humantime::format_duration(check.timeout)),
-                )),
-                Ended::Exited(0) => None,
-                Ended::Exited(code) => Some((code, format!("exited with code {code}"))),
-            }
-        }
+) -> Result<Checked, PlatformError> {
+    let mut job = match platform.launch(&check.launch, limits) {
+        Err(e) => return Ok(Checked::NotStarted(e.to_string())),
+        Ok(job) => job,
     };
-    match failed {
-        None => {
-            log("health check: passed");
-            record.health_check = Some(HealthState::Passed);
-        }
-        Some((code, why)) => {
-            log(&format!("health check: failed: {why}"));
-            record.health_check = Some(HealthState::Failed);
-            record.state = State::Failed;
-            record.exit_code = Some(code);
-            if let Some(last) = record.attempts.last_mut() {
-                last.outcome = Some(AttemptOutcome::HealthCheckFailed);
-                last.exit_code = Some(code);
-                last.message = format!("the payload succeeded, but the health check {why}");
-            }
-        }
-    }
-    Ok(())
+    log(&format!("health check: started process {}", job.pid()));
+    let deadline = Some(Instant::now() + check.timeout);
+    let checked = match wait_for_job(&mut job, deadline, shutdown, false, |_, _| {})? {
+        Ended::Interrupted => Checked::Interrupted,
+        Ended::TimedOut => Checked::TimedOut,
+        Ended::Exited(0) => Checked::Passed,
+        Ended::Exited(code) => Checked::Failed(code),
+    };
+    log(&format!("health check: {checked:?}"));
+    Ok(checked)
 }
 
 fn log(line: &str) {

@@ -13,6 +13,7 @@ mod cpu;
 mod dispatch;
 mod health;
 mod install;
+mod job_wait;
 mod lock;
 mod payload;
 mod platform;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use hostprocess_crds::Mode;
 use hostprocess_protocol::RunReport;
 
+use crate::job_wait::{Ended, wait_for_job};
 use crate::lock;
 use crate::platform::{Job, JobLimits, Launch, LimitKind, Platform};
 use crate::record::{self, Attempt, AttemptOutcome, Record, RecordError, RecordPath, State};
@@ -109,7 +110,7 @@ pub fn run<P: Platform>(platform: &P, req: &RunRequest, shutdown: &Shutdown) -> 
             // A health check that waited for the node's restart runs now that it is back.
             if let Some(check) = req.health_check.as_ref().filter(|c| crate::health::due(platform, c, &done))
             {
-                crate::health::run(platform, req, check, shutdown, &mut done)?;
+                health_check(platform, req, check, shutdown, &mut done)?;
                 path.save(&done)?;
                 if done.state == State::Failed {
                     let exit_code = final_exit_code(&done);
@@ -136,6 +137,44 @@ pub fn run<P: Platform>(platform: &P, req: &RunRequest, shutdown: &Shutdown) -> 
         Mode::Continuous => run_continuous(platform, req, shutdown, &path, &mut record)?,
     };
     Ok(Ran { report: RunReport { skipped: false, record_path: path.path().into(), record }, exit_code })
+}
+
+/// Runs the health check and records what it said: `Passed`, or the record `Failed` with the
+/// last attempt saying why. A stop while it runs leaves it `Pending`, to run at the next start.
+fn health_check<P: Platform>(
+    platform: &P,
+    req: &RunRequest,
+    check: &crate::health::HealthCheck,
+    shutdown: &Shutdown,
+    record: &mut Record,
+) -> Result<(), RunError> {
+    use crate::health::Checked;
+    use crate::record::HealthState;
+    let (code, why) = match crate::health::check(platform, &req.limits, check, shutdown)? {
+        Checked::Passed => {
+            record.health_check = Some(HealthState::Passed);
+            return Ok(());
+        }
+        Checked::Interrupted => {
+            record.health_check = Some(HealthState::Pending);
+            return Ok(());
+        }
+        Checked::Failed(code) => (code, format!("exited with code {code}")),
+        Checked::TimedOut => (
+            i64::from(EXIT_TIMED_OUT),
+            format!("ran longer than its timeout of {}", humantime::format_duration(check.timeout)),
+        ),
+        Checked::NotStarted(why) => (i64::from(EXIT_EXECUTOR_ERROR), format!("could not start: {why}")),
+    };
+    record.health_check = Some(HealthState::Failed);
+    record.state = State::Failed;
+    record.exit_code = Some(code);
+    if let Some(last) = record.attempts.last_mut() {
+        last.outcome = Some(AttemptOutcome::HealthCheckFailed);
+        last.exit_code = Some(code);
+        last.message = format!("the payload succeeded, but the health check {why}");
+    }
+    Ok(())
 }
 
 /// A payload that started the node's restart itself (1641): once the node has started again
@@ -227,7 +266,7 @@ fn run_once<P: Platform>(
                     if crate::health::waits_for_restart(check, state) {
                         record.health_check = Some(crate::record::HealthState::Pending);
                     } else {
-                        crate::health::run(platform, req, check, shutdown, record)?;
+                        health_check(platform, req, check, shutdown, record)?;
                     }
                     path.save(record)?;
                 }
@@ -375,48 +414,6 @@ fn attempt<P: Platform>(
         *current = finished.clone();
     }
     Ok(finished)
-}
-
-/// Waits until the job's main process exited (with `wait_all`, every process of the job: an
-/// installer that relaunched itself is still installing; `waiting` is told once), the deadline
-/// passed or a stop was asked for; whatever is left in the job is killed.
-pub(crate) fn wait_for_job<J: Job>(
-    job: &mut J,
-    deadline: Option<Instant>,
-    shutdown: &Shutdown,
-    wait_all: bool,
-    waiting: impl FnOnce(i64, u32),
-) -> Result<Ended, RunError> {
-    let mut waiting = Some(waiting);
-    loop {
-        if shutdown.requested() {
-            job.kill()?;
-            return Ok(Ended::Interrupted);
-        }
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            job.kill()?;
-            return Ok(Ended::TimedOut);
-        }
-        if let Some(code) = job.poll(Duration::from_millis(50))? {
-            let left = if wait_all { job.stats().active_processes } else { 0 };
-            if left > 0 {
-                if let Some(tell) = waiting.take() {
-                    tell(code, left);
-                }
-                std::thread::sleep(Duration::from_millis(50));
-                continue;
-            }
-            job.kill()?;
-            return Ok(Ended::Exited(code));
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Ended {
-    Exited(i64),
-    TimedOut,
-    Interrupted,
 }
 
 /// The executor's exit code for a finished record: the payload's code, or the documented
