@@ -141,11 +141,22 @@ pub fn table(view: &View, style: Style) -> String {
     out
 }
 
-/// `75s` as `1m15s`.
-fn duration(seconds: u64) -> String {
+/// Seconds as the spec writes durations: `90s` as `1m30s`, `1800s` as `30m`, `5400s` as `1h30m`.
+pub fn duration(seconds: u64) -> String {
     match (seconds / 3600, (seconds / 60) % 60, seconds % 60) {
         (0, 0, s) => format!("{s}s"),
+        (0, m, 0) => format!("{m}m"),
         (0, m, s) => format!("{m}m{s}s"),
+        (h, 0, _) => format!("{h}h"),
         (h, m, _) => format!("{h}h{m}m"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn durations_read_as_the_spec_writes_them() {
+        let shown: Vec<String> = [3, 90, 1800, 5400, 7200].map(super::duration).to_vec();
+        assert_eq!(shown, ["3s", "1m30s", "30m", "1h30m", "2h"]);
     }
 }

@@ -71,7 +71,7 @@ pub async fn wait(
             }
             Verdict::Waiting(now) => {
                 if Instant::now() >= deadline {
-                    let timeout = jiff_duration(args.timeout);
+                    let timeout = crate::render::duration(args.timeout.as_secs());
                     writeln!(out, "{what} not complete after {timeout}: {now}")?;
                     return Ok(exit::TIMED_OUT);
                 }
@@ -84,17 +84,5 @@ pub async fn wait(
         }
         let left = deadline.saturating_duration_since(Instant::now());
         tokio::time::sleep(left.min(Duration::from_secs(1))).await;
-    }
-}
-
-/// `90s`, `30m`, `1h30m`.
-fn jiff_duration(d: Duration) -> String {
-    let s = d.as_secs();
-    match (s / 3600, (s / 60) % 60, s % 60) {
-        (0, 0, s) => format!("{s}s"),
-        (0, m, 0) => format!("{m}m"),
-        (0, m, s) => format!("{m}m{s}s"),
-        (h, 0, 0) => format!("{h}h"),
-        (h, m, _) => format!("{h}h{m}m"),
     }
 }

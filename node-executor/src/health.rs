@@ -46,9 +46,7 @@ pub fn due<P: Platform>(platform: &P, check: &HealthCheck, record: &Record) -> b
     if !waits_for_restart(check, record.state) {
         return true;
     }
-    let ended = record.attempts.last().and_then(|a| a.end_time.as_deref());
-    let ended = ended.and_then(|t| humantime::parse_rfc3339(t).ok());
-    matches!((platform.booted_at(), ended), (Ok(booted), Some(ended)) if booted > ended)
+    matches!(crate::record::booted_after_last_attempt(platform, record), Ok(Some(_)))
 }
 
 /// Runs the check in a job of `limits`.

@@ -64,6 +64,23 @@ pub fn now() -> String {
     humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
 }
 
+/// When the record's last attempt ended.
+pub fn last_end(record: &Record) -> Option<std::time::SystemTime> {
+    let ended = record.attempts.last()?.end_time.as_deref()?;
+    humantime::parse_rfc3339(ended).ok()
+}
+
+/// When the host started, if it started again after the record's last attempt ended (the
+/// restart a payload asked for or started); `None` when it has not (or the attempt never ended).
+pub fn booted_after_last_attempt<P: crate::platform::Platform>(
+    platform: &P,
+    record: &Record,
+) -> Result<Option<std::time::SystemTime>, crate::platform::PlatformError> {
+    let Some(ended) = last_end(record) else { return Ok(None) };
+    let booted = platform.booted_at()?;
+    Ok((booted > ended).then_some(booted))
+}
+
 /// How long a payload that started the node's restart itself (1641) is waited for: after it,
 /// the run counts as done with a restart still to come (the operator carries it out with
 /// `reboot: IfRequired`).
@@ -78,9 +95,7 @@ pub fn readiness(record: Option<&Record>, now: std::time::SystemTime) -> (bool, 
                 && r.state == State::RebootInitiated
                 && r.rebooted_at.is_none() =>
         {
-            let ended = r.attempts.last().and_then(|a| a.end_time.as_deref());
-            let ended = ended.and_then(|t| humantime::parse_rfc3339(t).ok());
-            match ended.and_then(|e| now.duration_since(e).ok()) {
+            match last_end(r).and_then(|e| now.duration_since(e).ok()) {
                 Some(waited) if waited >= SELF_RESTART_WAIT => (
                     true,
                     "the payload said it restarts the node (1641), which did not restart within 30m".into(),

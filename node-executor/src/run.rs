@@ -184,20 +184,18 @@ fn note_restart<P: Platform>(platform: &P, record: &mut Record) -> bool {
     if record.state != State::RebootInitiated || record.rebooted_at.is_some() {
         return false;
     }
-    let ended = record.attempts.last().and_then(|a| a.end_time.as_deref());
-    let ended = ended.and_then(|t| humantime::parse_rfc3339(t).ok());
-    match (platform.booted_at(), ended) {
-        (Ok(booted), Some(ended)) if booted > ended => {
+    match record::booted_after_last_attempt(platform, record) {
+        Ok(Some(booted)) => {
             let at = humantime::format_rfc3339_millis(booted).to_string();
             log(&format!("the node restarted at {at}, as the payload started it to"));
             record.rebooted_at = Some(at);
             true
         }
-        (Err(e), _) => {
+        Ok(None) => false,
+        Err(e) => {
             log(&format!("cannot tell when the node started: {e}"));
             false
         }
-        _ => false,
     }
 }
 

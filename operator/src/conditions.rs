@@ -12,6 +12,11 @@ pub const PAUSED: &str = "Paused";
 /// The reason of a rollout (a HostTask's or a HostGroup's) waiting outside its maintenance windows.
 pub const WAITING_FOR_WINDOW: &str = "WaitingForMaintenanceWindow";
 
+/// The reason of the `Ready` condition among `conditions`, if there is one.
+pub fn ready_reason(conditions: &[Condition]) -> Option<&str> {
+    conditions.iter().find(|c| c.type_ == READY).map(|c| c.reason.as_str())
+}
+
 /// What a rollout waiting for its window says.
 pub fn window_message(opens: Option<Timestamp>) -> String {
     match opens {

@@ -103,7 +103,9 @@ pub(crate) async fn reconcile(group: Arc<HostGroup>, ctx: Arc<Context>) -> Resul
     if let Some(note) = provisioned_note(&group, &status) {
         ctx.events.publish(&*group, crate::events::PROVISION, note);
     }
-    if let Some(opens) = plan.window_closed.filter(|_| !waited_for_window(group.status.as_ref())) {
+    let waited = group.status.as_ref().and_then(|s| crate::conditions::ready_reason(&s.conditions))
+        == Some(crate::conditions::WAITING_FOR_WINDOW);
+    if let Some(opens) = plan.window_closed.filter(|_| !waited) {
         let note =
             Note::normal(crate::conditions::WAITING_FOR_WINDOW, crate::conditions::window_message(opens));
         ctx.events.publish(&*group, crate::events::PROVISION, note);
@@ -191,15 +193,6 @@ fn plan_nodes(
             _ => hostprocess_crds::schedule::Admission::Open,
         },
         now,
-    })
-}
-
-/// Whether the status already says the rollout waits for a maintenance window.
-fn waited_for_window(status: Option<&hostprocess_crds::HostGroupStatus>) -> bool {
-    status.is_some_and(|s| {
-        s.conditions
-            .iter()
-            .any(|c| c.type_ == crate::conditions::READY && c.reason == crate::conditions::WAITING_FOR_WINDOW)
     })
 }
 

@@ -13,7 +13,7 @@ use kube::runtime::controller::Action;
 use super::admission::{self, Changes};
 use super::resolve::{Account, Resolved};
 use super::rollout::{self, Decision, Limits, Phase};
-use crate::conditions::{READY, STALLED};
+use crate::conditions::{READY, STALLED, ready_reason};
 use crate::events::Note;
 use crate::names::name_list;
 
@@ -193,9 +193,8 @@ pub fn events(previous: Option<&HostTaskStatus>, revision: &str, decision: &Deci
         notes.push(Note::normal("CanarySucceeded", message));
     }
     if let Phase::WaitingForWindow { opens } = decision.phase {
-        let waited = previous.is_some_and(|s| {
-            s.conditions.iter().any(|c| c.type_ == READY && c.reason == super::status::WAITING_FOR_WINDOW)
-        });
+        let waited =
+            previous.and_then(|s| ready_reason(&s.conditions)) == Some(super::status::WAITING_FOR_WINDOW);
         if !(same_revision && waited) {
             notes.push(Note::normal(super::status::WAITING_FOR_WINDOW, super::status::window_message(opens)));
         }
@@ -204,9 +203,8 @@ pub fn events(previous: Option<&HostTaskStatus>, revision: &str, decision: &Deci
         let message = format!("{} nodes failed, more than maxFailures allows", counts.failed);
         notes.push(Note::warning("RolloutHalted", message));
     }
-    let was_idle = previous.is_some_and(|s| {
-        s.conditions.iter().any(|c| c.type_ == READY && c.reason == super::status::NO_TARGETED_NODES)
-    });
+    let was_idle =
+        previous.and_then(|s| ready_reason(&s.conditions)) == Some(super::status::NO_TARGETED_NODES);
     if decision.phase == Phase::Complete && counts.targeted == 0 && !(same_revision && was_idle) {
         notes.push(Note::warning(super::status::NO_TARGETED_NODES, super::status::NO_TARGETED_NODES_MESSAGE));
     }
