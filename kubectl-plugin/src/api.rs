@@ -30,6 +30,9 @@ pub enum Error {
     NotFound { namespace: String, name: String },
     #[error("{0}")]
     Api(String),
+    /// The command line or a file it names is wrong.
+    #[error("{0}")]
+    Usage(String),
     #[error("{0}")]
     Refused(String),
     #[error("cannot write the output: {0}")]
@@ -37,11 +40,19 @@ pub enum Error {
 }
 
 impl Error {
+    /// The exit code an error ends the plugin with.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Usage(_) => exit::USAGE,
+            _ => exit::ERROR,
+        }
+    }
+
     /// What the API server said, in words that say what to do.
     pub fn api(what: &str, error: kube::Error) -> Error {
         match error {
             kube::Error::Api(status) if status.code == 403 => Error::Api(format!(
-                "{what}: the API server refused it ({}); ask for a role that allows it (deploy/ has hostprocess-task-viewer and hostprocess-task-editor)",
+                "{what}: the API server refused it ({}); ask for a role that allows it (deploy/ has hostprocess-task-viewer and hostprocess-task-author)",
                 status.message
             )),
             kube::Error::Api(status) => Error::Api(format!("{what}: {} ({})", status.message, status.reason)),

@@ -37,6 +37,8 @@ pub struct Cluster {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// What applying a file of HostTasks and HostGroups would do; nothing is applied.
+    Plan(PlanArgs),
     /// A HostTask's rollout: a summary, its conditions in plain words, and a row per node.
     Status(StatusArgs),
     /// Wait until a HostTask's rollout completes; fail when it halts, stalls or takes too long.
@@ -79,9 +81,26 @@ pub struct StatusArgs {
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Output::Table)]
     pub output: Output,
-    /// Redraw as the rollout goes on, until it is complete or stops.
+    /// Redraw as the rollout goes on, until it is complete (exit 0) or halts or stalls (exit 1).
     #[arg(short, long)]
     pub watch: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The file of HostTasks and HostGroups (YAML, several documents allowed; - reads standard
+    /// input).
+    #[arg(short, long)]
+    pub filename: String,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// The operator's --executor-image, to show in the DaemonSet (the cluster does not tell it).
+    #[arg(long)]
+    pub executor_image: Option<String>,
+    /// The operator's --hostgroup-namespace, where HostGroup setup pods run.
+    #[arg(long, default_value = hostprocess_operator::Config::DEFAULT_GROUP_NAMESPACE)]
+    pub hostgroup_namespace: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod cli;
 pub mod logs;
+pub mod plan;
 pub mod render;
 pub mod status;
 pub mod steer;
@@ -27,6 +28,7 @@ pub async fn run(cli: Cli) -> Result<i32, Error> {
     let (client, namespace) = connect(&cli.cluster).await?;
     let out = &mut std::io::stdout();
     match cli.command {
+        Command::Plan(args) => plan::plan(&client, &namespace, &args, out).await,
         Command::Status(args) => status::status(&client, &namespace, &args, out).await,
         Command::Wait(args) => wait::wait(&client, &namespace, &args, out).await,
         Command::Logs(args) => logs::logs(&client, &namespace, &args, out).await,

@@ -10,7 +10,7 @@ async fn main() {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error}");
-            kubectl_hostprocess::exit::ERROR
+            error.exit_code()
         }
     };
     std::process::exit(code);

@@ -152,3 +152,152 @@ async fn steering_commands_set_the_spec_under_their_own_field_managers() {
     assert_eq!(plugin(&fx, &["resume", "canary"]).await.status.code(), Some(0));
     assert_eq!(plugin(&fx, &["wait", "canary", "--timeout", "90s"]).await.status.code(), Some(0));
 }
+
+/// Runs the plugin with the kubeconfig at `kubeconfig`.
+async fn plugin_as(kubeconfig: &std::path::Path, args: &[&str]) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_kubectl-hostprocess"))
+        .args(args)
+        .args(["-n", NS])
+        .env("KUBECONFIG", kubeconfig)
+        .env("NO_COLOR", "1")
+        .output()
+        .await
+        .expect("the plugin runs")
+}
+
+const PLANNED: &str = r#"apiVersion: hostprocess.dev/v1alpha1
+kind: HostTask
+metadata:
+  name: planned
+spec:
+  script: "echo ok"
+  rollout:
+    maxConcurrent: 2
+    canary:
+      nodes: 1
+      soak: 1h
+---
+apiVersion: hostprocess.dev/v1alpha1
+kind: HostGroup
+metadata:
+  name: log-readers
+spec:
+  groupName: AppLogReaders
+  members: ["CONTOSO\\app-log-readers"]
+  grants:
+    - path: 'C:\logs'
+      rights: Read
+  namespaces: [hostprocess-tasks]
+"#;
+
+#[tokio::test]
+async fn plan_shows_the_nodes_and_waves_and_applies_nothing() {
+    let fx = Fixture::start(3, "privileged").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("planned.yaml");
+    std::fs::write(&file, PLANNED).unwrap();
+    let file = file.to_str().unwrap();
+    let admin = &fx.sim.cluster.kubeconfig_path;
+
+    let planned =
+        plugin_as(admin, &["plan", "-f", file, "--executor-image", "registry.example/executor:1"]).await;
+    assert_eq!(
+        planned.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&planned),
+        String::from_utf8_lossy(&planned.stderr)
+    );
+    insta::with_settings!({filters => vec![(r"\b[0-9a-f]{10}\b", "[revision]")]}, {
+        insta::assert_snapshot!("plan_task_and_group", stdout(&planned));
+    });
+    let json: serde_json::Value =
+        serde_json::from_slice(&plugin_as(admin, &["plan", "-f", file, "-o", "json"]).await.stdout).unwrap();
+    assert_eq!(json[0]["kind"], "HostTask");
+    assert_eq!(json[0]["steps"][1], json!({"step": "soak", "duration": "1h"}));
+    assert_eq!(json[0]["creates"][1]["kind"], "DaemonSet");
+    assert_eq!(json[1]["kind"], "HostGroup");
+
+    // Nothing was applied: no task, no group, nothing made for them.
+    assert!(fx.tasks().get_opt("planned").await.unwrap().is_none());
+    let groups: Api<hostprocess_crds::HostGroup> = Api::all(fx.sim.client.clone());
+    assert!(groups.get_opt("log-readers").await.unwrap().is_none());
+    let daemon_sets: Api<k8s_openapi::api::apps::v1::DaemonSet> = Api::namespaced(fx.sim.client.clone(), NS);
+    assert!(daemon_sets.list(&Default::default()).await.unwrap().items.is_empty());
+    let maps: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(fx.sim.client.clone(), NS);
+    let made: Vec<String> = maps
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|m| m.metadata.name)
+        .filter(|n| n.starts_with("hostprocess-"))
+        .collect();
+    assert!(made.is_empty(), "{made:?}");
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(fx.sim.client.clone(), NS);
+    assert!(pods.list(&Default::default()).await.unwrap().items.is_empty());
+
+    // What the API server refuses is shown with its message, and the plan fails.
+    std::fs::write(
+        dir.path().join("bad.yaml"),
+        PLANNED.replace("maxConcurrent: 2", "maxConcurrent: \"150%\""),
+    )
+    .unwrap();
+    let bad = plugin_as(admin, &["plan", "-f", dir.path().join("bad.yaml").to_str().unwrap()]).await;
+    assert_eq!(bad.status.code(), Some(1), "{}", stdout(&bad));
+    assert!(
+        stdout(&bad).contains("HostTask hostprocess-tasks/planned: the API server refuses it"),
+        "{}",
+        stdout(&bad)
+    );
+
+    // A file that is not a HostTask or HostGroup: a usage error naming the document.
+    std::fs::write(dir.path().join("map.yaml"), "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n")
+        .unwrap();
+    let map = plugin_as(admin, &["plan", "-f", dir.path().join("map.yaml").to_str().unwrap()]).await;
+    assert_eq!(map.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&map.stderr).contains("document 1 is a \"ConfigMap\""));
+
+    // A task author in the namespace may plan; what it may not read is said, not guessed.
+    user_with_role(&fx, NS, "alice", "hostprocess-task-author").await;
+    let alice = fx.sim.cluster.certificate_kubeconfig("alice", "alice", &[]).unwrap();
+    let as_alice = plugin_as(&alice, &["plan", "-f", file]).await;
+    assert_eq!(
+        as_alice.status.code(),
+        Some(1),
+        "she may not write HostGroups: {}{}",
+        stdout(&as_alice),
+        String::from_utf8_lossy(&as_alice.stderr)
+    );
+    let said = stdout(&as_alice);
+    assert!(said.contains("cannot list nodes (forbidden to you)"), "{said}");
+    assert!(said.contains("DaemonSet hostprocess-tasks/hostprocess-planned"), "{said}");
+    assert!(
+        said.contains("HostGroup log-readers: the API server refuses it"),
+        "a task author may not write HostGroups: {said}"
+    );
+
+    // With hostprocess-planner bound to her, she sees the nodes and the waves.
+    let binding: k8s_openapi::api::rbac::v1::ClusterRoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "alice-planner"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "hostprocess-planner"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice"}],
+    }))
+    .unwrap();
+    Api::<k8s_openapi::api::rbac::v1::ClusterRoleBinding>::all(fx.sim.client.clone())
+        .create(&Default::default(), &binding)
+        .await
+        .unwrap();
+    let planner = until("the planner role to be in force", Duration::from_secs(30), || async {
+        let said = stdout(&plugin_as(&alice, &["plan", "-f", file]).await);
+        said.contains("Targets 3 of 3 nodes").then_some(said)
+    })
+    .await
+    .unwrap();
+    assert!(
+        !planner.contains("cannot list nodes") && !planner.contains("cannot read HostTaskGrant"),
+        "{planner}"
+    );
+    assert!(planner.contains("wave 2           2 nodes: win-001 win-002"), "{planner}");
+}

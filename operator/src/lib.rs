@@ -2,7 +2,8 @@
 //! across Windows nodes, and HostGroups into per-node setup pods.
 //!
 //! Layers, each importing only those below it (`docs/architecture.md` has the picture):
-//! `runtime` (watches, triggers, leader, stop, admin) → `hosttask`, `hostgroup` (the
+//! `runtime` (watches, triggers, leader, stop, admin) and `preview` (what the controllers would
+//! do, for `kubectl hostprocess plan`) → `hosttask`, `hostgroup` (the
 //! controllers; `hosttask` asks `hostgroup::provisioned` one thing) → `context` → `writes` (what
 //! is written behind the reconciles) → `state` (what the watches fill) → the ground floor
 //! (`labels`, `hashing`, `conditions`, `finalizer`, `hostprocess_pod`, `events`, `metrics`,
@@ -20,6 +21,7 @@ pub mod labels;
 mod metrics;
 mod names;
 pub mod permissions;
+pub mod preview;
 mod retry;
 mod runtime;
 mod state;

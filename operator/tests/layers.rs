@@ -367,6 +367,7 @@ fn layer(module: &ModulePath) -> (usize, &'static str) {
     match module.first().map(String::as_str) {
         None => (7, "the crate root"),
         Some("runtime") => (6, "runtime"),
+        Some("preview") => (6, "preview"),
         Some("hosttask") => (5, "the HostTask controller"),
         Some("hostgroup") => (4, "the HostGroup controller"),
         Some("context") => (3, "context"),

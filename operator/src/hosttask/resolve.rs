@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use hostprocess_crds::{HostTask, HostTaskStatus};
+use hostprocess_crds::{HostGroup, HostTask, HostTaskStatus};
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Secret};
 use k8s_openapi::jiff::Timestamp;
@@ -166,11 +166,23 @@ async fn daemon_set(ctx: &Context, namespace: &str, name: &str) -> Result<Option
 }
 
 fn account(ctx: &Context, task: &HostTask) -> Result<Account, Blocked> {
+    let name = task.spec.run_as.host_group.clone().unwrap_or_default();
+    let group = ctx.cache.groups.get(&ObjectRef::new(&name));
+    account_as(task, group.as_deref(), |group| provisioned::nodes(ctx, group))
+}
+
+/// Who the task runs as, given the HostGroup it names (`None`: it does not exist);
+/// `provisioned` tells where that group is in place.
+pub fn account_as(
+    task: &HostTask,
+    group: Option<&HostGroup>,
+    provisioned: impl FnOnce(&HostGroup) -> BTreeSet<String>,
+) -> Result<Account, Blocked> {
     if let Some(user) = build::builtin_user(task) {
         return Ok(Account { user: user.to_string(), eligible: None });
     }
     let name = task.spec.run_as.host_group.clone().unwrap_or_default();
-    let Some(group) = ctx.cache.groups.get(&ObjectRef::new(&name)) else {
+    let Some(group) = group else {
         return Err(Blocked {
             reason: "HostGroupNotFound",
             message: format!(
@@ -184,5 +196,5 @@ fn account(ctx: &Context, task: &HostTask) -> Result<Account, Blocked> {
             message: format!("HostGroup {name:?} is being deleted; the task cannot start anywhere"),
         });
     }
-    Ok(Account { user: group.spec.group_name.clone(), eligible: Some(provisioned::nodes(ctx, &group)) })
+    Ok(Account { user: group.spec.group_name.clone(), eligible: Some(provisioned(group)) })
 }
