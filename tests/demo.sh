@@ -14,6 +14,6 @@ echo "demo: building the control plane (cached after the first run) and the bina
 control_plane="$(bash tests/control-plane/build.sh)"
 HOSTPROCESS_CONTROL_PLANE_BIN="$(dirname "$(sed -n 's/^KUBECTL=//p' <<<"$control_plane")")"
 export HOSTPROCESS_CONTROL_PLANE_BIN
-cargo build -q --locked -p node-executor -p hostprocess-demo --bins
+cargo build -q --locked -p node-executor -p hostprocess-demo -p kubectl-hostprocess --bins
 export HOSTPROCESS_NODE_EXECUTOR="${CARGO_TARGET_DIR:-$PWD/target}/debug/node-executor"
 exec "${CARGO_TARGET_DIR:-$PWD/target}/debug/hostprocess-demo" "$@"

@@ -67,6 +67,9 @@ cargo build --locked -p node-executor --bin node-executor
 export HOSTPROCESS_NODE_EXECUTOR="${CARGO_TARGET_DIR:-$PWD/target}/debug/node-executor"
 cargo test --workspace --locked
 
+log "the krew manifest installs the plugin and kubectl runs it"
+bash tests/krew/run.sh "${CARGO_TARGET_DIR:-$PWD/target}/debug/kubectl-hostprocess"
+
 log "the demo (README's main job) completes"
 bash tests/demo.sh --nodes 6 >/tmp/hostprocess-demo.log 2>&1 || { tail -40 /tmp/hostprocess-demo.log >&2; exit 1; }
 tail -6 /tmp/hostprocess-demo.log

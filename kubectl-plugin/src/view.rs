@@ -61,8 +61,31 @@ pub struct NodeRow {
 impl View {
     /// Whether the rollout no longer moves by itself: complete, halted or stalled.
     pub fn settled(&self) -> bool {
-        let is = |type_: &str| self.conditions.iter().any(|c| c.type_ == type_ && c.status == "True");
-        self.current && (is("Ready") || is("Stalled"))
+        self.current && (self.holds("Ready") || self.holds("Stalled"))
+    }
+
+    /// Whether the rollout of the latest spec completed.
+    pub fn complete(&self) -> bool {
+        self.current && self.holds("Ready")
+    }
+
+    fn holds(&self, type_: &str) -> bool {
+        self.conditions.iter().any(|c| c.type_ == type_ && c.status == "True")
+    }
+
+    /// What a reader watching a log wants to see change: counts, conditions and each node's
+    /// state (not the clock: durations grow every second).
+    pub fn moved(&self, before: &View) -> bool {
+        let same_row = |(a, b): (&NodeRow, &NodeRow)| {
+            (&a.node, &a.revision, &a.state, a.attempt, a.exit_code)
+                == (&b.node, &b.revision, &b.state, b.attempt, b.exit_code)
+        };
+        self.nodes != before.nodes
+            || self.conditions != before.conditions
+            || self.revision != before.revision
+            || self.current != before.current
+            || self.rows.len() != before.rows.len()
+            || !self.rows.iter().zip(&before.rows).all(same_row)
     }
 }
 
@@ -134,9 +157,10 @@ fn row(pod: &Pod, now: Timestamp) -> Option<NodeRow> {
     let node = pod.spec.as_ref()?.node_name.clone()?;
     let labels = pod.metadata.labels.clone().unwrap_or_default();
     let status = pod.status.as_ref();
-    let ready = status
+    let ready_condition = status
         .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready" && c.status == "True"));
+    let ready = ready_condition.is_some();
     let task =
         status.and_then(|s| s.container_statuses.as_ref()).and_then(|c| c.iter().find(|c| c.name == "task"));
     let (line, output) = task.map(result_line).unwrap_or_default();
@@ -180,7 +204,10 @@ fn row(pod: &Pod, now: Timestamp) -> Option<NodeRow> {
         running.started_at.as_ref().map(|t| t.0)
     });
     let ended = attempts.last().and_then(|a| a.end_time.as_deref()).and_then(parse);
-    let until = ended.unwrap_or(now);
+    // An executor that succeeded idles, ready, without a record in its status: it became ready
+    // when the payload ended.
+    let ready_since = ready_condition.and_then(|c| c.last_transition_time.as_ref()).map(|t| t.0);
+    let until = ended.or(ready_since.filter(|_| state == "Succeeded")).unwrap_or(now);
     let duration_seconds =
         started.and_then(|s| Duration::try_from(until.duration_since(s)).ok()).map(|d| d.as_secs());
     let exit_code = record.as_ref().and_then(|r| r.exit_code).or_else(|| {
@@ -210,4 +237,28 @@ fn row(pod: &Pod, now: Timestamp) -> Option<NodeRow> {
         duration_seconds,
         message,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_node_that_succeeded_keeps_the_duration_it_took() {
+        // The executor idles, ready, after its payload: no record in the pod's status.
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p", "labels": {REVISION_LABEL: "abc"}},
+            "spec": {"nodeName": "win-001", "containers": []},
+            "status": {
+                "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2026-12-02T10:00:05Z"}],
+                "containerStatuses": [{"name": "task", "image": "x", "imageID": "", "ready": true,
+                    "restartCount": 0, "state": {"running": {"startedAt": "2026-12-02T10:00:00Z"}}}],
+            },
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let later = "2026-12-02T10:05:00Z".parse().unwrap_or_else(|e| panic!("{e}"));
+        let row = row(&pod, later).unwrap_or_else(|| panic!("a row"));
+        assert_eq!((row.state.as_str(), row.duration_seconds), ("Succeeded", Some(5)));
+    }
 }

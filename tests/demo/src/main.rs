@@ -3,7 +3,6 @@
 //! task as that group, shown live (waves, per-node results, progress bars). It says what is
 //! simulated.
 
-use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
@@ -13,10 +12,8 @@ use clap::Parser;
 use hostprocess_crds::{HostGroup, HostTask, HostTaskGrant};
 use hostprocess_operator::Config;
 use hostprocess_sim::{SimOptions, Simulation};
-use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::ResourceExt;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::wait::{await_condition, conditions};
 
 /// Runs the example patch rollout on a simulated cluster and shows it live.
@@ -56,6 +53,10 @@ sleep 1
 echo "wrote logs-$COMPUTERNAME.zip"
 "#;
 
+/// The image the operator puts in task pods; the simulated kubelets run the executor they
+/// were given, whatever the image says.
+const EXECUTOR_IMAGE: &str = "registry.example/node-executor:demo";
+
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
 #[tokio::main]
@@ -69,15 +70,6 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn say(line: &str) {
-    // Clear the progress line, print, and let the next redraw put the bar back.
-    print!("\r\x1b[2K{line}\n");
-}
-
-fn bar(done: u32, failed: u32, running: u32, total: u32) -> String {
-    bar_of(done, failed, running, total, ("succeeded", "running"))
 }
 
 fn bar_of(
@@ -191,8 +183,7 @@ async fn run(args: Args) -> Result<bool, Error> {
     install(&sim).await?;
     let operator_client = sim.operator_client().await?;
     let config = Config {
-        // The simulated kubelets run the executor they were given, whatever the image says.
-        executor_image: "registry.example/node-executor:demo".into(),
+        executor_image: EXECUTOR_IMAGE.into(),
         executor_version: env!("CARGO_PKG_VERSION").into(),
         namespace: None,
         group_namespace: Config::DEFAULT_GROUP_NAMESPACE.into(),
@@ -236,9 +227,22 @@ async fn run(args: Args) -> Result<bool, Error> {
         "a cluster administrator widened HostTaskGrant {namespace} (examples/patch-rollout.yaml): accounts {}, reboot {}",
         grant["spec"]["accounts"], grant["spec"]["reboot"]
     );
+    let planned = std::env::temp_dir().join(format!("hostprocess-demo-{}.yaml", std::process::id()));
+    std::fs::write(&planned, yaml_serde::to_string(&task)?)?;
+    println!("\n$ kubectl hostprocess plan -f patch-rollout.yaml (the example, with the stand-ins below)");
+    let plannable = plugin(
+        &sim,
+        &namespace,
+        &["plan", "-f", &planned.to_string_lossy(), "--executor-image", EXECUTOR_IMAGE],
+    )
+    .await?;
+    std::fs::remove_file(&planned)?;
+    if !plannable {
+        return Ok(false);
+    }
     tasks.patch(&name, &apply, &Patch::Apply(&task)).await?;
     println!(
-        "applied examples/patch-rollout.yaml as HostTask {namespace}/{name}: maxConcurrent {}, maxFailures {}",
+        "\napplied examples/patch-rollout.yaml as HostTask {namespace}/{name}: maxConcurrent {}, maxFailures {}",
         task["spec"]["rollout"]["maxConcurrent"], task["spec"]["rollout"]["maxFailures"]
     );
     println!(
@@ -349,69 +353,43 @@ async fn follow_group(groups: &Api<HostGroup>, name: &str) -> Result<bool, Error
     }
 }
 
-/// Shows a task's rollout live until it completes or stalls, as a user would follow it: the
-/// HostTask's status (counts and conditions) and the Events the operator publishes about it
-/// (waves, failures, reboots). Returns (completed, the condition's message).
+/// The plugin, built next to the demo (`tests/demo.sh` builds both).
+fn plugin_path() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    exe.with_file_name("kubectl-hostprocess")
+}
+
+/// Runs `kubectl hostprocess ARGS -n NAMESPACE` against the simulated cluster, its output shown
+/// as it comes; whether it exited 0.
+async fn plugin(sim: &Simulation, namespace: &str, args: &[&str]) -> Result<bool, Error> {
+    let mut child = tokio::process::Command::new(plugin_path())
+        .args(args)
+        .args(["-n", namespace])
+        .env("KUBECONFIG", &sim.cluster.kubeconfig_path)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e} (tests/demo.sh builds it)", plugin_path().display()))?;
+    match tokio::time::timeout(Duration::from_secs(300), child.wait()).await {
+        Ok(status) => Ok(status?.success()),
+        Err(_) => {
+            println!("\nkubectl hostprocess {} did not finish within 5 minutes", args.join(" "));
+            Ok(false)
+        }
+    }
+}
+
+/// Shows a task's rollout live with `kubectl hostprocess status --watch`, as a user would follow
+/// it, until it completes or stops. Returns (completed, what its conditions say).
 async fn follow(
     sim: &Simulation,
     tasks: &Api<HostTask>,
     name: &str,
     namespace: &str,
 ) -> Result<(bool, String), Error> {
-    let events: Api<Event> = Api::namespaced(sim.client.clone(), namespace);
-    let mut told: BTreeSet<String> = BTreeSet::new();
-    let mut wave = 0;
-    let mut last_bar = String::new();
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let outcome = loop {
-        let current = tasks.get(name).await?;
-        let status = current.status.clone().unwrap_or_default();
-        let mut new: Vec<Event> = events
-            .list(&ListParams::default())
-            .await?
-            .items
-            .into_iter()
-            .filter(|e| e.regarding.as_ref().and_then(|r| r.uid.as_deref()) == current.uid().as_deref())
-            .filter(|e| told.insert(e.name_any()))
-            .collect();
-        new.sort_by_key(|e| e.metadata.creation_timestamp.clone().map(|t| t.0));
-        let mut said = false;
-        for event in new {
-            let note = event.note.unwrap_or_default();
-            let line = match event.reason.as_deref().unwrap_or_default() {
-                "WaveStarted" => {
-                    wave += 1;
-                    format!("wave {wave}: {note}")
-                }
-                "NodeFailed" => format!("  FAILED {note}"),
-                "NodeDraining" | "NodeRebooting" | "NodeRebooted" | "EvictionBlocked" | "RebootFailed" => {
-                    format!("  {note}")
-                }
-                _ => continue,
-            };
-            said = true;
-            say(&line);
-        }
-        let n = &status.nodes;
-        let line = bar(n.succeeded, n.failed, n.running + n.rebooting, n.targeted);
-        if line != last_bar || said {
-            print!("\r\x1b[2K{line}");
-            std::io::stdout().flush()?;
-            last_bar = line;
-        }
-        let condition =
-            |kind: &str| status.conditions.iter().find(|c| c.type_ == kind && c.status == "True").cloned();
-        let current_generation = status.observed_generation == current.metadata.generation;
-        if let Some(ready) = condition("Ready").filter(|_| current_generation) {
-            break (true, ready.message);
-        }
-        if let Some(stalled) = condition("Stalled").filter(|_| current_generation) {
-            break (false, stalled.message);
-        }
-        if Instant::now() > deadline {
-            break (false, "the rollout did not finish within 5 minutes".to_string());
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
-    Ok(outcome)
+    println!("$ kubectl hostprocess status {name} --watch -n {namespace}");
+    let completed = plugin(sim, namespace, &["status", name, "--watch"]).await?;
+    let status = tasks.get(name).await?.status.unwrap_or_default();
+    let said = |kind: &str| status.conditions.iter().find(|c| c.type_ == kind && c.status == "True");
+    let message = said(if completed { "Ready" } else { "Stalled" }).map(|c| c.message.clone());
+    Ok((completed, message.unwrap_or_default()))
 }
