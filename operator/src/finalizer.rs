@@ -11,13 +11,25 @@ use serde_json::json;
 /// cleanup pods ran, a HostTask until its admission labels are off the nodes.
 pub const FINALIZER: &str = "hostprocess.dev/cleanup";
 
+/// What a finalizer patch did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Patched {
+    /// Applied, or nothing to do (the object is gone).
+    Done,
+    /// Refused: the object changed since it was read (a status write, a spec change). Nothing
+    /// was changed; the caller decides again on the newer object, which it may not be told about
+    /// (a status write reconciles no HostTask).
+    Stale,
+}
+
 /// Whether `object` carries the finalizer.
 pub fn has<K: ResourceExt>(object: &K) -> bool {
     object.finalizers().iter().any(|f| f == FINALIZER)
 }
 
 /// Adds the finalizer, provided `object` is still the version in the API.
-pub async fn add<K>(api: &Api<K>, object: &K) -> Result<(), kube::Error>
+pub async fn add<K>(api: &Api<K>, object: &K) -> Result<Patched, kube::Error>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
 {
@@ -31,11 +43,13 @@ where
 }
 
 /// Removes the finalizer, provided it is still where `object` has it.
-pub async fn remove<K>(api: &Api<K>, object: &K) -> Result<(), kube::Error>
+pub async fn remove<K>(api: &Api<K>, object: &K) -> Result<Patched, kube::Error>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
 {
-    let Some(index) = object.finalizers().iter().position(|f| f == FINALIZER) else { return Ok(()) };
+    let Some(index) = object.finalizers().iter().position(|f| f == FINALIZER) else {
+        return Ok(Patched::Done);
+    };
     let path = format!("/metadata/finalizers/{index}");
     patch(
         api,
@@ -45,17 +59,16 @@ where
     .await
 }
 
-async fn patch<K>(api: &Api<K>, object: &K, patch: serde_json::Value) -> Result<(), kube::Error>
+async fn patch<K>(api: &Api<K>, object: &K, patch: serde_json::Value) -> Result<Patched, kube::Error>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
 {
     let patch: json_patch::Patch = serde_json::from_value(patch).map_err(kube::Error::SerdeError)?;
     match api.patch(&object.name_any(), &PatchParams::default(), &Patch::<()>::Json(patch)).await {
-        Ok(_) => Ok(()),
-        // Gone already, or changed since this reconcile read it: the next one decides again.
-        Err(kube::Error::Api(status)) if status.code == 404 || status.code == 422 || status.code == 409 => {
-            Ok(())
-        }
+        Ok(_) => Ok(Patched::Done),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(Patched::Done),
+        // A failed `test`: changed since it was read.
+        Err(kube::Error::Api(status)) if status.code == 422 || status.code == 409 => Ok(Patched::Stale),
         Err(e) => Err(e),
     }
 }

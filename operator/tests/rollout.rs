@@ -12,7 +12,7 @@ use hostprocess_sim::wait::until;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 #[tokio::test]
@@ -1429,4 +1429,39 @@ async fn a_health_check_after_a_reboot_runs_once_the_node_is_back() {
         let record = record_of(kubelet, &uid, &revision).expect("record");
         assert_eq!(record["healthCheck"], "Passed", "{record}");
     }
+}
+
+/// A GitOps tool or a user changing a task right after creating it (here: created paused, then
+/// unpaused by another field manager): the change is acted on at once. The operator's first
+/// status write used to make its finalizer patch for the change stale, and a stale patch waited
+/// for a change that had already happened (a status write reconciles no task): the task stayed
+/// at its first generation.
+#[tokio::test]
+async fn a_change_right_after_creation_is_acted_on_at_once() {
+    let fx = Fixture::start(2, "privileged").await;
+    let names: Vec<String> = (0..20).map(|i| format!("quick-{i}")).collect();
+    for name in &names {
+        fx.apply(name, json!({"script": "echo ok\n", "rollout": {"maxConcurrent": 2, "paused": true}})).await;
+        let unpause = json!({"apiVersion": "hostprocess.dev/v1alpha1", "kind": "HostTask",
+            "metadata": {"name": name}, "spec": {"rollout": {"paused": false}}});
+        fx.tasks()
+            .patch(name, &PatchParams::apply("another").force(), &Patch::Apply(&unpause))
+            .await
+            .unwrap();
+    }
+    let mut stuck = Vec::new();
+    for name in &names {
+        let done = until("the second generation to complete", Duration::from_secs(30), || async {
+            let task = fx.task(name).await;
+            let observed = task.status.as_ref()?.observed_generation;
+            (observed == task.metadata.generation && is(&task, "Ready", "True")).then_some(())
+        })
+        .await;
+        if done.is_err() {
+            let task = fx.task(name).await;
+            let observed = task.status.as_ref().and_then(|s| s.observed_generation);
+            stuck.push(format!("{name}: generation {:?}, observed {observed:?}", task.metadata.generation));
+        }
+    }
+    assert!(stuck.is_empty(), "not acted on: {stuck:?}");
 }

@@ -44,15 +44,21 @@ pub async fn finalizer(ctx: &Context, group: &HostGroup) -> Result<Finalizer, Er
             Ok(Finalizer::Changed)
         }
         (false, false, true) => {
-            finalizer::add(&Api::all(ctx.client.clone()), group).await.map_err(Error::PatchFinalizer)?;
+            // Stale or not, the group changed: every change of a HostGroup reconciles it.
+            let _: finalizer::Patched =
+                finalizer::add(&Api::all(ctx.client.clone()), group).await.map_err(Error::PatchFinalizer)?;
             Ok(Finalizer::Changed)
         }
         _ => Ok(Finalizer::Settled),
     }
 }
 
+/// Removes the finalizer; refused as stale, the change that made it stale reconciles the group
+/// again (every change of a HostGroup does).
 pub async fn remove_finalizer(ctx: &Context, group: &HostGroup) -> Result<(), Error> {
-    finalizer::remove(&Api::all(ctx.client.clone()), group).await.map_err(Error::PatchFinalizer)
+    let _: finalizer::Patched =
+        finalizer::remove(&Api::all(ctx.client.clone()), group).await.map_err(Error::PatchFinalizer)?;
+    Ok(())
 }
 
 /// Creates the ConfigMap and pods the plan needs, then deletes what it supersedes (in this

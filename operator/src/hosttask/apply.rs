@@ -34,14 +34,30 @@ const PARALLEL_DELETES: usize = 8;
 
 /// Adds the finalizer before the first node is labelled (the labels must come off when the task
 /// goes). `true`: it was added; the patch changes the task, whose next reconcile admits.
-pub async fn finalizer_first(ctx: &Context, task: &HostTask, decided: &Decided) -> Result<bool, Error> {
+pub async fn finalizer_first(
+    ctx: &Context,
+    task: &HostTask,
+    decided: &Decided,
+) -> Result<Option<Action>, Error> {
     if decided.label_changes.admit.is_empty() || finalizer::has(task) {
-        return Ok(false);
+        return Ok(None);
     }
     let api: Api<HostTask> = Api::namespaced(ctx.client.clone(), &task.namespace().unwrap_or_default());
-    finalizer::add(&api, task).await.map_err(Error::PatchFinalizer)?;
-    Ok(true)
+    Ok(Some(after_finalizer_patch(finalizer::add(&api, task).await.map_err(Error::PatchFinalizer)?)))
 }
+
+/// What follows a finalizer patch: the patch itself reconciles the task again; a patch refused
+/// because the task changed since it was read (most often the operator's own status write,
+/// which reconciles no task) must not wait for a change that already happened.
+fn after_finalizer_patch(patched: finalizer::Patched) -> Action {
+    match patched {
+        finalizer::Patched::Done => Action::await_change(),
+        finalizer::Patched::Stale => Action::requeue(STALE_RETRY),
+    }
+}
+
+/// How soon a reconcile whose finalizer patch was stale decides again.
+const STALE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Carries out the decision; `daemon_set` is what should run (`None`: nothing may run yet).
 pub async fn apply(
@@ -139,7 +155,9 @@ pub async fn finalize(ctx: &Context, task: &HostTask) -> Result<Action, Error> {
             report_deletion_blocked(ctx, &api, task, &error.to_string()).await;
             return Err(error);
         }
-        finalizer::remove(&api, task).await.map_err(Error::PatchFinalizer)?;
+        return Ok(after_finalizer_patch(
+            finalizer::remove(&api, task).await.map_err(Error::PatchFinalizer)?,
+        ));
     }
     Ok(Action::await_change())
 }
@@ -252,4 +270,15 @@ async fn replace_pods(
         .buffer_unordered(PARALLEL_DELETES)
         .try_collect()
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stale_finalizer_patch_decides_again_soon_instead_of_waiting_for_a_change() {
+        assert_eq!(after_finalizer_patch(finalizer::Patched::Done), Action::await_change());
+        assert_eq!(after_finalizer_patch(finalizer::Patched::Stale), Action::requeue(STALE_RETRY));
+    }
 }

@@ -69,8 +69,8 @@ pub(crate) async fn reconcile(task: Arc<HostTask>, ctx: Arc<Context>) -> Result<
         }
     };
     let decided = decide_in_group(&ctx, &task, &resolved, &account);
-    if apply::finalizer_first(&ctx, &task, &decided).await? {
-        return Ok(Action::await_change());
+    if let Some(action) = apply::finalizer_first(&ctx, &task, &decided).await? {
+        return Ok(action);
     }
     let daemon_set = decided
         .runs_anywhere()
