@@ -16,11 +16,18 @@
 //! Run: `cargo bench -p hostprocess-operator --bench fleet` (with `HOSTPROCESS_NODE_EXECUTOR`
 //! set as tests/run-all.sh sets it). Sizes: `FLEET_NODES`, `FLEET_TASKS`, `FLEET_QUIET_SECONDS`;
 //! `FLEET_OPERATOR_WRAPPER` runs the operator under a profiler.
+//!
+//! `FLEET_MODE=floor` measures the least the API server must do for the same fleet rollout, with
+//! no operator: each task's DaemonSet (as the operator builds it, every fleet node at once) is
+//! created directly, the DaemonSet controller creates the pods, the scheduler binds them and the
+//! stand-in kubelets report them finished. Both modes print the API server's own request counts
+//! (every client, from its metrics) and the growth of etcd's database.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark: a failed step should stop it
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -29,6 +36,7 @@ use hostprocess_sim::faults::FaultProxy;
 use hostprocess_sim::nodes::StandIns;
 use hostprocess_sim::wait::until;
 use hostprocess_sim::{ClusterOptions, SimOptions, Simulation};
+use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
@@ -54,15 +62,20 @@ fn finished_status() -> serde_json::Value {
             "lastState": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]}})
 }
 
-/// Stands in for the kubelets of the fleet nodes.
-fn spawn_fleet_kubelet(client: kube::Client, fleet: Arc<HashSet<String>>) -> tokio::task::JoinHandle<()> {
+/// Stands in for the kubelets of the fleet nodes; `finished` counts the pods reported finished.
+fn spawn_fleet_kubelet(
+    client: kube::Client,
+    fleet: Arc<HashSet<String>>,
+    finished: Arc<AtomicUsize>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let pods: Api<Pod> = Api::namespaced(client, NS);
         let done = Arc::new(std::sync::Mutex::new(HashSet::<String>::new()));
         watcher(pods.clone(), watcher::Config::default().labels("hostprocess.dev/task"))
             .applied_objects()
             .for_each_concurrent(16, |pod| {
-                let (pods, fleet, done) = (pods.clone(), fleet.clone(), done.clone());
+                let (pods, fleet, done, finished) =
+                    (pods.clone(), fleet.clone(), done.clone(), finished.clone());
                 async move {
                     let Ok(pod) = pod else { return };
                     let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) else { return };
@@ -70,9 +83,12 @@ fn spawn_fleet_kubelet(client: kube::Client, fleet: Arc<HashSet<String>>) -> tok
                     if !fleet.contains(&node) || !done.lock().unwrap().insert(name.clone()) {
                         return;
                     }
-                    let _ = pods
+                    let patched = pods
                         .patch_status(&name, &PatchParams::default(), &Patch::Merge(&finished_status()))
                         .await;
+                    if patched.is_ok() {
+                        finished.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             })
             .await;
@@ -192,6 +208,94 @@ fn write_times(answered: &[(hyper::Method, Duration)]) -> String {
     }
 }
 
+/// The API server's requests so far, by verb and resource, from its own metrics (every client).
+async fn apiserver_requests(client: &kube::Client) -> BTreeMap<(String, String), f64> {
+    let request = hyper::Request::get("/metrics").body(Vec::new()).unwrap();
+    let text = client.request_text(request).await.unwrap();
+    let label = |line: &str, name: &str| -> String {
+        line.split(&format!("{name}=\""))
+            .nth(1)
+            .and_then(|v| v.split('"').next())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let mut counts = BTreeMap::new();
+    for line in text.lines().filter(|l| l.starts_with("apiserver_request_total{")) {
+        let Some(count) = line.rsplit(' ').next().and_then(|c| c.parse::<f64>().ok()) else { continue };
+        let (resource, sub) = (label(line, "resource"), label(line, "subresource"));
+        let resource = if sub.is_empty() { resource } else { format!("{resource}/{sub}") };
+        *counts.entry((label(line, "verb"), resource)).or_default() += count;
+    }
+    counts
+}
+
+/// What the API server served between two readings of `apiserver_requests`: the writes by verb
+/// and resource (largest first), and the reads in all.
+fn request_delta(
+    before: &BTreeMap<(String, String), f64>,
+    after: &BTreeMap<(String, String), f64>,
+) -> String {
+    let mut writes: Vec<(f64, String)> = Vec::new();
+    let mut reads = 0.0;
+    for ((verb, resource), count) in after {
+        let n = count - before.get(&(verb.clone(), resource.clone())).copied().unwrap_or(0.0);
+        if n <= 0.0 {
+            continue;
+        }
+        match verb.as_str() {
+            "GET" | "LIST" | "WATCH" | "WATCHLIST" | "CONNECT" => reads += n,
+            _ => writes.push((n, format!("{verb} {resource}"))),
+        }
+    }
+    writes.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let total: f64 = writes.iter().map(|w| w.0).sum();
+    let each: Vec<String> = writes.iter().map(|(n, what)| format!("{what} {n}")).collect();
+    format!("{total} writes ({}); {reads} reads", each.join(", "))
+}
+
+/// The size of etcd's database file, in MiB.
+fn etcd_db_mib(sim: &Simulation) -> f64 {
+    let db = sim.cluster.dir().join("etcd/member/snap/db");
+    std::fs::metadata(db).map_or(0.0, |m| m.len() as f64 / (1024.0 * 1024.0))
+}
+
+/// The floor: the fleet tasks' DaemonSets created directly (as the operator builds them, every
+/// fleet node at once, no owner), until every pod was reported finished.
+async fn floor(client: &kube::Client, fleet_tasks: usize, pods: usize, finished: &AtomicUsize) -> Duration {
+    let daemon_sets: Api<DaemonSet> = Api::namespaced(client.clone(), NS);
+    let started = Instant::now();
+    for i in 0..fleet_tasks {
+        let name = format!("fleet-{i:02}");
+        let mut task = HostTask::new(&name, serde_json::from_value(fleet_task_spec(i)).unwrap());
+        task.metadata.namespace = Some(NS.into());
+        let inputs = hostprocess_operator::bench::BuildInputs {
+            executor_image: "registry.example/node-executor:bench",
+            executor_version: "bench",
+            revision: "floor",
+            run_as_user: "NT AUTHORITY\\SYSTEM",
+            admission_label: None,
+            transitional: &[],
+            max_unavailable: u32::MAX,
+        };
+        let mut ds = hostprocess_operator::bench::daemon_set(&task, &inputs);
+        ds.metadata.owner_references = None;
+        daemon_sets.create(&PostParams::default(), &ds).await.unwrap();
+    }
+    until("every floor pod is reported finished", Duration::from_secs(3600), || async {
+        (finished.load(Ordering::Relaxed) >= pods).then_some(())
+    })
+    .await
+    .unwrap();
+    started.elapsed()
+}
+
+/// The spec of fleet task `i`: a quick script on every fleet node, all at once.
+fn fleet_task_spec(i: usize) -> serde_json::Value {
+    json!({"script": format!("echo task {i}\n"), "runAs": {"account": "System"},
+        "nodeSelector": {"matchLabels": {"bench": "fleet"}},
+        "rollout": {"maxConcurrent": "100%"}})
+}
+
 /// How many tasks named `prefix…` are Ready (none while the API server cannot list them yet).
 async fn ready_count(tasks: &Api<HostTask>, prefix: &str) -> usize {
     let Ok(listed) = tasks.list(&ListParams::default()).await else { return 0 };
@@ -257,11 +361,27 @@ async fn main() {
         })
         .await;
     let fleet = Arc::new(names.into_iter().collect::<HashSet<String>>());
-    let _kubelets = spawn_fleet_kubelet(client.clone(), fleet.clone());
+    let finished = Arc::new(AtomicUsize::new(0));
+    let _kubelets = spawn_fleet_kubelet(client.clone(), fleet.clone(), finished.clone());
     println!(
         "cluster: {WAVE_NODES} nodes with kubelets + {fleet_nodes} fleet nodes, ready in {:.1}s",
         started.elapsed().as_secs_f64()
     );
+    let (requests_before, etcd_before) = (apiserver_requests(&client).await, etcd_db_mib(&sim));
+    if std::env::var("FLEET_MODE").as_deref() == Ok("floor") {
+        let took = floor(&client, fleet_tasks, fleet_tasks * fleet_nodes, &finished).await;
+        println!(
+            "floor: {fleet_tasks} DaemonSets × {fleet_nodes} nodes ({} pods) created, bound and reported finished in {:.1}s",
+            fleet_tasks * fleet_nodes,
+            took.as_secs_f64()
+        );
+        println!(
+            "the API server during the floor rollout: {}",
+            request_delta(&requests_before, &apiserver_requests(&client).await)
+        );
+        println!("etcd database: {etcd_before:.1} MiB before, {:.1} MiB after", etcd_db_mib(&sim));
+        return;
+    }
 
     // The operator binary, every request through the counting proxy.
     let proxy = FaultProxy::start(&sim.cluster, &sim.operator_kubeconfig().await.unwrap()).await.unwrap();
@@ -279,12 +399,17 @@ async fn main() {
     let mut operator = tokio::process::Command::new(program)
         .args(wrapped)
         .args(["--admin-address", &format!("127.0.0.1:{admin}"), "--log-format", "json"])
+        .args(["--executor-image", "registry.example/node-executor@sha256:0000000000000000000000000000000000000000000000000000000000000000"])
         .env("KUBECONFIG", &proxy.kubeconfig_path)
         .env("RUST_LOG", "warn")
         .kill_on_drop(true)
         .spawn()
         .unwrap();
     let pid = operator.id().unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    if let Some(exited) = operator.try_wait().unwrap() {
+        panic!("the operator exited at start ({exited}); its stderr says why");
+    }
 
     // 1. The fleet: every task on every fleet node, all at once.
     let tasks: Api<HostTask> = Api::namespaced(client.clone(), NS);
@@ -294,10 +419,7 @@ async fn main() {
     for i in 0..fleet_tasks {
         let name = format!("fleet-{i:02}");
         let task = json!({"apiVersion": "hostprocess.dev/v1alpha1", "kind": "HostTask",
-            "metadata": {"name": name, "namespace": NS},
-            "spec": {"script": format!("echo task {i}\n"), "runAs": {"account": "System"},
-                "nodeSelector": {"matchLabels": {"bench": "fleet"}},
-                "rollout": {"maxConcurrent": "100%"}}});
+            "metadata": {"name": name, "namespace": NS}, "spec": fleet_task_spec(i)});
         let started = Instant::now();
         tasks.patch(&name, &PatchParams::apply("bench").force(), &Patch::Apply(&task)).await.unwrap();
         slowest_create = slowest_create.max(started.elapsed());
@@ -347,6 +469,11 @@ async fn main() {
 
     let before = proxy.faults.log();
     println!("the operator's writes during the rollout: {}", writes_by_resource(&before));
+    println!(
+        "the API server during the rollout (every client): {}",
+        request_delta(&requests_before, &apiserver_requests(&client).await)
+    );
+    println!("etcd database: {etcd_before:.1} MiB before, {:.1} MiB after the rollout", etcd_db_mib(&sim));
 
     // 2. A quiet period: nothing changes; the operator should write nothing.
     let before = before.len();
