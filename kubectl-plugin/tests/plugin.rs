@@ -224,19 +224,7 @@ async fn plan_shows_the_nodes_and_waves_and_applies_nothing() {
     assert!(groups.get_opt("log-readers").await.unwrap().is_none());
     let daemon_sets: Api<k8s_openapi::api::apps::v1::DaemonSet> = Api::namespaced(fx.sim.client.clone(), NS);
     assert!(daemon_sets.list(&Default::default()).await.unwrap().items.is_empty());
-    let maps: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(fx.sim.client.clone(), NS);
-    let made: Vec<String> = maps
-        .list(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter_map(|m| m.metadata.name)
-        .filter(|n| n.starts_with("hostprocess-"))
-        .collect();
-    assert!(made.is_empty(), "{made:?}");
-    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(fx.sim.client.clone(), NS);
-    assert!(pods.list(&Default::default()).await.unwrap().items.is_empty());
+    no_scripts_or_pods(&fx.sim.client, NS).await;
 
     // What the API server refuses is shown with its message, and the plan fails.
     std::fs::write(

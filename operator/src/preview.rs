@@ -157,7 +157,7 @@ pub fn task(inputs: &TaskInputs<'_>) -> TaskPlan {
     let mut unknown = Vec::new();
     let nodes = nodes(inputs.nodes, &mut unknown);
     let (targeted, not_targeted) =
-        target(task.spec.node_selector.as_ref(), nodes.as_deref(), &task.spec.rollout.zones.topology_key);
+        target(task.spec.node_selector.as_ref(), nodes.as_ref(), &task.spec.rollout.zones.topology_key);
     let names: Vec<String> = targeted.iter().flatten().map(|t| t.name.clone()).collect();
     if task.spec.rollout.track_referenced_data {
         unknown.push("the revision also covers the content of the Secrets and ConfigMaps the task references, which only the operator hashes: the revision shown leaves it out".into());
@@ -184,11 +184,10 @@ pub fn task(inputs: &TaskInputs<'_>) -> TaskPlan {
             why(inputs.grant)
         )),
     }
-    let cached: Vec<Arc<PartialObjectMeta<Node>>> =
-        nodes.iter().flatten().cloned().map(|n| Arc::new(cached_node(n))).collect();
+    let cached = nodes.as_ref().map_or(&[][..], |f| f.cached.as_slice());
     let account = match group {
         Some(group) => resolve::account_as(task, group, |group| {
-            let records = record::Records::read(&cached, group.uid().as_deref().unwrap_or_default());
+            let records = record::Records::read(cached, group.uid().as_deref().unwrap_or_default());
             records
                 .in_place
                 .into_iter()
@@ -385,7 +384,7 @@ pub fn group(inputs: &GroupInputs<'_>) -> GroupPlan {
     let group = inputs.group;
     let mut unknown = Vec::new();
     let nodes = nodes(inputs.nodes, &mut unknown);
-    let (targeted, not_targeted) = target(group.spec.node_selector.as_ref(), nodes.as_deref(), "");
+    let (targeted, not_targeted) = target(group.spec.node_selector.as_ref(), nodes.as_ref(), "");
     let setup_namespace = &inputs.settings.group_namespace;
     let groups: Vec<Arc<HostGroup>> = match inputs.groups {
         Known::Read(groups) => groups.iter().flatten().cloned().map(Arc::new).collect(),
@@ -410,9 +409,8 @@ pub fn group(inputs: &GroupInputs<'_>) -> GroupPlan {
     let revision = hashing::group_revision(&group.spec);
     let refused =
         group_validate::blocked(group, &groups, setup_namespace, namespace.as_ref()).map(Refusal::from);
-    let cached: Vec<Arc<PartialObjectMeta<Node>>> =
-        nodes.iter().flatten().cloned().map(|n| Arc::new(cached_node(n))).collect();
-    let mut records = record::Records::read(&cached, group.uid().as_deref().unwrap_or_default());
+    let cached = nodes.as_ref().map_or(&[][..], |f| f.cached.as_slice());
+    let mut records = record::Records::read(cached, group.uid().as_deref().unwrap_or_default());
     let names: Vec<String> = targeted.iter().flatten().map(|t| t.name.clone()).collect();
     let provisioned = names.iter().filter(|n| records.in_place.get(*n) == Some(&revision)).cloned().collect();
     let mut steps = Vec::new();
@@ -498,9 +496,19 @@ fn why<T>(known: &Known<T>) -> &str {
     }
 }
 
-fn nodes(known: &Known<Vec<Node>>, unknown: &mut Vec<String>) -> Option<Vec<Node>> {
+/// The nodes as read, and as the operator's cache keeps them.
+struct Fleet {
+    nodes: Vec<Node>,
+    cached: Vec<Arc<PartialObjectMeta<Node>>>,
+}
+
+fn nodes(known: &Known<Vec<Node>>, unknown: &mut Vec<String>) -> Option<Fleet> {
     match known {
-        Known::Read(nodes) => Some(nodes.clone().unwrap_or_default()),
+        Known::Read(nodes) => {
+            let nodes = nodes.clone().unwrap_or_default();
+            let cached = nodes.iter().cloned().map(|n| Arc::new(cached_node(n))).collect();
+            Some(Fleet { nodes, cached })
+        }
         Known::Unreadable(why) => {
             unknown
                 .push(format!("cannot list nodes ({why}): the targeted nodes and the waves are not known"));
@@ -513,16 +521,14 @@ fn nodes(known: &Known<Vec<Node>>, unknown: &mut Vec<String>) -> Option<Vec<Node
 /// not, or `None` without the nodes.
 fn target(
     selector: Option<&LabelSelector>,
-    nodes: Option<&[Node]>,
+    fleet: Option<&Fleet>,
     topology_key: &str,
 ) -> (Option<Vec<Target>>, Vec<Skipped>) {
-    let Some(nodes) = nodes else { return (None, Vec::new()) };
-    let cached: Vec<Arc<PartialObjectMeta<Node>>> =
-        nodes.iter().cloned().map(|n| Arc::new(cached_node(n))).collect();
-    let names: BTreeSet<String> = windows_nodes_matching(selector, &cached).into_iter().collect();
+    let Some(fleet) = fleet else { return (None, Vec::new()) };
+    let names: BTreeSet<String> = windows_nodes_matching(selector, &fleet.cached).into_iter().collect();
     let mut targeted = Vec::new();
     let mut skipped = Vec::new();
-    for (node, meta) in nodes.iter().zip(&cached) {
+    for (node, meta) in fleet.nodes.iter().zip(&fleet.cached) {
         let name = node.name_any();
         if names.contains(&name) {
             targeted.push(Target {

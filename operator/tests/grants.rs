@@ -10,12 +10,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Fixture, NS, is};
+use common::{Fixture, NS, is, no_scripts_or_pods};
 use hostprocess_crds::{HostGroup, HostTask};
 use hostprocess_sim::wait::until;
 use k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding;
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
+use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
@@ -149,19 +149,7 @@ async fn nothing_runs(fx: &Fixture, namespace: &str, name: &str) {
     let client = &fx.sim.client;
     let sets: Api<DaemonSet> = Api::namespaced(client.clone(), namespace);
     assert!(sets.get_opt(&format!("hostprocess-{name}")).await.unwrap().is_none(), "no DaemonSet");
-    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-    let scripts: Vec<String> = maps
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter_map(|m| m.metadata.name)
-        .filter(|n| n.starts_with("hostprocess-"))
-        .collect();
-    assert!(scripts.is_empty(), "no script ConfigMap: {scripts:?}");
-    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    assert!(pods.list(&ListParams::default()).await.unwrap().items.is_empty(), "no pod");
+    no_scripts_or_pods(client, namespace).await;
     let task = Api::<HostTask>::namespaced(client.clone(), namespace).get(name).await.unwrap();
     let key = hostprocess_operator::admission_label(task.metadata.uid.as_deref().unwrap());
     let nodes = Api::<Node>::all(client.clone()).list(&ListParams::default()).await.unwrap();

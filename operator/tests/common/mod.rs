@@ -357,3 +357,20 @@ pub fn condition(task: &HostTask, kind: &str) -> Option<(String, String)> {
 pub fn is(task: &HostTask, kind: &str, status: &str) -> bool {
     condition(task, kind).is_some_and(|(s, _)| s == status)
 }
+
+/// The operator made nothing that runs in `namespace`: no script ConfigMap, no pod.
+pub async fn no_scripts_or_pods(client: &kube::Client, namespace: &str) {
+    let maps: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let scripts: Vec<String> = maps
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|m| m.metadata.name)
+        .filter(|n| n.starts_with("hostprocess-"))
+        .collect();
+    assert!(scripts.is_empty(), "no script ConfigMap: {scripts:?}");
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), namespace);
+    assert!(pods.list(&Default::default()).await.unwrap().items.is_empty(), "no pod");
+}
