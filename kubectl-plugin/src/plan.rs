@@ -63,9 +63,14 @@ pub async fn plan(
         executor_version: env!("CARGO_PKG_VERSION").into(),
         group_namespace: args.hostgroup_namespace.clone(),
     };
+    // Read once for every document of the file.
+    let nodes = known(
+        Api::<Node>::all(client.clone()).list(&ListParams::default()).await.map(|l| Some(l.items)),
+        "listing nodes",
+    )?;
     let mut planned = Vec::new();
     for document in documents {
-        planned.push(plan_one(client, namespace, document, &settings).await?);
+        planned.push(plan_one(client, namespace, document, &settings, &nodes).await?);
     }
     match args.output {
         Output::Table => {
@@ -136,16 +141,13 @@ async fn plan_one(
     namespace: &str,
     mut document: Value,
     settings: &Settings,
+    nodes: &Known<Vec<Node>>,
 ) -> Result<Planned, Error> {
     let name = document["metadata"]["name"].as_str().unwrap_or_default().to_string();
     let mut params = PatchParams::apply(PLAN_MANAGER).dry_run();
     // Who owns a field does not change what the object would be.
     params.force = true;
     let now = Timestamp::now();
-    let nodes = known(
-        Api::<Node>::all(client.clone()).list(&ListParams::default()).await.map(|l| Some(l.items)),
-        "listing nodes",
-    )?;
     if document["kind"] == "HostGroup" {
         let groups: Api<HostGroup> = Api::all(client.clone());
         let group = match groups.patch(&name, &params, &Patch::Apply(&document)).await {
@@ -160,7 +162,7 @@ async fn plan_one(
         )?;
         let inputs = preview::GroupInputs {
             group: &group,
-            nodes: &nodes,
+            nodes,
             groups: &all,
             setup_namespace: &setup,
             settings,
@@ -193,7 +195,7 @@ async fn plan_one(
     let ns = known(Api::<Namespace>::all(client.clone()).get_opt(&namespace).await, "reading the namespace")?;
     let inputs = preview::TaskInputs {
         task: &task,
-        nodes: &nodes,
+        nodes,
         grant: &grant,
         group: &group,
         namespace: &ns,

@@ -188,12 +188,8 @@ pub fn task(inputs: &TaskInputs<'_>) -> TaskPlan {
     let account = match group {
         Some(group) => resolve::account_as(task, group, |group| {
             let records = record::Records::read(cached, group.uid().as_deref().unwrap_or_default());
-            records
-                .in_place
-                .into_iter()
-                .filter(|(_, r)| *r == hashing::group_revision(&group.spec))
-                .map(|(n, _)| n)
-                .collect()
+            let revision = hashing::group_revision(&group.spec);
+            records.in_place.into_iter().filter(|(_, r)| *r == revision).map(|(n, _)| n).collect()
         }),
         None => Ok(Account {
             user: format!(
