@@ -75,6 +75,17 @@ pub(crate) struct Context {
     pub revision_key: tokio::sync::OnceCell<Vec<u8>>,
 }
 
+impl Context {
+    /// The writes queued or in flight behind the reconciles, by kind.
+    pub fn pending_writes(&self) -> Vec<(&'static str, usize)> {
+        vec![
+            ("event", self.events.pending()),
+            ("status", self.writes.task_status.pending()),
+            ("node_label", self.writes.node_labels.pending()),
+        ]
+    }
+}
+
 impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Context").field("config", &self.config).finish_non_exhaustive()

@@ -6,6 +6,7 @@
 //! stops are lost, as client-go's are.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Resource;
@@ -25,6 +26,8 @@ const QUEUE: usize = 1000;
 pub struct Events {
     queue: mpsc::Sender<(Event, ObjectReference)>,
     metrics: std::sync::Arc<crate::metrics::Metrics>,
+    /// Events queued or being written.
+    pending: std::sync::Arc<AtomicUsize>,
 }
 
 impl Events {
@@ -34,14 +37,22 @@ impl Events {
         metrics: std::sync::Arc<crate::metrics::Metrics>,
     ) -> (Self, impl Future<Output = ()> + Send) {
         let (queue, mut received) = mpsc::channel::<(Event, ObjectReference)>(QUEUE);
+        let pending = std::sync::Arc::new(AtomicUsize::new(0));
+        let written = pending.clone();
         let writer = async move {
             while let Some((event, object)) = received.recv().await {
                 if let Err(e) = recorder.publish(&event, &object).await {
                     warn!(error = %e, reason = %event.reason, "cannot publish an event");
                 }
+                written.fetch_sub(1, Ordering::Relaxed);
             }
         };
-        (Self { queue, metrics }, writer)
+        (Self { queue, metrics, pending }, writer)
+    }
+
+    /// How many events are queued or being written.
+    pub fn pending(&self) -> usize {
+        self.pending.load(Ordering::Relaxed)
     }
 
     /// Queues an event about `object` (dropped, and counted, when the queue is full).
@@ -56,7 +67,9 @@ impl Events {
             ..ObjectReference::default()
         });
         let event = Event { type_, reason, note: Some(message), action: action.into(), secondary };
+        self.pending.fetch_add(1, Ordering::Relaxed);
         if let Err(refused) = self.queue.try_send((event, object.object_ref(&()))) {
+            self.pending.fetch_sub(1, Ordering::Relaxed);
             self.metrics.event_dropped();
             let (event, _) = refused.into_inner();
             warn!(reason = %event.reason, "the event queue is full; event dropped");
@@ -108,5 +121,6 @@ mod tests {
             events.publish(&task, "Rollout", Note::warning("NodeFailed", format!("win-{i}")));
         }
         assert!(metrics.encode().contains("hostprocess_events_dropped_total 1"), "{}", metrics.encode());
+        assert_eq!(events.pending(), QUEUE, "the queued events are pending; the dropped one is not");
     }
 }

@@ -1,5 +1,6 @@
 //! Prometheus metrics: reconciles (count, duration, errors by failing step), each task's node
-//! counts and dropped events, encoded in the OpenMetrics text format for `/metrics`.
+//! counts, dropped events and the writes still queued behind the reconciles, encoded in the
+//! OpenMetrics text format for `/metrics`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +30,25 @@ struct StepLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: String,
+}
+
+/// Counts the writes queued or in flight, by kind (`event`, `status`, `node_label`); read when
+/// the metrics are scraped.
+pub type PendingWrites = Box<dyn Fn() -> Vec<(&'static str, usize)> + Send + Sync>;
+
+/// The source of `hostprocess_writes_pending`, set once the writers run.
+#[derive(Default)]
+struct PendingSource(std::sync::Mutex<Option<PendingWrites>>);
+
+impl std::fmt::Debug for PendingSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PendingSource")
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct NodeLabels {
     namespace: String,
     task: String,
@@ -48,6 +68,8 @@ pub struct Metrics {
     status_writes_failed: Counter,
     status_write_lag: Histogram,
     reboot_steps_timed_out: Family<StepLabels, Counter>,
+    writes_pending: Family<KindLabels, Gauge>,
+    pending_source: PendingSource,
 }
 
 impl Default for Metrics {
@@ -97,6 +119,12 @@ impl Default for Metrics {
             "Drains and reboots that passed their deadline (drain.timeout, rebootTimeout), by step",
             reboot_steps_timed_out.clone(),
         );
+        let writes_pending = Family::<KindLabels, Gauge>::default();
+        registry.register(
+            "writes_pending",
+            "Writes queued or in flight behind the reconciles, by kind (event, status, node_label): above zero for long, the API server is not keeping up",
+            writes_pending.clone(),
+        );
         Metrics {
             registry,
             reconciles,
@@ -108,6 +136,8 @@ impl Default for Metrics {
             status_writes_failed,
             status_write_lag,
             reboot_steps_timed_out,
+            writes_pending,
+            pending_source: PendingSource::default(),
         }
     }
 }
@@ -186,8 +216,22 @@ impl Metrics {
         }
     }
 
+    /// Where `hostprocess_writes_pending` is read from, from now on (a new leader term replaces
+    /// the source of the last).
+    pub fn count_pending_writes_with(&self, source: PendingWrites) {
+        *self.pending_source.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(source);
+    }
+
     /// The OpenMetrics text of every metric.
     pub fn encode(&self) -> String {
+        if let Some(source) =
+            &*self.pending_source.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        {
+            for (kind, pending) in source() {
+                let labels = KindLabels { kind: kind.into() };
+                self.writes_pending.get_or_create(&labels).set(i64::try_from(pending).unwrap_or(i64::MAX));
+            }
+        }
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
@@ -229,5 +273,18 @@ mod tests {
         assert!(m.encode().contains(r#"hostprocess_reboot_steps_timed_out_total{step="drain"} 1"#));
         m.task_nodes("tasks", "patch", None, 0);
         assert!(!m.encode().contains(r#"task="patch""#));
+    }
+
+    #[test]
+    fn pending_writes_are_read_when_scraped() {
+        let m = Metrics::default();
+        let pending = Arc::new(std::sync::atomic::AtomicUsize::new(3));
+        let read = pending.clone();
+        m.count_pending_writes_with(Box::new(move || {
+            vec![("status", read.load(std::sync::atomic::Ordering::Relaxed)), ("event", 0)]
+        }));
+        assert!(m.encode().contains(r#"hostprocess_writes_pending{kind="status"} 3"#), "{}", m.encode());
+        pending.store(0, std::sync::atomic::Ordering::Relaxed);
+        assert!(m.encode().contains(r#"hostprocess_writes_pending{kind="status"} 0"#), "{}", m.encode());
     }
 }

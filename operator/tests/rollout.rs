@@ -411,6 +411,16 @@ async fn refused_label_and_status_writes_are_sent_again_and_never_exceed_max_con
     let text = metrics.encode();
     assert!(text.contains("hostprocess_node_label_writes_failed_total 3"), "{text}");
     assert!(text.contains("hostprocess_status_writes_failed_total 2"), "{text}");
+    // The refused writes were sent again: nothing stays pending (a write counted and never
+    // answered would keep the gauge up for good).
+    until("every queued write is out", Duration::from_secs(30), || async {
+        let text = metrics.encode();
+        let pending: Vec<&str> =
+            text.lines().filter(|l| l.starts_with("hostprocess_writes_pending{")).collect();
+        (pending.len() == 3 && pending.iter().all(|l| l.ends_with(" 0"))).then_some(())
+    })
+    .await
+    .unwrap();
     let status = done.status.as_ref().unwrap();
     assert_eq!((status.nodes.succeeded, status.nodes.failed), (6, 0), "every node ran despite the refusals");
     // Each node ran once, and never more than two at a time (the executors' own records).

@@ -100,6 +100,11 @@ pub async fn run(
         revision_key: Default::default(),
     });
 
+    let reads = Arc::downgrade(&ctx);
+    ctx.metrics.count_pending_writes_with(Box::new(move || {
+        reads.upgrade().map(|ctx| ctx.pending_writes()).unwrap_or_default()
+    }));
+
     // A refused label write: the tasks decide again (the writer waits first, as a failed
     // reconcile would).
     let (refused, refused_writes) = triggers::Pending::<()>::new();

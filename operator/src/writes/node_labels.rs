@@ -97,6 +97,11 @@ impl NodeLabels {
         done
     }
 
+    /// How many node patches are queued or in flight.
+    pub fn pending(&self) -> usize {
+        self.queue.lock().nodes.len() + self.queue.in_flight.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The writers: `PARALLEL_WRITES` node patches in flight at once, each with every label
     /// change queued for its node; a write the API refused is counted, taken back, and
     /// `refused` is called once the writer waited `REFUSED_BACKOFF`.
@@ -123,6 +128,7 @@ impl NodeLabels {
                 for done in waiters {
                     let _ = done.send(result.clone());
                 }
+                self.queue.in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                 if failed {
                     tokio::time::sleep(REFUSED_BACKOFF).await;
                     refused();
@@ -187,6 +193,8 @@ impl Written {
 struct Queue {
     waiting: Mutex<Waiting>,
     wake: tokio::sync::Notify,
+    /// Patches taken by a writer and not answered yet.
+    in_flight: std::sync::atomic::AtomicUsize,
 }
 
 type Done = tokio::sync::oneshot::Sender<Result<(), Arc<kube::Error>>>;
@@ -235,6 +243,8 @@ impl Queue {
         let mut waiting = self.lock();
         let node = waiting.order.pop_front()?;
         let write = waiting.nodes.remove(&node)?;
+        // Counted while the queue is locked, so a write is never counted nowhere.
+        self.in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Some((node, write))
     }
 }
@@ -291,8 +301,10 @@ mod tests {
             "win-1 is decided again; win-2's later release still stands"
         );
         assert_eq!(labels.written.of(&key), BTreeMap::from([("win-2".to_string(), None)]));
+        assert_eq!(labels.pending(), 2, "two node patches queued");
         let queue = &labels.queue;
         let (node, write) = queue.take().unwrap_or_else(|| panic!("win-1 is queued"));
+        assert_eq!(labels.pending(), 2, "one queued, one taken by a writer and not answered yet");
         assert_eq!((node.as_str(), write.waiters.len()), ("win-1", 0), "nobody waits for a submit");
         let (node, write) = queue.take().unwrap_or_else(|| panic!("win-2 is queued"));
         assert_eq!(node, "win-2");

@@ -181,8 +181,13 @@ impl StatusWrites {
         }
     }
 
+    /// How many tasks have a status queued or being written.
+    pub fn pending(&self) -> usize {
+        self.lock().entries.values().filter(|e| !matches!(e.state, State::Written { .. })).count()
+    }
+
     fn is_idle(&self) -> bool {
-        self.lock().entries.values().all(|e| matches!(e.state, State::Written { .. }))
+        self.pending() == 0
     }
 
     /// Completes once every status decided is written (or its task is gone); the writers must
