@@ -90,7 +90,9 @@ pub async fn resolve(ctx: &Context, task: &HostTask, targeted: Vec<String>) -> R
     })
 }
 
-/// Each targeted node's value of the topology label (`""` where it has none).
+/// Each targeted node's value of the topology label; a node without one is left out (it is in
+/// zone `""`). Without zone labels, as on most clusters, this reads one label per node and
+/// nothing more.
 fn zones_of(
     targeted: &[String],
     nodes: &[Arc<PartialObjectMeta<Node>>],
@@ -98,8 +100,9 @@ fn zones_of(
 ) -> BTreeMap<String, String> {
     nodes
         .iter()
-        .filter(|n| targeted.binary_search(&n.name_any()).is_ok())
-        .map(|n| (n.name_any(), n.labels().get(key).cloned().unwrap_or_default()))
+        .filter_map(|n| Some((n, n.labels().get(key).filter(|zone| !zone.is_empty())?)))
+        .map(|(n, zone)| (n.name_any(), zone.clone()))
+        .filter(|(name, _)| targeted.binary_search(name).is_ok())
         .collect()
 }
 

@@ -121,7 +121,14 @@ pub async fn run(
             watches::scoped::<DaemonSet>(&client, namespace.as_deref()),
             kube::runtime::watcher::Config::default().labels(&labels::managed_selector()),
         )
-        .reconcile_on(triggers::paced(pod_changes, triggers::PACE))
+        .reconcile_on(triggers::paced(pod_changes, {
+            let ctx = ctx.clone();
+            move |task| {
+                triggers::pace(
+                    ctx.cache.task_pods.count(task.namespace.as_deref().unwrap_or_default(), &task.name),
+                )
+            }
+        }))
         // Nodes another task of its concurrency group let go.
         .reconcile_on(ctx.writes.exclusive.woken())
         .reconcile_all_on(futures::stream::select(task_triggers, refused_writes))

@@ -231,6 +231,13 @@ impl PodIndex {
         read(pods.0.get(namespace).and_then(|tasks| tasks.get(name)))
     }
 
+    /// How many pods task `name` in `namespace` has, of every revision.
+    pub fn count(&self, namespace: &str, name: &str) -> usize {
+        self.read_task(namespace, name, |revisions| {
+            revisions.map_or(0, |r| r.values().map(HashMap::len).sum())
+        })
+    }
+
     /// Whether the index holds no pod at all.
     #[cfg(test)]
     pub fn is_empty(&self) -> bool {
