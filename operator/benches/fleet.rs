@@ -21,7 +21,13 @@
 //! no operator: each task's DaemonSet (as the operator builds it, every fleet node at once) is
 //! created directly, the DaemonSet controller creates the pods, the scheduler binds them and the
 //! stand-in kubelets report them finished. Both modes print the API server's own request counts
-//! (every client, from its metrics) and the growth of etcd's database.
+//! (every client, from its metrics), the growth of etcd's database and each control-plane
+//! component's CPU time.
+//!
+//! `FLEET_MODE=compare` runs both, each on a fresh cluster, `FLEET_RUNS` times (3 unless set),
+//! alternated (floor, operator, operator, floor, …) so that drift on the machine falls on both,
+//! and prints one Markdown table: each figure's median with the lowest and highest, and the
+//! operator's median over the floor's. `FLEET_RUNS` with one mode prints that mode's table.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a benchmark: a failed step should stop it
 
@@ -229,12 +235,12 @@ async fn apiserver_requests(client: &kube::Client) -> BTreeMap<(String, String),
     counts
 }
 
-/// What the API server served between two readings of `apiserver_requests`: the writes by verb
-/// and resource (largest first), and the reads in all.
+/// What the API server served between two readings of `apiserver_requests`: the writes in all,
+/// and a line with the writes by verb and resource (largest first) and the reads in all.
 fn request_delta(
     before: &BTreeMap<(String, String), f64>,
     after: &BTreeMap<(String, String), f64>,
-) -> String {
+) -> (f64, String) {
     let mut writes: Vec<(f64, String)> = Vec::new();
     let mut reads = 0.0;
     for ((verb, resource), count) in after {
@@ -250,7 +256,7 @@ fn request_delta(
     writes.sort_by(|a, b| b.0.total_cmp(&a.0));
     let total: f64 = writes.iter().map(|w| w.0).sum();
     let each: Vec<String> = writes.iter().map(|(n, what)| format!("{what} {n}")).collect();
-    format!("{total} writes ({}); {reads} reads", each.join(", "))
+    (total, format!("{total} writes ({}); {reads} reads", each.join(", ")))
 }
 
 /// The size of etcd's database file, in MiB.
@@ -312,12 +318,230 @@ async fn ready_count(tasks: &Api<HostTask>, prefix: &str) -> usize {
         .count()
 }
 
+/// Which rollout a run measures.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Mode {
+    /// The fleet tasks' DaemonSets created directly, no operator.
+    Floor,
+    /// The fleet tasks as HostTasks, rolled out by the operator binary.
+    Operator,
+}
+
+/// The figures of one run, by name, in the order they were measured.
+#[derive(Debug, Default)]
+struct Figures(Vec<(&'static str, f64)>);
+
+impl Figures {
+    fn put(&mut self, name: &'static str, value: f64) {
+        self.0.push((name, value));
+    }
+
+    fn get(&self, name: &str) -> Option<f64> {
+        self.0.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+    }
+}
+
+/// The rows of the table `FLEET_MODE=compare` prints: figure name, what it is.
+const ROWS: &[(&str, &str)] = &[
+    ("rollout_s", "rollout wall time, s"),
+    ("api_writes", "API writes, every client"),
+    ("api_writes_per_pair", "API writes per node-task pair, every client"),
+    ("operator_writes", "the operator's writes"),
+    ("operator_writes_per_pair", "the operator's writes per node-task pair"),
+    ("cpu_controllers", "CPU s of the controllers (controller-manager + scheduler + operator)"),
+    ("cpu_operator", "CPU s of the operator"),
+    ("cpu_kube-controller-manager", "CPU s of kube-controller-manager"),
+    ("cpu_kube-scheduler", "CPU s of kube-scheduler"),
+    ("cpu_kube-apiserver", "CPU s of kube-apiserver"),
+    ("cpu_etcd", "CPU s of etcd"),
+    ("rss_operator", "peak RSS of the operator, MiB"),
+    ("rss_kube-controller-manager", "peak RSS of kube-controller-manager, MiB"),
+    ("etcd_growth_mib", "etcd database growth, MiB"),
+    ("reconcile_p50_ms", "reconcile p50 during the rollout, ms"),
+    ("reconcile_p99_ms", "reconcile p99 during the rollout, ms"),
+    ("drained_s", "the operator's queued writes drained after Ready, s"),
+    ("quiet_writes", "the operator's API writes in the quiet period"),
+    ("wave_overhead_s", "overhead per wave beyond the payload, s"),
+];
+
 #[tokio::main]
 async fn main() {
-    let fleet_nodes = env_number("FLEET_NODES", 1000);
-    let fleet_tasks = env_number("FLEET_TASKS", 50);
-    let quiet = Duration::from_secs(env_number("FLEET_QUIET_SECONDS", 300) as u64);
+    let sizes = Sizes {
+        fleet_nodes: env_number("FLEET_NODES", 1000),
+        fleet_tasks: env_number("FLEET_TASKS", 50),
+        quiet: Duration::from_secs(env_number("FLEET_QUIET_SECONDS", 300) as u64),
+    };
+    let mode = std::env::var("FLEET_MODE").unwrap_or_default();
+    let (modes, default_runs): (&[Mode], usize) = match mode.as_str() {
+        "" | "operator" => (&[Mode::Operator], 1),
+        "floor" => (&[Mode::Floor], 1),
+        "compare" => (&[Mode::Floor, Mode::Operator], 3),
+        other => panic!("FLEET_MODE={other:?}: use operator (the default), floor or compare"),
+    };
+    let runs = env_number("FLEET_RUNS", default_runs).max(1);
+    let mut measured: Vec<(Mode, Figures)> = Vec::new();
+    for round in 0..runs {
+        // Alternated (A B, B A, A B, …) so that drift on the machine falls on both.
+        let mut order = modes.to_vec();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for mode in order {
+            println!("\n== run {} of {runs}: {mode:?} ==", round + 1);
+            measured.push((mode, run(mode, &sizes).await));
+        }
+    }
+    if runs > 1 || modes.len() > 1 {
+        print_table(&sizes, modes, &measured);
+    }
+}
+
+/// The fleet's size and how long the quiet period lasts.
+struct Sizes {
+    fleet_nodes: usize,
+    fleet_tasks: usize,
+    quiet: Duration,
+}
+
+/// Prints each figure's median over the runs of each mode, with the lowest and highest, and the
+/// operator's median as a ratio of the floor's (a Markdown table).
+fn print_table(sizes: &Sizes, modes: &[Mode], measured: &[(Mode, Figures)]) {
+    let runs = measured.iter().filter(|(m, _)| *m == modes[0]).count();
+    println!(
+        "\n{} nodes × {} tasks, median of {runs} (lowest–highest):\n",
+        sizes.fleet_nodes, sizes.fleet_tasks
+    );
+    let mut header = String::from("| |");
+    let mut rule = String::from("|---|");
+    for mode in modes {
+        header.push_str(&format!(" {mode:?} |"));
+        rule.push_str("---|");
+    }
+    if modes.len() > 1 {
+        header.push_str(" operator ÷ floor |");
+        rule.push_str("---|");
+    }
+    println!("{header}\n{rule}");
+    for (name, what) in ROWS {
+        // Each mode's values of this figure, lowest first.
+        let values: Vec<Vec<f64>> = modes
+            .iter()
+            .map(|mode| {
+                let mut values: Vec<f64> =
+                    measured.iter().filter(|(m, _)| m == mode).filter_map(|(_, f)| f.get(name)).collect();
+                values.sort_by(f64::total_cmp);
+                values
+            })
+            .collect();
+        if values.iter().all(Vec::is_empty) {
+            continue;
+        }
+        let median = |values: &[f64]| values.get(values.len() / 2).copied();
+        let mut line = format!("| {what} |");
+        for values in &values {
+            match values.as_slice() {
+                [] => line.push_str(" — |"),
+                [only] => line.push_str(&format!(" {} |", shown(*only))),
+                [lowest, .., highest] => line.push_str(&format!(
+                    " {} ({}–{}) |",
+                    shown(median(values).unwrap_or_default()),
+                    shown(*lowest),
+                    shown(*highest)
+                )),
+            }
+        }
+        if let [floor, operator] = values.as_slice() {
+            match (median(floor), median(operator)) {
+                (Some(floor), Some(operator)) if floor > 0.0 => {
+                    line.push_str(&format!(" {:.2} |", operator / floor))
+                }
+                _ => line.push_str(" — |"),
+            }
+        }
+        println!("{line}");
+    }
+}
+
+/// A figure as the table shows it: whole numbers without decimals, small ones with two.
+fn shown(value: f64) -> String {
+    if value.fract() == 0.0 || value >= 100.0 {
+        format!("{value:.0}")
+    } else if value >= 10.0 {
+        format!("{value:.1}")
+    } else {
+        format!("{value:.2}")
+    }
+}
+
+/// The CPU seconds each control-plane component used so far.
+fn component_cpu(sim: &Simulation) -> BTreeMap<&'static str, f64> {
+    sim.cluster.pids().into_iter().map(|(name, pid)| (name, cpu_seconds(pid))).collect()
+}
+
+/// The control plane's counters when the rollout starts.
+struct ControlPlaneBefore {
+    requests: BTreeMap<(String, String), f64>,
+    etcd_mib: f64,
+    cpu: BTreeMap<&'static str, f64>,
+}
+
+impl ControlPlaneBefore {
+    async fn read(sim: &Simulation) -> Self {
+        Self {
+            requests: apiserver_requests(&sim.client).await,
+            etcd_mib: etcd_db_mib(sim),
+            cpu: component_cpu(sim),
+        }
+    }
+}
+
+/// Puts what the control plane did since `before` into `figures`: every client's API writes
+/// (printed by verb and resource), etcd's growth, each component's CPU time and the
+/// controller-manager's peak RSS.
+async fn control_plane_figures(
+    sim: &Simulation,
+    sizes: &Sizes,
+    before: &ControlPlaneBefore,
+    figures: &mut Figures,
+) {
+    let ControlPlaneBefore { requests: requests_before, etcd_mib: etcd_before, cpu: cpu_before } = before;
+    let (writes, by_verb) = request_delta(requests_before, &apiserver_requests(&sim.client).await);
+    println!("the API server during the rollout (every client): {by_verb}");
+    figures.put("api_writes", writes);
+    figures.put("api_writes_per_pair", writes / (sizes.fleet_nodes * sizes.fleet_tasks) as f64);
+    let etcd_after = etcd_db_mib(sim);
+    println!("etcd database: {etcd_before:.1} MiB before, {etcd_after:.1} MiB after the rollout");
+    figures.put("etcd_growth_mib", etcd_after - etcd_before);
+    let cpu_after = component_cpu(sim);
+    let mut controllers = 0.0;
+    for (name, after) in &cpu_after {
+        let used = after - cpu_before.get(name).copied().unwrap_or(0.0);
+        println!("CPU time of {name} during the rollout: {used:.1} s");
+        if matches!(*name, "kube-controller-manager" | "kube-scheduler") {
+            controllers += used;
+        }
+        figures.put(
+            match *name {
+                "etcd" => "cpu_etcd",
+                "kube-apiserver" => "cpu_kube-apiserver",
+                "kube-controller-manager" => "cpu_kube-controller-manager",
+                "kube-scheduler" => "cpu_kube-scheduler",
+                _ => continue,
+            },
+            used,
+        );
+    }
+    figures.put("cpu_controllers", controllers + figures.get("cpu_operator").unwrap_or(0.0));
+    if let Some((_, pid)) = sim.cluster.pids().into_iter().find(|(n, _)| *n == "kube-controller-manager") {
+        figures.put("rss_kube-controller-manager", peak_rss_mib(pid));
+    }
+}
+
+/// One run: a fresh cluster, the fleet, and the rollout `mode` measures.
+async fn run(mode: Mode, sizes: &Sizes) -> Figures {
+    let Sizes { fleet_nodes, fleet_tasks, quiet } = *sizes;
     const WAVE_NODES: usize = 10;
+    let mut figures = Figures::default();
 
     let started = Instant::now();
     // Upstream's node timing (50 s grace, Leases renewed every 10 s).
@@ -362,32 +586,31 @@ async fn main() {
         .await;
     let fleet = Arc::new(names.into_iter().collect::<HashSet<String>>());
     let finished = Arc::new(AtomicUsize::new(0));
-    let _kubelets = spawn_fleet_kubelet(client.clone(), fleet.clone(), finished.clone());
+    let kubelets = spawn_fleet_kubelet(client.clone(), fleet.clone(), finished.clone());
+    let _stop_kubelets = AbortOnDrop(kubelets);
     println!(
         "cluster: {WAVE_NODES} nodes with kubelets + {fleet_nodes} fleet nodes, ready in {:.1}s",
         started.elapsed().as_secs_f64()
     );
-    let (requests_before, etcd_before) = (apiserver_requests(&client).await, etcd_db_mib(&sim));
-    if std::env::var("FLEET_MODE").as_deref() == Ok("floor") {
+    let before = ControlPlaneBefore::read(&sim).await;
+    if mode == Mode::Floor {
         let took = floor(&client, fleet_tasks, fleet_tasks * fleet_nodes, &finished).await;
         println!(
             "floor: {fleet_tasks} DaemonSets × {fleet_nodes} nodes ({} pods) created, bound and reported finished in {:.1}s",
             fleet_tasks * fleet_nodes,
             took.as_secs_f64()
         );
-        println!(
-            "the API server during the floor rollout: {}",
-            request_delta(&requests_before, &apiserver_requests(&client).await)
-        );
-        println!("etcd database: {etcd_before:.1} MiB before, {:.1} MiB after", etcd_db_mib(&sim));
-        return;
+        figures.put("rollout_s", took.as_secs_f64());
+        control_plane_figures(&sim, sizes, &before, &mut figures).await;
+        return figures;
     }
 
     // The operator binary, every request through the counting proxy.
     let proxy = FaultProxy::start(&sim.cluster, &sim.operator_kubeconfig().await.unwrap()).await.unwrap();
     let admin = free_port();
-    // `FLEET_OPERATOR_WRAPPER` (e.g. `perf record -g`) runs the operator under a
-    // profiler; the RSS figure is then the wrapper's.
+    // `FLEET_OPERATOR_WRAPPER` (e.g. `perf record -g -o FILE`) runs the operator under a
+    // profiler; CPU and RSS are the operator's (the wrapper's child), and the wrapper is stopped
+    // with SIGTERM so that it writes what it recorded.
     let wrapper: Vec<String> = std::env::var("FLEET_OPERATOR_WRAPPER")
         .map(|w| w.split_whitespace().map(String::from).collect())
         .unwrap_or_default();
@@ -405,11 +628,12 @@ async fn main() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let pid = operator.id().unwrap();
+    let started_pid = operator.id().unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
     if let Some(exited) = operator.try_wait().unwrap() {
         panic!("the operator exited at start ({exited}); its stderr says why");
     }
+    let pid = if wrapper.is_empty() { started_pid } else { child_of(started_pid) };
 
     // 1. The fleet: every task on every fleet node, all at once.
     let tasks: Api<HostTask> = Api::namespaced(client.clone(), NS);
@@ -436,6 +660,7 @@ async fn main() {
     .await
     .unwrap();
     let rollout = applied.elapsed();
+    figures.put("rollout_s", rollout.as_secs_f64());
     let histogram = reconcile_histogram(admin).await;
     let reconciles = histogram.last().map_or(0.0, |b| b.1);
     println!(
@@ -443,16 +668,15 @@ async fn main() {
         fleet_tasks * fleet_nodes,
         rollout.as_secs_f64()
     );
+    let (p50, p99) = (quantile(&histogram, 0.50) * 1000.0, quantile(&histogram, 0.99) * 1000.0);
     println!(
-        "reconcile latency over {reconciles} HostTask reconciles: p50 {:.1} ms, p99 {:.1} ms (target p99 < 50 ms)",
-        quantile(&histogram, 0.50) * 1000.0,
-        quantile(&histogram, 0.99) * 1000.0
+        "reconcile latency over {reconciles} HostTask reconciles: p50 {p50:.1} ms, p99 {p99:.1} ms (target p99 < 50 ms)"
     );
-    println!(
-        "operator CPU time during the rollout: {:.1} s in {:.1} s",
-        cpu_seconds(pid) - cpu_before,
-        rollout.as_secs_f64()
-    );
+    figures.put("reconcile_p50_ms", p50);
+    figures.put("reconcile_p99_ms", p99);
+    let operator_cpu = cpu_seconds(pid) - cpu_before;
+    println!("operator CPU time during the rollout: {operator_cpu:.1} s in {:.1} s", rollout.as_secs_f64());
+    figures.put("cpu_operator", operator_cpu);
     // A reconcile hands the status over; how far behind the decisions the status in the API was.
     let lag = histogram_buckets(admin, "hostprocess_status_write_lag_seconds_bucket", "").await;
     println!(
@@ -467,16 +691,24 @@ async fn main() {
         write_times(&proxy.faults.response_times())
     );
 
-    let before = proxy.faults.log();
-    println!("the operator's writes during the rollout: {}", writes_by_resource(&before));
-    println!(
-        "the API server during the rollout (every client): {}",
-        request_delta(&requests_before, &apiserver_requests(&client).await)
-    );
-    println!("etcd database: {etcd_before:.1} MiB before, {:.1} MiB after the rollout", etcd_db_mib(&sim));
+    let before_quiet = proxy.faults.log();
+    let operator_writes = writes(&before_quiet).len() as f64;
+    println!("the operator's writes during the rollout: {}", writes_by_resource(&before_quiet));
+    figures.put("operator_writes", operator_writes);
+    figures.put("operator_writes_per_pair", operator_writes / (fleet_nodes * fleet_tasks) as f64);
+    control_plane_figures(&sim, sizes, &before, &mut figures).await;
 
-    // 2. A quiet period: nothing changes; the operator should write nothing.
-    let before = before.len();
+    // 2. A quiet period: nothing changes; the operator should write nothing. It starts once the
+    // writes the rollout queued (the last statuses and Events) are out: those are the rollout's.
+    let ready_at = Instant::now();
+    until("the operator's queued writes are out", Duration::from_secs(600), || async {
+        (pending_writes(admin).await == 0.0).then_some(())
+    })
+    .await
+    .unwrap();
+    println!("the operator's queued writes were out {:.1}s after Ready", ready_at.elapsed().as_secs_f64());
+    figures.put("drained_s", ready_at.elapsed().as_secs_f64());
+    let before = proxy.faults.log().len();
     tokio::time::sleep(quiet).await;
     let log = proxy.faults.log();
     let quiet_writes = writes(&log[before..]);
@@ -492,6 +724,7 @@ async fn main() {
             format!(": {:?}", &quiet_writes[..quiet_writes.len().min(5)])
         }
     );
+    figures.put("quiet_writes", quiet_writes.len() as f64);
 
     // 3. Ten waves on the nodes with kubelets: the payload takes 1 s on each.
     let payload = Duration::from_secs(1);
@@ -530,6 +763,7 @@ async fn main() {
         waves.as_secs_f64(),
         overhead.as_secs_f64()
     );
+    figures.put("wave_overhead_s", overhead.as_secs_f64());
     // The same latency with the API server no longer flooded by the fleet's rollout: the
     // operator's own share, with every fleet pod in its cache.
     let during_waves: Vec<(f64, f64)> =
@@ -546,7 +780,44 @@ async fn main() {
         write_times(&proxy.faults.response_times()[answered_before_waves..])
     );
 
-    println!("operator peak RSS: {:.1} MiB (target < 64 MiB)", peak_rss_mib(pid));
-    let _ = operator.start_kill();
-    let _ = operator.wait().await;
+    let rss = peak_rss_mib(pid);
+    println!("operator peak RSS: {rss:.1} MiB (target < 64 MiB)");
+    figures.put("rss_operator", rss);
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(started_pid).unwrap()),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    if tokio::time::timeout(Duration::from_secs(60), operator.wait()).await.is_err() {
+        let _ = operator.start_kill();
+        let _ = operator.wait().await;
+    }
+    figures
+}
+
+/// The process a wrapper started (its first child).
+fn child_of(pid: u32) -> u32 {
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    children
+        .split_whitespace()
+        .next()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("FLEET_OPERATOR_WRAPPER: process {pid} started no operator"))
+}
+
+/// Aborts a spawned task when dropped (the fleet's stand-in kubelet outlives no run).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The operator's writes queued or in flight (`hostprocess_writes_pending`, every kind).
+async fn pending_writes(admin: u16) -> f64 {
+    let text = http_get(admin, "/metrics").await;
+    text.lines()
+        .filter(|l| l.starts_with("hostprocess_writes_pending{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
